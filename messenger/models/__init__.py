@@ -1,0 +1,40 @@
+from messenger.models.agent import AgentConnection, AgentProfile, AgentRole, AgentStatus
+from messenger.models.audit import ActivityEvent
+from messenger.models.branch import Branch, Region, RoutingRule
+from messenger.models.contact import Contact, ContactInbox
+from messenger.models.conversation import (
+    Conversation,
+    ConversationEvent,
+    ConversationPriority,
+    ConversationStatus,
+)
+from messenger.models.inbox import Inbox
+from messenger.models.message import Attachment, Message, MessageDirection, SenderType
+from messenger.models.misc import CannedResponse, Label
+from messenger.models.webhook import Webhook, WebhookDelivery
+
+__all__ = [
+    "ActivityEvent",
+    "AgentConnection",
+    "AgentProfile",
+    "AgentRole",
+    "AgentStatus",
+    "Attachment",
+    "Branch",
+    "CannedResponse",
+    "Contact",
+    "ContactInbox",
+    "Conversation",
+    "ConversationEvent",
+    "ConversationPriority",
+    "ConversationStatus",
+    "Inbox",
+    "Label",
+    "Message",
+    "MessageDirection",
+    "Region",
+    "RoutingRule",
+    "SenderType",
+    "Webhook",
+    "WebhookDelivery",
+]

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class AgentRole(models.TextChoices):
+    OPERATOR = "operator", _("Operator")
+    SUPERVISOR = "supervisor", _("Supervisor")
+    ADMIN = "admin", _("Administrator")
+
+
+class AgentStatus(models.TextChoices):
+    ONLINE = "online", _("Online")
+    AWAY = "away", _("Away")
+    BUSY = "busy", _("Busy")
+    OFFLINE = "offline", _("Offline")
+
+
+class AgentProfile(models.Model):
+    """Staff side of a user. ``status`` is the manual switch; presence also needs a live socket."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="agent"
+    )
+    branch = models.ForeignKey(
+        "messenger.Branch",
+        verbose_name=_("branch"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="agents",
+    )
+    role = models.CharField(_("role"), max_length=16, choices=AgentRole.choices, default=AgentRole.OPERATOR)
+    status = models.CharField(_("status"), max_length=16, choices=AgentStatus.choices, default=AgentStatus.OFFLINE)
+    max_concurrent = models.PositiveIntegerField(_("max concurrent conversations"), default=5)
+    last_seen = models.DateTimeField(_("last seen"), null=True, blank=True)
+    # Time of the last assignment, for the round-robin tie-break when no shared store is available.
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+    language = models.CharField(_("language"), max_length=8, blank=True)
+
+    class Meta:
+        verbose_name = _("agent profile")
+        verbose_name_plural = _("agent profiles")
+        indexes = [models.Index(fields=["branch", "status"], name="agent_branch_status")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()})"
+
+    @property
+    def sees_all_branches(self) -> bool:
+        return self.role in {AgentRole.SUPERVISOR, AgentRole.ADMIN}
+
+
+class AgentConnection(models.Model):
+    """One live operator socket. A row older than the presence timeout is a dead socket."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_connections")
+    channel_name = models.CharField(max_length=200, unique=True)
+    connected_at = models.DateTimeField(auto_now_add=True)
+    last_heartbeat = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("operator connection")
+        verbose_name_plural = _("operator connections")
+        indexes = [models.Index(fields=["user", "last_heartbeat"], name="agentconn_user_hb")]

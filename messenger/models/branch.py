@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+        raise ValidationError(_("Unknown time zone: %(tz)s"), params={"tz": value}) from error
+
+
+class Branch(models.Model):
+    """An office of the company. Conversations belong to exactly one branch."""
+
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    timezone = models.CharField(_("time zone"), max_length=64, default="UTC", validators=[validate_timezone])
+    # Branch hours: {"mon": [["09:00", "18:00"]], ...}; empty = always open.
+    working_hours = models.JSONField(_("working hours"), default=dict, blank=True)
+    # ISO country code of the production calendar (public holidays), e.g. "RU"; empty = none.
+    holiday_calendar = models.CharField(_("holiday calendar"), max_length=8, blank=True)
+    fallback_branch = models.ForeignKey(
+        "self",
+        verbose_name=_("fallback branch"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text=_("Where chats go while this branch is closed or has no one free (optional)."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("branch")
+        verbose_name_plural = _("branches")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Region(models.Model):
+    """A set of GeoIP codes: ISO country codes ("RU") or country-subdivision codes ("RU-MOW")."""
+
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    geoip_codes = models.JSONField(_("GeoIP codes"), default=list, blank=True)
+
+    class Meta:
+        verbose_name = _("region")
+        verbose_name_plural = _("regions")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not isinstance(self.geoip_codes, list) or not all(isinstance(c, str) and c for c in self.geoip_codes):
+            raise ValidationError({"geoip_codes": _("A list of country or subdivision codes.")})
+        self.geoip_codes = [code.strip().upper() for code in self.geoip_codes]
+
+
+class RoutingRule(models.Model):
+    """Region → branch. The lowest priority number wins."""
+
+    region = models.ForeignKey(Region, verbose_name=_("region"), on_delete=models.CASCADE, related_name="rules")
+    branch = models.ForeignKey(Branch, verbose_name=_("branch"), on_delete=models.CASCADE, related_name="rules")
+    priority = models.PositiveIntegerField(_("priority"), default=100)
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("routing rule")
+        verbose_name_plural = _("routing rules")
+        ordering = ["priority", "id"]
+        indexes = [models.Index(fields=["region", "is_active", "priority"], name="rule_region_prio")]
+
+    def __str__(self) -> str:
+        return f"{self.region} → {self.branch} ({self.priority})"
