@@ -9,7 +9,9 @@ class MessengerError(Exception):
     code = "error"
     http_status = 400
 
-    def __init__(self, message: str = "", *, code: str | None = None, retry_after: int | None = None, **extra: Any) -> None:
+    def __init__(
+        self, message: str = "", *, code: str | None = None, retry_after: int | None = None, **extra: Any
+    ) -> None:
         super().__init__(message or self.__class__.__doc__ or self.code)
         self.message = message or (self.__class__.__doc__ or self.code).strip()
         if code:

@@ -1,3 +1,12 @@
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
-urlpatterns: list = []
+from messenger.api.widget import WidgetBootstrapView
+from messenger.views import health
+
+urlpatterns = [
+    path("api/widget/bootstrap/", WidgetBootstrapView.as_view(), name="widget-bootstrap"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("health/", health, name="health"),
+    path("", include("messenger.urls_extra")),
+]

@@ -1,0 +1,269 @@
+"""check_* doors for socket commands: validate, check permission, call the do_* action, and return
+the reply frame. Each runs in one ``database_sync_to_async`` hop of a consumer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.dateparse import parse_datetime
+
+from messenger import events
+from messenger.access import StaffScope, access_conversation_for_staff, access_conversation_for_visitor
+from messenger.actions import assignment, conversations, messages, presence
+from messenger.actions.base import Actor
+from messenger.errors import Forbidden, InvalidInput
+from messenger.models import ContactInbox, Conversation, Message
+from messenger.protocol import Command, FrameError
+from messenger.realtime.eventlog import replay_frames
+
+HISTORY_PAGE = 50
+
+
+@dataclass
+class VisitorContext:
+    contact_inbox: ContactInbox
+    ip: str | None = None
+    page: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(contact=self.contact_inbox.contact, ip=self.ip)
+
+
+@dataclass
+class OperatorContext:
+    user: Any
+    scope: StaffScope
+    watching: set[int] = field(default_factory=set)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(user=self.user)
+
+
+def _resume(conversation: Conversation, after: int, *, public: bool) -> list[dict[str, Any]]:
+    frames = replay_frames(conversation.pk, after=after, public=public)
+    last = conversation.last_public_seq if public else conversation.last_seq
+    return [
+        *frames,
+        {
+            "type": "resume.done",
+            "conversation_id": conversation.pk,
+            "last_id": frames[-1]["id"] if frames else min(after, last),
+        },
+    ]
+
+
+# --- visitor ------------------------------------------------------------------------------------
+
+
+def check_visitor_command(context: VisitorContext, command: Command) -> list[dict[str, Any]]:
+    """Run one visitor command; returns the frames to send back to this socket."""
+    ci = context.contact_inbox
+    kind = command.type
+    if kind == "resume":
+        conversation = access_conversation_for_visitor(ci, command.int_field("conversation_id"))
+        return _resume(conversation, command.int_field("after", minimum=0) or 0, public=True)
+    if kind == "message.send":
+        result = messages.send_visitor_message(
+            contact_inbox=ci,
+            client_id=command.fields.get("client_id"),
+            body=command.fields.get("body"),
+            attachment_ids=command.fields.get("attachment_ids"),
+            conversation_id=command.fields.get("conversation_id"),
+            actor=context.actor,
+            page=context.page,
+        )
+        payload = events.message_payload(
+            result.message, public=True, attachments=getattr(result.message, "_prefetched_attachments", None)
+        )
+        return [
+            events.ack_frame(
+                command.ref, {"message": payload, "conversation_id": result.conversation.pk, "created": result.created}
+            )
+        ]
+    if kind in ("message.delivered", "conversation.read"):
+        conversation = access_conversation_for_visitor(ci, command.int_field("conversation_id"))
+        up_to = command.fields.get("up_to_message_id")
+        if kind == "message.delivered":
+            messages.mark_delivered(conversation=conversation, reader="contact", up_to_message_id=up_to)
+        else:
+            messages.mark_read(conversation=conversation, reader="contact", up_to_message_id=up_to)
+        return [events.ack_frame(command.ref)] if command.ref is not None else []
+    if kind == "conversation.rate":
+        with transaction.atomic():
+            conversation = access_conversation_for_visitor(ci, command.int_field("conversation_id"), lock=True)
+            conversations.do_rate(
+                conversation=conversation,
+                score=command.fields.get("score"),
+                comment=command.fields.get("comment"),
+                actor=context.actor,
+            )
+        return [events.ack_frame(command.ref, {"rating": {"score": conversation.rating_score}})]
+    if kind == "conversation.new":
+        return [events.ack_frame(command.ref, {"conversation_id": None})]
+    if kind == "contact.update":
+        from messenger.actions.contacts import do_update_contact_from_visitor
+
+        contact = do_update_contact_from_visitor(contact_inbox=ci, fields=command.fields, actor=context.actor)
+        return [
+            events.ack_frame(
+                command.ref, {"contact": {"name": contact.name, "email": contact.email, "phone": contact.phone}}
+            )
+        ]
+    raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
+
+
+def visitor_typing_target(context: VisitorContext, conversation_id: Any) -> tuple[int, int | None, bool]:
+    """(conversation id, branch id, typing preview enabled) for a visitor's typing frame."""
+    conversation = access_conversation_for_visitor(context.contact_inbox, conversation_id)
+    return (
+        conversation.pk,
+        conversation.branch_id,
+        bool(conversation.inbox.effective_settings["features"].get("typing_preview")),
+    )
+
+
+# --- operator -----------------------------------------------------------------------------------
+
+
+def _writable(context: OperatorContext, conversation_id: Any, *, lock: bool = False) -> Conversation:
+    conversation = access_conversation_for_staff(context.scope, conversation_id, lock=lock)
+    if conversation.pk in context.watching:
+        raise Forbidden("Watch mode is read-only.", code="forbidden")
+    return conversation
+
+
+def conversation_snapshot(
+    conversation: Conversation, *, before_id: int | None = None, limit: int = HISTORY_PAGE
+) -> dict[str, Any]:
+    """Newest page of messages (all directions) plus the summary; staff only."""
+    queryset = (
+        Message.objects.filter(conversation=conversation)
+        .select_related("sender_contact", "sender_user")
+        .prefetch_related("attachments")
+        .order_by("-id")
+    )
+    if before_id:
+        queryset = queryset.filter(id__lt=before_id)
+    page = list(queryset[: limit + 1])
+    has_more = len(page) > limit
+    page = list(reversed(page[:limit]))
+    for message in page:
+        message.conversation = conversation
+    summary = events.conversation_staff(conversation)
+    summary["labels"] = list(conversation.labels.values_list("name", flat=True))
+    summary["routing_log"] = conversation.routing_log
+    return {
+        "conversation": summary,
+        "messages": [events.message_payload(m, public=False, attachments=list(m.attachments.all())) for m in page],
+        "has_more": has_more,
+        "last_id": conversation.last_seq,
+    }
+
+
+def check_operator_command(context: OperatorContext, command: Command) -> list[dict[str, Any]]:
+    kind = command.type
+    actor = context.actor
+    if kind == "ping":
+        return [{"type": "pong"}]
+    if kind == "resume":
+        conversation = access_conversation_for_staff(context.scope, command.int_field("conversation_id"))
+        return _resume(conversation, command.int_field("after", minimum=0) or 0, public=False)
+    if kind == "conversation.open":
+        watch = command.bool_field("watch")
+        if watch and not context.scope.sees_all:
+            raise Forbidden("Only supervisors can watch.")
+        with transaction.atomic():
+            conversation = access_conversation_for_staff(context.scope, command.int_field("conversation_id"), lock=True)
+            if watch:
+                context.watching.add(conversation.pk)
+            else:
+                context.watching.discard(conversation.pk)
+                conversations.do_mark_opened(conversation=conversation, user=context.user)
+        if watch:
+            from messenger.actions.base import audit
+
+            audit(actor, "conversation.watched", target=conversation, conversation=conversation)
+        snapshot = conversation_snapshot(conversation)
+        snapshot["watch"] = watch
+        return [
+            {"type": "conversation.snapshot", "conversation_id": conversation.pk, "ref": command.ref, "data": snapshot}
+        ]
+    if kind == "conversation.close_view":
+        conversation_id = command.int_field("conversation_id")
+        context.watching.discard(conversation_id)
+        return [events.ack_frame(command.ref)] if command.ref is not None else []
+    if kind == "message.send":
+        conversation = _writable(context, command.fields.get("conversation_id"))
+        result = messages.send_operator_message(
+            conversation=conversation,
+            user=context.user,
+            client_id=command.fields.get("client_id"),
+            body=command.fields.get("body"),
+            private=command.bool_field("private"),
+            attachment_ids=command.fields.get("attachment_ids"),
+        )
+        payload = events.message_payload(
+            result.message, public=False, attachments=getattr(result.message, "_prefetched_attachments", None)
+        )
+        return [events.ack_frame(command.ref, {"message": payload, "created": result.created})]
+    if kind in ("message.delivered", "conversation.read"):
+        conversation = access_conversation_for_staff(context.scope, command.int_field("conversation_id"))
+        if conversation.pk in context.watching:
+            # Invisible: a watching supervisor leaves no receipt.
+            return [events.ack_frame(command.ref)] if command.ref is not None else []
+        up_to = command.fields.get("up_to_message_id")
+        if kind == "message.delivered":
+            messages.mark_delivered(conversation=conversation, reader="agent", up_to_message_id=up_to)
+        else:
+            messages.mark_read(conversation=conversation, reader="agent", up_to_message_id=up_to, user=context.user)
+        return [events.ack_frame(command.ref)] if command.ref is not None else []
+    if kind == "status.set":
+        profile = presence.do_set_status(user=context.user, status=command.fields.get("status"), actor=actor)
+        return [events.ack_frame(command.ref, {"status": profile.status})]
+    with transaction.atomic():
+        conversation = _writable(context, command.fields.get("conversation_id"), lock=True)
+        if kind == "conversation.assign":
+            assignee_id = command.fields.get("assignee_id")
+            if assignee_id == "me":
+                assignee_id = context.user.pk
+            assignment.do_manual_assign(conversation=conversation, assignee_id=assignee_id, actor=actor)
+        elif kind == "conversation.transfer":
+            assignment.do_transfer(
+                conversation=conversation,
+                actor=actor,
+                branch_id=command.fields.get("branch_id"),
+                assignee_id=command.fields.get("assignee_id"),
+            )
+        elif kind == "conversation.status":
+            raw_until = command.fields.get("snoozed_until")
+            until = parse_datetime(raw_until) if isinstance(raw_until, str) else None
+            if raw_until is not None and until is None:
+                raise InvalidInput("snoozed_until: an ISO 8601 date-time")
+            conversations.do_change_status(
+                conversation=conversation, status=command.fields.get("status"), actor=actor, snoozed_until=until
+            )
+        elif kind == "conversation.priority":
+            conversations.do_change_priority(
+                conversation=conversation, priority=command.fields.get("priority"), actor=actor
+            )
+        elif kind == "conversation.labels":
+            conversations.do_set_labels(conversation=conversation, labels=command.fields.get("labels"), actor=actor)
+        else:
+            raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
+    return [events.ack_frame(command.ref, {"conversation": events.conversation_staff(conversation)})]
+
+
+def operator_typing_target(context: OperatorContext, conversation_id: Any) -> tuple[int, int | None, int | None]:
+    """(conversation id, branch id, contact-inbox id); watchers never type."""
+    conversation = _writable(context, conversation_id)
+    return conversation.pk, conversation.branch_id, conversation.contact_inbox_id
+
+
+def max_frame_bytes() -> int:
+    return settings.MESSENGER_FRAME_MAX_BYTES

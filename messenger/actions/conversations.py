@@ -1,0 +1,241 @@
+"""Conversation lifecycle: start, status (snooze, resolve, reopen, close), priority, labels, rating.
+
+Invariants:
+* Every change locks the conversation row (``access_*(lock=True)`` or ``lock_conversation``),
+  writes with ``save(update_fields=…)`` (never clobbering the event counters), writes its audit
+  row and records exactly one durable event.
+* A visitor never gets a silent reopen: after resolve, the next visitor message starts a new
+  conversation (see ``messages.send_visitor_message``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from messenger import events
+from messenger.access import CONVERSATION_RELATED
+from messenger.actions.base import Actor, audit
+from messenger.errors import Conflict, InvalidInput
+from messenger.models import (
+    ContactInbox,
+    Conversation,
+    ConversationPriority,
+    ConversationStatus,
+    Label,
+)
+from messenger.realtime.eventlog import PublicPart, record_event
+
+STAFF_STATUSES = {s.value for s in ConversationStatus}
+
+
+def lock_conversation(conversation_id: int) -> Conversation:
+    """Re-read and lock a conversation row (inside a transaction)."""
+    return (
+        Conversation.objects.select_related(*CONVERSATION_RELATED)
+        .select_for_update(of=("self",))
+        .get(pk=conversation_id)
+    )
+
+
+def record_conversation_change(
+    conversation: Conversation,
+    changes: list[str],
+    *,
+    type: str = "conversation.updated",
+    extra_groups: tuple[str, ...] = (),
+) -> None:
+    """One durable event describing the conversation after ``changes`` (staff and visitor)."""
+    record_event(
+        conversation,
+        type=type,
+        data={"changes": changes, "conversation": events.conversation_staff(conversation)},
+        public=PublicPart(
+            type=type, data={"changes": changes, "conversation": events.conversation_public(conversation)}
+        ),
+        extra_groups=extra_groups,
+    )
+
+
+def do_start_conversation(
+    *, contact_inbox: ContactInbox, actor: Actor, page: dict[str, Any] | None = None, ip: str | None = None
+) -> Conversation:
+    """Create a conversation, route it (region → branch) and offer it to an operator."""
+    from messenger.actions import assignment
+    from messenger.routing import route_new_conversation
+
+    now = timezone.now()
+    inbox = contact_inbox.inbox
+    with transaction.atomic():
+        decision = route_new_conversation(inbox=inbox, ip=ip, now=now)
+        conversation = Conversation(
+            inbox=inbox,
+            contact=contact_inbox.contact,
+            contact_inbox=contact_inbox,
+            region=decision.region,
+            status=ConversationStatus.OPEN,
+            last_activity_at=now,
+            additional_attributes={"page": page or {}, "ip": ip or ""},
+            routing_log=[decision.log],
+        )
+        conversation.branch = decision.branch
+        conversation.allow_branch_change()
+        conversation.save()
+        if decision.region is not None and contact_inbox.contact.region_id != decision.region.pk:
+            contact_inbox.contact.region = decision.region
+            contact_inbox.contact.save(update_fields=["region"])
+        audit(
+            actor,
+            "conversation.created",
+            target=conversation,
+            conversation=conversation,
+            payload={"routing": decision.log},
+        )
+        record_conversation_change(conversation, ["created"], type="conversation.created")
+        assignment.do_auto_assign(conversation=conversation, actor=Actor.system("routing"), now=now)
+    return conversation
+
+
+def do_change_status(
+    *, conversation: Conversation, status: str, actor: Actor, snoozed_until: datetime | None = None
+) -> Conversation:
+    """Expects ``conversation`` locked. Resolving asks for a rating (each time) when enabled."""
+    from messenger.actions import assignment
+
+    if status not in STAFF_STATUSES:
+        raise InvalidInput(f"status: unknown value {status!r}")
+    if status == ConversationStatus.SNOOZED:
+        if snoozed_until is None or snoozed_until <= timezone.now():
+            raise InvalidInput("snoozed_until: a future time is required to snooze")
+    previous = conversation.status
+    if previous == status and status != ConversationStatus.SNOOZED:
+        return conversation
+    now = timezone.now()
+    conversation.status = status
+    fields = ["status", "snoozed_until", "updated_at"]
+    conversation.snoozed_until = snoozed_until if status == ConversationStatus.SNOOZED else None
+    changes = ["status"]
+    if status == ConversationStatus.RESOLVED:
+        conversation.resolved_at = now
+        conversation.escalation_deadline = None
+        conversation.waiting_since = None
+        fields += ["resolved_at", "escalation_deadline", "waiting_since"]
+        if conversation.inbox.effective_settings["rating"]["enabled"]:
+            # A rating is asked after every resolution: the old score belongs to the old one.
+            conversation.rating_requested_at = now
+            conversation.rating_score = None
+            conversation.rating_comment = ""
+            conversation.rated_at = None
+            fields += ["rating_requested_at", "rating_score", "rating_comment", "rated_at"]
+    elif status == ConversationStatus.CLOSED:
+        conversation.escalation_deadline = None
+        conversation.waiting_since = None
+        fields += ["escalation_deadline", "waiting_since"]
+    elif status == ConversationStatus.OPEN and previous in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED):
+        conversation.resolved_at = None
+        conversation.rating_requested_at = None
+        fields += ["resolved_at", "rating_requested_at"]
+    conversation.save(update_fields=fields)
+    audit(
+        actor,
+        "conversation.status",
+        target=conversation,
+        conversation=conversation,
+        payload={"from": previous, "to": status},
+    )
+    record_conversation_change(conversation, changes)
+    if status == ConversationStatus.RESOLVED and conversation.rating_requested_at == now:
+        scale = conversation.inbox.effective_settings["rating"]["scale"]
+        record_event(
+            conversation,
+            type="rating.requested",
+            data={"scale": scale},
+            public=PublicPart(type="rating.requested", data={"scale": scale}),
+        )
+    if status == ConversationStatus.OPEN and previous != ConversationStatus.OPEN:
+        assignment.do_reassign_if_assignee_away(conversation=conversation, actor=actor)
+    return conversation
+
+
+def do_change_priority(*, conversation: Conversation, priority: Any, actor: Actor) -> Conversation:
+    if not isinstance(priority, int) or isinstance(priority, bool) or priority not in ConversationPriority.values:
+        raise InvalidInput("priority: an integer from 0 to 4")
+    if conversation.priority == priority:
+        return conversation
+    previous = conversation.priority
+    conversation.priority = priority
+    conversation.save(update_fields=["priority", "updated_at"])
+    audit(
+        actor,
+        "conversation.priority",
+        target=conversation,
+        conversation=conversation,
+        payload={"from": previous, "to": priority},
+    )
+    record_event(
+        conversation,
+        type="conversation.updated",
+        data={"changes": ["priority"], "conversation": events.conversation_staff(conversation)},
+    )
+    return conversation
+
+
+def do_set_labels(*, conversation: Conversation, labels: Any, actor: Actor) -> Conversation:
+    if not isinstance(labels, list) or not all(isinstance(name, str) and 0 < len(name) <= 60 for name in labels):
+        raise InvalidInput("labels: a list of label names")
+    wanted = list(dict.fromkeys(name.strip() for name in labels if name.strip()))
+    existing = {label.name: label for label in Label.objects.filter(name__in=wanted)}
+    for name in wanted:
+        if name not in existing:
+            existing[name], _ = Label.objects.get_or_create(name=name)
+    conversation.labels.set([existing[name] for name in wanted])
+    audit(actor, "conversation.labels", target=conversation, conversation=conversation, payload={"labels": wanted})
+    staff = events.conversation_staff(conversation)
+    staff["labels"] = wanted
+    record_event(conversation, type="conversation.updated", data={"changes": ["labels"], "conversation": staff})
+    return conversation
+
+
+def do_rate(*, conversation: Conversation, score: Any, comment: Any, actor: Actor) -> Conversation:
+    """Expects ``conversation`` locked and belonging to the rating visitor."""
+    scale = conversation.inbox.effective_settings["rating"]["scale"]
+    low, high = (0, 10) if scale == "nps" else (1, 5)
+    if not isinstance(score, int) or isinstance(score, bool) or not low <= score <= high:
+        raise InvalidInput(f"score: an integer from {low} to {high}")
+    if comment is None:
+        comment = ""
+    if not isinstance(comment, str) or len(comment) > 2000:
+        raise InvalidInput("comment: text of at most 2000 characters")
+    if (
+        conversation.status not in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED)
+        or conversation.rating_requested_at is None
+    ):
+        raise Conflict("Only a resolved conversation can be rated.")
+    conversation.rating_score = score
+    conversation.rating_comment = comment.strip()
+    conversation.rated_at = timezone.now()
+    conversation.save(update_fields=["rating_score", "rating_comment", "rated_at", "updated_at"])
+    audit(
+        actor,
+        "conversation.rated",
+        target=conversation,
+        conversation=conversation,
+        payload={"score": score, "scale": scale},
+    )
+    record_conversation_change(conversation, ["rating"])
+    return conversation
+
+
+def do_mark_opened(*, conversation: Conversation, user: Any) -> bool:
+    """The assignee opened the conversation: escalation stops for good. Expects the row locked."""
+    if conversation.assignee_id != user.pk or conversation.assignee_opened_at is not None:
+        return False
+    conversation.assignee_opened_at = timezone.now()
+    conversation.escalation_deadline = None
+    conversation.save(update_fields=["assignee_opened_at", "escalation_deadline", "updated_at"])
+    audit(Actor(user=user), "conversation.opened", target=conversation, conversation=conversation)
+    record_conversation_change(conversation, ["opened"])
+    return True

@@ -1,0 +1,384 @@
+"""Messages: send (visitor, operator, note, system/bot), delivered and read receipts.
+
+Invariants:
+* One door: the widget, the dashboard, the public API and automation all store messages through
+  ``_store_message``.
+* A ``client_id`` is stored once per conversation (unique constraint); a resend answers the stored
+  message and creates nothing.
+* The sequence bump, the message row, the counters and the event row are one transaction; frames
+  leave after commit.
+* Human operator replies set ``first_reply_created_at`` and clear ``waiting_since``; bot and system
+  messages touch neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from messenger import events, formatting
+from messenger.actions.base import Actor, audit
+from messenger.errors import Conflict, Forbidden, InvalidInput, NotFound
+from messenger.models import (
+    Attachment,
+    ContactInbox,
+    Conversation,
+    ConversationStatus,
+    Message,
+    MessageDirection,
+    SenderType,
+)
+from messenger.models.conversation import ACTIVE_STATUSES
+from messenger.realtime.eventlog import PublicPart, bump_sequences, record_event
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message: Message
+    created: bool
+    conversation: Conversation
+
+
+def validate_message_input(client_id: Any, body: Any, attachment_ids: Any) -> tuple[str, str, list[int]]:
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
+        raise InvalidInput("client_id: a string of 1 to 64 characters is required")
+    if body is None:
+        body = ""
+    if not isinstance(body, str):
+        raise InvalidInput("body: must be a string")
+    if len(body) > settings.MESSENGER_MESSAGE_MAX_LENGTH:
+        raise InvalidInput(f"body: at most {settings.MESSENGER_MESSAGE_MAX_LENGTH} characters")
+    if attachment_ids is None:
+        attachment_ids = []
+    if not isinstance(attachment_ids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in attachment_ids
+    ):
+        raise InvalidInput("attachment_ids: a list of integers")
+    if len(attachment_ids) > settings.MESSENGER_ATTACHMENTS_PER_MESSAGE:
+        raise InvalidInput(f"attachment_ids: at most {settings.MESSENGER_ATTACHMENTS_PER_MESSAGE} files per message")
+    body = body.strip()
+    if not body and not attachment_ids:
+        raise InvalidInput("body: an empty message needs at least one attachment")
+    return client_id, body, list(dict.fromkeys(attachment_ids))
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """A timestamp as RETURNING gives it (SQLite: text) → an aware datetime."""
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = parse_datetime(str(value))
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed
+
+
+def _store_message(
+    *,
+    conversation: Conversation,
+    direction: str,
+    sender_type: str,
+    body: str,
+    client_id: str | None,
+    sender_contact_id: int | None = None,
+    sender_user: Any = None,
+    attachment_ids: list[int] | None = None,
+    content_attributes: dict[str, Any] | None = None,
+) -> Message:
+    """Write the message, its counters and its event. Must run inside ``transaction.atomic``."""
+    now = timezone.now()
+    public = direction != MessageDirection.INTERNAL
+    preview = formatting.preview(body) or ("📎" if attachment_ids else "")
+    assignments: list[tuple[str, list[Any]]] = [("last_activity_at = %s", [now])]
+    if public:
+        assignments.append(("last_message_preview = %s", [preview[:200]]))
+    if direction == MessageDirection.IN:
+        assignments += [
+            ("waiting_since = COALESCE(waiting_since, %s)", [now]),
+            ("unread_for_agent = unread_for_agent + 1", []),
+            ("contact_last_seen_at = %s", [now]),
+        ]
+        if conversation.status == ConversationStatus.SNOOZED:
+            assignments += [("status = %s", [ConversationStatus.OPEN]), ("snoozed_until = NULL", [])]
+    elif direction == MessageDirection.OUT:
+        assignments.append(("unread_for_contact = unread_for_contact + 1", []))
+        if sender_type == SenderType.USER:
+            assignments += [
+                ("first_reply_created_at = COALESCE(first_reply_created_at, %s)", [now]),
+                ("waiting_since = NULL", []),
+                ("agent_last_seen_at = %s", [now]),
+            ]
+            if sender_user is not None and sender_user.pk == conversation.assignee_id:
+                # Answering is opening: the escalation timer stops.
+                assignments += [
+                    ("assignee_opened_at = COALESCE(assignee_opened_at, %s)", [now]),
+                    ("escalation_deadline = NULL", []),
+                ]
+    sequences = bump_sequences(
+        conversation.pk,
+        public=public,
+        now=now,
+        assignments=assignments,
+        returning=(
+            "unread_for_agent",
+            "unread_for_contact",
+            "waiting_since",
+            "first_reply_created_at",
+            "status",
+            "assignee_opened_at",
+        ),
+    )
+    (
+        conversation.unread_for_agent,
+        conversation.unread_for_contact,
+        waiting_since,
+        first_reply,
+        conversation.status,
+        opened,
+    ) = sequences.returned
+    conversation.waiting_since = as_datetime(waiting_since)
+    conversation.first_reply_created_at = as_datetime(first_reply)
+    conversation.assignee_opened_at = as_datetime(opened)
+    conversation.last_activity_at = now
+    if public:
+        conversation.last_message_preview = preview[:200]
+
+    message = Message.objects.create(
+        conversation=conversation,
+        direction=direction,
+        sender_type=sender_type,
+        sender_contact_id=sender_contact_id,
+        sender_user=sender_user,
+        body=body,
+        content=formatting.render(body),
+        content_attributes=content_attributes or {},
+        client_id=client_id,
+        created_at=now,
+    )
+    attachments: list[Attachment] = []
+    if attachment_ids:
+        uploads = Attachment.objects.filter(pk__in=attachment_ids, conversation=conversation, message__isnull=True)
+        if sender_type == SenderType.CONTACT:
+            uploads = uploads.filter(uploaded_by_contact_id=sender_contact_id)
+        else:
+            uploads = uploads.filter(uploaded_by_user__isnull=False)
+        bound = uploads.update(message=message)
+        if bound != len(attachment_ids):
+            raise InvalidInput("attachment_ids: unknown or already sent attachment")
+        attachments = sorted(Attachment.objects.filter(message=message), key=lambda a: attachment_ids.index(a.pk))
+    message.conversation = conversation
+    staff_data = {
+        "message": events.message_payload(message, public=False, attachments=attachments),
+        "conversation": events.conversation_staff(conversation),
+    }
+    public_part = None
+    if public:
+        public_part = PublicPart(
+            type="message.created",
+            data={
+                "message": events.message_payload(message, public=True, attachments=attachments),
+                "unread_for_contact": conversation.unread_for_contact,
+            },
+        )
+    record_event(
+        conversation, type="message.created", data=staff_data, public=public_part, now=now, sequences=sequences
+    )
+    message._prefetched_attachments = attachments  # type: ignore[attr-defined]
+    return message
+
+
+def _existing(conversation_filter: dict[str, Any], client_id: str) -> Message | None:
+    return (
+        Message.objects.select_related("conversation", "sender_contact", "sender_user")
+        .filter(client_id=client_id, **conversation_filter)
+        .first()
+    )
+
+
+def current_conversation(contact_inbox: ContactInbox) -> Conversation | None:
+    """The visitor's active conversation (the newest open/pending/snoozed one), if any."""
+    from messenger.access import CONVERSATION_RELATED
+
+    return (
+        Conversation.objects.select_related(*CONVERSATION_RELATED)
+        .filter(contact_inbox=contact_inbox, status__in=ACTIVE_STATUSES)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def send_visitor_message(
+    *,
+    contact_inbox: ContactInbox,
+    client_id: Any,
+    body: Any,
+    attachment_ids: Any = None,
+    conversation_id: Any = None,
+    actor: Actor,
+    page: dict[str, Any] | None = None,
+) -> SendResult:
+    """Store a visitor's message; starts a conversation when the visitor has no active one."""
+    from messenger.actions import automation
+    from messenger.actions.conversations import do_start_conversation
+
+    client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
+    existing = _existing({"conversation__contact_inbox": contact_inbox}, client_id)
+    if existing is not None:
+        return SendResult(message=existing, created=False, conversation=existing.conversation)
+    if contact_inbox.contact.blocked:
+        raise Forbidden("You cannot send messages.", code="blocked")
+
+    started = False
+    if conversation_id is not None:
+        from messenger.access import access_conversation_for_visitor
+
+        conversation = access_conversation_for_visitor(contact_inbox, conversation_id)
+        if conversation.status not in ACTIVE_STATUSES:
+            raise Conflict("This conversation is resolved; start a new one.", code="conversation_resolved")
+    else:
+        conversation = current_conversation(contact_inbox)
+        if conversation is None:
+            conversation = do_start_conversation(contact_inbox=contact_inbox, actor=actor, page=page, ip=actor.ip)
+            started = True
+    with transaction.atomic():
+        message = _store_message(
+            conversation=conversation,
+            direction=MessageDirection.IN,
+            sender_type=SenderType.CONTACT,
+            sender_contact_id=contact_inbox.contact_id,
+            body=body,
+            client_id=client_id,
+            attachment_ids=attachment_ids,
+        )
+        message.sender_contact = contact_inbox.contact
+    automation.after_visitor_message(conversation=conversation, message=message, started=started)
+    return SendResult(message=message, created=True, conversation=conversation)
+
+
+def send_operator_message(
+    *,
+    conversation: Conversation,
+    user: Any,
+    client_id: Any,
+    body: Any,
+    private: bool = False,
+    attachment_ids: Any = None,
+) -> SendResult:
+    """Store a reply (``private``: an internal note). ``conversation`` came from ``access_*``."""
+    client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
+    existing = _existing({"conversation": conversation}, client_id)
+    if existing is not None:
+        return SendResult(message=existing, created=False, conversation=conversation)
+    if not private and conversation.status in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED):
+        raise Conflict("Reopen the conversation before replying.")
+    with transaction.atomic():
+        message = _store_message(
+            conversation=conversation,
+            direction=MessageDirection.INTERNAL if private else MessageDirection.OUT,
+            sender_type=SenderType.USER,
+            sender_user=user,
+            body=body,
+            client_id=client_id,
+            attachment_ids=attachment_ids,
+        )
+        if private:
+            audit(Actor(user=user), "message.note", target=message, conversation=conversation)
+    return SendResult(message=message, created=True, conversation=conversation)
+
+
+def send_automatic_message(
+    *, conversation: Conversation, body: str, sender_type: str = SenderType.BOT, private: bool = False, kind: str = ""
+) -> Message:
+    """Auto-replies and system notices (transfer, escalation). Never counts as a first reply."""
+    with transaction.atomic():
+        return _store_message(
+            conversation=conversation,
+            direction=MessageDirection.INTERNAL if private else MessageDirection.OUT,
+            sender_type=sender_type,
+            body=body,
+            client_id=None,
+            content_attributes={"kind": kind} if kind else {},
+        )
+
+
+def _receipt_target(reader: str) -> str:
+    # The visitor reads operator messages; staff read visitor messages.
+    return MessageDirection.OUT if reader == "contact" else MessageDirection.IN
+
+
+def _validate_up_to(up_to_message_id: Any) -> int:
+    if not isinstance(up_to_message_id, int) or isinstance(up_to_message_id, bool) or up_to_message_id < 1:
+        raise InvalidInput("up_to_message_id: a positive integer")
+    return up_to_message_id
+
+
+def mark_delivered(*, conversation: Conversation, reader: str, up_to_message_id: Any) -> int:
+    """One tick: the other side's messages up to ``up_to_message_id`` reached ``reader``'s client."""
+    up_to = _validate_up_to(up_to_message_id)
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Message.objects.filter(
+            conversation=conversation, direction=_receipt_target(reader), id__lte=up_to, delivered_at__isnull=True
+        ).update(delivered_at=now)
+        if changed:
+            data = {
+                "direction": _receipt_target(reader),
+                "up_to_message_id": up_to,
+                "changes": {"delivered_at": events.iso(now)},
+            }
+            record_event(
+                conversation,
+                type="message.updated",
+                data=data,
+                public=PublicPart(type="message.updated", data=data),
+                now=now,
+            )
+    return changed
+
+
+def mark_read(*, conversation: Conversation, reader: str, up_to_message_id: Any, user: Any = None) -> int:
+    """Two ticks, and the reader's unread counter back to zero."""
+    up_to = _validate_up_to(up_to_message_id)
+    if not Message.objects.filter(conversation=conversation, id=up_to).exists():
+        raise NotFound("No such message.")
+    now = timezone.now()
+    target = _receipt_target(reader)
+    with transaction.atomic():
+        changed = Message.objects.filter(
+            conversation=conversation, direction=target, id__lte=up_to, read_at__isnull=True
+        ).update(read_at=now)
+        Message.objects.filter(
+            conversation=conversation, direction=target, id__lte=up_to, delivered_at__isnull=True
+        ).update(delivered_at=now)
+        if not changed:
+            return 0
+        if reader == "contact":
+            assignments = [("unread_for_contact = 0", []), ("contact_last_seen_at = %s", [now])]
+        else:
+            assignments = [("unread_for_agent = 0", []), ("agent_last_seen_at = %s", [now])]
+            if user is not None and user.pk == conversation.assignee_id:
+                assignments.append(("assignee_last_read_at = %s", [now]))
+        sequences = bump_sequences(conversation.pk, public=True, now=now, assignments=assignments)
+        if reader == "contact":
+            conversation.unread_for_contact = 0
+        else:
+            conversation.unread_for_agent = 0
+        data = {
+            "reader": "contact" if reader == "contact" else "agent",
+            "up_to_message_id": up_to,
+            "read_at": events.iso(now),
+        }
+        record_event(
+            conversation,
+            type="conversation.read",
+            data=data,
+            public=PublicPart(type="conversation.read", data=data),
+            now=now,
+            sequences=sequences,
+        )
+    return changed

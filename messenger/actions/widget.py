@@ -1,0 +1,272 @@
+"""The widget session: bootstrap over HTTP, then authorisation of the visitor's socket.
+
+Invariants:
+* A visitor is identified by the secret ``pubsub_token`` the widget keeps; without it (or with an
+  unknown one) bootstrap creates a fresh contact. The ``source_id`` alone never restores a session.
+* The session token is signed and expires; the socket re-checks it, the inbox's widget token and
+  the Origin on every connect.
+* Operator messages returned by bootstrap are marked delivered (first delivery).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from messenger import events
+from messenger.actions.base import Actor, audit
+from messenger.actions.messages import current_conversation, mark_delivered
+from messenger.errors import Forbidden, InvalidInput, NotFound
+from messenger.inbox_settings import domain_allowed
+from messenger.models import Contact, ContactInbox, Conversation, Inbox, Message, MessageDirection
+from messenger.tokens import issue_session_token, read_session_token
+
+HISTORY_CONVERSATIONS = 5
+HISTORY_MESSAGES = 100
+
+
+def active_inbox(widget_token: Any) -> Inbox:
+    if not isinstance(widget_token, str) or not widget_token or len(widget_token) > 64:
+        raise NotFound("Unknown widget token.", code="unknown_inbox")
+    inbox = Inbox.objects.select_related("branch").filter(widget_token=widget_token, is_active=True).first()
+    if inbox is None:
+        raise NotFound("Unknown widget token.", code="unknown_inbox")
+    return inbox
+
+
+def check_origin(inbox: Inbox, origin: str | None, *, ip: str | None, channel: str) -> None:
+    """403 + an audit row when the page's origin is not in the inbox's allowed domains."""
+    if domain_allowed(inbox.allowed_domains, origin):
+        return
+    audit(
+        Actor(label="visitor", ip=ip),
+        "widget.origin_denied",
+        target=inbox,
+        payload={"origin": origin or "", "channel": channel},
+    )
+    raise Forbidden("This site is not allowed to use the widget.", code="origin_forbidden")
+
+
+def _clean_page(page: Any) -> dict[str, str]:
+    if page is None:
+        return {}
+    if not isinstance(page, dict):
+        raise InvalidInput("page: an object")
+    clean: dict[str, str] = {}
+    for key in ("url", "title", "referrer", "language", "user_agent", "timezone", "screen"):
+        value = page.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidInput(f"page.{key}: a string")
+        clean[key] = value[:1000]
+    return clean
+
+
+def _browser(user_agent: str) -> dict[str, str]:
+    ua = user_agent or ""
+    browser = next(
+        (
+            name
+            for token, name in (
+                ("Edg/", "Edge"),
+                ("OPR/", "Opera"),
+                ("Firefox/", "Firefox"),
+                ("Chrome/", "Chrome"),
+                ("Safari/", "Safari"),
+            )
+            if token in ua
+        ),
+        "",
+    )
+    system = next(
+        (
+            name
+            for token, name in (
+                ("Windows", "Windows"),
+                ("Android", "Android"),
+                ("iPhone", "iOS"),
+                ("iPad", "iOS"),
+                ("Mac OS", "macOS"),
+                ("Linux", "Linux"),
+            )
+            if token in ua
+        ),
+        "",
+    )
+    return {"browser": browser, "os": system}
+
+
+def widget_settings_payload(inbox: Inbox, *, language: str = "") -> dict[str, Any]:
+    effective = inbox.effective_settings
+    return {
+        "widget": effective["widget"],
+        "offline": {
+            "enabled": effective["offline"]["enabled"],
+            "message": effective["offline"]["message"],
+            "collect_contact": effective["offline"]["collect_contact"],
+        },
+        "privacy": effective["privacy"],
+        "rating": effective["rating"],
+        "features": effective["features"],
+        "pre_chat": effective["pre_chat"],
+        "attachments": effective["attachments"],
+        "language": effective["widget"]["language"] or language or "en",
+    }
+
+
+def availability(inbox: Inbox, now: datetime | None = None) -> dict[str, bool]:
+    from messenger.actions.presence import operators_available
+    from messenger.routing.hours import inbox_is_open
+
+    open_now = inbox_is_open(inbox, now)
+    return {"operators_available": open_now and operators_available(inbox, now), "within_working_hours": open_now}
+
+
+def history(contact_inbox: ContactInbox) -> list[dict[str, Any]]:
+    """The visitor's newest conversations, oldest first, with their public messages."""
+    conversations = list(
+        Conversation.objects.select_related("assignee")
+        .filter(contact_inbox=contact_inbox)
+        .order_by("-created_at", "-id")[:HISTORY_CONVERSATIONS]
+    )
+    if not conversations:
+        return []
+    by_id = {c.pk: c for c in conversations}
+    rows = (
+        Message.objects.filter(conversation_id__in=by_id)
+        .exclude(direction=MessageDirection.INTERNAL)
+        .select_related("sender_contact", "sender_user")
+        .prefetch_related("attachments")
+        .order_by("-id")[: HISTORY_MESSAGES * 2]
+    )
+    grouped: dict[int, list[Message]] = {pk: [] for pk in by_id}
+    for message in rows:
+        message.conversation = by_id[message.conversation_id]
+        grouped[message.conversation_id].append(message)
+    result = []
+    for conversation in reversed(conversations):
+        page = list(reversed(grouped[conversation.pk][:HISTORY_MESSAGES]))
+        result.append(
+            {
+                "conversation": events.conversation_public(conversation),
+                "messages": [
+                    events.message_payload(m, public=True, attachments=list(m.attachments.all())) for m in page
+                ],
+            }
+        )
+    return result
+
+
+def queue_info(conversation: Conversation | None) -> dict[str, Any] | None:
+    from messenger.routing.queue import queue_position
+
+    if conversation is None:
+        return None
+    return queue_position(conversation)
+
+
+def do_bootstrap(
+    *, widget_token: Any, pubsub_token: Any, page: Any, origin: str | None, ip: str | None, language: str = ""
+) -> dict[str, Any]:
+    """Find or create the visitor, then everything the widget needs to render."""
+    inbox = active_inbox(widget_token)
+    check_origin(inbox, origin, ip=ip, channel="http")
+    page_info = _clean_page(page)
+    now = timezone.now()
+    contact_inbox = None
+    if isinstance(pubsub_token, str) and 0 < len(pubsub_token) <= 64:
+        contact_inbox = (
+            ContactInbox.objects.select_related("contact", "inbox")
+            .filter(pubsub_token=pubsub_token, inbox=inbox)
+            .first()
+        )
+    attributes = {**page_info, **_browser(page_info.get("user_agent", "")), "ip": ip or ""}
+    with transaction.atomic():
+        if contact_inbox is None:
+            contact = Contact.objects.create(additional_attributes=attributes, last_activity_at=now)
+            contact_inbox = ContactInbox.objects.create(contact=contact, inbox=inbox)
+            audit(Actor(contact=contact, ip=ip), "contact.created", target=contact, payload={"inbox": inbox.pk})
+        else:
+            contact = contact_inbox.contact
+            contact.additional_attributes = {**contact.additional_attributes, **attributes}
+            contact.last_activity_at = now
+            contact.save(update_fields=["additional_attributes", "last_activity_at"])
+    contact_inbox.inbox = inbox
+    conversation = current_conversation(contact_inbox)
+    if conversation is not None:
+        newest_out = (
+            Message.objects.filter(conversation=conversation, direction=MessageDirection.OUT, delivered_at__isnull=True)
+            .order_by("-id")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if newest_out:
+            mark_delivered(conversation=conversation, reader="contact", up_to_message_id=newest_out)
+            conversation.refresh_from_db(fields=["last_public_seq", "last_seq"])
+    ws_url = settings.MESSENGER_PUBLIC_WS_URL or "/ws/widget/"
+    return {
+        "session_token": issue_session_token(
+            contact_inbox_id=contact_inbox.pk, inbox_id=inbox.pk, pubsub_token=contact_inbox.pubsub_token
+        ),
+        "pubsub_token": contact_inbox.pubsub_token,
+        "visitor_id": contact_inbox.source_id,
+        "contact": {"name": contact.name, "email": contact.email, "phone": contact.phone},
+        "conversation": events.conversation_public(conversation) if conversation else None,
+        "history": history(contact_inbox),
+        "ws_url": ws_url,
+        "settings": widget_settings_payload(inbox, language=page_info.get("language", "")[:2]),
+        "queue": queue_info(conversation),
+        "heartbeat": settings.MESSENGER_HEARTBEAT_SECONDS,
+        **availability(inbox, now),
+    }
+
+
+@dataclass
+class VisitorConnect:
+    contact_inbox: ContactInbox | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    origin_forbidden: bool = False
+
+    def hello(self) -> dict[str, Any]:
+        assert self.contact_inbox is not None
+        conversation = current_conversation(self.contact_inbox)
+        return {
+            "type": "hello",
+            "role": "visitor",
+            "conversation_id": conversation.pk if conversation else None,
+            "last_id": conversation.last_public_seq if conversation else 0,
+            "conversation": events.conversation_public(conversation) if conversation else None,
+            "queue": queue_info(conversation),
+            "heartbeat": settings.MESSENGER_HEARTBEAT_SECONDS,
+            **availability(self.contact_inbox.inbox),
+        }
+
+
+def visitor_connect(*, widget_token: str, token: str, origin: str | None, ip: str | None) -> VisitorConnect:
+    """Authorise a visitor's socket: session token + widget token + Origin."""
+    try:
+        inbox = active_inbox(widget_token)
+    except NotFound as error:
+        return VisitorConnect(error_code="unknown_inbox", error_message=error.message)
+    try:
+        check_origin(inbox, origin, ip=ip, channel="websocket")
+    except Forbidden:
+        return VisitorConnect(origin_forbidden=True)
+    session = read_session_token(token)
+    if session is None or session.inbox_id != inbox.pk:
+        return VisitorConnect(error_code="unauthenticated", error_message="Missing, forged or expired session token.")
+    contact_inbox = (
+        ContactInbox.objects.select_related("contact", "inbox", "inbox__branch")
+        .filter(pk=session.contact_inbox_id, inbox=inbox, pubsub_token=session.pubsub_token)
+        .first()
+    )
+    if contact_inbox is None:
+        return VisitorConnect(error_code="unauthenticated", error_message="Unknown session.")
+    return VisitorConnect(contact_inbox=contact_inbox)

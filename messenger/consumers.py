@@ -1,0 +1,301 @@
+"""WebSocket consumers: authenticate, join groups, parse, call one check_* door, reply.
+
+Group frames arrive pre-serialised (``fanout``) and are forwarded verbatim: no database access in
+group handlers. Subscribe before snapshot: groups are joined before ``hello`` so no event falls
+between the snapshot and the live stream (clients drop duplicates by id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from messenger import events
+from messenger.actions import commands
+from messenger.actions.widget import visitor_connect
+from messenger.errors import MessengerError
+from messenger.protocol import (
+    CLOSE_DISABLED,
+    CLOSE_THROTTLED,
+    CLOSE_TOO_MANY_ERRORS,
+    CLOSE_UNAUTHENTICATED,
+    CLOSE_UNKNOWN_INBOX,
+    MAX_CONSECUTIVE_ERRORS,
+    OPERATOR_COMMANDS,
+    VISITOR_COMMANDS,
+    Command,
+    FrameLimiter,
+    parse_frame,
+    parse_rate,
+)
+from messenger.realtime import groups
+from messenger.realtime.broadcast import abroadcast_ephemeral
+
+logger = logging.getLogger(__name__)
+
+
+def header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def client_ip(scope: dict[str, Any]) -> str | None:
+    forwarded = (
+        header(scope, b"x-forwarded-for") if getattr(settings, "MESSENGER_TRUST_X_FORWARDED_FOR", False) else None
+    )
+    if forwarded:
+        return forwarded.split(",")[0].strip()
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+class BaseConsumer(AsyncWebsocketConsumer):
+    commands: frozenset[str] = frozenset()
+    rate_multiplier = 1
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        self.joined: list[str] = []
+        self.typing_timers: dict[int, asyncio.Task[None]] = {}
+        self.consecutive_errors = 0
+        rate, period = parse_rate(settings.MESSENGER_WIDGET_POLL_RATE_PER_SESSION)
+        self.limiter = FrameLimiter(rate * self.rate_multiplier, period)
+        if not settings.MESSENGER_ENABLED:
+            await self.accept()
+            await self.send_frame({"type": "error", "code": "disabled", "message": "Messenger disabled"})
+            await self.close(code=CLOSE_DISABLED)
+            return
+        await super().websocket_connect(message)
+
+    async def join(self, *names: str) -> None:
+        for name in names:
+            await self.channel_layer.group_add(name, self.channel_name)
+            self.joined.append(name)
+
+    async def disconnect(self, code: int) -> None:
+        for task in self.typing_timers.values():
+            task.cancel()
+        for name in getattr(self, "joined", []):
+            try:
+                await self.channel_layer.group_discard(name, self.channel_name)
+            except Exception:  # noqa: BLE001 — the layer may be down; groups expire by themselves
+                logger.debug("group_discard failed", exc_info=True)
+
+    async def fanout(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["frame"])
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        from messenger.realtime.broadcast import dumps
+
+        await self.send(text_data=dumps(frame))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.limiter.allow():
+            await self.send_frame(events.error_frame("rate_limited", "Too many frames; the connection is closed."))
+            await self.close(code=CLOSE_THROTTLED)
+            return
+        try:
+            command = parse_frame(text_data, allowed=self.commands, max_bytes=settings.MESSENGER_FRAME_MAX_BYTES)
+            for frame in await self.handle(command):
+                await self.send_frame(frame)
+            self.consecutive_errors = 0
+        except MessengerError as error:
+            self.consecutive_errors += 1
+            ref = error.extra.pop("ref", None)
+            if ref is None and "command" in locals():
+                ref = command.ref
+            extra = dict(error.extra)
+            if error.retry_after:
+                extra["retry_after"] = error.retry_after
+            await self.send_frame(events.error_frame(error.code, error.message, ref=ref, **extra))
+            if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
+                await self.close(code=CLOSE_TOO_MANY_ERRORS)
+        except Exception:
+            logger.exception("socket command failed")
+            await self.send_frame(events.error_frame("server_error", "The server could not process this frame."))
+
+    async def handle(self, command: Command) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def schedule_typing_stop(self, conversation_id: int, stop: Any) -> None:
+        previous = self.typing_timers.pop(conversation_id, None)
+        if previous is not None:
+            previous.cancel()
+
+        async def later() -> None:
+            await asyncio.sleep(settings.MESSENGER_TYPING_TIMEOUT_SECONDS)
+            self.typing_timers.pop(conversation_id, None)
+            await stop()
+
+        self.typing_timers[conversation_id] = asyncio.ensure_future(later())
+
+    def cancel_typing(self, conversation_id: int) -> None:
+        task = self.typing_timers.pop(conversation_id, None)
+        if task is not None:
+            task.cancel()
+
+
+class VisitorConsumer(BaseConsumer):
+    """``/ws/widget/?widget_token=…&token=…``"""
+
+    commands = VISITOR_COMMANDS
+
+    async def connect(self) -> None:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        origin = header(self.scope, b"origin")
+        result = await database_sync_to_async(visitor_connect)(
+            widget_token=(query.get("widget_token") or [""])[0],
+            token=(query.get("token") or [""])[0],
+            origin=origin,
+            ip=client_ip(self.scope),
+        )
+        if result.origin_forbidden:
+            await self.close()  # before accept: the handshake answers 403
+            return
+        await self.accept()
+        if result.error_code is not None:
+            await self.send_frame(events.error_frame("unauthenticated", result.error_message or ""))
+            await self.close(
+                code=CLOSE_UNKNOWN_INBOX if result.error_code == "unknown_inbox" else CLOSE_UNAUTHENTICATED
+            )
+            return
+        self.context = commands.VisitorContext(
+            contact_inbox=result.contact_inbox, ip=client_ip(self.scope), page={"origin": origin}
+        )
+        self.visitor_name = str(result.contact_inbox.contact)
+        await self.join(
+            groups.visitor_group(result.contact_inbox.pk), groups.inbox_group(result.contact_inbox.inbox_id)
+        )
+        # Subscribed first, then the snapshot (hello) is read: nothing can fall in between.
+        hello = await database_sync_to_async(result.hello)()
+        await self.send_frame(hello)
+
+    async def handle(self, command: Command) -> list[dict[str, Any]]:
+        if command.type == "ping":
+            return [{"type": "pong"}]
+        if command.type in ("typing.start", "typing.stop"):
+            return await self.typing(command)
+        return await database_sync_to_async(commands.check_visitor_command)(self.context, command)
+
+    async def typing(self, command: Command) -> list[dict[str, Any]]:
+        conversation_id, branch_id, preview_enabled = await database_sync_to_async(commands.visitor_typing_target)(
+            self.context, command.int_field("conversation_id")
+        )
+        preview = command.str_field("preview", required=False, max_length=2000) if preview_enabled else None
+        targets = groups.staff_groups(branch_id)
+
+        async def stop() -> None:
+            frame = events.typing_frame(
+                started=False, conversation_id=conversation_id, who="contact", name=self.visitor_name
+            )
+            await abroadcast_ephemeral(targets, frame)
+
+        if command.type == "typing.start":
+            frame = events.typing_frame(
+                started=True, conversation_id=conversation_id, who="contact", name=self.visitor_name, preview=preview
+            )
+            await abroadcast_ephemeral(targets, frame)
+            self.schedule_typing_stop(conversation_id, stop)
+        else:
+            self.cancel_typing(conversation_id)
+            await stop()
+        return []
+
+
+class OperatorConsumer(BaseConsumer):
+    """``/ws/operator/`` — Django session auth (AuthMiddlewareStack)."""
+
+    commands = OPERATOR_COMMANDS
+    rate_multiplier = 10
+
+    async def connect(self) -> None:
+        from messenger.access import staff_scope
+
+        user = self.scope.get("user")
+        scope = await database_sync_to_async(staff_scope)(user)
+        await self.accept()
+        if scope is None:
+            await self.send_frame(events.error_frame("unauthenticated", "Log in as an operator."))
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.context = commands.OperatorContext(user=user, scope=scope)
+        self.user_name = events.user_name(user)
+        await self.join(
+            groups.STAFF_ALL if scope.sees_all else groups.branch_group(scope.branch_id), groups.user_group(user.pk)
+        )
+        hello = await database_sync_to_async(self._connect_presence)()
+        await self.send_frame(hello)
+
+    def _connect_presence(self) -> dict[str, Any]:
+        from messenger.actions.presence import do_connect
+
+        profile = do_connect(user=self.context.user, channel_name=self.channel_name)
+        return {
+            "type": "hello",
+            "role": "operator",
+            "user": {
+                "id": self.context.user.pk,
+                "name": self.user_name,
+                "role": self.context.scope.role,
+                "branch_id": profile.branch_id,
+                "status": profile.status,
+            },
+            "heartbeat": settings.MESSENGER_HEARTBEAT_SECONDS,
+        }
+
+    async def disconnect(self, code: int) -> None:
+        await super().disconnect(code)
+        if getattr(self, "context", None) is not None:
+            from messenger.actions.presence import do_disconnect
+
+            try:
+                await database_sync_to_async(do_disconnect)(user=self.context.user, channel_name=self.channel_name)
+            except Exception:  # noqa: BLE001 — the sweep removes the row later
+                logger.warning("presence disconnect failed", exc_info=True)
+
+    async def handle(self, command: Command) -> list[dict[str, Any]]:
+        if command.type == "ping":
+            from messenger.actions.presence import do_heartbeat
+
+            await database_sync_to_async(do_heartbeat)(user=self.context.user, channel_name=self.channel_name)
+            return [{"type": "pong"}]
+        if command.type in ("typing.start", "typing.stop"):
+            return await self.typing(command)
+        return await database_sync_to_async(commands.check_operator_command)(self.context, command)
+
+    async def typing(self, command: Command) -> list[dict[str, Any]]:
+        conversation_id, branch_id, contact_inbox_id = await database_sync_to_async(commands.operator_typing_target)(
+            self.context, command.int_field("conversation_id")
+        )
+        targets = [*groups.staff_groups(branch_id)]
+        if contact_inbox_id:
+            targets.append(groups.visitor_group(contact_inbox_id))
+
+        async def stop() -> None:
+            await abroadcast_ephemeral(
+                targets,
+                events.typing_frame(started=False, conversation_id=conversation_id, who="agent", name=self.user_name),
+            )
+
+        if command.type == "typing.start":
+            await abroadcast_ephemeral(
+                targets,
+                events.typing_frame(started=True, conversation_id=conversation_id, who="agent", name=self.user_name),
+            )
+            self.schedule_typing_stop(conversation_id, stop)
+        else:
+            self.cancel_typing(conversation_id)
+            await stop()
+        return []
+
+
+def dumps_for_tests(frame: dict[str, Any]) -> str:
+    return json.dumps(frame)

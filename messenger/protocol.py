@@ -1,0 +1,152 @@
+"""Inbound frames: parsing, error codes, close codes and the per-socket frame limiter."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from messenger.errors import MessengerError
+
+CLOSE_DISABLED = 4000
+CLOSE_UNAUTHENTICATED = 4001
+CLOSE_FORBIDDEN_ORIGIN = 4003
+CLOSE_UNKNOWN_INBOX = 4004
+CLOSE_THROTTLED = 4008
+CLOSE_TOO_MANY_ERRORS = 4009
+
+MAX_CONSECUTIVE_ERRORS = 20
+
+VISITOR_COMMANDS = frozenset(
+    {
+        "ping",
+        "resume",
+        "message.send",
+        "typing.start",
+        "typing.stop",
+        "message.delivered",
+        "conversation.read",
+        "conversation.rate",
+        "conversation.new",
+        "contact.update",
+    }
+)
+OPERATOR_COMMANDS = frozenset(
+    {
+        "ping",
+        "resume",
+        "message.send",
+        "typing.start",
+        "typing.stop",
+        "message.delivered",
+        "conversation.read",
+        "conversation.open",
+        "conversation.close_view",
+        "conversation.assign",
+        "conversation.transfer",
+        "conversation.status",
+        "conversation.priority",
+        "conversation.labels",
+        "status.set",
+    }
+)
+
+
+class FrameError(MessengerError):
+    """The frame is malformed."""
+
+    code = "invalid"
+
+
+@dataclass(frozen=True)
+class Command:
+    type: str
+    ref: Any
+    fields: dict[str, Any]
+
+    def int_field(self, name: str, *, required: bool = True, minimum: int | None = None) -> int | None:
+        value = self.fields.get(name)
+        if value is None and not required:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise FrameError(f"{name}: an integer is required")
+        if minimum is not None and value < minimum:
+            raise FrameError(f"{name}: must be ≥ {minimum}")
+        return value
+
+    def str_field(self, name: str, *, required: bool = True, max_length: int = 1000) -> str | None:
+        value = self.fields.get(name)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str):
+            raise FrameError(f"{name}: a string is required")
+        if len(value) > max_length:
+            raise FrameError(f"{name}: at most {max_length} characters")
+        return value
+
+    def bool_field(self, name: str, default: bool = False) -> bool:
+        value = self.fields.get(name, default)
+        if not isinstance(value, bool):
+            raise FrameError(f"{name}: true or false")
+        return value
+
+
+def parse_frame(text: str | None, *, allowed: frozenset[str], max_bytes: int) -> Command:
+    """Raise FrameError (code bad_json / too_large / unknown_type / invalid) or return the command."""
+    if text is None:
+        raise FrameError("Binary frames are not supported.", code="bad_json")
+    if len(text) > max_bytes or len(text.encode("utf-8")) > max_bytes:
+        raise FrameError(f"The frame exceeds {max_bytes} bytes.", code="too_large")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise FrameError("The frame is not valid JSON.", code="bad_json") from None
+    if not isinstance(data, dict):
+        raise FrameError("The frame must be a JSON object.", code="bad_json")
+    ref = data.pop("ref", None)
+    if ref is not None and not (isinstance(ref, str | int) and not isinstance(ref, bool) and len(str(ref)) <= 64):
+        raise FrameError("ref: a string or integer of at most 64 characters")
+    frame_type = data.pop("type", None)
+    if not isinstance(frame_type, str):
+        raise FrameError("type: a string is required", ref=ref)
+    if frame_type not in allowed:
+        raise FrameError(f"Unknown frame type {frame_type[:40]!r}.", code="unknown_type", ref=ref)
+    return Command(type=frame_type, ref=ref, fields=data)
+
+
+class FrameLimiter:
+    """Token bucket per socket: ``rate`` frames per ``period`` seconds, bursts up to ``rate``."""
+
+    def __init__(self, rate: int, period: float) -> None:
+        self.capacity = float(max(rate, 1))
+        self.refill_per_second = self.capacity / max(period, 0.001)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.refill_per_second)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def parse_rate(rate: str) -> tuple[int, float]:
+    """'30/min' → (30, 60.0). Periods: s, sec, m, min, h, hour, d, day."""
+    count, _, period = rate.partition("/")
+    seconds = {
+        "s": 1,
+        "sec": 1,
+        "second": 1,
+        "m": 60,
+        "min": 60,
+        "minute": 60,
+        "h": 3600,
+        "hour": 3600,
+        "d": 86400,
+        "day": 86400,
+    }
+    return int(count), float(seconds[period.strip() or "s"])

@@ -1,0 +1,67 @@
+"""The only module that talks to the channel layer.
+
+Frames are serialised once, here, and consumers forward the text verbatim. Durable events leave
+only after commit (``broadcast_on_commit``); typing and presence may leave at once through
+``broadcast_now_rollback_unsafe`` whose name says why it is special.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+FANOUT_HANDLER = "fanout"
+
+
+def dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
+
+
+def _send(groups: Iterable[str], text: str) -> None:
+    try:
+        async_to_sync(_asend)(groups, text)
+    except Exception:  # noqa: BLE001 — the fast path may fail; clients resume from the database
+        logger.warning("channel layer unavailable; clients will resume from the database", exc_info=True)
+
+
+async def _asend(groups: Iterable[str], text: str) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group in dict.fromkeys(groups):
+        try:
+            await layer.group_send(group, {"type": FANOUT_HANDLER, "frame": text})
+        except Exception:  # noqa: BLE001
+            logger.warning("channel layer send to %s failed", group, exc_info=True)
+
+
+def broadcast_on_commit(groups: Iterable[str], frame: dict[str, Any]) -> None:
+    """Send ``frame`` to ``groups`` once the surrounding transaction commits (at once outside one)."""
+    text = dumps(frame)
+    group_list = list(groups)
+    transaction.on_commit(lambda: _send(group_list, text), robust=True)
+
+
+def broadcast_now_rollback_unsafe(groups: Iterable[str], frame: dict[str, Any]) -> None:
+    """Send at once, even inside a transaction that may roll back: ephemeral frames only."""
+    _send(list(groups), dumps(frame))
+
+
+async def abroadcast_ephemeral(groups: Iterable[str], frame: dict[str, Any]) -> None:
+    """Async variant for consumers: typing frames, never durable events."""
+    await _asend(list(groups), dumps(frame))
+
+
+async def send_to_channel(channel_name: str, frame: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.send(channel_name, {"type": FANOUT_HANDLER, "frame": dumps(frame)})

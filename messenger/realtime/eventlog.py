@@ -1,0 +1,142 @@
+"""The durable event log: numbering, storing and (after commit) broadcasting conversation events.
+
+Invariants:
+* ``record_event`` runs inside the transaction of the change it describes; the UPDATE that
+  allocates the sequence numbers locks the conversation row until commit, so numbers are gapless
+  and commit in order.
+* Staff frames go to the conversation's branch group and to supervisors; visitor frames (only when
+  ``public`` data is given) go to the visitor's group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from messenger.events import durable_frame
+from messenger.models import Conversation, ConversationEvent
+from messenger.realtime.broadcast import broadcast_on_commit
+from messenger.realtime.groups import staff_groups, visitor_group
+
+
+@dataclass(frozen=True)
+class PublicPart:
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sequences:
+    seq: int
+    public_seq: int | None
+    returned: tuple[Any, ...] = ()
+
+
+def bump_sequences(
+    conversation_id: int,
+    *,
+    public: bool,
+    now: datetime,
+    assignments: Sequence[tuple[str, Sequence[Any]]] = (),
+    returning: Sequence[str] = (),
+) -> Sequences:
+    """Allocate the next event numbers (locking the row) and apply extra ``SET`` clauses atomically.
+
+    ``assignments`` are ("column = <sql with %s>", [params]) pairs written by actions, for counters
+    and timestamps that must change in the same statement (e.g. ``unread_for_agent + 1``);
+    ``returning`` names columns whose new values come back in ``Sequences.returned``.
+    """
+    table = Conversation._meta.db_table
+    adapt = connection.ops.adapt_datetimefield_value
+    clauses = [
+        "last_seq = last_seq + 1",
+        f"last_public_seq = last_public_seq + {1 if public else 0}",
+        "updated_at = %s",
+    ]
+    params: list[Any] = [adapt(now)]
+    for clause, clause_params in assignments:
+        clauses.append(clause)
+        params.extend(adapt(p) if isinstance(p, datetime) else p for p in clause_params)
+    params.append(conversation_id)
+    sql = f"UPDATE {table} SET {', '.join(clauses)} WHERE id = %s RETURNING {', '.join(['last_seq', 'last_public_seq', *returning])}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise Conversation.DoesNotExist(conversation_id)
+    return Sequences(seq=row[0], public_seq=row[1] if public else None, returned=tuple(row[2:]))
+
+
+def record_event(
+    conversation: Conversation,
+    *,
+    type: str,
+    data: dict[str, Any],
+    public: PublicPart | None = None,
+    now: datetime | None = None,
+    sequences: Sequences | None = None,
+    extra_groups: Iterable[str] = (),
+) -> ConversationEvent:
+    """Store one event and broadcast it after commit. Must run inside ``transaction.atomic``.
+
+    ``sequences`` is given when the caller already bumped them together with its own update.
+    """
+    assert transaction.get_connection().in_atomic_block, "record_event needs a transaction"
+    now = now or timezone.now()
+    if sequences is None:
+        sequences = bump_sequences(conversation.pk, public=public is not None, now=now)
+    conversation.last_seq = sequences.seq
+    if sequences.public_seq is not None:
+        conversation.last_public_seq = sequences.public_seq
+    event = ConversationEvent.objects.create(
+        conversation_id=conversation.pk,
+        seq=sequences.seq,
+        public_seq=sequences.public_seq,
+        type=type,
+        payload=data,
+        public_payload={"type": public.type, "data": public.data} if public else None,
+        created_at=now,
+    )
+    groups = [*staff_groups(conversation.branch_id), *extra_groups]
+    broadcast_on_commit(
+        groups, durable_frame(type=type, conversation_id=conversation.pk, event_id=sequences.seq, ts=now, data=data)
+    )
+    if public is not None and sequences.public_seq is not None and conversation.contact_inbox_id:
+        broadcast_on_commit(
+            [visitor_group(conversation.contact_inbox_id)],
+            durable_frame(
+                type=public.type,
+                conversation_id=conversation.pk,
+                event_id=sequences.public_seq,
+                ts=now,
+                data=public.data,
+            ),
+        )
+    return event
+
+
+def replay_frames(conversation_id: int, *, after: int, public: bool, limit: int = 500) -> list[dict[str, Any]]:
+    """The stored frames of one stream with ``id > after``, oldest first (at most ``limit``)."""
+    events = ConversationEvent.objects.filter(conversation_id=conversation_id)
+    if public:
+        rows = events.filter(public_seq__gt=after).order_by("public_seq")[:limit]
+        return [
+            durable_frame(
+                type=e.public_payload["type"],
+                conversation_id=conversation_id,
+                event_id=e.public_seq,
+                ts=e.created_at,
+                data=e.public_payload["data"],
+            )
+            for e in rows
+        ]
+    rows = events.filter(seq__gt=after).order_by("seq")[:limit]
+    return [
+        durable_frame(type=e.type, conversation_id=conversation_id, event_id=e.seq, ts=e.created_at, data=e.payload)
+        for e in rows
+    ]

@@ -1,0 +1,94 @@
+"""GeoIP lookup. A missing or broken database means "no region", logged once, never an error."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from typing import Any
+
+from django.conf import settings
+
+from messenger.models import Region
+
+logger = logging.getLogger(__name__)
+_lock = threading.Lock()
+_reader: Any = None
+_reader_path: str | None = None
+_reader_failed_for: str | None = None
+
+
+def _get_reader() -> Any:
+    global _reader, _reader_path, _reader_failed_for
+    path = settings.MESSENGER_GEOIP_PATH
+    if not settings.MESSENGER_GEOIP_ENABLED or not path:
+        return None
+    with _lock:
+        if _reader is not None and _reader_path == path:
+            return _reader
+        if _reader_failed_for == path:
+            return None
+        try:
+            import geoip2.database
+
+            _reader = geoip2.database.Reader(path)
+            _reader_path = path
+            return _reader
+        except Exception as error:  # noqa: BLE001 — any unreadable file is "no GeoIP"
+            _reader_failed_for = path
+            logger.warning("GeoIP database %s unavailable (%s); conversations get no region", path, error)
+            return None
+
+
+def reset_reader() -> None:
+    global _reader, _reader_path, _reader_failed_for
+    with _lock:
+        if _reader is not None:
+            try:
+                _reader.close()
+            except Exception:  # noqa: BLE001, S110
+                pass
+        _reader = None
+        _reader_path = None
+        _reader_failed_for = None
+
+
+def lookup_codes(ip: str | None) -> list[str]:
+    """ISO codes for ``ip``, most specific first: ["RU-MOW", "RU"]; [] when unknown."""
+    if not ip:
+        return []
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return []
+    if address.is_private or address.is_loopback:
+        return []
+    reader = _get_reader()
+    if reader is None:
+        return []
+    try:
+        if "City" in (reader.metadata().database_type or ""):
+            result = reader.city(ip)
+            country = result.country.iso_code
+            codes = [f"{country}-{sub.iso_code}" for sub in result.subdivisions if sub.iso_code and country]
+        else:
+            result = reader.country(ip)
+            country = result.country.iso_code
+            codes = []
+        if country:
+            codes.append(country)
+        return [code.upper() for code in codes]
+    except Exception:  # noqa: BLE001 — address not found or a corrupt record
+        return []
+
+
+def lookup_region(ip: str | None) -> tuple[Region | None, dict[str, Any]]:
+    codes = lookup_codes(ip)
+    if not codes:
+        return None, {"ip": ip, "codes": []}
+    regions = list(Region.objects.all())
+    for code in codes:
+        for region in regions:
+            if code in [c.upper() for c in region.geoip_codes]:
+                return region, {"ip": ip, "codes": codes, "matched": code}
+    return None, {"ip": ip, "codes": codes, "matched": None}

@@ -1,0 +1,3 @@
+"""URL patterns of the widget, dashboard and routing areas (each appends its own)."""
+
+urlpatterns: list = []

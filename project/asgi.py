@@ -1,0 +1,30 @@
+"""ASGI entry point: HTTP → Django; WebSocket → the messenger consumers.
+
+The visitor socket checks its Origin against the inbox's allowed domains itself; the operator
+socket must come from one of ALLOWED_HOSTS and carries the Django session.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from messenger.consumers import OperatorConsumer, VisitorConsumer  # noqa: E402
+from messenger.scheduler import EmbeddedSchedulerMiddleware  # noqa: E402
+
+websocket_routes = URLRouter(
+    [
+        path("ws/widget/", VisitorConsumer.as_asgi()),
+        path("ws/operator/", AllowedHostsOriginValidator(AuthMiddlewareStack(OperatorConsumer.as_asgi()))),
+    ]
+)
+
+application = EmbeddedSchedulerMiddleware(ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_routes}))
