@@ -8,9 +8,15 @@ from django.utils.translation import gettext_lazy as _
 class ActivityEvent(models.Model):
     """Audit log. Written by actions only; read-only everywhere else."""
 
-    actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    actor_contact = models.ForeignKey("messenger.Contact", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    actor_label = models.CharField(max_length=60, blank=True, help_text=_("'system', 'scheduler', 'api' when no person acted"))
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_contact = models.ForeignKey(
+        "messenger.Contact", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(
+        max_length=60, blank=True, help_text=_("'system', 'scheduler', 'api' when no person acted")
+    )
     verb = models.CharField(_("verb"), max_length=60)
     target_type = models.CharField(max_length=60, blank=True)
     target_id = models.CharField(max_length=64, blank=True)

@@ -36,7 +36,10 @@ class Contact(models.Model):
     class Meta:
         verbose_name = _("contact")
         verbose_name_plural = _("contacts")
-        indexes = [models.Index(fields=["email"], name="contact_email"), models.Index(fields=["phone"], name="contact_phone")]
+        indexes = [
+            models.Index(fields=["email"], name="contact_email"),
+            models.Index(fields=["phone"], name="contact_phone"),
+        ]
 
     def __str__(self) -> str:
         return self.name or self.email or self.phone or f"{_('Visitor')} #{self.pk}"

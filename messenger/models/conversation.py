@@ -42,17 +42,32 @@ class Conversation(models.Model):
     """
 
     identifier = models.CharField(max_length=16, unique=True, default=new_identifier)
-    inbox = models.ForeignKey("messenger.Inbox", verbose_name=_("inbox"), on_delete=models.PROTECT, related_name="conversations")
-    contact = models.ForeignKey("messenger.Contact", verbose_name=_("contact"), on_delete=models.CASCADE, related_name="conversations")
+    inbox = models.ForeignKey(
+        "messenger.Inbox", verbose_name=_("inbox"), on_delete=models.PROTECT, related_name="conversations"
+    )
+    contact = models.ForeignKey(
+        "messenger.Contact", verbose_name=_("contact"), on_delete=models.CASCADE, related_name="conversations"
+    )
     contact_inbox = models.ForeignKey(
         "messenger.ContactInbox", on_delete=models.CASCADE, related_name="conversations", null=True, blank=True
     )
     branch = models.ForeignKey(
-        "messenger.Branch", verbose_name=_("branch"), null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+        "messenger.Branch",
+        verbose_name=_("branch"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="conversations",
     )
-    region = models.ForeignKey("messenger.Region", verbose_name=_("region"), null=True, blank=True, on_delete=models.SET_NULL)
-    status = models.CharField(_("status"), max_length=16, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
-    priority = models.PositiveSmallIntegerField(_("priority"), choices=ConversationPriority.choices, default=ConversationPriority.NONE)
+    region = models.ForeignKey(
+        "messenger.Region", verbose_name=_("region"), null=True, blank=True, on_delete=models.SET_NULL
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=ConversationStatus.choices, default=ConversationStatus.OPEN
+    )
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), choices=ConversationPriority.choices, default=ConversationPriority.NONE
+    )
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("assignee"),

@@ -56,7 +56,9 @@ class Message(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["conversation", "client_id"], condition=Q(client_id__isnull=False), name="message_client_id_unique"
+                fields=["conversation", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="message_client_id_unique",
             ),
             models.CheckConstraint(
                 condition=(
@@ -93,8 +95,12 @@ class Attachment(models.Model):
     size = models.PositiveBigIntegerField()
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
-    uploaded_by_contact = models.ForeignKey("messenger.Contact", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    uploaded_by_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    uploaded_by_contact = models.ForeignKey(
+        "messenger.Contact", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    uploaded_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -9,7 +9,9 @@ class CannedResponse(models.Model):
 
     short_code = models.SlugField(_("short code"), max_length=60)
     text = models.TextField(_("text"))
-    branch = models.ForeignKey("messenger.Branch", null=True, blank=True, on_delete=models.CASCADE, related_name="canned_responses")
+    branch = models.ForeignKey(
+        "messenger.Branch", null=True, blank=True, on_delete=models.CASCADE, related_name="canned_responses"
+    )
 
     class Meta:
         verbose_name = _("canned response")
