@@ -8,5 +8,7 @@ urlpatterns = [
     path("api/widget/bootstrap/", WidgetBootstrapView.as_view(), name="widget-bootstrap"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("health/", health, name="health"),
-    path("", include("messenger.urls_extra")),
+    path("", include("messenger.urls_widget")),
+    path("", include("messenger.urls_dashboard")),
+    path("", include("messenger.urls_routing")),
 ]

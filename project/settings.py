@@ -153,6 +153,9 @@ else:
     }
 if env_str("MESSENGER_TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": env_str("MESSENGER_TEST_DB_NAME")}
+elif DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not :memory:, so that server processes started by tests share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -122,3 +122,6 @@ async def operator_socket(user, *, origin: str = "http://testserver") -> Socket:
 
 def new_client_id() -> str:
     return uuid.uuid4().hex
+
+
+from tests.live import chromium, live_server_factory, live_server_proc  # noqa: E402, F401

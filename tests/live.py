@@ -1,0 +1,157 @@
+"""A real server for browser and multi-process tests: daphne subprocesses on free loopback ports,
+sharing the test database (and Redis, when configured) with the test process.
+
+Tests that use it must be ``django_db(transaction=True)`` so their rows are committed and visible
+to the server. With the embedded default (SQLite + in-memory layer) each server process has its
+own channel layer: only Redis lets the test process's actions reach the server's sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    from django.conf import settings
+    from django.db import connection
+
+    database = connection.settings_dict
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))}
+    env["DJANGO_SETTINGS_MODULE"] = "project.settings"
+    env["MESSENGER_EMBEDDED_SCHEDULER"] = env.get("MESSENGER_EMBEDDED_SCHEDULER", "0")
+    env["ALLOWED_HOSTS"] = "127.0.0.1,localhost,testserver"
+    env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
+    if database["ENGINE"].endswith("postgresql"):
+        user = database.get("USER") or "postgres"
+        password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
+        env["DATABASE_URL"] = f"postgres://{user}{password}@{database.get('HOST') or '127.0.0.1'}:{database.get('PORT') or 5432}/{database['NAME']}"
+    else:
+        env.pop("DATABASE_URL", None)
+        env["SQLITE_PATH"] = str(database["NAME"])
+    env.update(extra or {})
+    return env
+
+
+class LiveServer:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self.log_path = ROOT / "artifacts" / f"server-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def other_origin_url(self) -> str:
+        """The same server under another host name: a second origin for the demo page."""
+        return f"http://localhost:{self.port}"
+
+    def start(self) -> LiveServer:
+        self.log_path.parent.mkdir(exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 — kept open for the process's life
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "project.asgi:application"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: see {self.log_path}")
+            try:
+                urllib.request.urlopen(self.url + "/health/", timeout=2)  # noqa: S310
+                return self
+            except Exception:  # noqa: BLE001
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not start: see {self.log_path}")
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.process is None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop(kill=True)
+        self.start()
+
+
+@pytest.fixture
+def live_server_factory(django_db_setup, django_db_blocker) -> Iterator:  # noqa: ANN001
+    """Start one or more servers: ``live_server_factory(extra_env)``; all stop after the test."""
+    servers: list[LiveServer] = []
+
+    def start(extra: dict[str, str] | None = None) -> LiveServer:
+        with django_db_blocker.unblock():
+            server = LiveServer(server_env(extra)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def live_server_proc(live_server_factory) -> LiveServer:  # noqa: ANN001
+    return live_server_factory()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator:
+    """A headless Debian Chromium driven by Playwright (sync API: use it from sync tests)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def screenshot(page, name: str) -> None:  # noqa: ANN001
+    folder = ROOT / "artifacts" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"))
