@@ -212,6 +212,18 @@ def current_conversation(contact_inbox: ContactInbox) -> Conversation | None:
     )
 
 
+def latest_conversation(contact_inbox: ContactInbox) -> Conversation | None:
+    """The visitor's newest conversation whatever its status (what the widget shows)."""
+    from messenger.access import CONVERSATION_RELATED
+
+    return (
+        Conversation.objects.select_related(*CONVERSATION_RELATED)
+        .filter(contact_inbox=contact_inbox)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
 def send_visitor_message(
     *,
     contact_inbox: ContactInbox,

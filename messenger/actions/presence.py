@@ -18,7 +18,7 @@ from messenger.actions.base import Actor, audit
 from messenger.errors import InvalidInput
 from messenger.models import AgentConnection, AgentProfile, AgentStatus, Inbox
 from messenger.realtime.broadcast import broadcast_on_commit
-from messenger.realtime.groups import inbox_group, staff_groups, user_group
+from messenger.realtime.groups import inbox_group, staff_groups
 
 MANUAL_STATUSES = {AgentStatus.ONLINE, AgentStatus.AWAY, AgentStatus.BUSY}
 
@@ -46,7 +46,7 @@ def is_connected(user_id: int, now: datetime | None = None) -> bool:
 
 def _broadcast_presence(profile: AgentProfile, *, connected: bool) -> None:
     frame = {"type": "presence", "data": {"user_id": profile.user_id, "status": profile.status, "connected": connected}}
-    broadcast_on_commit([*staff_groups(profile.branch_id), user_group(profile.user_id)], frame)
+    broadcast_on_commit(staff_groups(profile.branch_id), frame)
     inboxes = Inbox.objects.filter(is_active=True)
     if profile.branch_id:
         inboxes = inboxes.filter(Q(branch_id=profile.branch_id) | Q(branch__isnull=True))

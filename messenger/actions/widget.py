@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from messenger import events
 from messenger.actions.base import Actor, audit
-from messenger.actions.messages import current_conversation, mark_delivered
+from messenger.actions.messages import latest_conversation, mark_delivered
 from messenger.errors import Forbidden, InvalidInput, NotFound
 from messenger.inbox_settings import domain_allowed
 from messenger.models import Contact, ContactInbox, Conversation, Inbox, Message, MessageDirection
@@ -198,7 +198,7 @@ def do_bootstrap(
             contact.last_activity_at = now
             contact.save(update_fields=["additional_attributes", "last_activity_at"])
     contact_inbox.inbox = inbox
-    conversation = current_conversation(contact_inbox)
+    conversation = latest_conversation(contact_inbox)
     if conversation is not None:
         newest_out = (
             Message.objects.filter(conversation=conversation, direction=MessageDirection.OUT, delivered_at__isnull=True)
@@ -236,7 +236,7 @@ class VisitorConnect:
 
     def hello(self) -> dict[str, Any]:
         assert self.contact_inbox is not None
-        conversation = current_conversation(self.contact_inbox)
+        conversation = latest_conversation(self.contact_inbox)
         return {
             "type": "hello",
             "role": "visitor",

@@ -1,0 +1,45 @@
+# Two commands: `make run` (embedded default with demo data) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The suite runs against real PostgreSQL and Redis (started by scripts/services.sh when missing).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test test-embedded lint services bench clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+run: $(BIN)/.installed
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py migrate --noinput
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py demo_data
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py makemigrations --check --dry-run
+
+services:
+	bash scripts/services.sh
+
+test: $(BIN)/.installed lint services
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) MESSENGER_TEST_DB_NAME=test_messenger \
+		$(BIN)/pytest -q -p no:cacheprovider
+	$(MAKE) test-embedded
+
+# The embedded default (SQLite + in-memory layer): the core, widget-API and smoke tests again.
+test-embedded: $(BIN)/.installed
+	env -u DATABASE_URL -u REDIS_URL MESSENGER_TEST_DB_NAME=/tmp/messenger-test-embedded.sqlite3 \
+		$(BIN)/pytest -q -p no:cacheprovider -m "not browser and not postgres" tests/test_realtime*.py tests/test_embedded_smoke.py tests/test_models.py
+
+bench: $(BIN)/.installed services
+	$(BIN)/python bench/run.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts .test-db.sqlite3*
