@@ -31,8 +31,12 @@ def _clear_cache():
     yield
 
 
-def bootstrap(inbox, *, pubsub_token: str | None = None, origin: str = VISITOR_ORIGIN, ip: str = "127.0.0.1") -> dict[str, Any]:
-    return do_bootstrap(widget_token=inbox.widget_token, pubsub_token=pubsub_token, page={"url": origin + "/"}, origin=origin, ip=ip)
+def bootstrap(
+    inbox, *, pubsub_token: str | None = None, origin: str = VISITOR_ORIGIN, ip: str = "127.0.0.1"
+) -> dict[str, Any]:
+    return do_bootstrap(
+        widget_token=inbox.widget_token, pubsub_token=pubsub_token, page={"url": origin + "/"}, origin=origin, ip=ip
+    )
 
 
 class Socket:
@@ -100,7 +104,9 @@ def _application():
 
 
 def visitor_socket(inbox, boot: dict[str, Any], *, origin: str = VISITOR_ORIGIN, token: str | None = None) -> Socket:
-    path = f"/ws/widget/?widget_token={inbox.widget_token}&token={token if token is not None else boot['session_token']}"
+    path = (
+        f"/ws/widget/?widget_token={inbox.widget_token}&token={token if token is not None else boot['session_token']}"
+    )
     headers = [(b"origin", origin.encode())] if origin else []
     return Socket(WebsocketCommunicator(_application(), path, headers=headers))
 

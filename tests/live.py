@@ -41,7 +41,9 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     if database["ENGINE"].endswith("postgresql"):
         user = database.get("USER") or "postgres"
         password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
-        env["DATABASE_URL"] = f"postgres://{user}{password}@{database.get('HOST') or '127.0.0.1'}:{database.get('PORT') or 5432}/{database['NAME']}"
+        env["DATABASE_URL"] = (
+            f"postgres://{user}{password}@{database.get('HOST') or '127.0.0.1'}:{database.get('PORT') or 5432}/{database['NAME']}"
+        )
     else:
         env.pop("DATABASE_URL", None)
         env["SQLITE_PATH"] = str(database["NAME"])

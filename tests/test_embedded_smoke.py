@@ -14,10 +14,16 @@ from tests.live import ROOT, free_port
 
 
 def test_embedded_default_serves_http_and_websocket(tmp_path):
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_URL", "REDIS_URL", "MESSENGER_", "PYTEST", "DJANGO"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_URL", "REDIS_URL", "MESSENGER_", "PYTEST", "DJANGO"))
+    }
     env["SQLITE_PATH"] = str(tmp_path / "embedded.sqlite3")
     env["MEDIA_ROOT"] = str(tmp_path / "media")
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
@@ -40,7 +46,9 @@ def test_embedded_default_serves_http_and_websocket(tmp_path):
         assert body["checks"]["channel_layer"]["backend"] == "InMemoryChannelLayer"
 
         async def handshake():
-            async with websockets.connect(f"ws://127.0.0.1:{port}/ws/operator/", origin=f"http://127.0.0.1:{port}") as socket:
+            async with websockets.connect(
+                f"ws://127.0.0.1:{port}/ws/operator/", origin=f"http://127.0.0.1:{port}"
+            ) as socket:
                 frame = json.loads(await asyncio.wait_for(socket.recv(), 5))
                 return frame
 

@@ -20,7 +20,14 @@ def _world():
     operator = make_user("olga", branch=branch)
     outsider = make_user("ivan", branch=other_branch)
     supervisor = make_user("sam", role="supervisor", branch=None)
-    return {"branch": branch, "other_branch": other_branch, "inbox": inbox, "operator": operator, "outsider": outsider, "supervisor": supervisor}
+    return {
+        "branch": branch,
+        "other_branch": other_branch,
+        "inbox": inbox,
+        "operator": operator,
+        "outsider": outsider,
+        "supervisor": supervisor,
+    }
 
 
 async def _visitor(inbox):
@@ -74,7 +81,9 @@ async def test_internal_note_never_reaches_the_visitor_and_ids_stay_gapless():
     visitor, _, _ = await _visitor(world["inbox"])
     conversation_id, _ = await _start(visitor)
     await visitor.drain()
-    note = await op.command("message.send", conversation_id=conversation_id, client_id=new_client_id(), body="VIP customer", private=True)
+    note = await op.command(
+        "message.send", conversation_id=conversation_id, client_id=new_client_id(), body="VIP customer", private=True
+    )
     assert note["data"]["message"]["direction"] == "internal"
     reply = await op.command("message.send", conversation_id=conversation_id, client_id=new_client_id(), body="Hello!")
     assert reply["type"] == "ack"
@@ -83,7 +92,13 @@ async def test_internal_note_never_reaches_the_visitor_and_ids_stay_gapless():
     assert bodies == ["Hello!"]
     ids = [f["id"] for f in frames]
     assert ids == list(range(ids[0], ids[0] + len(ids))), "visitor ids must be gapless over visible events"
-    stored = await db(lambda: list(ConversationEvent.objects.filter(conversation_id=conversation_id, public_seq__isnull=True).values_list("type", flat=True)))()
+    stored = await db(
+        lambda: list(
+            ConversationEvent.objects.filter(conversation_id=conversation_id, public_seq__isnull=True).values_list(
+                "type", flat=True
+            )
+        )
+    )()
     assert "message.created" in stored  # the note: staff stream only
     await op.close()
     await visitor.close()
@@ -232,7 +247,9 @@ async def test_supervisor_watch_is_invisible_and_read_only():
     assert snapshot["data"]["watch"] is True
     await supervisor.command("conversation.read", conversation_id=conversation_id, up_to_message_id=message["id"])
     await supervisor.send({"type": "typing.start", "conversation_id": conversation_id})
-    denied = await supervisor.command("message.send", conversation_id=conversation_id, client_id=new_client_id(), body="x")
+    denied = await supervisor.command(
+        "message.send", conversation_id=conversation_id, client_id=new_client_id(), body="x"
+    )
     assert denied["type"] == "error" and denied["code"] == "forbidden"
     assert await visitor.nothing(0.5)
     assert (await db(Message.objects.get)(pk=message["id"])).read_at is None

@@ -85,7 +85,7 @@ def _store_message(
     sender_type: str,
     body: str,
     client_id: str | None,
-    sender_contact_id: int | None = None,
+    sender_contact: Any = None,
     sender_user: Any = None,
     attachment_ids: list[int] | None = None,
     content_attributes: dict[str, Any] | None = None,
@@ -152,7 +152,7 @@ def _store_message(
         conversation=conversation,
         direction=direction,
         sender_type=sender_type,
-        sender_contact_id=sender_contact_id,
+        sender_contact=sender_contact,
         sender_user=sender_user,
         body=body,
         content=formatting.render(body),
@@ -164,7 +164,7 @@ def _store_message(
     if attachment_ids:
         uploads = Attachment.objects.filter(pk__in=attachment_ids, conversation=conversation, message__isnull=True)
         if sender_type == SenderType.CONTACT:
-            uploads = uploads.filter(uploaded_by_contact_id=sender_contact_id)
+            uploads = uploads.filter(uploaded_by_contact=sender_contact)
         else:
             uploads = uploads.filter(uploaded_by_user__isnull=False)
         bound = uploads.update(message=message)
@@ -262,12 +262,11 @@ def send_visitor_message(
             conversation=conversation,
             direction=MessageDirection.IN,
             sender_type=SenderType.CONTACT,
-            sender_contact_id=contact_inbox.contact_id,
+            sender_contact=contact_inbox.contact,
             body=body,
             client_id=client_id,
             attachment_ids=attachment_ids,
         )
-        message.sender_contact = contact_inbox.contact
     automation.after_visitor_message(conversation=conversation, message=message, started=started)
     return SendResult(message=message, created=True, conversation=conversation)
 

@@ -1,0 +1,91 @@
+"""Pinned query counts of the hot paths: a regression here is a slower chat."""
+
+import pytest
+
+from messenger.actions.base import Actor
+from messenger.actions.messages import mark_read, send_operator_message, send_visitor_message
+from messenger.models import ContactInbox, Conversation
+from tests.conftest import bootstrap, new_client_id
+from tests.factories import make_branch, make_inbox, make_user
+
+pytestmark = pytest.mark.django_db
+
+# The test wraps each action's transaction in a savepoint: +2 queries (SAVEPOINT, RELEASE) that
+# production does not pay (BEGIN/COMMIT are not counted).
+SAVEPOINT = 2
+
+
+@pytest.fixture
+def chat():
+    branch = make_branch()
+    inbox = make_inbox(branch)
+    operator = make_user(branch=branch)
+    boot = bootstrap(inbox)
+    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(pubsub_token=boot["pubsub_token"])
+    first = send_visitor_message(
+        contact_inbox=contact_inbox, client_id=new_client_id(), body="first", actor=Actor(contact=contact_inbox.contact)
+    )
+    return {
+        "inbox": inbox,
+        "operator": operator,
+        "contact_inbox": contact_inbox,
+        "conversation_id": first.conversation.pk,
+    }
+
+
+def test_visitor_send_in_an_open_conversation(chat, django_assert_num_queries):
+    ci = ContactInbox.objects.select_related("contact", "inbox").get(pk=chat["contact_inbox"].pk)
+    # resend check, active conversation, sequence bump (+counters), message insert, event insert
+    with django_assert_num_queries(5 + SAVEPOINT):
+        send_visitor_message(contact_inbox=ci, client_id=new_client_id(), body="hello", actor=Actor(contact=ci.contact))
+
+
+def test_visitor_resend_is_one_query(chat, django_assert_num_queries):
+    ci = ContactInbox.objects.select_related("contact", "inbox").get(pk=chat["contact_inbox"].pk)
+    client_id = new_client_id()
+    send_visitor_message(contact_inbox=ci, client_id=client_id, body="hello", actor=Actor(contact=ci.contact))
+    with django_assert_num_queries(1):
+        result = send_visitor_message(
+            contact_inbox=ci, client_id=client_id, body="hello", actor=Actor(contact=ci.contact)
+        )
+    assert result.created is False
+
+
+def test_operator_send(chat, django_assert_num_queries):
+    conversation = Conversation.objects.select_related(
+        "inbox", "branch", "region", "contact", "assignee", "contact_inbox"
+    ).get(pk=chat["conversation_id"])
+    # resend check, sequence bump (+counters), message insert, event insert
+    with django_assert_num_queries(4 + SAVEPOINT):
+        send_operator_message(conversation=conversation, user=chat["operator"], client_id=new_client_id(), body="reply")
+
+
+def test_mark_read(chat, django_assert_num_queries):
+    conversation = Conversation.objects.select_related(
+        "inbox", "branch", "region", "contact", "assignee", "contact_inbox"
+    ).get(pk=chat["conversation_id"])
+    last = conversation.messages.order_by("-id").first()
+    # message exists, read_at update, delivered_at update, sequence bump, event insert
+    with django_assert_num_queries(5 + SAVEPOINT):
+        mark_read(conversation=conversation, reader="agent", up_to_message_id=last.pk, user=chat["operator"])
+
+
+def test_bootstrap_query_count_does_not_grow_with_history(chat, django_assert_num_queries):
+    ci = chat["contact_inbox"]
+    for index in range(20):
+        send_visitor_message(
+            contact_inbox=ci, client_id=new_client_id(), body=f"m{index}", actor=Actor(contact=ci.contact)
+        )
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as first:
+        bootstrap(chat["inbox"], pubsub_token=ci.pubsub_token)
+    for index in range(20):
+        send_visitor_message(
+            contact_inbox=ci, client_id=new_client_id(), body=f"n{index}", actor=Actor(contact=ci.contact)
+        )
+    with CaptureQueriesContext(connection) as second:
+        bootstrap(chat["inbox"], pubsub_token=ci.pubsub_token)
+    assert len(second) == len(first)
+    assert len(first) <= 16
