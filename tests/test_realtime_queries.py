@@ -1,10 +1,11 @@
 """Pinned query counts of the hot paths: a regression here is a slower chat."""
 
 import pytest
+from django.utils import timezone
 
 from messenger.actions.base import Actor
 from messenger.actions.messages import mark_read, send_operator_message, send_visitor_message
-from messenger.models import ContactInbox, Conversation
+from messenger.models import AgentConnection, ContactInbox, Conversation
 from tests.conftest import bootstrap, new_client_id
 from tests.factories import make_branch, make_inbox, make_user
 
@@ -20,6 +21,7 @@ def chat():
     branch = make_branch()
     inbox = make_inbox(branch)
     operator = make_user(branch=branch)
+    AgentConnection.objects.create(user=operator, channel_name="test!1", last_heartbeat=timezone.now())
     boot = bootstrap(inbox)
     contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(pubsub_token=boot["pubsub_token"])
     first = send_visitor_message(
@@ -35,8 +37,9 @@ def chat():
 
 def test_visitor_send_in_an_open_conversation(chat, django_assert_num_queries):
     ci = ContactInbox.objects.select_related("contact", "inbox").get(pk=chat["contact_inbox"].pk)
-    # resend check, active conversation, sequence bump (+counters), message insert, event insert
-    with django_assert_num_queries(5 + SAVEPOINT):
+    # resend check, active conversation, sequence bump (+counters), message insert, event insert,
+    # the assignee's unread totals
+    with django_assert_num_queries(6 + SAVEPOINT):
         send_visitor_message(contact_inbox=ci, client_id=new_client_id(), body="hello", actor=Actor(contact=ci.contact))
 
 
@@ -65,8 +68,8 @@ def test_mark_read(chat, django_assert_num_queries):
         "inbox", "branch", "region", "contact", "assignee", "contact_inbox"
     ).get(pk=chat["conversation_id"])
     last = conversation.messages.order_by("-id").first()
-    # message exists, read_at update, delivered_at update, sequence bump, event insert
-    with django_assert_num_queries(5 + SAVEPOINT):
+    # message exists, read_at update, delivered_at update, sequence bump, event insert, unread totals
+    with django_assert_num_queries(6 + SAVEPOINT):
         mark_read(conversation=conversation, reader="agent", up_to_message_id=last.pk, user=chat["operator"])
 
 

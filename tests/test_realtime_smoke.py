@@ -45,7 +45,10 @@ async def test_visitor_and_operator_exchange_messages():
 
     again = await visitor.command("message.send", client_id=client_id, body="Hello **there**")
     assert again["data"]["created"] is False
-    assert await database_sync_to_async(Message.objects.filter(conversation_id=conversation_id, direction="in").count)() == 1
+    assert (
+        await database_sync_to_async(Message.objects.filter(conversation_id=conversation_id, direction="in").count)()
+        == 1
+    )
     conversation = await database_sync_to_async(Conversation.objects.get)(pk=conversation_id)
     assert conversation.assignee_id == operator.pk
     await visitor.close()

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -35,7 +36,9 @@ from messenger.models import (
     SenderType,
 )
 from messenger.models.conversation import ACTIVE_STATUSES
+from messenger.realtime.broadcast import broadcast_on_commit
 from messenger.realtime.eventlog import PublicPart, bump_sequences, record_event
+from messenger.realtime.groups import user_group
 
 
 @dataclass(frozen=True)
@@ -188,8 +191,22 @@ def _store_message(
     record_event(
         conversation, type="message.created", data=staff_data, public=public_part, now=now, sequences=sequences
     )
+    if direction == MessageDirection.IN and conversation.assignee_id:
+        push_unread_totals(conversation.assignee_id)
     message._prefetched_attachments = attachments  # type: ignore[attr-defined]
     return message
+
+
+def push_unread_totals(user_id: int) -> None:
+    """The badge of one operator: conversations with unread visitor messages, and messages."""
+    totals = Conversation.objects.filter(
+        assignee_id=user_id, status__in=ACTIVE_STATUSES, unread_for_agent__gt=0
+    ).aggregate(conversations=Count("id"), messages=Sum("unread_for_agent"))
+    frame = {
+        "type": "unread",
+        "data": {"conversations": totals["conversations"] or 0, "messages": totals["messages"] or 0},
+    }
+    broadcast_on_commit([user_group(user_id)], frame)
 
 
 def _existing(conversation_filter: dict[str, Any], client_id: str) -> Message | None:
@@ -392,4 +409,6 @@ def mark_read(*, conversation: Conversation, reader: str, up_to_message_id: Any,
             now=now,
             sequences=sequences,
         )
+        if reader != "contact" and conversation.assignee_id:
+            push_unread_totals(conversation.assignee_id)
     return changed
