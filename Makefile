@@ -38,7 +38,11 @@ test-embedded: $(BIN)/.installed
 	env -u DATABASE_URL -u REDIS_URL MESSENGER_TEST_DB_NAME=/tmp/messenger-test-embedded.sqlite3 \
 		$(BIN)/pytest -q -p no:cacheprovider -m "not browser and not postgres" tests/test_realtime*.py tests/test_embedded_smoke.py tests/test_models.py
 
-bench: $(BIN)/.installed services
+$(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+bench: $(BIN)/.bench-installed services
 	$(BIN)/python bench/run.py --quick
 
 clean:

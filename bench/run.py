@@ -1,13 +1,22 @@
-"""Delivery benchmark: N visitors in N conversations and M operators against real daphne servers
-backed by PostgreSQL and Redis on loopback.
+"""Delivery benchmark: Messenger against its references, with the same clients, in one run.
 
-    .venv/bin/python bench/run.py --visitors 100 --operators 4 --rate 100 --seconds 20 --servers 2
+    .venv/bin/python bench/run.py                      # every target, default scenario
+    .venv/bin/python bench/run.py --quick              # the short version (`make bench`)
+    .venv/bin/python bench/run.py --targets messenger --visitors 200 --rate 500 --servers 2
 
-Each visitor sends messages at ``rate / visitors`` per second; every operator reply goes back.
-Reported: visitor→operator and operator→visitor delivery latency (p50/p95/p99, measured from the
-send to the first frame at the other side), messages/s persisted and delivered, lost and
-duplicated messages (compared with the database), server RSS. Results are appended to
-bench/results/ as JSON.
+Targets, all on loopback with PostgreSQL and Redis (channels-redis pub/sub layer):
+
+* ``messenger`` — this project: widget bootstrap, visitor and operator sockets, every message
+  persisted with its event row and committed before any client sees it.
+* ``relay``     — a bare Channels relay (bench/relay_asgi.py): the framework's floor.
+* ``persist``   — the same relay INSERTing and committing each frame first: the persist floor.
+* ``socketio``  — a minimal Node.js socket.io relay (bench/node/relay.js).
+
+N visitors in N conversations send ``rate`` messages/s in total; M operators receive them; the
+first operator answers each one. Reported per target: visitor→operator and operator→visitor
+delivery latency (p50/p95/p99), messages/s, loss and duplicates (for Messenger also checked
+against the database), server RSS; then Messenger's ratios to each reference. Results go to
+bench/results/ as JSON and a PNG of the latency distributions.
 """
 
 from __future__ import annotations
@@ -17,62 +26,57 @@ import asyncio
 import json
 import os
 import random
-import statistics
+import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
 BENCH_SECRET = "bench-secret-not-for-production-0123456789"
 sys.path.insert(0, str(ROOT))
 
 
-def percentile(values: list[float], q: float) -> float:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float | None:
     if not values:
-        return float("nan")
+        return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def prepare(args: argparse.Namespace) -> dict:
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ["REDIS_URL"] = args.redis_url
-    # The same key as the servers: session cookies made here must verify there.
-    os.environ["SECRET_KEY"] = BENCH_SECRET
-    os.environ["DEBUG"] = "0"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.test import Client
-
-    call_command("migrate", verbosity=0)
-    from messenger.models import AgentProfile, AgentStatus, Branch, Conversation, Inbox
-
-    Conversation.objects.all().delete()
-    branch, _ = Branch.objects.get_or_create(name="Bench")
-    inbox, _ = Inbox.objects.get_or_create(
-        name="Bench", defaults={"branch": branch, "settings": {"security": {"allowed_domains": ["localhost"]}}}
-    )
-    from django.contrib.auth import get_user_model
-
-    cookies = []
-    for index in range(args.operators):
-        user, _ = get_user_model().objects.get_or_create(username=f"bench-op-{index}")
-        AgentProfile.objects.update_or_create(
-            user=user, defaults={"branch": branch, "status": AgentStatus.ONLINE, "max_concurrent": 100000}
-        )
-        client = Client()
-        client.force_login(user)
-        cookies.append(client.cookies["sessionid"].value)
-    return {"widget_token": inbox.widget_token, "cookies": cookies}
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
 
 
-def start_servers(args: argparse.Namespace) -> list[tuple[subprocess.Popen, int]]:
-    env = {
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return 0.0
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    generous = "10000000/min"
+    return {
         **os.environ,
         "DATABASE_URL": args.database_url,
         "REDIS_URL": args.redis_url,
@@ -80,196 +84,400 @@ def start_servers(args: argparse.Namespace) -> list[tuple[subprocess.Popen, int]
         "SECRET_KEY": BENCH_SECRET,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
-        "MESSENGER_WIDGET_SEND_RATE_PER_SESSION": "100000/min",
-        "MESSENGER_WIDGET_SEND_RATE_PER_IP": "1000000/min",
-        "MESSENGER_CONVERSATION_FLOOD_LIMIT": "100000/min",
-        "MESSENGER_WIDGET_BOOTSTRAP_RATE_PER_IP": "1000000/min",
-        "MESSENGER_WIDGET_POLL_RATE_PER_SESSION": "100000/min",
-        "MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP": "1000000",
+        "MESSENGER_CHANNEL_PREFIX": "bench",
+        "MESSENGER_WIDGET_SEND_RATE_PER_SESSION": generous,
+        "MESSENGER_WIDGET_SEND_RATE_PER_IP": generous,
+        "MESSENGER_CONVERSATION_FLOOD_LIMIT": generous,
+        "MESSENGER_WIDGET_BOOTSTRAP_RATE_PER_IP": generous,
+        "MESSENGER_WIDGET_BOOTSTRAP_RATE_PER_TOKEN": generous,
+        "MESSENGER_WIDGET_POLL_RATE_PER_SESSION": generous,
+        "MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP": "100000000",
     }
-    servers = []
-    for index in range(args.servers):
-        port = free_port()
-        log = open(ROOT / "bench" / "results" / f"server-{index}.log", "w")  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        servers.append((process, port))
-    import urllib.request
 
-    for _, port in servers:
-        for _ in range(100):
+
+class Servers:
+    """Server processes of one target; stopped (killed if they linger) on exit."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+
+    def start(self, command: list[str], env: dict[str, str], health: str | None, name: str) -> int:
+        port = free_port()
+        RESULTS.mkdir(exist_ok=True)
+        log = open(RESULTS / f"{name}-{port}.log", "w")  # noqa: SIM115 — lives as long as the process
+        argv = [part.replace("{port}", str(port)) for part in command]
+        process = subprocess.Popen(argv, cwd=ROOT, env={**env, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        self.ports.append(port)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited; see {log.name}")
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=2)  # noqa: S310
-                break
+                if health:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}{health}", timeout=2)  # noqa: S310
+                else:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return port
             except OSError:
                 time.sleep(0.2)
-    return servers
+        raise RuntimeError(f"{name} did not start")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+@dataclass
+class Tally:
+    sent_at: dict[str, float] = field(default_factory=dict)
+    v2o: list[float] = field(default_factory=list)
+    o2v: list[float] = field(default_factory=list)
+    seen_by_operators: dict[str, int] = field(default_factory=dict)
+    seen_by_visitors: dict[str, int] = field(default_factory=dict)
 
 
-async def run(args: argparse.Namespace, setup: dict, ports: list[int]) -> dict:
+# --- clients: one adapter per target; each yields normalised frames {client_id, direction, conversation}
+
+
+class Client:
+    async def send(self, frame: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def frames(self):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class MessengerClient(Client):
+    def __init__(self, ws: Any, operator: bool) -> None:
+        self.ws = ws
+        self.operator = operator
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self.operator:
+            await self.ws.send(
+                json.dumps(
+                    {
+                        "type": "message.send",
+                        "conversation_id": frame["conversation"],
+                        "client_id": frame["client_id"],
+                        "body": frame["body"],
+                    }
+                )
+            )
+        else:
+            await self.ws.send(
+                json.dumps({"type": "message.send", "client_id": frame["client_id"], "body": frame["body"]})
+            )
+
+    async def frames(self):  # type: ignore[no-untyped-def]
+        async for text in self.ws:
+            frame = json.loads(text)
+            if frame.get("type") == "message.created":
+                message = frame["data"]["message"]
+                yield {
+                    "client_id": message.get("client_id") or "",
+                    "direction": message["direction"],
+                    "conversation": message["conversation_id"],
+                }
+
+
+class RelayClient(Client):
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def frames(self):  # type: ignore[no-untyped-def]
+        async for text in self.ws:
+            yield json.loads(text)
+
+
+class SocketIOClient(Client):
+    """socket.io v4 over a plain WebSocket: "0" open, "40" connect, "42[event, data]", "2"/"3" ping."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, url: str) -> SocketIOClient:
+        import websockets
+
+        ws = await websockets.connect(url, compression=None, max_queue=None)
+        await ws.recv()  # engine.io open
+        await ws.send("40")
+        while not (await ws.recv()).startswith("40"):
+            pass
+        return cls(ws)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send("42" + json.dumps(["msg", frame]))
+
+    async def frames(self):  # type: ignore[no-untyped-def]
+        async for text in self.ws:
+            if text == "2":
+                await self.ws.send("3")
+            elif text.startswith("42"):
+                yield json.loads(text[2:])[1]
+
+
+async def open_clients(
+    target: str, ports: list[int], args: argparse.Namespace, setup: dict[str, Any]
+) -> tuple[list[tuple[Client, int | None]], list[Client]]:
+    """(visitors with their conversation when known, operators) for ``target``."""
     import aiohttp
     import websockets
 
-    sent_at: dict[str, float] = {}
-    v2o: list[float] = []
-    o2v: list[float] = []
-    seen_at_operators: dict[str, int] = {}
-    seen_at_visitors: dict[str, int] = {}
-    stop = asyncio.Event()
-
-    async with aiohttp.ClientSession() as http:
-        sessions = []
-        for index in range(args.visitors):
+    options = {"compression": None, "max_queue": None, "open_timeout": 30}
+    visitors: list[tuple[Client, int | None]] = []
+    operators: list[Client] = []
+    if target == "messenger":
+        async with aiohttp.ClientSession() as http:
+            for index in range(args.visitors):
+                port = ports[index % len(ports)]
+                async with http.post(
+                    f"http://127.0.0.1:{port}/api/widget/bootstrap/",
+                    json={"widget_token": setup["widget_token"]},
+                    headers={"Origin": "http://localhost"},
+                ) as response:
+                    token = (await response.json())["session_token"]
+                ws = await websockets.connect(
+                    f"ws://127.0.0.1:{port}/ws/widget/?widget_token={setup['widget_token']}&token={token}",
+                    origin="http://localhost",
+                    **options,
+                )
+                await ws.recv()  # hello
+                visitors.append((MessengerClient(ws, operator=False), None))
+        for index, cookie in enumerate(setup["cookies"]):
             port = ports[index % len(ports)]
-            async with http.post(
-                f"http://127.0.0.1:{port}/api/widget/bootstrap/",
-                json={"widget_token": setup["widget_token"]},
-                headers={"Origin": "http://localhost"},
-            ) as response:
-                sessions.append((port, (await response.json())["session_token"]))
+            ws = await websockets.connect(
+                f"ws://127.0.0.1:{port}/ws/operator/",
+                origin=f"http://127.0.0.1:{port}",
+                additional_headers={"Cookie": f"sessionid={cookie}"},
+                **options,
+            )
+            hello = json.loads(await ws.recv())
+            assert hello["type"] == "hello", hello
+            operators.append(MessengerClient(ws, operator=True))
+    elif target in ("relay", "persist"):
+        for index in range(args.visitors):
+            ws = await websockets.connect(
+                f"ws://127.0.0.1:{ports[index % len(ports)]}/{target}/?role=visitor&conversation={index + 1}", **options
+            )
+            visitors.append((RelayClient(ws), index + 1))
+        for index in range(args.operators):
+            ws = await websockets.connect(
+                f"ws://127.0.0.1:{ports[index % len(ports)]}/{target}/?role=operator", **options
+            )
+            operators.append(RelayClient(ws))
+    elif target == "socketio":
+        for index in range(args.visitors):
+            client = await SocketIOClient.connect(
+                f"ws://127.0.0.1:{ports[0]}/socket.io/?EIO=4&transport=websocket&role=visitor&conversation={index + 1}"
+            )
+            visitors.append((client, index + 1))
+        for _ in range(args.operators):
+            operators.append(
+                await SocketIOClient.connect(
+                    f"ws://127.0.0.1:{ports[0]}/socket.io/?EIO=4&transport=websocket&role=operator"
+                )
+            )
+    await asyncio.sleep(1)  # let group subscriptions settle before the clock starts
+    return visitors, operators
 
-    operators = []
-    for index, cookie in enumerate(setup["cookies"]):
-        port = ports[index % len(ports)]
-        socket = await websockets.connect(
-            f"ws://127.0.0.1:{port}/ws/operator/",
-            origin=f"http://127.0.0.1:{port}",
-            additional_headers={"Cookie": f"sessionid={cookie}"},
-            compression=None,
-            max_queue=None,
-        )
-        hello = json.loads(await socket.recv())
-        assert hello["type"] == "hello", hello
-        operators.append(socket)
 
-    async def operator_loop(index: int, socket, replies: bool) -> None:
-        while not stop.is_set():
-            try:
-                frame = json.loads(await asyncio.wait_for(socket.recv(), 1))
-            except TimeoutError:
-                continue
-            except Exception:  # noqa: BLE001
-                return
-            if frame.get("type") != "message.created":
-                continue
-            message = frame["data"]["message"]
-            client_id = message.get("client_id") or ""
-            if message["direction"] == "in" and client_id in sent_at:
+async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: dict[str, Any]) -> dict[str, Any]:
+    tally = Tally()
+    visitors, operators = await open_clients(target, ports, args, setup)
+    stop = asyncio.Event()
+    interval = args.visitors / args.rate
+
+    async def operator_loop(index: int, client: Client) -> None:
+        try:
+            async for frame in client.frames():
+                client_id = frame.get("client_id", "")
+                if frame.get("direction") != "in" or client_id not in tally.sent_at:
+                    continue
                 key = f"{index}:{client_id}"
-                seen_at_operators[key] = seen_at_operators.get(key, 0) + 1
-                if seen_at_operators[key] == 1 and index == 0:
-                    v2o.append(time.perf_counter() - sent_at[client_id])
-                    if replies:
+                tally.seen_by_operators[key] = tally.seen_by_operators.get(key, 0) + 1
+                # Each conversation has one answering operator; everyone else just receives.
+                if frame["conversation"] % len(operators) == index and tally.seen_by_operators[key] == 1:
+                    tally.v2o.append(time.perf_counter() - tally.sent_at[client_id])
+                    if not stop.is_set():
                         reply_id = "r-" + uuid.uuid4().hex
-                        sent_at[reply_id] = time.perf_counter()
-                        await socket.send(
-                            json.dumps(
-                                {
-                                    "type": "message.send",
-                                    "conversation_id": message["conversation_id"],
-                                    "client_id": reply_id,
-                                    "body": "reply",
-                                }
-                            )
+                        tally.sent_at[reply_id] = time.perf_counter()
+                        await client.send(
+                            {
+                                "client_id": reply_id,
+                                "direction": "out",
+                                "conversation": frame["conversation"],
+                                "body": "an answer",
+                            }
                         )
+        except Exception:  # noqa: BLE001 — the socket closed at the end
+            return
 
-    async def visitor_loop(port: int, token: str, interval: float) -> None:
-        socket = await websockets.connect(
-            f"ws://127.0.0.1:{port}/ws/widget/?widget_token={setup['widget_token']}&token={token}",
-            origin="http://localhost",
-            compression=None,
-            max_queue=None,
-        )
-        await socket.recv()
+    async def visitor_reader(client: Client) -> None:
+        try:
+            async for frame in client.frames():
+                client_id = frame.get("client_id", "")
+                if frame.get("direction") == "out" and client_id in tally.sent_at:
+                    tally.seen_by_visitors[client_id] = tally.seen_by_visitors.get(client_id, 0) + 1
+                    if tally.seen_by_visitors[client_id] == 1:
+                        tally.o2v.append(time.perf_counter() - tally.sent_at[client_id])
+        except Exception:  # noqa: BLE001
+            return
 
-        async def reader() -> None:
-            while True:
-                try:
-                    frame = json.loads(await socket.recv())
-                except Exception:  # noqa: BLE001
-                    return
-                if frame.get("type") == "message.created":
-                    client_id = frame["data"]["message"].get("client_id") or ""
-                    if client_id.startswith("r-") and client_id in sent_at:
-                        seen_at_visitors[client_id] = seen_at_visitors.get(client_id, 0) + 1
-                        if seen_at_visitors[client_id] == 1:
-                            o2v.append(time.perf_counter() - sent_at[client_id])
-
-        reading = asyncio.ensure_future(reader())
+    async def visitor_writer(client: Client, conversation: int | None) -> None:
         await asyncio.sleep(random.random() * interval)
         while not stop.is_set():
             client_id = "v-" + uuid.uuid4().hex
-            sent_at[client_id] = time.perf_counter()
-            await socket.send(
-                json.dumps({"type": "message.send", "client_id": client_id, "body": "hello from a visitor"})
+            tally.sent_at[client_id] = time.perf_counter()
+            await client.send(
+                {
+                    "client_id": client_id,
+                    "direction": "in",
+                    "conversation": conversation,
+                    "body": "hello, I have a question",
+                }
             )
             await asyncio.sleep(interval)
-        await asyncio.sleep(2)
-        reading.cancel()
-        await socket.close()
 
-    interval = args.visitors / args.rate
-    operator_tasks = [
-        asyncio.ensure_future(operator_loop(i, socket, replies=(i == 0))) for i, socket in enumerate(operators)
-    ]
+    tasks = [asyncio.ensure_future(operator_loop(i, c)) for i, c in enumerate(operators)]
+    tasks += [asyncio.ensure_future(visitor_reader(c)) for c, _ in visitors]
+    cpu_before = [cpu_seconds(pid) for pid in setup.get("pids", [])]
+    client_cpu_before = time.process_time()
     started = time.perf_counter()
-    visitor_tasks = [asyncio.ensure_future(visitor_loop(port, token, interval)) for port, token in sessions]
+    writers = [asyncio.ensure_future(visitor_writer(c, conv)) for c, conv in visitors]
     await asyncio.sleep(args.seconds)
     stop.set()
     elapsed = time.perf_counter() - started
-    await asyncio.gather(*visitor_tasks, return_exceptions=True)
-    await asyncio.sleep(2)
-    for task in operator_tasks:
+    await asyncio.gather(*writers)
+    await asyncio.sleep(args.drain)
+    cpu = [round(cpu_seconds(pid) - before, 1) for pid, before in zip(setup.get("pids", []), cpu_before, strict=False)]
+    client_cpu = round(time.process_time() - client_cpu_before, 1)
+    for client in [c for c, _ in visitors] + operators:
+        await client.close()
+    for task in tasks:
         task.cancel()
-    for socket in operators:
-        await socket.close()
-    visitor_sent = [k for k in sent_at if k.startswith("v-")]
+    visitor_ids = [k for k in tally.sent_at if k.startswith("v-")]
+    reply_ids = [k for k in tally.sent_at if k.startswith("r-")]
+    first_operator = {k.split(":", 1)[1] for k in tally.seen_by_operators}
     return {
-        "visitor_messages_sent": len(visitor_sent),
-        "visitor_to_operator_ms": {q: round(percentile(v2o, q) * 1000, 2) for q in (50, 95, 99)},
-        "operator_to_visitor_ms": {q: round(percentile(o2v, q) * 1000, 2) for q in (50, 95, 99)},
-        "delivered_to_first_operator": len(v2o),
-        "operator_frames": len(seen_at_operators),
-        "duplicates_at_operators": sum(1 for n in seen_at_operators.values() if n > 1),
-        "duplicates_at_visitors": sum(1 for n in seen_at_visitors.values() if n > 1),
-        "elapsed_s": round(elapsed, 1),
-        "messages_per_s": round(len(visitor_sent) / elapsed, 1),
-        "mean_v2o_ms": round(statistics.mean(v2o) * 1000, 2) if v2o else None,
-        "_visitor_ids": visitor_sent,
+        "visitor_messages": len(visitor_ids),
+        "messages_per_s": round(len(visitor_ids) / elapsed, 1),
+        "delivered_per_s": round(len(tally.seen_by_operators) / elapsed, 1),
+        "v2o_ms": {f"p{q}": round((percentile(tally.v2o, q) or 0) * 1000, 2) for q in (50, 95, 99)},
+        "v2o_ms_by_quarter": [
+            round((percentile(part, 50) or 0) * 1000, 1)
+            for part in (tally.v2o[i * len(tally.v2o) // 4 : (i + 1) * len(tally.v2o) // 4] for i in range(4))
+        ],
+        "o2v_ms": {f"p{q}": round((percentile(tally.o2v, q) or 0) * 1000, 2) for q in (50, 95, 99)},
+        "lost_at_operators": len(set(visitor_ids) - first_operator),
+        "lost_replies": len(set(reply_ids) - set(tally.seen_by_visitors)),
+        "duplicates": sum(1 for n in tally.seen_by_operators.values() if n > 1)
+        + sum(1 for n in tally.seen_by_visitors.values() if n > 1),
+        "server_cpu_s": cpu,
+        "client_cpu_s": client_cpu,
+        "_v2o": tally.v2o,
+        "_visitor_ids": visitor_ids,
     }
 
 
+def prepare_messenger(args: argparse.Namespace) -> dict[str, Any]:
+    """Fresh demo-like data in the benchmark database: an inbox, M online operators with sessions."""
+    os.environ.update(
+        {
+            "DATABASE_URL": args.database_url,
+            "REDIS_URL": args.redis_url,
+            "SECRET_KEY": BENCH_SECRET,
+            "DEBUG": "0",
+            "MESSENGER_CHANNEL_PREFIX": "bench",
+        }
+    )
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.test import Client as DjangoClient
+
+    from messenger.models import AgentConnection, AgentProfile, AgentStatus, Branch, Contact, Inbox
+
+    call_command("migrate", verbosity=0)
+    Contact.objects.all().delete()
+    AgentConnection.objects.all().delete()
+    branch, _ = Branch.objects.get_or_create(name="Bench")
+    inbox, _ = Inbox.objects.get_or_create(
+        name="Bench", defaults={"branch": branch, "settings": {"security": {"allowed_domains": ["localhost"]}}}
+    )
+    cookies = []
+    for index in range(args.operators):
+        user, _ = get_user_model().objects.get_or_create(username=f"bench-op-{index}")
+        AgentProfile.objects.update_or_create(
+            user=user, defaults={"branch": branch, "status": AgentStatus.ONLINE, "max_concurrent": 1_000_000}
+        )
+        client = DjangoClient()
+        client.force_login(user)
+        cookies.append(client.cookies["sessionid"].value)
+    return {"widget_token": inbox.widget_token, "cookies": cookies}
+
+
+def stored_check(visitor_ids: list[str]) -> dict[str, int]:
+    from messenger.models import Message
+
+    stored = list(Message.objects.filter(client_id__in=visitor_ids).values_list("client_id", flat=True))
+    return {
+        "lost_in_database": len(set(visitor_ids) - set(stored)),
+        "duplicates_in_database": len(stored) - len(set(stored)),
+    }
+
+
+def plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for name, result in results.items():
+        values = sorted(v * 1000 for v in result.get("_v2o", []))
+        if values:
+            axis.plot(values, [i / len(values) for i in range(len(values))], label=name)
+    axis.set_xscale("log")
+    axis.set_xlabel("visitor → operator latency, ms (log)")
+    axis.set_ylabel("fraction of messages")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return True
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--visitors", type=int, default=100)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", default="messenger,persist,relay,socketio")
+    parser.add_argument("--visitors", type=int, default=200)
     parser.add_argument("--operators", type=int, default=4)
-    parser.add_argument("--rate", type=float, default=100, help="visitor messages per second, all visitors together")
+    parser.add_argument("--rate", type=float, default=200, help="visitor messages per second, all visitors together")
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--servers", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="a short run (about a minute)")
+    parser.add_argument("--drain", type=float, default=3, help="seconds to wait for stragglers after the senders stop")
+    parser.add_argument("--servers", type=int, default=2, help="daphne processes per Python target (one per core)")
+    parser.add_argument("--quick", action="store_true", help="the short version: about two minutes for every target")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/messenger_bench"),
@@ -277,39 +485,68 @@ def main() -> None:
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"))
     args = parser.parse_args()
     if args.quick:
-        args.visitors, args.operators, args.rate, args.seconds = 50, 2, 50, 15
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+        args.visitors, args.rate, args.seconds = 100, 200, 10
+    RESULTS.mkdir(exist_ok=True)
     subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", "CREATE DATABASE messenger_bench"],
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE messenger_bench"],
         capture_output=True,
         check=False,
     )
-    setup = prepare(args)
-    servers = start_servers(args)
-    try:
-        result = asyncio.run(run(args, setup, [port for _, port in servers]))
-        result["server_rss_mib"] = [round(rss_kib(process.pid) / 1024, 1) for process, _ in servers]
-    finally:
-        for process, _ in servers:
-            process.terminate()
-        for process, _ in servers:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    from messenger.models import Message
+    setup = prepare_messenger(args)
+    env = server_env(args)
+    daphne = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}"]
+    commands = {
+        "messenger": ([*daphne, "project.asgi:application"], "/health/", args.servers),
+        "relay": ([*daphne, "bench.relay_asgi:application"], None, args.servers),
+        "persist": ([*daphne, "bench.relay_asgi:application"], None, args.servers),
+        "socketio": (["node", "bench/node/relay.js"], None, 1),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    for target in [t.strip() for t in args.targets.split(",") if t.strip()]:
+        if target == "socketio" and not (ROOT / "bench" / "node" / "node_modules").exists():
+            if shutil.which("npm") is None:
+                print("socketio: npm missing, skipped")
+                continue
+            subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=ROOT / "bench" / "node", check=True
+            )
+        command, health, count = commands[target]
+        servers = Servers()
+        try:
+            for _ in range(count):
+                servers.start(command, env, health, target)
+            setup["pids"] = [p.pid for p in servers.processes]
+            result = asyncio.run(drive(target, servers.ports, args, setup))
+            result["server_rss_mib"] = [rss_mib(p.pid) for p in servers.processes]
+        finally:
+            servers.stop()
+        if target == "messenger":
+            result.update(stored_check(result["_visitor_ids"]))
+        results[target] = result
+        print(target, json.dumps({k: v for k, v in result.items() if not k.startswith("_")}))
 
-    ids = result.pop("_visitor_ids")
-    stored = set(Message.objects.filter(client_id__startswith="v-").values_list("client_id", flat=True))
-    result["lost_visitor_messages"] = len(set(ids) - stored)
-    result["stored_duplicates"] = Message.objects.filter(client_id__startswith="v-").count() - len(stored)
-    result["config"] = {k: getattr(args, k) for k in ("visitors", "operators", "rate", "seconds", "servers")}
-    result["date"] = time.strftime("%Y-%m-%d %H:%M")
-    print(json.dumps(result, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=2))
+    summary: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{os.cpu_count()} cores, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB",
+        "config": {k: getattr(args, k) for k in ("visitors", "operators", "rate", "seconds", "servers")},
+        "targets": {name: {k: v for k, v in r.items() if not k.startswith("_")} for name, r in results.items()},
+    }
+    ours = results.get("messenger")
+    if ours:
+        summary["ratios"] = {
+            name: {
+                "p50": round(ours["v2o_ms"]["p50"] / max(r["v2o_ms"]["p50"], 0.001), 2),
+                "p99": round(ours["v2o_ms"]["p99"] / max(r["v2o_ms"]["p99"], 0.001), 2),
+                "throughput": round(ours["delivered_per_s"] / max(r["delivered_per_s"], 0.001), 2),
+            }
+            for name, r in results.items()
+            if name != "messenger"
+        }
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"run-{stamp}.json").write_text(json.dumps(summary, indent=2))
+    if plot(results, RESULTS / f"latency-{stamp}.png"):
+        summary["plot"] = f"bench/results/latency-{stamp}.png"
+    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

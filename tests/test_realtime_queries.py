@@ -37,17 +37,49 @@ def chat():
 
 def test_visitor_send_in_an_open_conversation(chat, django_assert_num_queries):
     ci = ContactInbox.objects.select_related("contact", "inbox").get(pk=chat["contact_inbox"].pk)
-    # resend check, active conversation, sequence bump (+counters), message insert, event insert,
-    # the assignee's unread totals
-    with django_assert_num_queries(6 + SAVEPOINT):
+    # resend check, active conversation, sequence bump (+counters), message insert, event insert
+    with django_assert_num_queries(5 + SAVEPOINT):
         send_visitor_message(contact_inbox=ci, client_id=new_client_id(), body="hello", actor=Actor(contact=ci.contact))
+
+
+def test_visitor_send_on_a_socket_that_knows_its_conversation(chat, django_assert_num_queries):
+    ci = ContactInbox.objects.select_related("contact", "inbox").get(pk=chat["contact_inbox"].pk)
+    conversation = Conversation.objects.select_related(
+        "inbox", "branch", "region", "contact", "assignee", "contact_inbox"
+    ).get(pk=chat["conversation_id"])
+    # resend check, sequence bump (+counters, re-checks the status under the lock), message, event
+    with django_assert_num_queries(4 + SAVEPOINT):
+        send_visitor_message(
+            contact_inbox=ci,
+            client_id=new_client_id(),
+            body="hello",
+            actor=Actor(contact=ci.contact),
+            known_conversation=conversation,
+        )
+
+
+def test_a_stale_known_conversation_is_detected_under_the_lock(chat):
+    ci = ContactInbox.objects.select_related("contact", "inbox").get(pk=chat["contact_inbox"].pk)
+    stale = Conversation.objects.select_related(
+        "inbox", "branch", "region", "contact", "assignee", "contact_inbox"
+    ).get(pk=chat["conversation_id"])
+    Conversation.objects.filter(pk=stale.pk).update(status="resolved")
+    result = send_visitor_message(
+        contact_inbox=ci,
+        client_id=new_client_id(),
+        body="after resolve",
+        actor=Actor(contact=ci.contact),
+        known_conversation=stale,
+    )
+    assert result.conversation.pk != stale.pk, "a resolved conversation is never silently reopened"
+    assert not stale.messages.filter(body="after resolve").exists()
 
 
 def test_visitor_resend_is_one_query(chat, django_assert_num_queries):
     ci = ContactInbox.objects.select_related("contact", "inbox").get(pk=chat["contact_inbox"].pk)
     client_id = new_client_id()
     send_visitor_message(contact_inbox=ci, client_id=client_id, body="hello", actor=Actor(contact=ci.contact))
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(2):  # id lookup, then the stored row
         result = send_visitor_message(
             contact_inbox=ci, client_id=client_id, body="hello", actor=Actor(contact=ci.contact)
         )

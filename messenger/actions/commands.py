@@ -28,6 +28,8 @@ class VisitorContext:
     contact_inbox: ContactInbox
     ip: str | None = None
     page: dict[str, Any] = field(default_factory=dict)
+    # The current conversation as of this socket's last send: saves a lookup per message.
+    conversation: Conversation | None = None
 
     @property
     def actor(self) -> Actor:
@@ -77,7 +79,9 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
             conversation_id=command.fields.get("conversation_id"),
             actor=context.actor,
             page=context.page,
+            known_conversation=context.conversation,
         )
+        context.conversation = result.conversation
         payload = events.message_payload(
             result.message, public=True, attachments=getattr(result.message, "_prefetched_attachments", None)
         )

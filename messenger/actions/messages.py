@@ -71,6 +71,10 @@ def validate_message_input(client_id: Any, body: Any, attachment_ids: Any) -> tu
     return client_id, body, list(dict.fromkeys(attachment_ids))
 
 
+class StaleConversation(Exception):
+    """The conversation changed under the caller (resolved meanwhile); retry with a fresh read."""
+
+
 def as_datetime(value: Any) -> datetime | None:
     """A timestamp as RETURNING gives it (SQLite: text) → an aware datetime."""
     if value is None or isinstance(value, datetime):
@@ -106,8 +110,14 @@ def _store_message(
             ("unread_for_agent = unread_for_agent + 1", []),
             ("contact_last_seen_at = %s", [now]),
         ]
-        if conversation.status == ConversationStatus.SNOOZED:
-            assignments += [("status = %s", [ConversationStatus.OPEN]), ("snoozed_until = NULL", [])]
+        # A visitor writing wakes a snoozed conversation; decided in SQL, under the row lock.
+        assignments += [
+            (
+                "status = CASE WHEN status = %s THEN %s ELSE status END",
+                [ConversationStatus.SNOOZED, ConversationStatus.OPEN],
+            ),
+            ("snoozed_until = CASE WHEN status = %s THEN NULL ELSE snoozed_until END", [ConversationStatus.SNOOZED]),
+        ]
     elif direction == MessageDirection.OUT:
         assignments.append(("unread_for_contact = unread_for_contact + 1", []))
         if sender_type == SenderType.USER:
@@ -116,11 +126,17 @@ def _store_message(
                 ("waiting_since = NULL", []),
                 ("agent_last_seen_at = %s", [now]),
             ]
-            if sender_user is not None and sender_user.pk == conversation.assignee_id:
-                # Answering is opening: the escalation timer stops.
+            if sender_user is not None:
+                # Answering is opening: the assignee's escalation timer stops.
                 assignments += [
-                    ("assignee_opened_at = COALESCE(assignee_opened_at, %s)", [now]),
-                    ("escalation_deadline = NULL", []),
+                    (
+                        "assignee_opened_at = CASE WHEN assignee_id = %s THEN COALESCE(assignee_opened_at, %s) ELSE assignee_opened_at END",
+                        [sender_user.pk, now],
+                    ),
+                    (
+                        "escalation_deadline = CASE WHEN assignee_id = %s THEN NULL ELSE escalation_deadline END",
+                        [sender_user.pk],
+                    ),
                 ]
     sequences = bump_sequences(
         conversation.pk,
@@ -134,6 +150,8 @@ def _store_message(
             "first_reply_created_at",
             "status",
             "assignee_opened_at",
+            "assignee_id",
+            "branch_id",
         ),
     )
     (
@@ -143,7 +161,15 @@ def _store_message(
         first_reply,
         conversation.status,
         opened,
+        assignee_id,
+        branch_id,
     ) = sequences.returned
+    if direction == MessageDirection.IN and conversation.status not in ACTIVE_STATUSES:
+        # Resolved by an operator since the caller read it: undo (the atomic block rolls back).
+        raise StaleConversation(conversation.pk)
+    if assignee_id != conversation.assignee_id or branch_id != conversation.branch_id:
+        # Reassigned or transferred since the caller read it: events must follow the new branch.
+        conversation.refresh_from_db(fields=["assignee", "branch"])
     conversation.waiting_since = as_datetime(waiting_since)
     conversation.first_reply_created_at = as_datetime(first_reply)
     conversation.assignee_opened_at = as_datetime(opened)
@@ -191,8 +217,6 @@ def _store_message(
     record_event(
         conversation, type="message.created", data=staff_data, public=public_part, now=now, sequences=sequences
     )
-    if direction == MessageDirection.IN and conversation.assignee_id:
-        push_unread_totals(conversation.assignee_id)
     message._prefetched_attachments = attachments  # type: ignore[attr-defined]
     return message
 
@@ -210,11 +234,11 @@ def push_unread_totals(user_id: int) -> None:
 
 
 def _existing(conversation_filter: dict[str, Any], client_id: str) -> Message | None:
-    return (
-        Message.objects.select_related("conversation", "sender_contact", "sender_user")
-        .filter(client_id=client_id, **conversation_filter)
-        .first()
-    )
+    # The common answer is "no": ask for ids only, load the row when there is one.
+    found = Message.objects.filter(client_id=client_id, **conversation_filter).values_list("pk", flat=True)[:1]
+    if not found:
+        return None
+    return Message.objects.select_related("conversation", "sender_contact", "sender_user").get(pk=found[0])
 
 
 def current_conversation(contact_inbox: ContactInbox) -> Conversation | None:
@@ -250,8 +274,13 @@ def send_visitor_message(
     conversation_id: Any = None,
     actor: Actor,
     page: dict[str, Any] | None = None,
+    known_conversation: Conversation | None = None,
 ) -> SendResult:
-    """Store a visitor's message; starts a conversation when the visitor has no active one."""
+    """Store a visitor's message; starts a conversation when the visitor has no active one.
+
+    ``known_conversation`` is the socket's cached current conversation: it saves the lookup, and
+    the sequence bump re-checks its status under the row lock (``StaleConversation``).
+    """
     from messenger.actions import automation
     from messenger.actions.conversations import do_start_conversation
 
@@ -269,21 +298,40 @@ def send_visitor_message(
         conversation = access_conversation_for_visitor(contact_inbox, conversation_id)
         if conversation.status not in ACTIVE_STATUSES:
             raise Conflict("This conversation is resolved; start a new one.", code="conversation_resolved")
+    elif (
+        known_conversation is not None
+        and known_conversation.contact_inbox_id == contact_inbox.pk
+        and known_conversation.status in ACTIVE_STATUSES
+    ):
+        conversation = known_conversation
     else:
         conversation = current_conversation(contact_inbox)
         if conversation is None:
             conversation = do_start_conversation(contact_inbox=contact_inbox, actor=actor, page=page, ip=actor.ip)
             started = True
-    with transaction.atomic():
-        message = _store_message(
-            conversation=conversation,
-            direction=MessageDirection.IN,
-            sender_type=SenderType.CONTACT,
-            sender_contact=contact_inbox.contact,
-            body=body,
-            client_id=client_id,
-            attachment_ids=attachment_ids,
-        )
+
+    def store(target: Conversation) -> Message:
+        with transaction.atomic():
+            return _store_message(
+                conversation=target,
+                direction=MessageDirection.IN,
+                sender_type=SenderType.CONTACT,
+                sender_contact=contact_inbox.contact,
+                body=body,
+                client_id=client_id,
+                attachment_ids=attachment_ids,
+            )
+
+    try:
+        message = store(conversation)
+    except StaleConversation:
+        if conversation_id is not None:
+            raise Conflict("This conversation is resolved; start a new one.", code="conversation_resolved") from None
+        conversation = current_conversation(contact_inbox)
+        if conversation is None:
+            conversation = do_start_conversation(contact_inbox=contact_inbox, actor=actor, page=page, ip=actor.ip)
+            started = True
+        message = store(conversation)
     automation.after_visitor_message(conversation=conversation, message=message, started=started)
     return SendResult(message=message, created=True, conversation=conversation)
 
