@@ -109,8 +109,8 @@ async def test_resume_replays_missed_messages_and_status_changes_in_order_withou
     op = await _operator(world["operator"])
     visitor, boot, _ = await _visitor(world["inbox"])
     conversation_id, _ = await _start(visitor)
-    frames = await visitor.drain(0.5)
-    last_seen = max(f["id"] for f in frames if f.get("conversation_id") == conversation_id and "id" in f)
+    echo = await visitor.expect("message.created", conversation_id=conversation_id)
+    last_seen = echo["id"]
     await visitor.close()
 
     for text in ("one", "two", "three"):

@@ -41,6 +41,9 @@ class OperatorContext:
     user: Any
     scope: StaffScope
     watching: set[int] = field(default_factory=set)
+    # Conversations this socket wrote to, as read by access_*: the send path re-checks them under
+    # the row lock (messages.StaleConversation) instead of re-reading them per message.
+    writable: dict[int, Conversation] = field(default_factory=dict)
 
     @property
     def actor(self) -> Actor:
@@ -203,15 +206,31 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
         context.watching.discard(conversation_id)
         return [events.ack_frame(command.ref)] if command.ref is not None else []
     if kind == "message.send":
-        conversation = _writable(context, command.fields.get("conversation_id"))
-        result = messages.send_operator_message(
-            conversation=conversation,
-            user=context.user,
-            client_id=command.fields.get("client_id"),
-            body=command.fields.get("body"),
-            private=command.bool_field("private"),
-            attachment_ids=command.fields.get("attachment_ids"),
+        conversation_id = command.fields.get("conversation_id")
+        cached = context.writable.get(conversation_id) if isinstance(conversation_id, int) else None
+        conversation = (
+            cached if cached is not None and cached.pk not in context.watching else _writable(context, conversation_id)
         )
+
+        def send(target: Conversation) -> messages.SendResult:
+            return messages.send_operator_message(
+                conversation=target,
+                user=context.user,
+                client_id=command.fields.get("client_id"),
+                body=command.fields.get("body"),
+                private=command.bool_field("private"),
+                attachment_ids=command.fields.get("attachment_ids"),
+            )
+
+        try:
+            result = send(conversation)
+        except messages.StaleConversation:
+            context.writable.pop(conversation.pk, None)
+            conversation = _writable(context, conversation.pk)
+            result = send(conversation)
+        if len(context.writable) > 500:
+            context.writable.clear()
+        context.writable[conversation.pk] = conversation
         payload = events.message_payload(
             result.message, public=False, attachments=getattr(result.message, "_prefetched_attachments", None)
         )

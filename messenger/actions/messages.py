@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -167,6 +167,15 @@ def _store_message(
     if direction == MessageDirection.IN and conversation.status not in ACTIVE_STATUSES:
         # Resolved by an operator since the caller read it: undo (the atomic block rolls back).
         raise StaleConversation(conversation.pk)
+    if sender_type == SenderType.USER and (
+        branch_id != conversation.branch_id
+        or (
+            direction == MessageDirection.OUT
+            and conversation.status in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED)
+        )
+    ):
+        # A cached conversation moved or closed under the operator: access and state are re-checked.
+        raise StaleConversation(conversation.pk)
     if assignee_id != conversation.assignee_id or branch_id != conversation.branch_id:
         # Reassigned or transferred since the caller read it: events must follow the new branch.
         conversation.refresh_from_db(fields=["assignee", "branch"])
@@ -233,12 +242,29 @@ def push_unread_totals(user_id: int) -> None:
     broadcast_on_commit([user_group(user_id)], frame)
 
 
-def _existing(conversation_filter: dict[str, Any], client_id: str) -> Message | None:
-    # The common answer is "no": ask for ids only, load the row when there is one.
-    found = Message.objects.filter(client_id=client_id, **conversation_filter).values_list("pk", flat=True)[:1]
-    if not found:
+def _existing(
+    client_id: str, *, conversation_id: int | None = None, contact_inbox_id: int | None = None
+) -> Message | None:
+    """The message a resend refers to. The common answer is "no", asked in one plain query."""
+    message_table = Message._meta.db_table
+    if conversation_id is not None:
+        sql, params = (
+            f"SELECT id FROM {message_table} WHERE conversation_id = %s AND client_id = %s LIMIT 1",  # noqa: S608
+            [conversation_id, client_id],
+        )
+    else:
+        conversation_table = Conversation._meta.db_table
+        sql = (
+            f"SELECT m.id FROM {message_table} m JOIN {conversation_table} c ON c.id = m.conversation_id "  # noqa: S608
+            "WHERE c.contact_inbox_id = %s AND m.client_id = %s LIMIT 1"
+        )
+        params = [contact_inbox_id, client_id]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
         return None
-    return Message.objects.select_related("conversation", "sender_contact", "sender_user").get(pk=found[0])
+    return Message.objects.select_related("conversation", "sender_contact", "sender_user").get(pk=row[0])
 
 
 def current_conversation(contact_inbox: ContactInbox) -> Conversation | None:
@@ -285,7 +311,7 @@ def send_visitor_message(
     from messenger.actions.conversations import do_start_conversation
 
     client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
-    existing = _existing({"conversation__contact_inbox": contact_inbox}, client_id)
+    existing = _existing(client_id, contact_inbox_id=contact_inbox.pk)
     if existing is not None:
         return SendResult(message=existing, created=False, conversation=existing.conversation)
     if contact_inbox.contact.blocked:
@@ -347,7 +373,7 @@ def send_operator_message(
 ) -> SendResult:
     """Store a reply (``private``: an internal note). ``conversation`` came from ``access_*``."""
     client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
-    existing = _existing({"conversation": conversation}, client_id)
+    existing = _existing(client_id, conversation_id=conversation.pk)
     if existing is not None:
         return SendResult(message=existing, created=False, conversation=conversation)
     if not private and conversation.status in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED):
