@@ -8,6 +8,10 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
+# The core, the widget API and the smoke test again on the embedded default.
+EMBEDDED_TESTS = $(wildcard tests/test_realtime_protocol.py tests/test_realtime_queries.py tests/test_realtime_smoke.py \
+	tests/test_embedded_smoke.py tests/test_models.py tests/test_attachments.py tests/test_authorization.py)
+
 .PHONY: run test test-embedded lint services bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -36,7 +40,7 @@ test: $(BIN)/.installed lint services
 # The embedded default (SQLite + in-memory layer): the core, widget-API and smoke tests again.
 test-embedded: $(BIN)/.installed
 	env -u DATABASE_URL -u REDIS_URL MESSENGER_TEST_DB_NAME=/tmp/messenger-test-embedded.sqlite3 \
-		$(BIN)/pytest -q -p no:cacheprovider -m "not browser and not postgres" tests/test_realtime*.py tests/test_embedded_smoke.py tests/test_models.py
+		$(BIN)/pytest -q -p no:cacheprovider -m "not browser and not postgres" $(EMBEDDED_TESTS)
 
 $(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-bench.txt
