@@ -358,7 +358,9 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
         # Steady chat: every conversation exists before the clock starts (starting 100+
         # conversations at once is the burst scenario, measured with --no-warmup).
         for client, conversation in visitors:
-            await client.send({"client_id": "w-" + uuid.uuid4().hex, "direction": "in", "conversation": conversation, "body": "hello"})
+            await client.send(
+                {"client_id": "w-" + uuid.uuid4().hex, "direction": "in", "conversation": conversation, "body": "hello"}
+            )
         await asyncio.sleep(args.warmup)
     tasks = [asyncio.ensure_future(operator_loop(i, c)) for i, c in enumerate(operators)]
     tasks += [asyncio.ensure_future(visitor_reader(c)) for c, _ in visitors]
@@ -483,7 +485,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--drain", type=float, default=3, help="seconds to wait for stragglers after the senders stop")
     parser.add_argument("--servers", type=int, default=2, help="daphne processes per Python target (one per core)")
-    parser.add_argument("--warmup", type=float, default=5, help="seconds after each visitor's first message before measuring (0: measure the start burst)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=5,
+        help="seconds after each visitor's first message before measuring (0: measure the start burst)",
+    )
     parser.add_argument("--quick", action="store_true", help="the short version: about two minutes for every target")
     parser.add_argument(
         "--database-url",
