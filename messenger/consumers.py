@@ -268,9 +268,11 @@ class OperatorConsumer(BaseConsumer):
             return
         self.context = commands.OperatorContext(user=user, scope=scope)
         self.user_name = events.user_name(user)
-        await self.join(
-            groups.STAFF_ALL if scope.sees_all else groups.branch_group(scope.branch_id), groups.user_group(user.pk)
-        )
+        if scope.sees_all:
+            branch_ids = await database_sync_to_async(_all_branch_ids)()
+            await self.join(*groups.supervisor_groups(branch_ids), groups.user_group(user.pk))
+        else:
+            await self.join(groups.branch_group(scope.branch_id), groups.user_group(user.pk))
         hello = await database_sync_to_async(self._connect_presence)()
         await self.send_frame(hello)
 
@@ -335,6 +337,12 @@ class OperatorConsumer(BaseConsumer):
             self.cancel_typing(conversation_id)
             await stop()
         return []
+
+
+def _all_branch_ids() -> list[int]:
+    from messenger.models import Branch
+
+    return list(Branch.objects.values_list("pk", flat=True))
 
 
 def dumps_for_tests(frame: dict[str, Any]) -> str:

@@ -4,9 +4,17 @@ Invariants:
 * Locks are taken in one order: the conversation row, then the chosen operator's AgentProfile
   row; capacity is re-counted under the profile lock, so parallel assigners never exceed it.
 * Fairness: among available operators of the branch under capacity, the fewest open
-  conversations wins; ties go to the one assigned longest ago (``last_assigned_at``, shared by
-  every process through the database).
+  conversations wins; ties go to the one assigned longest ago (``AgentProfile.last_assigned_at``).
+  The tie-break state lives in the database on purpose, not in Redis: it is written under the
+  same row lock that guards capacity and commits or rolls back with the assignment, so every
+  process (and the single-process embedded default) reads one consistent truth. A claimer that
+  finds the operator's load or ``last_assigned_at`` changed since it ranked the candidates
+  re-ranks, so two processes racing never hand the same operator two chats in a row; on
+  PostgreSQL ``SKIP LOCKED`` sends a racing claimer straight to the next candidate.
 * Every assignment appends its reasons to ``Conversation.routing_log`` and writes an audit row.
+* Escalation is a chain: not opened in time → next operator (never the same one), up to
+  ``MESSENGER_ESCALATION_MAX_STEPS``; then (or when nobody is eligible) the branch queue with a
+  ``supervisor.alert``, and the branch's ``fallback_branch`` when it is open and someone is free.
 """
 
 from __future__ import annotations
@@ -14,34 +22,76 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.db.models import Count, F, Q
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from messenger import events
 from messenger.actions.base import Actor, audit
 from messenger.errors import InvalidInput, NotFound
 from messenger.models import AgentProfile, AgentRole, Branch, Conversation, ConversationStatus
+from messenger.realtime.broadcast import broadcast_on_commit
 from messenger.realtime.eventlog import PublicPart, record_event
-from messenger.realtime.groups import branch_group
+from messenger.realtime.groups import STAFF_ALL, branch_group
 
 OPEN_LOAD_STATUSES = (ConversationStatus.OPEN, ConversationStatus.PENDING)
+ASSIGNED = "assigned"
+CLOSED_HOURS = "closed"
+NO_OPERATOR = "no_operator"
 
 
-def _load_filter() -> Q:
-    return Q(assigned_conversations__status__in=OPEN_LOAD_STATUSES)
+def _rate_window(now: datetime) -> tuple[int, int, int] | None:
+    """(limit, period seconds, window index) of ``MESSENGER_ASSIGNMENT_RATE_LIMIT``, or None when off."""
+    from messenger.protocol import parse_rate
+
+    rate = (settings.MESSENGER_ASSIGNMENT_RATE_LIMIT or "").strip()
+    if not rate:
+        return None
+    limit, period = parse_rate(rate)
+    return limit, int(period), int(now.timestamp() // period)
+
+
+def _rate_key(user_id: int, window: int) -> str:
+    return f"assign-rate:{user_id}:{window}"
+
+
+def rate_limited_user_ids(user_ids: list[int], now: datetime) -> set[int]:
+    """Operators who reached the per-operator assignment limit in the current window (cache-backed)."""
+    window = _rate_window(now)
+    if window is None or not user_ids:
+        return set()
+    limit, _, index = window
+    counts = cache.get_many([_rate_key(user_id, index) for user_id in user_ids])
+    return {user_id for user_id in user_ids if counts.get(_rate_key(user_id, index), 0) >= limit}
+
+
+def _count_assignment(user_id: int, now: datetime) -> None:
+    window = _rate_window(now)
+    if window is None:
+        return
+    _, period, index = window
+    key = _rate_key(user_id, index)
+    # add-then-incr is atomic on Redis; a rolled-back assignment still counts (errs on the safe side).
+    cache.add(key, 0, timeout=period * 2)
+    try:
+        cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=period * 2)
 
 
 def eligible_candidates(
     branch_id: int | None, *, exclude_user_ids: set[int] | frozenset[int] = frozenset(), now: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """Available operators of the branch, with their load, best first (no locks)."""
+    """Available operators of the branch under capacity, with their load, best first (no locks)."""
     from messenger.actions.presence import available_profiles
 
     if branch_id is None:
         return []
-    profiles = (
+    now = now or timezone.now()
+    profiles = list(
         available_profiles(now)
         .filter(branch_id=branch_id, role=AgentRole.OPERATOR)
         .exclude(user_id__in=exclude_user_ids)
@@ -52,29 +102,79 @@ def eligible_candidates(
         )
         .filter(open_count__lt=F("max_concurrent"))
         .order_by("open_count", F("last_assigned_at").asc(nulls_first=True), "user_id")
-        .values("pk", "user_id", "open_count", "max_concurrent", "last_assigned_at")
+        .values("pk", "user_id", "open_count", "max_concurrent", "last_assigned_at", "status")
     )
+    limited = rate_limited_user_ids([row["user_id"] for row in profiles], now)
     return [
         {
             "profile_id": row["pk"],
             "user_id": row["user_id"],
             "open": row["open_count"],
             "capacity": row["max_concurrent"],
+            "status": row["status"],
             "last_assigned_at": events.iso(row["last_assigned_at"]),
         }
         for row in profiles
+        if row["user_id"] not in limited
     ]
 
 
-def _claim(candidate: dict[str, Any], now: datetime) -> AgentProfile | None:
-    """Lock the operator's profile and re-check capacity; mark them as just assigned."""
-    profile = AgentProfile.objects.select_for_update().select_related("user").get(pk=candidate["profile_id"])
+def _claim(candidate: dict[str, Any], now: datetime, *, wait: bool) -> tuple[str, AgentProfile | None]:
+    """Lock the operator's profile, re-check capacity and freshness; mark them as just assigned.
+
+    Answers ("ok", profile), or "busy" (locked by a parallel claimer, only when not waiting),
+    "full" (at capacity now) or "stale" (assigned by someone else since the ranking).
+    """
+    profiles = AgentProfile.objects.select_related("user")
+    if wait or not connection.features.has_select_for_update_skip_locked:
+        profile = profiles.select_for_update(of=("self",)).filter(pk=candidate["profile_id"]).first()
+    else:
+        profile = profiles.select_for_update(skip_locked=True, of=("self",)).filter(pk=candidate["profile_id"]).first()
+        if profile is None:
+            return "busy", None
+    if profile is None:
+        return "full", None
     load = Conversation.objects.filter(assignee_id=profile.user_id, status__in=OPEN_LOAD_STATUSES).count()
     if load >= profile.max_concurrent:
-        return None
+        return "full", None
+    if load != candidate["open"] or events.iso(profile.last_assigned_at) != candidate["last_assigned_at"]:
+        return "stale", None
     profile.last_assigned_at = now
     profile.save(update_fields=["last_assigned_at"])
-    return profile
+    _count_assignment(profile.user_id, now)
+    return "ok", profile
+
+
+def pick_operator(
+    branch_id: int | None, *, now: datetime, exclude_user_ids: set[int] | frozenset[int] = frozenset()
+) -> tuple[AgentProfile | None, list[dict[str, Any]], int]:
+    """Claim the fairest available operator: (profile or None, the ranking, index picked).
+
+    Must run inside a transaction: the profile lock is held until it commits.
+    """
+    candidates: list[dict[str, Any]] = []
+    for _attempt in range(8):
+        candidates = eligible_candidates(branch_id, exclude_user_ids=exclude_user_ids, now=now)
+        if not candidates:
+            return None, candidates, -1
+        outcomes = []
+        for index, candidate in enumerate(candidates):
+            status, profile = _claim(candidate, now, wait=False)
+            if status == "ok":
+                return profile, candidates, index
+            outcomes.append(status)
+            if status == "stale":
+                break
+        if "stale" in outcomes:
+            continue
+        busy = [c for c, status in zip(candidates, outcomes, strict=False) if status == "busy"]
+        if not busy:
+            return None, candidates, -1
+        # Everyone free is being claimed right now: wait for the best one, then re-check.
+        status, profile = _claim(busy[0], now, wait=True)
+        if status == "ok":
+            return profile, candidates, candidates.index(busy[0])
+    return None, candidates, -1
 
 
 def escalation_timeout(conversation: Conversation) -> int:
@@ -113,7 +213,7 @@ def do_assign(
         "routing_log",
         "updated_at",
     ]
-    if kind == "escalated":
+    if kind in ("escalated", "escalation_queued"):
         conversation.escalation_count += 1
         fields.append("escalation_count")
     conversation.save(update_fields=fields)
@@ -124,6 +224,8 @@ def do_assign(
         "reason": reason or {},
         "conversation": events.conversation_staff(conversation),
     }
+    if kind in ("escalated", "escalation_queued"):
+        staff["step"] = conversation.escalation_count
     record_event(
         conversation,
         type=f"assignment.{kind}",
@@ -137,6 +239,43 @@ def do_assign(
     return conversation
 
 
+def try_auto_assign(
+    *,
+    conversation: Conversation,
+    actor: Actor,
+    now: datetime | None = None,
+    exclude_user_ids: set[int] | None = None,
+    kind: str = "assigned",
+    extra_reason: dict[str, Any] | None = None,
+) -> str:
+    """Offer the conversation to the fairest available operator: ASSIGNED, CLOSED_HOURS or NO_OPERATOR.
+
+    Runs inside a transaction with the conversation row locked (or just created).
+    """
+    from messenger.routing.hours import conversation_is_open
+
+    now = now or timezone.now()
+    if not conversation_is_open(conversation, now):
+        return CLOSED_HOURS
+    profile, candidates, index = pick_operator(
+        conversation.branch_id, now=now, exclude_user_ids=frozenset(exclude_user_ids or ())
+    )
+    if profile is None:
+        return NO_OPERATOR
+    picked = candidates[index]
+    tie = [c["user_id"] for c in candidates if c["open"] == picked["open"]]
+    reason = {
+        "policy": "fewest open conversations, then longest since last assignment",
+        "candidates": candidates[:10],
+        "excluded": sorted(exclude_user_ids or ()),
+        "tie_break": "round-robin (longest since last assignment)" if len(tie) > 1 else None,
+        "picked_index": index,
+        **(extra_reason or {}),
+    }
+    do_assign(conversation=conversation, assignee=profile.user, actor=actor, kind=kind, reason=reason, now=now)
+    return ASSIGNED
+
+
 def do_auto_assign(
     *,
     conversation: Conversation,
@@ -145,31 +284,11 @@ def do_auto_assign(
     exclude_user_ids: set[int] | None = None,
     kind: str = "assigned",
 ) -> bool:
-    """Offer the conversation to the fairest available operator; False leaves it in the queue.
-
-    Runs inside a transaction with the conversation row locked (or just created).
-    """
-    from messenger.routing.hours import inbox_is_open
-
-    now = now or timezone.now()
-    if not inbox_is_open(conversation.inbox, now):
-        return False
-    excluded = set(exclude_user_ids or ())
-    candidates = eligible_candidates(conversation.branch_id, exclude_user_ids=excluded, now=now)
-    for index, candidate in enumerate(candidates):
-        profile = _claim(candidate, now)
-        if profile is None:
-            continue
-        tie = [c["user_id"] for c in candidates if c["open"] == candidate["open"]]
-        reason = {
-            "policy": "fewest open conversations, then longest since last assignment",
-            "candidates": candidates[:10],
-            "tie_break": "round-robin" if len(tie) > 1 else None,
-            "picked_index": index,
-        }
-        do_assign(conversation=conversation, assignee=profile.user, actor=actor, kind=kind, reason=reason, now=now)
-        return True
-    return False
+    """``try_auto_assign`` answering True when someone took it; False leaves it in the queue."""
+    outcome = try_auto_assign(
+        conversation=conversation, actor=actor, now=now, exclude_user_ids=exclude_user_ids, kind=kind
+    )
+    return outcome == ASSIGNED
 
 
 def do_reassign_if_assignee_away(*, conversation: Conversation, actor: Actor) -> bool:
@@ -186,13 +305,23 @@ def do_reassign_if_assignee_away(*, conversation: Conversation, actor: Actor) ->
     )
 
 
-def queue_conversations(branch_id: int | None):  # type: ignore[no-untyped-def]
+def queue_conversations(branch_id: int | None) -> QuerySet[Conversation]:
     return Conversation.objects.filter(
         branch_id=branch_id, assignee__isnull=True, status=ConversationStatus.OPEN
     ).order_by(F("waiting_since").asc(nulls_last=True), "created_at")
 
 
-def do_backlog_sweep(*, branch_id: int | None, limit: int = 100) -> int:
+def _lapsed_assignee(conversation: Conversation) -> int | None:
+    """Who let the escalation chain run out: the queue does not hand it straight back to them."""
+    for entry in reversed(conversation.routing_log or []):
+        if entry.get("step") == "escalation_queued":
+            return (entry.get("from") or {}).get("id")
+        if entry.get("step") in ("assigned", "escalated", "reassigned", "transferred", "unassigned"):
+            return None
+    return None
+
+
+def do_backlog_sweep(*, branch_id: int | None, limit: int = 100, now: datetime | None = None) -> int:
     """Offer waiting unassigned conversations of the branch, oldest first, while anyone is free."""
     from messenger.actions.conversations import lock_conversation
 
@@ -204,10 +333,39 @@ def do_backlog_sweep(*, branch_id: int | None, limit: int = 100) -> int:
             conversation = lock_conversation(conversation_id)
             if conversation.assignee_id or conversation.status != ConversationStatus.OPEN:
                 continue
-            if not do_auto_assign(conversation=conversation, actor=Actor.system("backlog")):
-                break
+            lapsed = _lapsed_assignee(conversation)
+            outcome = try_auto_assign(
+                conversation=conversation,
+                actor=Actor.system("backlog"),
+                now=now,
+                exclude_user_ids={lapsed} if lapsed else None,
+                extra_reason={"sweep": "backlog"},
+            )
+        if outcome == ASSIGNED:
             assigned += 1
+        elif outcome == NO_OPERATOR and not lapsed:
+            # Nobody is free in this branch: the rest of the queue would get the same answer.
+            break
     return assigned
+
+
+def do_backlog_sweep_all(*, now: datetime | None = None) -> int:
+    """Every branch with a queue and at least one available operator (also: hours just opened)."""
+    from messenger.actions.presence import available_profiles
+
+    branch_ids = set(
+        Conversation.objects.filter(assignee__isnull=True, status=ConversationStatus.OPEN, branch__isnull=False)
+        .values_list("branch_id", flat=True)
+        .distinct()
+    )
+    staffed = set(available_profiles(now).filter(branch_id__in=branch_ids).values_list("branch_id", flat=True))
+    return sum(do_backlog_sweep(branch_id=branch_id, now=now) for branch_id in sorted(branch_ids & staffed))
+
+
+def schedule_backlog_sweep(branch_id: int | None) -> None:
+    """Capacity was freed (resolve, close, snooze): offer the queue once the change commits."""
+    if branch_id is not None:
+        transaction.on_commit(lambda: do_backlog_sweep(branch_id=branch_id))
 
 
 def do_release_unopened(*, user: Any, reason: str) -> int:
@@ -259,9 +417,19 @@ def do_manual_assign(*, conversation: Conversation, assignee_id: Any, actor: Act
 
 
 def do_transfer(
-    *, conversation: Conversation, actor: Actor, branch_id: Any = None, assignee_id: Any = None
+    *,
+    conversation: Conversation,
+    actor: Actor,
+    branch_id: Any = None,
+    assignee_id: Any = None,
+    why: str = "transfer",
+    now: datetime | None = None,
 ) -> Conversation:
-    """To a branch (its first free operator, else its queue) or to a named operator (the branch follows)."""
+    """To a branch (its first free operator, else its queue) or to a named operator (the branch follows).
+
+    Expects the conversation row locked. Audited, broadcast to the old and the new branch, and a
+    staff-only system note in the history.
+    """
     from messenger.actions.messages import send_automatic_message
 
     old_branch_id = conversation.branch_id
@@ -285,7 +453,7 @@ def do_transfer(
         target_user = None
     else:
         raise InvalidInput("branch_id or assignee_id is required")
-    now = timezone.now()
+    now = now or timezone.now()
     conversation.branch = target_branch
     conversation.allow_branch_change()
     conversation.save(update_fields=["branch", "updated_at"])
@@ -294,23 +462,27 @@ def do_transfer(
         "conversation.transferred",
         target=conversation,
         conversation=conversation,
-        payload={"from_branch": old_branch_id, "to_branch": target_branch.pk, "to_user": assignee_id},
+        payload={"from_branch": old_branch_id, "to_branch": target_branch.pk, "to_user": assignee_id, "why": why},
     )
     old_group = (branch_group(old_branch_id),) if old_branch_id != target_branch.pk else ()
-    reason = {"reason": "transfer", "from_branch": old_branch_id, "to_branch": target_branch.name}
+    reason = {"reason": why, "from_branch_id": old_branch_id, "to_branch": target_branch.name}
     if target_user is not None:
         do_assign(
             conversation=conversation, assignee=target_user, actor=actor, kind="transferred", reason=reason, now=now
         )
-    elif not do_auto_assign(conversation=conversation, actor=actor, now=now, kind="transferred"):
-        do_assign(
-            conversation=conversation,
-            assignee=None,
-            actor=actor,
-            kind="transferred",
-            reason={**reason, "queue": True},
-            now=now,
+    else:
+        outcome = try_auto_assign(
+            conversation=conversation, actor=actor, now=now, kind="transferred", extra_reason=reason
         )
+        if outcome != ASSIGNED:
+            do_assign(
+                conversation=conversation,
+                assignee=None,
+                actor=actor,
+                kind="transferred",
+                reason={**reason, "queue": True, "why_queued": outcome},
+                now=now,
+            )
     # The old branch's operators must see it leave their list.
     record_event(
         conversation,
@@ -325,8 +497,110 @@ def do_transfer(
     return conversation
 
 
+def notify_supervisors(*, conversation: Conversation, reason: str, step: int) -> None:
+    """An ephemeral ``supervisor.alert`` to supervisors and admins (the staff-wide group), after commit."""
+    broadcast_on_commit(
+        [STAFF_ALL],
+        {
+            "type": "supervisor.alert",
+            "data": {
+                "kind": "escalation",
+                "conversation_id": conversation.pk,
+                "branch_id": conversation.branch_id,
+                "step": step,
+                "reason": reason,
+            },
+        },
+    )
+
+
+def _fallback_for_escalation(conversation: Conversation, now: datetime) -> Branch | None:
+    """The branch's fallback, when open and not already visited by this chain (no ping-pong)."""
+    from messenger.routing.hours import branch_is_open
+
+    branch = conversation.branch
+    if branch is None or branch.fallback_branch_id is None:
+        return None
+    fallback = branch.fallback_branch
+    visited = {
+        entry.get("from_branch_id")
+        for entry in conversation.routing_log or []
+        if entry.get("reason") == "escalation fallback"
+    }
+    if not fallback.is_active or fallback.pk in visited or not branch_is_open(fallback, now):
+        return None
+    if not eligible_candidates(fallback.pk, now=now):
+        return None
+    return fallback
+
+
+def _escalate_one(conversation: Conversation, *, now: datetime) -> str:
+    """One step of the chain for a locked, due conversation: "escalated", "queued" or "fallback"."""
+    from messenger.actions.messages import send_automatic_message
+
+    actor = Actor.system("escalation")
+    previous = conversation.assignee
+    timeout = escalation_timeout(conversation)
+    step = conversation.escalation_count + 1
+    max_steps = settings.MESSENGER_ESCALATION_MAX_STEPS
+    base = {
+        "escalation_step": step,
+        "reason": f"not opened within {timeout} s",
+        "deadline": events.iso(conversation.escalation_deadline),
+    }
+    if step <= max_steps:
+        outcome = try_auto_assign(
+            conversation=conversation,
+            actor=actor,
+            now=now,
+            exclude_user_ids={previous.pk} if previous else None,
+            kind="escalated",
+            extra_reason=base,
+        )
+        if outcome == ASSIGNED:
+            send_automatic_message(
+                conversation=conversation,
+                body=(
+                    f"Escalated from {events.user_name(previous)} to {events.user_name(conversation.assignee)}: "
+                    f"not opened within {timeout} s"
+                ),
+                sender_type="system",
+                private=True,
+                kind="escalation",
+            )
+            return "escalated"
+        why = "outside working hours" if outcome == CLOSED_HOURS else "no eligible operator"
+    else:
+        why = f"{max_steps} escalation steps without an answer"
+    do_assign(
+        conversation=conversation,
+        assignee=None,
+        actor=actor,
+        kind="escalation_queued",
+        reason={**base, "queue": True, "why": why},
+        now=now,
+    )
+    notify_supervisors(conversation=conversation, reason=why, step=step)
+    send_automatic_message(
+        conversation=conversation,
+        body=f"Not opened by {events.user_name(previous)}; back in the branch queue ({why}). Supervisors alerted.",
+        sender_type="system",
+        private=True,
+        kind="escalation",
+    )
+    fallback = _fallback_for_escalation(conversation, now)
+    if fallback is not None:
+        do_transfer(conversation=conversation, actor=actor, branch_id=fallback.pk, why="escalation fallback", now=now)
+        return "fallback"
+    return "queued"
+
+
 def do_escalate_due(*, now: datetime | None = None, limit: int = 200) -> int:
-    """Conversations whose assignee did not open them in time go to the next operator."""
+    """Conversations whose assignee did not open them in time move one step along the chain.
+
+    Safe with several workers: each row is locked and the deadline re-checked under the lock, and
+    every step clears or moves the deadline, so a second worker finds nothing to do.
+    """
     from messenger.actions.conversations import lock_conversation
 
     now = now or timezone.now()
@@ -346,26 +620,11 @@ def do_escalate_due(*, now: datetime | None = None, limit: int = 200) -> int:
                 conversation.escalation_deadline is None
                 or conversation.escalation_deadline > now
                 or conversation.assignee_opened_at is not None
+                or conversation.status != ConversationStatus.OPEN
             ):
                 continue
-            previous = conversation.assignee_id
-            if do_auto_assign(
-                conversation=conversation,
-                actor=Actor.system("escalation"),
-                now=now,
-                exclude_user_ids={previous} if previous else None,
-                kind="escalated",
-            ):
-                escalated += 1
-            else:
-                conversation.escalation_deadline = None
-                conversation.save(update_fields=["escalation_deadline", "updated_at"])
-                audit(
-                    Actor.system("escalation"),
-                    "assignment.escalation_exhausted",
-                    target=conversation,
-                    conversation=conversation,
-                )
+            _escalate_one(conversation, now=now)
+            escalated += 1
     return escalated
 
 

@@ -1,12 +1,16 @@
 """Automatic replies: the inbox's auto-reply on the first visitor message, and the
-out-of-hours reply. Neither counts as a first reply nor clears ``waiting_since``."""
+out-of-hours reply. Neither counts as a first reply nor clears ``waiting_since``.
+
+Both fire once: on the message that started the conversation, and only while no human has
+replied. Hours are the conversation's (its inbox's, or its branch's with ``use_branch_hours``).
+"""
 
 from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
 from messenger.models import Conversation, Message
-from messenger.routing.hours import inbox_is_open
+from messenger.routing.hours import conversation_is_open
 
 
 def after_visitor_message(*, conversation: Conversation, message: Message, started: bool) -> Message | None:
@@ -16,7 +20,7 @@ def after_visitor_message(*, conversation: Conversation, message: Message, start
     from messenger.actions.messages import send_automatic_message
 
     settings = conversation.inbox.effective_settings
-    if settings["working_hours"]["enabled"] and not inbox_is_open(conversation.inbox):
+    if settings["working_hours"]["enabled"] and not conversation_is_open(conversation):
         text = (
             settings["automation"]["out_of_hours_reply"]
             or settings["offline"]["message"]

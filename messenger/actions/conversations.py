@@ -157,6 +157,9 @@ def do_change_status(
         )
     if status == ConversationStatus.OPEN and previous != ConversationStatus.OPEN:
         assignment.do_reassign_if_assignee_away(conversation=conversation, actor=actor)
+    elif previous in assignment.OPEN_LOAD_STATUSES and status not in assignment.OPEN_LOAD_STATUSES:
+        # The assignee has room again: offer the branch queue once this commits.
+        assignment.schedule_backlog_sweep(conversation.branch_id)
     return conversation
 
 

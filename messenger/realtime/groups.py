@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# Supervisor-only frames (alerts). Conversation events are not sent here: supervisors join every
+# branch group instead, which saves one publish per event.
 STAFF_ALL = "staff"
 
 
@@ -26,4 +28,9 @@ def inbox_group(inbox_id: int) -> str:
 
 
 def staff_groups(branch_id: int | None) -> list[str]:
-    return [branch_group(branch_id), STAFF_ALL]
+    """Where staff frames of a conversation go: its branch group (supervisors are in all of them)."""
+    return [branch_group(branch_id)]
+
+
+def supervisor_groups(branch_ids: list[int]) -> list[str]:
+    return [STAFF_ALL, branch_group(None), *(branch_group(branch_id) for branch_id in branch_ids)]

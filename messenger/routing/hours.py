@@ -1,15 +1,24 @@
-"""Working hours: is an inbox (or branch) open at a moment, in its own time zone."""
+"""Working hours: is an inbox (or branch) open at a moment, in its own time zone.
+
+One source of truth: the widget's availability, the auto-reply and assignment all ask
+``inbox_is_open`` / ``conversation_is_open``. An inbox with ``working_hours.use_branch_hours``
+takes days, time zone and holidays from its branch (and the branch's production calendar).
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
 import zoneinfo
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any
 
 from django.utils import timezone
 
 from messenger.inbox_settings import WEEKDAYS
-from messenger.models import Inbox
+from messenger.models import Branch, Conversation, Inbox
+
+logger = logging.getLogger(__name__)
 
 
 def _parse(value: str) -> time:
@@ -19,21 +28,74 @@ def _parse(value: str) -> time:
     return time(int(hours), int(minutes))
 
 
-def schedule_is_open(days: dict[str, Any], holidays: list[str], tz_name: str, now: datetime) -> bool:
+@functools.lru_cache(maxsize=64)
+def _calendar(code: str, year: int) -> frozenset[date]:
+    """Public holidays of a country (``holidays`` package), cached per year."""
+    import holidays
+
+    try:
+        return frozenset(holidays.country_holidays(code.upper(), years=year).keys())
+    except (NotImplementedError, KeyError, AttributeError):
+        logger.warning("unknown holiday calendar %r; treated as no holidays", code)
+        return frozenset()
+
+
+def is_calendar_holiday(code: str, day: date) -> bool:
+    return bool(code) and day in _calendar(code, day.year)
+
+
+def schedule_is_open(
+    days: dict[str, Any], holidays: list[str], tz_name: str, now: datetime, *, calendar: str = ""
+) -> bool:
+    """Open when the local wall-clock time falls in one of the weekday's [start, end) intervals.
+
+    Local time comes from the zone's rules at ``now``, so daylight-saving shifts move the UTC
+    opening times with them.
+    """
     tz = zoneinfo.ZoneInfo(tz_name or "UTC")
     local = now.astimezone(tz)
-    if local.date().isoformat() in set(holidays or []):
+    if local.date().isoformat() in set(holidays or []) or is_calendar_holiday(calendar, local.date()):
         return False
     intervals = (days or {}).get(WEEKDAYS[local.weekday()], [])
     current = local.time()
     return any(_parse(start) <= current < _parse(end) for start, end in intervals)
 
 
+def branch_is_open(branch: Branch | None, now: datetime | None = None) -> bool:
+    """A branch without hours (empty ``working_hours``) is always open."""
+    if branch is None or not branch.working_hours:
+        return True
+    return schedule_is_open(
+        branch.working_hours, [], branch.timezone, now or timezone.now(), calendar=branch.holiday_calendar
+    )
+
+
+def uses_branch_hours(inbox: Inbox) -> bool:
+    hours = inbox.effective_settings["working_hours"]
+    return bool(hours["enabled"] and hours["use_branch_hours"])
+
+
 def inbox_is_open(inbox: Inbox, now: datetime | None = None) -> bool:
-    """Always open unless the inbox enables working hours."""
+    """Always open unless the inbox enables working hours.
+
+    With branch hours, a branch inbox follows its branch; a global inbox is open while any
+    active branch is (its conversations are routed to one that is).
+    """
     hours = inbox.effective_settings["working_hours"]
     if not hours["enabled"]:
         return True
     now = now or timezone.now()
+    if hours["use_branch_hours"]:
+        if inbox.branch_id:
+            return branch_is_open(inbox.branch, now)
+        return any(branch_is_open(branch, now) for branch in Branch.objects.filter(is_active=True))
     tz_name = hours["timezone"] or (inbox.branch.timezone if inbox.branch_id else "UTC")
     return schedule_is_open(hours["days"], hours["holidays"], tz_name, now)
+
+
+def conversation_is_open(conversation: Conversation, now: datetime | None = None) -> bool:
+    """Whether the conversation may be assigned now: its inbox's hours, or its branch's."""
+    inbox = conversation.inbox
+    if uses_branch_hours(inbox):
+        return branch_is_open(conversation.branch, now)
+    return inbox_is_open(inbox, now)
