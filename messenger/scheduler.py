@@ -28,12 +28,9 @@ def run_due_jobs() -> dict[str, int]:
             results[name] = job()
         except Exception:
             logger.exception("scheduled job %s failed", name)
-    try:
-        from messenger import tasks
+    from messenger import tasks
 
-        results.update(tasks.extra_jobs())
-    except (ImportError, AttributeError):
-        pass
+    results.update(tasks.extra_jobs())
     return results
 
 

@@ -19,6 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,7 @@ from messenger.realtime.broadcast import broadcast_on_commit
 from messenger.realtime.eventlog import PublicPart, record_event
 from messenger.realtime.groups import STAFF_ALL, branch_group
 
+logger = logging.getLogger(__name__)
 OPEN_LOAD_STATUSES = (ConversationStatus.OPEN, ConversationStatus.PENDING)
 ASSIGNED = "assigned"
 CLOSED_HOURS = "closed"
@@ -364,8 +366,17 @@ def do_backlog_sweep_all(*, now: datetime | None = None) -> int:
 
 def schedule_backlog_sweep(branch_id: int | None) -> None:
     """Capacity was freed (resolve, close, snooze): offer the queue once the change commits."""
-    if branch_id is not None:
-        transaction.on_commit(lambda: do_backlog_sweep(branch_id=branch_id))
+    if branch_id is None:
+        return
+
+    def sweep() -> None:
+        try:
+            do_backlog_sweep(branch_id=branch_id)
+        except Exception:
+            # The status change itself committed; the scheduler's sweep retries within seconds.
+            logger.exception("backlog sweep after a status change failed")
+
+    transaction.on_commit(sweep)
 
 
 def do_release_unopened(*, user: Any, reason: str) -> int:
