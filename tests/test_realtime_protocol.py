@@ -6,7 +6,7 @@ import pytest
 from channels.db import database_sync_to_async as db
 from django.test import override_settings
 
-from messenger.models import ActivityEvent, Conversation, ConversationEvent, Message
+from messenger.models import ActivityEvent, AgentProfile, Conversation, ConversationEvent, Message
 from tests.conftest import bootstrap, new_client_id, operator_socket, visitor_socket
 from tests.factories import make_branch, make_inbox, make_user
 
@@ -315,3 +315,65 @@ async def test_new_conversation_after_resolve_is_fresh_and_rating_is_asked_each_
     await visitor.expect("rating.requested", conversation_id=second_id)
     await op.close()
     await visitor.close()
+
+
+async def test_widgets_are_told_when_operators_come_and_go():
+    world = await db(_world)()
+    await db(lambda: AgentProfile.objects.update(status="offline"))()
+    visitor, _, hello = await _visitor(world["inbox"])
+    assert hello["operators_available"] is False
+    op = await _operator(world["operator"])
+    await op.command("status.set", status="online")
+    presence = await visitor.expect("presence")
+    while presence["data"].get("operators_available") is not True:
+        presence = await visitor.expect("presence")
+    await op.close()
+    presence = await visitor.expect("presence")
+    while presence["data"].get("operators_available") is not False:
+        presence = await visitor.expect("presence")
+    await visitor.close()
+
+
+async def test_heartbeat_keeps_the_operator_connection_fresh():
+    from messenger.models import AgentConnection
+
+    world = await db(_world)()
+    op = await _operator(world["operator"])
+    before = await db(lambda: AgentConnection.objects.get(user=world["operator"]).last_heartbeat)()
+    await op.send({"type": "ping"})
+    await op.expect("pong")
+    after = await db(lambda: AgentConnection.objects.get(user=world["operator"]).last_heartbeat)()
+    assert after > before
+    await op.close()
+    assert not await db(AgentConnection.objects.filter(user=world["operator"]).exists)()
+
+
+async def test_frame_flood_is_closed_with_4008():
+    world = await db(_world)()
+    with override_settings(MESSENGER_WIDGET_POLL_RATE_PER_SESSION="5/min"):
+        visitor, _, _ = await _visitor(world["inbox"])
+        for _ in range(8):
+            await visitor.send({"type": "ping"})
+        frames = []
+        while True:
+            frame = await visitor.recv()
+            frames.append(frame)
+            if frame["type"] == "__closed__":
+                break
+        assert frame["code"] == 4008
+        assert any(f.get("code") == "rate_limited" for f in frames)
+
+
+async def test_endless_malformed_frames_are_closed_with_4009():
+    world = await db(_world)()
+    visitor, _, _ = await _visitor(world["inbox"])
+    for _ in range(25):
+        await visitor.send_raw("garbage")
+    codes = []
+    while True:
+        frame = await visitor.recv()
+        if frame["type"] == "__closed__":
+            break
+        codes.append(frame["code"])
+    assert frame["code"] == 4009
+    assert codes.count("bad_json") == 20
