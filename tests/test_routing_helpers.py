@@ -38,3 +38,23 @@ def start(inbox: Any, *, ip: str | None = None, **contact: Any) -> Conversation:
 
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+class Broadcasts:
+    """Frames sent to groups (after commit), captured at the transport edge."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[list[str], dict[str, Any]]] = []
+
+    def of_type(self, type_: str) -> list[tuple[list[str], dict[str, Any]]]:
+        return [(groups, frame) for groups, frame in self.sent if frame.get("type") == type_]
+
+
+def capture_broadcasts(monkeypatch: Any) -> Broadcasts:
+    import json
+
+    from messenger.realtime import broadcast
+
+    captured = Broadcasts()
+    monkeypatch.setattr(broadcast, "_send", lambda groups, text: captured.sent.append((list(groups), json.loads(text))))
+    return captured
