@@ -60,14 +60,20 @@ def test_visitor_upload_detects_the_type_from_content_and_starts_a_conversation(
     ("name", "content", "code"),
     [
         ("page.png", b"<!doctype html><html><script>alert(1)</script></html>", "file_type_not_allowed"),
-        ("logo.png", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script/></svg>', "file_type_not_allowed"),
+        (
+            "logo.png",
+            b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script/></svg>',
+            "file_type_not_allowed",
+        ),
         ("tool.pdf", b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\x00" * 64, "file_type_not_allowed"),
         ("big.png", PNG + b"\x00" * 200, "file_too_large"),
         ("empty.png", b"", "file_empty"),
     ],
 )
 def test_visitor_upload_limits(name: str, content: bytes, code: str):
-    inbox = make_inbox(make_branch(), settings={"attachments": {"max_size": 200, "allowed_types": ["image/png", "text/plain"]}})
+    inbox = make_inbox(
+        make_branch(), settings={"attachments": {"max_size": 200, "allowed_types": ["image/png", "text/plain"]}}
+    )
     response = upload(inbox, bootstrap(inbox), name, content)
     assert response.status_code == 400, response.content
     assert response.json()["code"] == code

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from messenger.models import ActivityEvent, Attachment, Conversation, Message
+from messenger.models import ActivityEvent, Attachment, ContactInbox, Conversation, Message
 from tests.conftest import session_cookie
 from tests.factories import make_branch, make_inbox, make_user
 from tests.live import screenshot
@@ -42,7 +42,10 @@ def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
 
 @pytest.fixture
 def server(live_server_factory):  # noqa: ANN001
-    return live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": ""})
+    live = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": ""})
+    yield live
+    # Daphne waits for open sockets to drain on SIGTERM; these tests have nothing left to save.
+    live.stop(kill=True)
 
 
 class Operator:
@@ -370,3 +373,60 @@ def test_server_restart_delivers_every_message_once(chromium, server):  # noqa: 
         assert own_messages(page).count() == 4
     finally:
         page.context.close()
+
+
+def test_pre_chat_form_typing_preview_queue_and_mobile_layout(chromium, server):  # noqa: ANN001
+    inbox = make_inbox(
+        make_branch(),
+        settings={
+            "features": {"pre_chat_form": True, "typing_preview": True, "queue_position": True},
+            "pre_chat": {
+                "fields": [
+                    {"name": "name", "type": "text", "label": "Имя", "required": True},
+                    {"name": "email", "type": "email", "label": "Почта", "required": True},
+                    {"name": "order", "type": "text", "label": "Заказ"},
+                ]
+            },
+            "widget": {"language": "ru"},
+            "privacy": {"text": "Мы храним переписку.", "url": "https://example.com/privacy"},
+        },
+    )
+    context = chromium.new_context(viewport={"width": 375, "height": 700})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    try:
+        page.goto(f"{server.other_origin_url}/demo/?token={inbox.widget_token}")
+        wait_ready(page)
+        page.evaluate("ProfiMessenger.open()")
+        panel = widget(page).locator("[role=dialog]")
+        box = panel.bounding_box()
+        assert (box["width"], box["height"]) == (375, 700)  # full screen on a phone
+        assert widget(page).locator(".notice.preview").inner_text().startswith("Операторы видят")
+        assert widget(page).locator(".privacy a").get_attribute("href") == "https://example.com/privacy"
+        form = widget(page).locator("form.prechat")
+        assert not widget(page).locator(".composer").is_visible()
+        form.locator("input[name=name]").fill("Анна")
+        form.locator("button[type=submit]").click()
+        assert "Почта: обязательное поле" in form.locator(".err").inner_text()
+        form.locator("input[name=email]").fill("anna@example.com")
+        form.locator("input[name=order]").fill("A-17")
+        form.locator("button[type=submit]").click()
+        widget(page).locator(".composer").wait_for()
+        contact = ContactInbox.objects.get(inbox=inbox).contact
+        assert (contact.name, contact.email, contact.custom_attributes) == (
+            "Анна",
+            "anna@example.com",
+            {"order": "A-17"},
+        )
+        send_text(page, "Где мой заказ?")
+        page.wait_for_function(
+            "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
+        )
+        page.reload()
+        wait_ready(page)
+        page.evaluate("ProfiMessenger.open()")
+        assert widget(page).locator(".notice.queue").inner_text().startswith("Вы №1 в очереди")
+        assert widget(page).locator("form.prechat").count() == 0
+        screenshot(page, "widget-mobile-ru")
+    finally:
+        context.close()
