@@ -128,6 +128,27 @@ def live_server_proc(live_server_factory) -> LiveServer:  # noqa: ANN001
     return live_server_factory()
 
 
+def run_async(coroutine):  # noqa: ANN001, ANN201
+    """asyncio.run in a thread of its own: Playwright's sync API leaves a loop running in this one."""
+    import asyncio
+    import threading
+
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(coroutine)
+        except BaseException as error:  # noqa: BLE001 — re-raised in the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -140,9 +161,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator:
-    """A headless Debian Chromium driven by Playwright (sync API: use it from sync tests)."""
+    """A headless Debian Chromium driven by Playwright (sync API: use it from sync tests).
+
+    Module-scoped: Playwright's sync API keeps an event loop running in the test thread while it
+    is alive, which Django's async-safety check then sees in every later (sync) test.
+    """
     if not os.path.exists(CHROMIUM):
         pytest.skip("chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright

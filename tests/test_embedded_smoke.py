@@ -10,7 +10,7 @@ import urllib.request
 
 import websockets
 
-from tests.live import ROOT, free_port
+from tests.live import ROOT, free_port, run_async
 
 
 def test_embedded_default_serves_http_and_websocket(tmp_path):
@@ -52,7 +52,7 @@ def test_embedded_default_serves_http_and_websocket(tmp_path):
                 frame = json.loads(await asyncio.wait_for(socket.recv(), 5))
                 return frame
 
-        frame = asyncio.run(handshake())
+        frame = run_async(handshake())
         # Anonymous: the handshake is accepted, then a clear error and close code 4001.
         assert frame["type"] == "error" and frame["code"] == "unauthenticated"
     finally:

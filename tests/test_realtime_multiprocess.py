@@ -11,6 +11,7 @@ from django.test import Client
 
 from messenger.actions.widget import do_bootstrap
 from tests.factories import make_branch, make_inbox, make_user
+from tests.live import run_async
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -97,7 +98,7 @@ def test_visitor_on_one_process_and_operator_on_another_talk_live(live_server_fa
             )
             assert reply["data"]["message"]["body"] == "from B"
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_socket_on_the_redis_layer_stays_open_past_redis_py_default_timeout(live_server_factory):
@@ -117,4 +118,4 @@ def test_socket_on_the_redis_layer_stays_open_past_redis_py_default_timeout(live
             # The group fan-out (through Redis) still reaches this socket after 11 idle seconds.
             await peer.recv_until(lambda f: f["type"] == "message.created")
 
-    asyncio.run(scenario())
+    run_async(scenario())
