@@ -1,0 +1,133 @@
+"""Operator dashboard reads (session auth). State changes go over the operator socket
+(``messenger.actions.commands``); these views only parse, check access and call a selector.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from messenger import selectors
+from messenger.access import StaffScope, access_conversation_for_staff, staff_scope
+from messenger.models import ConversationStatus
+
+
+class IsMessengerStaff(BasePermission):
+    """Logged-in staff of the messenger; the scope is kept on the request for the view."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        scope = staff_scope(request.user)
+        request.staff_scope = scope
+        return scope is not None
+
+
+class IsSupervisor(IsMessengerStaff):
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return super().has_permission(request, view) and request.staff_scope.sees_all
+
+
+class StaffView(APIView):
+    permission_classes = [IsMessengerStaff]
+
+    def scope(self, request: Request) -> StaffScope:
+        return request.staff_scope
+
+
+class ConversationListInput(serializers.Serializer):
+    tab = serializers.ChoiceField(choices=selectors.TABS, required=False, default="all")
+    status = serializers.ChoiceField(
+        choices=["", "active", "any", *ConversationStatus.values], required=False, default=""
+    )
+    inbox = serializers.IntegerField(required=False, min_value=1)
+    branch = serializers.IntegerField(required=False, min_value=1)
+    priority = serializers.IntegerField(required=False, min_value=0, max_value=4)
+    label = serializers.CharField(required=False, max_length=60, allow_blank=True, default="")
+    q = serializers.CharField(required=False, max_length=200, allow_blank=True, default="", trim_whitespace=True)
+    cursor = serializers.CharField(required=False, max_length=200, allow_blank=True, default="")
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=selectors.LIST_PAGE)
+
+
+class ConversationListView(StaffView):
+    """GET /api/operator/conversations/ — keyset-paginated by (last_activity_at, id)."""
+
+    def get(self, request: Request) -> Response:
+        data = ConversationListInput(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        values: dict[str, Any] = data.validated_data
+        scope = self.scope(request)
+        # "all" for an operator is everything they may see (their branch plus their own chats).
+        filters = selectors.ConversationFilters(
+            tab=values["tab"],
+            status=values["status"],
+            inbox_id=values.get("inbox"),
+            branch_id=values.get("branch"),
+            priority=values.get("priority"),
+            label=values["label"],
+            query=values["q"],
+        )
+        page = selectors.conversation_rows(scope, filters, cursor=values["cursor"] or None, limit=values["limit"])
+        payload: dict[str, Any] = {"results": page.rows, "next_cursor": page.next_cursor}
+        if not values["cursor"]:
+            payload["counters"] = selectors.tab_counters(scope)
+        return Response(payload)
+
+
+class HistoryInput(serializers.Serializer):
+    before = serializers.IntegerField(required=False, min_value=1)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=selectors.HISTORY_PAGE)
+
+
+class ConversationMessagesView(StaffView):
+    """GET /api/operator/conversations/<id>/messages/?before=<message id> — older pages."""
+
+    def get(self, request: Request, conversation_id: int) -> Response:
+        data = HistoryInput(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        conversation = access_conversation_for_staff(self.scope(request), conversation_id)
+        return Response(
+            selectors.history_page(
+                conversation, before_id=data.validated_data.get("before"), limit=data.validated_data["limit"]
+            )
+        )
+
+
+class ConversationDetailView(StaffView):
+    """GET /api/operator/conversations/<id>/ — summary, contact, earlier conversations, routing log."""
+
+    def get(self, request: Request, conversation_id: int) -> Response:
+        conversation = access_conversation_for_staff(self.scope(request), conversation_id)
+        return Response({"conversation": selectors.conversation_detail(conversation)})
+
+
+class CannedResponseListView(StaffView):
+    def get(self, request: Request) -> Response:
+        return Response({"results": selectors.canned_responses(self.scope(request))})
+
+
+class OperatorListView(StaffView):
+    def get(self, request: Request) -> Response:
+        return Response({"results": selectors.operators()})
+
+
+class BranchListView(StaffView):
+    def get(self, request: Request) -> Response:
+        return Response({"results": selectors.branches()})
+
+
+class LabelListView(StaffView):
+    def get(self, request: Request) -> Response:
+        return Response({"results": selectors.labels()})
+
+
+class FairnessView(APIView):
+    """GET /api/operator/fairness/ — supervisors and admins only."""
+
+    permission_classes = [IsSupervisor]
+
+    def get(self, request: Request) -> Response:
+        return Response(selectors.fairness())

@@ -1,0 +1,335 @@
+"""Reads for the operator dashboard. Every function runs a fixed number of queries whatever the
+number of rows (select_related / prefetch_related / aggregates), and takes rows that were already
+permission-checked (``messenger.access``) or a ``StaffScope`` to filter by.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from messenger import events
+from messenger.access import CONVERSATION_RELATED, StaffScope, visible_conversations
+from messenger.actions.presence import live_cutoff
+from messenger.errors import InvalidInput
+from messenger.models import (
+    ActivityEvent,
+    AgentConnection,
+    AgentProfile,
+    Branch,
+    CannedResponse,
+    Conversation,
+    ConversationStatus,
+    Label,
+    Message,
+)
+from messenger.models.conversation import ACTIVE_STATUSES
+
+LIST_PAGE = 50
+HISTORY_PAGE = 50
+EARLIER_CONVERSATIONS = 10
+TABS = ("mine", "unassigned", "branch", "all")
+# Verbs of ActivityEvent rows that gave a conversation to an operator (payload "to" names them).
+ASSIGNMENT_VERBS = ("assignment.assigned", "assignment.escalated", "assignment.transferred", "assignment.reassigned")
+
+
+@dataclass(frozen=True)
+class ConversationFilters:
+    tab: str = "all"
+    status: str = ""
+    inbox_id: int | None = None
+    branch_id: int | None = None
+    priority: int | None = None
+    label: str = ""
+    query: str = ""
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+# --- conversation list ---------------------------------------------------------------------------
+
+
+def encode_cursor(conversation: Conversation) -> str:
+    moment = conversation.last_activity_at.isoformat() if conversation.last_activity_at else ""
+    return base64.urlsafe_b64encode(f"{moment}|{conversation.pk}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime | None, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, _, pk = raw.partition("|")
+        return (parse_datetime(moment) if moment else None), int(pk)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput("cursor: malformed") from None
+
+
+def filtered_conversations(scope: StaffScope, filters: ConversationFilters) -> QuerySet[Conversation]:
+    """The visible conversations matching the tab and filters, newest activity first."""
+    queryset = visible_conversations(scope)
+    if filters.tab == "mine":
+        queryset = queryset.filter(assignee_id=scope.user_id)
+    elif filters.tab == "unassigned":
+        queryset = queryset.filter(assignee__isnull=True)
+    elif filters.tab == "branch" and scope.branch_id:
+        queryset = queryset.filter(branch_id=scope.branch_id)
+    if filters.status:
+        # One status keeps the (status, -last_activity_at) and (branch, status, …) indexes usable;
+        # "active" is the union the operators work on.
+        if filters.status == "active":
+            queryset = queryset.filter(status__in=ACTIVE_STATUSES)
+        elif filters.status != "any":
+            queryset = queryset.filter(status=filters.status)
+    if filters.inbox_id:
+        queryset = queryset.filter(inbox_id=filters.inbox_id)
+    if filters.branch_id:
+        queryset = queryset.filter(branch_id=filters.branch_id)
+    if filters.priority is not None:
+        queryset = queryset.filter(priority=filters.priority)
+    if filters.label:
+        queryset = queryset.filter(labels__name=filters.label)
+    if filters.query:
+        term = filters.query
+        text_match = Message.objects.filter(conversation_id=OuterRef("pk"), body__icontains=term)
+        queryset = queryset.filter(
+            Q(contact__name__icontains=term)
+            | Q(contact__email__icontains=term)
+            | Q(contact__phone__icontains=term)
+            | Q(identifier=term)
+            | Exists(text_match)
+        )
+    return queryset.order_by("-last_activity_at", "-id")
+
+
+def conversation_rows(
+    scope: StaffScope, filters: ConversationFilters, *, cursor: str | None = None, limit: int = LIST_PAGE
+) -> Page:
+    """One page of the list: two queries (rows with their relations, then their labels)."""
+    queryset = filtered_conversations(scope, filters)
+    if cursor:
+        moment, pk = decode_cursor(cursor)
+        if moment is None:
+            queryset = queryset.filter(last_activity_at__isnull=True, id__lt=pk)
+        else:
+            # Conversations always get last_activity_at when created; a NULL row (imported data)
+            # sorts differently per database and is only reachable from the first page.
+            queryset = queryset.filter(Q(last_activity_at__lt=moment) | Q(last_activity_at=moment, id__lt=pk))
+    queryset = queryset.select_related(*CONVERSATION_RELATED).prefetch_related(
+        Prefetch("labels", queryset=Label.objects.order_by("name"))
+    )
+    page = list(queryset[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    return Page(
+        rows=[conversation_row(conversation) for conversation in page],
+        next_cursor=encode_cursor(page[-1]) if more and page else None,
+    )
+
+
+def conversation_row(conversation: Conversation) -> dict[str, Any]:
+    """The staff summary plus what the list shows; labels must be prefetched or cheap to load."""
+    row = events.conversation_staff(conversation)
+    row["labels"] = [label.name for label in conversation.labels.all()]
+    row["is_active"] = conversation.is_active
+    return row
+
+
+def tab_counters(scope: StaffScope) -> dict[str, Any]:
+    """Open conversations and unread ones per tab, plus the badge totals, in one aggregate query."""
+    active = Q(status__in=ACTIVE_STATUSES)
+    mine = Q(assignee_id=scope.user_id)
+    unread = Q(unread_for_agent__gt=0)
+    aggregates: dict[str, Any] = {
+        "mine": Count("id", filter=active & mine),
+        "mine_unread": Count("id", filter=active & mine & unread),
+        "mine_unread_messages": Coalesce(Sum("unread_for_agent", filter=active & mine), 0),
+        "unassigned": Count("id", filter=active & Q(assignee__isnull=True)),
+        "all": Count("id", filter=active),
+        "all_unread": Count("id", filter=active & unread),
+    }
+    if scope.branch_id:
+        aggregates["branch"] = Count("id", filter=active & Q(branch_id=scope.branch_id))
+    counts = visible_conversations(scope).aggregate(**aggregates)
+    counts.setdefault("branch", counts["all"])
+    return counts
+
+
+# --- one conversation ----------------------------------------------------------------------------
+
+
+def history_page(
+    conversation: Conversation, *, before_id: int | None = None, limit: int = HISTORY_PAGE
+) -> dict[str, Any]:
+    """Messages older than ``before_id`` (all directions, notes included), oldest first: two queries."""
+    queryset = (
+        Message.objects.filter(conversation_id=conversation.pk)
+        .select_related("sender_contact", "sender_user")
+        .prefetch_related("attachments")
+        .order_by("-id")
+    )
+    if before_id:
+        queryset = queryset.filter(id__lt=before_id)
+    page = list(queryset[: limit + 1])
+    more = len(page) > limit
+    page = list(reversed(page[:limit]))
+    for message in page:
+        message.conversation = conversation
+    return {
+        "messages": [
+            events.message_payload(message, public=False, attachments=list(message.attachments.all()))
+            for message in page
+        ],
+        "has_more": more,
+    }
+
+
+def conversation_detail(conversation: Conversation) -> dict[str, Any]:
+    """Summary, contact, page and browser, earlier conversations, routing reasons, labels."""
+    row = events.conversation_staff(conversation)
+    row["labels"] = list(conversation.labels.order_by("name").values_list("name", flat=True))
+    row["routing_log"] = conversation.routing_log or []
+    row["is_active"] = conversation.is_active
+    contact = conversation.contact
+    attributes = contact.additional_attributes or {}
+    page = (conversation.additional_attributes or {}).get("page") or {}
+    row["contact"] = {
+        **row["contact"],
+        "blocked": contact.blocked,
+        "region": contact.region.name if contact.region_id and contact.region else None,
+        "browser": attributes.get("browser", ""),
+        "os": attributes.get("os", ""),
+        "language": attributes.get("language", ""),
+        "timezone": attributes.get("timezone", ""),
+        "ip": attributes.get("ip", ""),
+        "custom": contact.custom_attributes or {},
+        "created_at": events.iso(contact.created_at),
+    }
+    row["page"] = {
+        "url": page.get("url") or attributes.get("url", ""),
+        "title": page.get("title") or attributes.get("title", ""),
+        "referrer": page.get("referrer") or attributes.get("referrer", ""),
+    }
+    earlier = (
+        Conversation.objects.filter(contact_id=conversation.contact_id)
+        .exclude(pk=conversation.pk)
+        .order_by("-created_at")
+        .only("id", "status", "created_at", "last_message_preview", "branch_id")[:EARLIER_CONVERSATIONS]
+    )
+    row["earlier_conversations"] = [
+        {
+            "id": other.pk,
+            "status": other.status,
+            "created_at": events.iso(other.created_at),
+            "last_message_preview": other.last_message_preview,
+        }
+        for other in earlier
+    ]
+    return row
+
+
+# --- pickers -------------------------------------------------------------------------------------
+
+
+def canned_responses(scope: StaffScope) -> list[dict[str, Any]]:
+    queryset = CannedResponse.objects.select_related("branch").order_by("short_code", "id")
+    if not scope.sees_all:
+        queryset = queryset.filter(Q(branch__isnull=True) | Q(branch_id=scope.branch_id))
+    return [
+        {
+            "id": canned.pk,
+            "short_code": canned.short_code,
+            "text": canned.text,
+            "branch": canned.branch.name if canned.branch_id else None,
+        }
+        for canned in queryset
+    ]
+
+
+def operators(now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every operator with branch, manual status, live socket and load: one query."""
+    load = (
+        Conversation.objects.filter(assignee_id=OuterRef("user_id"), status__in=ACTIVE_STATUSES)
+        .order_by()
+        .values("assignee_id")
+        .annotate(total=Count("id"))
+        .values("total")
+    )
+    live = AgentConnection.objects.filter(user_id=OuterRef("user_id"), last_heartbeat__gte=live_cutoff(now))
+    profiles = (
+        AgentProfile.objects.filter(user__is_active=True)
+        .select_related("user", "branch")
+        .annotate(load=Coalesce(Subquery(load, output_field=IntegerField()), 0), connected=Exists(live))
+        .order_by("branch__name", "user__first_name", "user__username")
+    )
+    return [
+        {
+            "id": profile.user_id,
+            "name": events.user_name(profile.user),
+            "role": profile.role,
+            "branch": {"id": profile.branch_id, "name": profile.branch.name} if profile.branch_id else None,
+            "status": profile.status,
+            "connected": profile.connected,
+            "load": profile.load,
+            "max_concurrent": profile.max_concurrent,
+        }
+        for profile in profiles
+    ]
+
+
+def branches() -> list[dict[str, Any]]:
+    return [
+        {"id": branch.pk, "name": branch.name, "timezone": branch.timezone}
+        for branch in Branch.objects.filter(is_active=True).order_by("name")
+    ]
+
+
+def labels() -> list[dict[str, Any]]:
+    return [{"id": label.pk, "name": label.name, "color": label.color} for label in Label.objects.order_by("name")]
+
+
+def fairness(now: datetime | None = None) -> dict[str, Any]:
+    """Assignments per operator today and this week (from the audit log), the spread, current load."""
+    now = timezone.localtime(now or timezone.now())
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = today - timedelta(days=today.weekday())
+    counts = (
+        ActivityEvent.objects.filter(verb__in=ASSIGNMENT_VERBS, created_at__gte=week)
+        .annotate(to_user=KT("payload__to__id"))
+        .exclude(to_user__isnull=True)
+        .values("to_user")
+        .annotate(week=Count("id"), today=Count("id", filter=Q(created_at__gte=today)))
+        .order_by()
+    )
+    per_user = {str(row["to_user"]): row for row in counts}
+    rows = []
+    for operator in operators(now):
+        if operator["role"] == "admin":
+            continue
+        row = per_user.get(str(operator["id"]), {})
+        rows.append({**operator, "today": row.get("today", 0), "week": row.get("week", 0)})
+
+    def spread(key: str) -> int:
+        values = [row[key] for row in rows]
+        return (max(values) - min(values)) if values else 0
+
+    return {
+        "since": {"today": events.iso(today), "week": events.iso(week)},
+        "operators": rows,
+        "spread": {"today": spread("today"), "week": spread("week"), "load": spread("load")},
+    }
+
+
+def status_choices() -> list[str]:
+    return [choice.value for choice in ConversationStatus]

@@ -1,0 +1,1026 @@
+/* Messenger operator dashboard: plain JavaScript, no build step.
+ * Reads go through /api/operator/…; every change goes over the operator socket (/ws/operator/).
+ * The socket follows docs/protocol.md "Resume rules": per-conversation last applied id,
+ * duplicates dropped, a gap answered by one `resume`, the list reloaded after a reconnect. */
+(() => {
+  "use strict";
+
+  const config = JSON.parse(document.getElementById("config").textContent);
+  const me = config.user;
+
+  // --- strings ----------------------------------------------------------------------------------
+  const STRINGS = {
+    en: {
+      connecting: "Connecting…", online: "Live", offline: "Offline — reconnecting…",
+      nobody: "Unassigned", typing: "is typing", note: "Internal note", you: "You",
+      newConversation: "New conversation", newMessage: "New message",
+      noConversations: "No conversations", loadFailed: "Could not load", sendFailed: "Not sent",
+      attachmentsUnavailable: "Attachments are not available", uploading: "Uploading…",
+      movedAway: "This conversation moved out of your view.", choose: "— choose —",
+      watching: "Watching", waiting: "waiting", muted: "Muted", unmuted: "Sound on",
+      operator: "Operator", today: "Today", week: "This week", load: "Open now", spread: "Spread (max − min)",
+      branch: "Branch", region: "Region", page: "Page", browser: "Browser", email: "E-mail", phone: "Phone",
+      language: "Language", ip: "IP", status: { open: "open", pending: "pending", snoozed: "snoozed", resolved: "resolved", closed: "closed" },
+      priority: ["", "low", "medium", "high", "urgent"], earlierNone: "None", delivered: "Delivered", read: "Read", sent: "Sent",
+    },
+    ru: {
+      connecting: "Подключение…", online: "На связи", offline: "Нет связи — переподключаемся…",
+      nobody: "Не назначен", typing: "печатает", note: "Внутренняя заметка", you: "Вы",
+      newConversation: "Новый диалог", newMessage: "Новое сообщение",
+      noConversations: "Диалогов нет", loadFailed: "Не удалось загрузить", sendFailed: "Не отправлено",
+      attachmentsUnavailable: "Вложения недоступны", uploading: "Загрузка…",
+      movedAway: "Диалог больше не в вашей зоне.", choose: "— выбрать —",
+      watching: "Наблюдение", waiting: "ждёт", muted: "Без звука", unmuted: "Звук включён",
+      operator: "Оператор", today: "Сегодня", week: "За неделю", load: "Сейчас открыто", spread: "Разброс (макс − мин)",
+      branch: "Филиал", region: "Регион", page: "Страница", browser: "Браузер", email: "E-mail", phone: "Телефон",
+      language: "Язык", ip: "IP", status: { open: "открыт", pending: "ожидает", snoozed: "отложен", resolved: "решён", closed: "закрыт" },
+      priority: ["", "низкий", "средний", "высокий", "срочный"], earlierNone: "Нет", delivered: "Доставлено", read: "Прочитано", sent: "Отправлено",
+    },
+  };
+  const T = STRINGS[config.language] || STRINGS.en;
+
+  // --- small helpers ----------------------------------------------------------------------------
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, attrs = {}, ...children) => {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : value);
+    }
+    for (const child of children.flat()) {
+      if (child !== null && child !== undefined && child !== false) node.append(child instanceof Node ? child : String(child));
+    }
+    return node;
+  };
+  const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;" })[c]);
+  const newClientId = () => (crypto.randomUUID ? crypto.randomUUID() : `c-${Date.now()}-${Math.random().toString(16).slice(2)}`);
+  const time = (iso) => (iso ? new Date(iso).toLocaleTimeString(config.language, { hour: "2-digit", minute: "2-digit" }) : "");
+  const since = (iso) => {
+    if (!iso) return "";
+    const seconds = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
+    if (seconds < 60) return `${seconds}s`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)}m`;
+    if (seconds < 86400) return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
+    return `${Math.floor(seconds / 86400)}d`;
+  };
+
+  /* The same rules as messenger/formatting.py (escape first, then code, links, bold, italic),
+   * used only for the composer preview; stored messages come rendered by the server. */
+  function renderFormatting(body) {
+    let text = escapeHtml(body.replace(/\r\n?/g, "\n"));
+    const stash = [];
+    const keep = (html) => { stash.push(html); return `\u0000${stash.length - 1}\u0000`; };
+    const anchor = (url, label) => `<a href="${url}" target="_blank" rel="noopener noreferrer nofollow">${label}</a>`;
+    text = text.replace(/`([^`\n]{1,500})`/g, (_, code) => keep(`<code>${code}</code>`));
+    text = text.replace(/\[([^\]\n]{1,200})\]\((https?:\/\/[^\s()<>"']+)\)/gi, (_, label, url) => keep(anchor(url, label)));
+    text = text.replace(/(?<!["'=])\bhttps?:\/\/[^\s<>"']+/gi, (url) => {
+      let trailing = "";
+      while (url && ".,;:!?)".includes(url[url.length - 1])) { trailing = url[url.length - 1] + trailing; url = url.slice(0, -1); }
+      return keep(anchor(url, url)) + trailing;
+    });
+    text = text.replace(/\*\*(?=\S)([\s\S]+?)(?<=\S)\*\*/g, "<strong>$1</strong>");
+    text = text.replace(/(?<![\w/])_(?=\S)([\s\S]+?)(?<=\S)_(?!\w)/g, "<em>$1</em>");
+    text = text.replace(/\n/g, "<br>");
+    return text.replace(/\u0000(\d+)\u0000/g, (_, index) => stash[Number(index)]);
+  }
+
+  async function api(url, options = {}) {
+    const response = await fetch(url, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRFToken": config.csrf_token, ...(options.headers || {}) },
+      ...options,
+    });
+    if (!response.ok) {
+      const error = new Error(`${response.status}`);
+      error.status = response.status;
+      throw error;
+    }
+    return response.json();
+  }
+
+  // --- state ------------------------------------------------------------------------------------
+  const state = {
+    tab: me.sees_all ? "all" : "mine",
+    rows: new Map(), // conversation id → staff summary
+    nextCursor: null,
+    selected: null, // conversation id highlighted in the list
+    open: null, // { id, watch, messages: Map, oldestId, hasMore, loading, lastReadSent }
+    lastId: new Map(), // conversation id → highest applied event id
+    resuming: new Set(),
+    typing: new Map(), // conversation id → { name, preview, timer }
+    canned: [], operators: [], branches: [], labels: [],
+    counters: {},
+    unreadMessages: 0,
+    pendingAttachments: [],
+    muted: localStorage.getItem("messenger.muted") === "1",
+  };
+
+  // --- socket -----------------------------------------------------------------------------------
+  const socket = {
+    ws: null, refCounter: 0, pending: new Map(), retry: 0, heartbeat: null, everConnected: false, outbox: [],
+  };
+
+  function connect() {
+    setConnection("connecting");
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${location.host}${config.socket_path}`);
+    socket.ws = ws;
+    ws.addEventListener("message", (event) => {
+      let frame;
+      try { frame = JSON.parse(event.data); } catch { return; }
+      handleFrame(frame);
+    });
+    ws.addEventListener("close", () => {
+      clearInterval(socket.heartbeat);
+      for (const [, waiter] of socket.pending) waiter.reject(new Error("disconnected"));
+      socket.pending.clear();
+      state.resuming.clear();
+      setConnection("offline");
+      // Exponential backoff with jitter so a restarted server is not stormed by every dashboard.
+      const delay = Math.min(30000, 500 * 2 ** socket.retry) * (0.5 + Math.random() / 2);
+      socket.retry += 1;
+      setTimeout(connect, delay);
+    });
+  }
+
+  function send(frame) {
+    if (socket.ws && socket.ws.readyState === WebSocket.OPEN) { socket.ws.send(JSON.stringify(frame)); return true; }
+    return false;
+  }
+
+  function command(type, fields = {}) {
+    return new Promise((resolve, reject) => {
+      const ref = `d${++socket.refCounter}`;
+      socket.pending.set(ref, { resolve, reject });
+      if (!send({ type, ref, ...fields })) { socket.pending.delete(ref); reject(new Error("offline")); }
+    });
+  }
+
+  function setConnection(stateName) {
+    const node = $("connection");
+    node.dataset.state = stateName;
+    node.textContent = stateName === "online" ? T.online : stateName === "offline" ? T.offline : T.connecting;
+  }
+
+  function handleFrame(frame) {
+    if (frame.ref && socket.pending.has(frame.ref) && ["ack", "error", "conversation.snapshot"].includes(frame.type)) {
+      const waiter = socket.pending.get(frame.ref);
+      socket.pending.delete(frame.ref);
+      if (frame.type === "error") waiter.reject(Object.assign(new Error(frame.message), { code: frame.code }));
+      else waiter.resolve(frame);
+      return;
+    }
+    switch (frame.type) {
+      case "hello": return onHello(frame);
+      case "pong": return;
+      case "error": console.warn("messenger:", frame.code, frame.message); return;
+      case "resume.done": state.resuming.delete(frame.conversation_id); return;
+      case "typing.started": case "typing.stopped": return onTyping(frame);
+      case "presence": return onPresence(frame.data || {});
+      case "unread": return setUnread(frame.data.messages, frame.data.conversations);
+      default:
+        if (typeof frame.id === "number" && frame.conversation_id) onDurable(frame);
+    }
+  }
+
+  function onHello(frame) {
+    const reconnect = socket.everConnected;
+    socket.everConnected = true;
+    socket.retry = 0;
+    setConnection("online");
+    $("my-status").value = frame.user.status === "offline" ? "online" : frame.user.status;
+    clearInterval(socket.heartbeat);
+    socket.heartbeat = setInterval(() => send({ type: "ping" }), (frame.heartbeat || config.heartbeat || 20) * 1000);
+    loadList();
+    if (reconnect && state.open) {
+      // Whatever happened while offline is replayed from the event log, in order.
+      requestResume(state.open.id);
+    }
+  }
+
+  /* Resume rules 1–4 of docs/protocol.md. */
+  function onDurable(frame) {
+    const id = frame.conversation_id;
+    const known = state.lastId.get(id);
+    if (known !== undefined) {
+      if (frame.id <= known) return;
+      if (frame.id > known + 1) { requestResume(id); return; }
+    }
+    state.lastId.set(id, frame.id);
+    apply(frame);
+  }
+
+  function requestResume(conversationId) {
+    if (state.resuming.has(conversationId)) return;
+    const after = state.lastId.get(conversationId) || 0;
+    state.resuming.add(conversationId);
+    command("resume", { conversation_id: conversationId, after })
+      .catch(() => {})
+      .finally(() => state.resuming.delete(conversationId));
+  }
+
+  // --- applying events --------------------------------------------------------------------------
+  function apply(frame) {
+    const data = frame.data || {};
+    const id = frame.conversation_id;
+    if (frame.type === "message.created") return onMessage(id, data.message);
+    if (frame.type === "message.updated") return onReceipt(id, data.direction, data.up_to_message_id, data.changes || {});
+    if (frame.type === "conversation.read") {
+      if (data.reader === "contact") return onReceipt(id, "out", data.up_to_message_id, { read_at: data.read_at });
+      const row = state.rows.get(id);
+      if (row) { row.unread_for_agent = 0; renderList(); }
+      return;
+    }
+    if (data.conversation) onConversation(data.conversation, frame.type);
+  }
+
+  function visibleToMe(conversation) {
+    return me.sees_all || (conversation.branch && conversation.branch.id === me.branch_id) || (conversation.assignee && conversation.assignee.id === me.id);
+  }
+
+  function matchesView(conversation) {
+    if (!visibleToMe(conversation)) return false;
+    const assigneeId = conversation.assignee ? conversation.assignee.id : null;
+    if (state.tab === "mine" && assigneeId !== me.id) return false;
+    if (state.tab === "unassigned" && assigneeId !== null) return false;
+    if (state.tab === "branch" && (!conversation.branch || conversation.branch.id !== me.branch_id)) return false;
+    const status = $("filter-status").value;
+    const active = ["open", "pending", "snoozed"].includes(conversation.status);
+    if (status === "active" && !active) return false;
+    if (!["active", "any", ""].includes(status) && conversation.status !== status) return false;
+    const priority = $("filter-priority").value;
+    if (priority !== "" && Number(priority) !== conversation.priority) return false;
+    const branch = $("filter-branch").value;
+    if (branch && (!conversation.branch || String(conversation.branch.id) !== branch)) return false;
+    const inbox = $("filter-inbox").value;
+    if (inbox && String(conversation.inbox.id) !== inbox) return false;
+    const label = $("filter-label").value;
+    if (label && !(conversation.labels || []).includes(label)) return false;
+    const query = $("search").value.trim().toLowerCase();
+    if (query) {
+      const haystack = [conversation.contact.name, conversation.contact.email, conversation.contact.phone, conversation.last_message_preview, conversation.identifier].join(" ").toLowerCase();
+      if (!haystack.includes(query)) return false;
+    }
+    return true;
+  }
+
+  function onConversation(conversation, type) {
+    const id = conversation.id;
+    const existing = state.rows.get(id);
+    if (!conversation.labels && existing) conversation.labels = existing.labels;
+    if (matchesView(conversation)) {
+      state.rows.set(id, { ...(existing || {}), ...conversation });
+      if (!existing && (type === "conversation.created" || conversation.assignee?.id === me.id)) {
+        notify(T.newConversation, `${conversation.contact.name}: ${conversation.last_message_preview || ""}`, id);
+      }
+    } else {
+      state.rows.delete(id);
+    }
+    renderList();
+    scheduleCounters();
+    if (state.open && state.open.id === id) {
+      if (!visibleToMe(conversation)) {
+        closeConversation(T.movedAway);
+        return;
+      }
+      state.open.conversation = { ...state.open.conversation, ...conversation };
+      renderConversationHeader();
+      renderActions();
+    }
+  }
+
+  async function onMessage(conversationId, message) {
+    const row = state.rows.get(conversationId);
+    const incoming = message.direction === "in";
+    const openHere = state.open && state.open.id === conversationId;
+    if (row) {
+      row.last_activity_at = message.created_at;
+      if (message.direction !== "internal") row.last_message_preview = (message.body || "").slice(0, 140);
+      if (incoming) {
+        row.unread_for_agent = (row.unread_for_agent || 0) + 1;
+        if (row.assignee && row.assignee.id === me.id) setUnread(state.unreadMessages + 1);
+      }
+      renderList();
+    } else {
+      // A conversation that just became visible (first message, transfer): fetch its summary.
+      try {
+        const detail = await api(`${config.urls.conversations}${conversationId}/`);
+        if (matchesView(detail.conversation) && !state.rows.has(conversationId)) {
+          state.rows.set(conversationId, detail.conversation);
+          state.lastId.set(conversationId, Math.max(state.lastId.get(conversationId) || 0, detail.conversation.last_seq));
+          renderList();
+        }
+      } catch { /* not ours (any more) */ }
+    }
+    if (incoming) {
+      const focusedHere = openHere && document.hasFocus() && !document.hidden;
+      if (!focusedHere) notify(T.newMessage, `${message.sender.name}: ${message.body}`, conversationId);
+      if (state.typing.has(conversationId)) clearTyping(conversationId);
+    }
+    if (openHere) {
+      addMessage(message);
+      scrollToBottom();
+      markRead();
+    }
+  }
+
+  function onReceipt(conversationId, direction, upTo, changes) {
+    if (!state.open || state.open.id !== conversationId) return;
+    for (const message of state.open.messages.values()) {
+      if (message.direction !== direction || message.id > upTo) continue;
+      if (changes.delivered_at && !message.delivered_at) message.delivered_at = changes.delivered_at;
+      if (changes.read_at && !message.read_at) {
+        message.read_at = changes.read_at;
+        message.delivered_at = message.delivered_at || changes.read_at;
+      }
+      renderTicks(message);
+    }
+  }
+
+  function onTyping(frame) {
+    const data = frame.data || {};
+    if (data.who !== "contact") return;
+    const id = frame.conversation_id;
+    if (frame.type === "typing.stopped") { clearTyping(id); return; }
+    const previous = state.typing.get(id);
+    if (previous) clearTimeout(previous.timer);
+    // The server stops typing by itself after 8 s; the timer covers a lost typing.stopped.
+    const timer = setTimeout(() => clearTyping(id), 10000);
+    state.typing.set(id, { name: data.name, preview: data.preview, timer });
+    renderTyping();
+    renderList();
+  }
+
+  function clearTyping(id) {
+    const entry = state.typing.get(id);
+    if (entry) clearTimeout(entry.timer);
+    state.typing.delete(id);
+    renderTyping();
+    renderList();
+  }
+
+  function onPresence(data) {
+    if (data.user_id === undefined) return;
+    const operator = state.operators.find((item) => item.id === data.user_id);
+    if (operator) { operator.status = data.status; operator.connected = data.connected; }
+    if (data.user_id === me.id && data.status !== "offline") $("my-status").value = data.status;
+  }
+
+  // --- unread badge, sound, notifications -------------------------------------------------------
+  function setUnread(messages, conversations) {
+    state.unreadMessages = Math.max(0, messages || 0);
+    if (conversations !== undefined) state.counters.mine_unread = conversations;
+    document.title = state.unreadMessages > 0 ? `(${state.unreadMessages}) Messenger` : "Messenger";
+    document.body.dataset.unread = String(state.unreadMessages);
+    renderCounters();
+  }
+
+  let audioContext = null;
+  function beep() {
+    try {
+      audioContext = audioContext || new AudioContext();
+      const oscillator = audioContext.createOscillator();
+      const gain = audioContext.createGain();
+      oscillator.frequency.value = 880;
+      gain.gain.setValueAtTime(0.15, audioContext.currentTime);
+      gain.gain.exponentialRampToValueAtTime(0.001, audioContext.currentTime + 0.25);
+      oscillator.connect(gain).connect(audioContext.destination);
+      oscillator.start();
+      oscillator.stop(audioContext.currentTime + 0.25);
+    } catch { /* no audio device */ }
+  }
+
+  function notify(title, body, conversationId) {
+    if (state.muted || (document.hasFocus() && !document.hidden)) return;
+    beep();
+    if ("Notification" in window && Notification.permission === "granted") {
+      const note = new Notification(title, { body: body.slice(0, 140), tag: `conversation-${conversationId}` });
+      note.onclick = () => { window.focus(); openConversation(conversationId); note.close(); };
+    }
+  }
+
+  function renderMute() {
+    const button = $("mute");
+    button.textContent = state.muted ? "🔕" : "🔔";
+    button.setAttribute("aria-pressed", String(state.muted));
+    button.title = state.muted ? T.muted : T.unmuted;
+  }
+
+  // --- the list ---------------------------------------------------------------------------------
+  function listParams(cursor) {
+    const params = new URLSearchParams({ tab: state.tab, status: $("filter-status").value });
+    for (const [name, id] of [["priority", "filter-priority"], ["branch", "filter-branch"], ["inbox", "filter-inbox"], ["label", "filter-label"], ["q", "search"]]) {
+      const value = $(id).value.trim();
+      if (value) params.set(name, value);
+    }
+    if (cursor) params.set("cursor", cursor);
+    return params;
+  }
+
+  let listGeneration = 0;
+  async function loadList(cursor = null) {
+    const generation = cursor ? listGeneration : ++listGeneration;
+    let page;
+    try {
+      page = await api(`${config.urls.conversations}?${listParams(cursor)}`);
+    } catch {
+      return;
+    }
+    if (generation !== listGeneration) return; // a newer filter won
+    if (!cursor) state.rows.clear();
+    for (const row of page.results) {
+      state.rows.set(row.id, row);
+      state.lastId.set(row.id, Math.max(state.lastId.get(row.id) || 0, row.last_seq));
+      addInboxOption(row.inbox);
+    }
+    state.nextCursor = page.next_cursor;
+    $("load-more").hidden = !page.next_cursor;
+    if (page.counters) applyCounters(page.counters);
+    renderList();
+  }
+
+  let countersTimer = null;
+  function scheduleCounters() {
+    clearTimeout(countersTimer);
+    countersTimer = setTimeout(async () => {
+      try {
+        const page = await api(`${config.urls.conversations}?tab=mine&status=active&limit=1`);
+        applyCounters(page.counters);
+      } catch { /* next event retries */ }
+    }, 1500);
+  }
+
+  function applyCounters(counters) {
+    state.counters = counters;
+    setUnread(counters.mine_unread_messages, counters.mine_unread);
+  }
+
+  function renderCounters() {
+    const counters = state.counters;
+    for (const node of document.querySelectorAll("[data-counter]")) {
+      const key = node.dataset.counter;
+      const unread = key === "mine" ? counters.mine_unread : key === "all" ? counters.all_unread : 0;
+      node.textContent = counters[key] ? String(counters[key]) : "";
+      node.classList.toggle("has-unread", Boolean(unread));
+      if (unread) node.textContent = `${counters[key] || 0} · ${unread}`;
+    }
+  }
+
+  function addInboxOption(inbox) {
+    const select = $("filter-inbox");
+    if (!inbox || select.querySelector(`option[value="${inbox.id}"]`)) return;
+    select.append(el("option", { value: inbox.id }, inbox.name));
+  }
+
+  function sortedRows() {
+    return [...state.rows.values()].sort((a, b) => {
+      const left = a.last_activity_at || "";
+      const right = b.last_activity_at || "";
+      if (left !== right) return left < right ? 1 : -1;
+      return b.id - a.id;
+    });
+  }
+
+  function renderList() {
+    const list = $("conversations");
+    const rows = sortedRows();
+    list.replaceChildren();
+    if (!rows.length) list.append(el("li", { class: "empty" }, T.noConversations));
+    for (const row of rows) {
+      const typing = state.typing.get(row.id);
+      const item = el(
+        "li",
+        {
+          role: "option",
+          class: ["conversation", state.open && state.open.id === row.id ? "is-open" : "", state.selected === row.id ? "is-selected" : "", row.unread_for_agent ? "is-unread" : ""].join(" "),
+          dataset: { id: row.id, status: row.status, priority: row.priority, unread: row.unread_for_agent || 0 },
+          "aria-selected": state.selected === row.id ? "true" : "false",
+          onclick: () => { state.selected = row.id; openConversation(row.id); },
+        },
+        el("div", { class: "row-top" },
+          el("span", { class: "name" }, row.contact.name),
+          row.priority ? el("span", { class: `priority p${row.priority}` }, T.priority[row.priority]) : null,
+          el("span", { class: "when", title: row.last_activity_at || "" }, time(row.last_activity_at)),
+        ),
+        el("div", { class: "row-preview" }, typing ? `✎ ${typing.preview || T.typing}` : row.last_message_preview || ""),
+        el("div", { class: "row-meta" },
+          el("span", { class: `status s-${row.status}` }, T.status[row.status] || row.status),
+          el("span", { class: "assignee" }, row.assignee ? row.assignee.name : T.nobody),
+          row.branch && (me.sees_all || row.branch.id !== me.branch_id) ? el("span", { class: "branch" }, row.branch.name) : null,
+          row.waiting_since ? el("span", { class: "waiting", dataset: { since: row.waiting_since } }, `${T.waiting} ${since(row.waiting_since)}`) : null,
+          ...(row.labels || []).map((name) => el("span", { class: "label" }, name)),
+          row.unread_for_agent ? el("span", { class: "unread-badge", "aria-label": "unread" }, String(row.unread_for_agent)) : null,
+        ),
+      );
+      list.append(item);
+    }
+  }
+
+  function moveSelection(step) {
+    const rows = sortedRows();
+    if (!rows.length) return;
+    let index = rows.findIndex((row) => row.id === state.selected);
+    index = index < 0 ? 0 : Math.min(rows.length - 1, Math.max(0, index + step));
+    state.selected = rows[index].id;
+    renderList();
+    const node = $("conversations").querySelector(`[data-id="${state.selected}"]`);
+    if (node) node.scrollIntoView({ block: "nearest" });
+  }
+
+  // --- one conversation -------------------------------------------------------------------------
+  async function openConversation(id, { watch } = {}) {
+    const row = state.rows.get(id);
+    // Supervisors look at other people's chats invisibly unless they take them over.
+    if (watch === undefined) watch = me.sees_all && !(row && row.assignee && row.assignee.id === me.id);
+    if (state.open && state.open.watch && state.open.id !== id) send({ type: "conversation.close_view", conversation_id: state.open.id });
+    state.open = { id, watch, messages: new Map(), byClientId: new Map(), oldestId: null, hasMore: false, loading: false, lastReadSent: 0, conversation: row || null };
+    state.selected = id;
+    $("conversation").dataset.state = "open";
+    $("conversation").dataset.watch = watch ? "1" : "0";
+    $("messages").replaceChildren();
+    $("side").hidden = false;
+    renderList();
+    renderConversationHeader();
+    let snapshot;
+    try {
+      snapshot = await command("conversation.open", { conversation_id: id, watch });
+    } catch (error) {
+      $("messages").append(el("div", { class: "notice" }, `${T.loadFailed}: ${error.message}`));
+      return;
+    }
+    if (!state.open || state.open.id !== id) return;
+    const data = snapshot.data;
+    state.open.conversation = { ...(row || {}), ...data.conversation };
+    state.open.hasMore = data.has_more;
+    state.lastId.set(id, Math.max(state.lastId.get(id) || 0, data.last_id));
+    for (const message of data.messages) addMessage(message);
+    renderConversationHeader();
+    renderActions();
+    scrollToBottom();
+    markRead();
+    loadDetail(id);
+  }
+
+  function closeConversation(notice) {
+    state.open = null;
+    $("conversation").dataset.state = "empty";
+    $("side").hidden = true;
+    $("messages").replaceChildren();
+    $("empty-state").textContent = notice || $("empty-state").textContent;
+    renderList();
+  }
+
+  async function loadDetail(id) {
+    try {
+      const detail = await api(`${config.urls.conversations}${id}/`);
+      if (!state.open || state.open.id !== id) return;
+      state.open.detail = detail.conversation;
+      renderSide();
+    } catch { /* the side panel stays empty */ }
+  }
+
+  async function loadOlder() {
+    const open = state.open;
+    if (!open || open.loading || !open.hasMore || open.oldestId === null) return;
+    open.loading = true;
+    try {
+      const page = await api(`${config.urls.conversations}${open.id}/messages/?before=${open.oldestId}`);
+      if (state.open !== open) return;
+      const box = $("messages");
+      const before = box.scrollHeight;
+      for (const message of page.messages.reverse()) addMessage(message, { prepend: true });
+      box.scrollTop += box.scrollHeight - before; // keep the reader where they were
+      open.hasMore = page.has_more;
+    } catch { /* retried on the next scroll */ } finally {
+      open.loading = false;
+    }
+  }
+
+  function addMessage(message, { prepend = false } = {}) {
+    const open = state.open;
+    if (!open) return;
+    const pending = message.client_id ? open.byClientId.get(message.client_id) : null;
+    if (open.messages.has(message.id)) return;
+    if (pending && pending.pending) {
+      pending.node.remove();
+      open.byClientId.delete(message.client_id);
+    }
+    const node = messageNode(message);
+    message.node = node;
+    open.messages.set(message.id, message);
+    if (message.client_id) open.byClientId.set(message.client_id, message);
+    if (open.oldestId === null || message.id < open.oldestId) open.oldestId = message.id;
+    const box = $("messages");
+    if (prepend) box.prepend(node);
+    else box.append(node);
+  }
+
+  function messageNode(message) {
+    const content = el("div", { class: "content" });
+    content.innerHTML = message.content || escapeHtml(message.body || ""); // server-rendered safe HTML
+    const attachments = (message.attachments || []).map((attachment) =>
+      attachment.is_image
+        ? el("a", { href: attachment.url, target: "_blank", rel: "noopener" }, el("img", { src: attachment.url, alt: attachment.name, class: "attachment-image" }))
+        : el("a", { href: attachment.url, target: "_blank", rel: "noopener", class: "attachment" }, `📎 ${attachment.name}`),
+    );
+    const kind = message.sender.type === "system" ? "system" : message.direction;
+    return el(
+      "div",
+      { class: `message m-${kind}${message.pending ? " is-pending" : ""}`, dataset: { id: message.id || "", clientId: message.client_id || "", direction: message.direction } },
+      el("div", { class: "bubble" },
+        message.direction === "internal" ? el("div", { class: "note-tag" }, T.note) : null,
+        content,
+        ...attachments,
+        el("div", { class: "meta" },
+          el("span", {}, message.sender.name || ""),
+          el("time", { datetime: message.created_at || "" }, time(message.created_at)),
+          message.direction === "out" ? ticksNode(message) : null,
+        ),
+      ),
+    );
+  }
+
+  function ticksNode(message) {
+    const ticks = message.pending ? "pending" : message.read_at ? "read" : message.delivered_at ? "delivered" : "sent";
+    const label = { pending: "…", sent: "✓", delivered: "✓✓", read: "✓✓" }[ticks];
+    return el("span", { class: `ticks t-${ticks}`, dataset: { ticks }, title: T[ticks] || "" }, label);
+  }
+
+  function renderTicks(message) {
+    if (!message.node) return;
+    const old = message.node.querySelector(".ticks");
+    if (old) old.replaceWith(ticksNode(message));
+  }
+
+  function scrollToBottom() {
+    const box = $("messages");
+    box.scrollTop = box.scrollHeight;
+  }
+
+  /* Read receipts only for a real (not watching) viewer who can see the page. */
+  function markRead() {
+    const open = state.open;
+    if (!open || open.watch || document.hidden) return;
+    let newest = 0;
+    for (const message of open.messages.values()) if (message.direction === "in" && message.id > newest) newest = message.id;
+    const row = state.rows.get(open.id);
+    if (!newest || (newest <= open.lastReadSent && !(row && row.unread_for_agent))) return;
+    open.lastReadSent = newest;
+    send({ type: "conversation.read", conversation_id: open.id, up_to_message_id: newest });
+    if (row && row.unread_for_agent) {
+      if (row.assignee && row.assignee.id === me.id) setUnread(state.unreadMessages - row.unread_for_agent);
+      row.unread_for_agent = 0;
+      renderList();
+    }
+  }
+
+  function renderConversationHeader() {
+    const open = state.open;
+    if (!open) return;
+    const conversation = open.conversation || {};
+    $("conversation-title").textContent = conversation.contact ? conversation.contact.name : `#${open.id}`;
+    const meta = [
+      conversation.inbox && conversation.inbox.name,
+      conversation.branch && conversation.branch.name,
+      T.status[conversation.status] || conversation.status,
+      conversation.assignee ? conversation.assignee.name : T.nobody,
+    ].filter(Boolean);
+    $("conversation-meta").textContent = meta.join(" · ");
+    $("watch-banner").hidden = !open.watch;
+    $("take-over").hidden = !(me.sees_all && (!conversation.assignee || conversation.assignee.id !== me.id));
+    const active = ["open", "pending", "snoozed"].includes(conversation.status);
+    $("resolve").hidden = !active || open.watch;
+    $("reopen").hidden = active || open.watch;
+    for (const control of $("composer").querySelectorAll("textarea, button, input")) control.disabled = open.watch;
+    for (const control of $("side").querySelectorAll("select, button, input")) control.disabled = open.watch;
+    renderTyping();
+  }
+
+  function renderTyping() {
+    const node = $("typing");
+    const entry = state.open ? state.typing.get(state.open.id) : null;
+    node.textContent = entry ? `${entry.name} ${T.typing}${entry.preview ? `: ${entry.preview}` : "…"}` : "";
+  }
+
+  // --- side panel -------------------------------------------------------------------------------
+  function renderSide() {
+    const detail = state.open && state.open.detail;
+    if (!detail) return;
+    const contact = detail.contact;
+    const pairs = [
+      [T.email, contact.email], [T.phone, contact.phone], [T.region, contact.region || (detail.region && detail.region.name)],
+      [T.branch, detail.branch && detail.branch.name], [T.page, detail.page.url], [T.browser, [contact.browser, contact.os].filter(Boolean).join(", ")],
+      [T.language, contact.language], [T.ip, contact.ip],
+    ];
+    const details = $("contact-details");
+    details.replaceChildren(el("dt", {}, contact.name), el("dd", {}, ""));
+    for (const [name, value] of pairs) if (value) details.append(el("dt", {}, name), el("dd", {}, name === T.page ? el("a", { href: value, target: "_blank", rel: "noopener noreferrer" }, detail.page.title || value) : value));
+    const log = $("routing-log");
+    log.replaceChildren(...(detail.routing_log || []).map(routingEntry));
+    const earlier = $("earlier");
+    earlier.replaceChildren();
+    if (!detail.earlier_conversations.length) earlier.append(el("li", { class: "muted" }, T.earlierNone));
+    for (const other of detail.earlier_conversations) {
+      earlier.append(el("li", {}, el("button", { type: "button", class: "link", onclick: () => openConversation(other.id) }, `#${other.id} · ${new Date(other.created_at).toLocaleDateString(config.language)} · ${T.status[other.status] || other.status}`), el("div", { class: "muted small" }, other.last_message_preview)));
+    }
+    renderActions();
+  }
+
+  function routingEntry(entry) {
+    const lines = [];
+    const head = [entry.step, entry.reason, entry.to && `→ ${entry.to.name}`, entry.branch && `→ ${entry.branch}`, entry.region && `(${entry.region})`].filter(Boolean).join(" ");
+    if (entry.policy) lines.push(entry.policy);
+    if (entry.tie_break) lines.push(entry.tie_break);
+    if (entry.hours) lines.push(`hours: ${entry.hours.decision}${entry.hours.closed ? ` (${entry.hours.closed} closed)` : ""}`);
+    if (entry.step_number || entry.escalation_step) lines.push(`step ${entry.step_number || entry.escalation_step}`);
+    const candidates = (entry.candidates || []).map((candidate, index) =>
+      el("li", { class: index === entry.picked_index ? "picked" : "" }, `${candidate.name || candidate.user_id}: ${candidate.open ?? "?"} open${candidate.status ? `, ${candidate.status}` : ""}`),
+    );
+    return el("li", {},
+      el("div", {}, el("strong", {}, head), " ", el("time", { class: "muted small" }, time(entry.at))),
+      ...lines.map((line) => el("div", { class: "muted small" }, line)),
+      candidates.length ? el("ul", { class: "candidates" }, candidates) : null,
+    );
+  }
+
+  function fillSelect(select, items, label, current) {
+    select.replaceChildren(el("option", { value: "" }, T.choose), ...items.map((item) => el("option", { value: item.id, selected: String(item.id) === String(current) }, label(item))));
+  }
+
+  function renderActions() {
+    const open = state.open;
+    if (!open || !open.conversation) return;
+    const conversation = open.conversation;
+    const sameBranch = state.operators.filter((operator) => operator.role !== "admin" && (me.sees_all || (operator.branch && conversation.branch && operator.branch.id === conversation.branch.id)));
+    const operatorLabel = (operator) => `${operator.name}${operator.branch ? ` · ${operator.branch.name}` : ""} · ${operator.connected ? operator.status : "offline"} · ${operator.load}`;
+    fillSelect($("assign-to"), sameBranch, operatorLabel, conversation.assignee && conversation.assignee.id);
+    fillSelect($("transfer-branch"), state.branches.filter((branch) => !conversation.branch || branch.id !== conversation.branch.id), (branch) => branch.name);
+    fillSelect($("transfer-operator"), state.operators.filter((operator) => operator.role !== "admin" && operator.id !== me.id), operatorLabel);
+    $("set-status").value = conversation.status === "snoozed" ? "pending" : conversation.status;
+    $("set-priority").value = String(conversation.priority || 0);
+    const labels = $("set-labels");
+    const selected = new Set(conversation.labels || []);
+    labels.replaceChildren(labels.querySelector("legend") || el("legend", {}, "Labels"));
+    for (const label of state.labels) {
+      labels.append(el("label", { class: "label-choice" }, el("input", { type: "checkbox", value: label.name, checked: selected.has(label.name), disabled: open.watch }), ` ${label.name}`));
+    }
+  }
+
+  async function act(type, fields) {
+    if (!state.open) return;
+    try {
+      const ack = await command(type, { conversation_id: state.open.id, ...fields });
+      if (ack.data && ack.data.conversation && state.open) onConversation({ ...state.open.conversation, ...ack.data.conversation }, "ack");
+      return ack;
+    } catch (error) {
+      alert(`${T.sendFailed}: ${error.message}`);
+      return null;
+    }
+  }
+
+  // --- composer ---------------------------------------------------------------------------------
+  const body = $("body");
+  let typingSentAt = 0;
+  let typingStopTimer = null;
+
+  function mode() {
+    return $("composer").querySelector("input[name=mode]:checked").value;
+  }
+
+  function onComposerInput() {
+    const text = body.value;
+    $("preview").innerHTML = /[*_`\[]|https?:\/\//.test(text) ? renderFormatting(text) : "";
+    $("composer").dataset.mode = mode();
+    renderCanned();
+    if (!state.open || state.open.watch || mode() !== "reply") return; // notes must not show typing to the visitor
+    const now = Date.now();
+    if (now - typingSentAt > 3000 && text) {
+      typingSentAt = now;
+      send({ type: "typing.start", conversation_id: state.open.id });
+    }
+    clearTimeout(typingStopTimer);
+    typingStopTimer = setTimeout(stopTyping, 4000);
+  }
+
+  function stopTyping() {
+    clearTimeout(typingStopTimer);
+    if (typingSentAt && state.open && !state.open.watch) send({ type: "typing.stop", conversation_id: state.open.id });
+    typingSentAt = 0;
+  }
+
+  async function submitComposer(event) {
+    if (event) event.preventDefault();
+    const open = state.open;
+    const text = body.value.trim();
+    if (!open || open.watch || (!text && !state.pendingAttachments.length)) return;
+    const isNote = mode() === "note";
+    const clientId = newClientId();
+    const attachments = state.pendingAttachments.splice(0);
+    renderPendingAttachments();
+    body.value = "";
+    onComposerInput();
+    stopTyping();
+    const pending = {
+      id: 0, client_id: clientId, pending: true, direction: isNote ? "internal" : "out", body: text, content: renderFormatting(text),
+      sender: { type: "user", name: me.name }, attachments, created_at: new Date().toISOString(),
+    };
+    pending.node = messageNode(pending);
+    open.byClientId.set(clientId, pending);
+    $("messages").append(pending.node);
+    scrollToBottom();
+    try {
+      const ack = await command("message.send", { conversation_id: open.id, client_id: clientId, body: text, private: isNote, attachment_ids: attachments.map((item) => item.id) });
+      if (state.open === open) addMessage(ack.data.message);
+    } catch (error) {
+      pending.node.classList.add("is-failed");
+      pending.node.title = `${T.sendFailed}: ${error.message}`;
+      if (!body.value) body.value = text; // nothing typed is lost
+    }
+  }
+
+  // Canned responses: "/code" at the start of the box.
+  let cannedIndex = 0;
+  function cannedMatches() {
+    const match = /^\/([\w-]*)$/.exec(body.value);
+    if (!match) return [];
+    return state.canned.filter((item) => item.short_code.startsWith(match[1])).slice(0, 8);
+  }
+
+  function renderCanned() {
+    const list = $("canned");
+    const matches = cannedMatches();
+    list.hidden = !matches.length;
+    cannedIndex = Math.min(cannedIndex, Math.max(0, matches.length - 1));
+    list.replaceChildren(...matches.map((item, index) => el("li", { role: "option", class: index === cannedIndex ? "is-selected" : "", "aria-selected": index === cannedIndex ? "true" : "false", onmousedown: (event) => { event.preventDefault(); insertCanned(item); } }, el("strong", {}, `/${item.short_code}`), " ", item.text.slice(0, 80))));
+  }
+
+  function insertCanned(item) {
+    body.value = item.text;
+    cannedIndex = 0;
+    onComposerInput();
+    body.focus();
+  }
+
+  async function uploadFiles(files) {
+    if (!state.open) return;
+    for (const file of files) {
+      const form = new FormData();
+      form.append("conversation_id", state.open.id);
+      form.append("file", file);
+      const chip = el("span", { class: "chip" }, `${T.uploading} ${file.name}`);
+      $("pending-attachments").append(chip);
+      try {
+        const result = await api(config.urls.attachments, { method: "POST", body: form });
+        state.pendingAttachments.push(result.attachment);
+      } catch (error) {
+        alert(error.status === 404 || error.status === 405 ? T.attachmentsUnavailable : `${T.sendFailed}: ${file.name}`);
+      } finally {
+        chip.remove();
+        renderPendingAttachments();
+      }
+    }
+  }
+
+  function renderPendingAttachments() {
+    const box = $("pending-attachments");
+    for (const chip of box.querySelectorAll(".chip.ready")) chip.remove();
+    for (const attachment of state.pendingAttachments) {
+      box.append(el("span", { class: "chip ready" }, `📎 ${attachment.name} `, el("button", { type: "button", class: "link", "aria-label": "remove", onclick: () => { state.pendingAttachments = state.pendingAttachments.filter((item) => item !== attachment); renderPendingAttachments(); } }, "×")));
+    }
+  }
+
+  // --- fairness ---------------------------------------------------------------------------------
+  async function showFairness() {
+    const dialog = $("fairness");
+    const bodyNode = $("fairness-body");
+    bodyNode.textContent = "…";
+    dialog.showModal();
+    try {
+      const data = await api(config.urls.fairness);
+      const head = el("tr", {}, ...[T.operator, T.branch, T.today, T.week, T.load].map((name) => el("th", {}, name)));
+      const rows = data.operators.map((row) => el("tr", {}, el("td", {}, row.name), el("td", {}, row.branch ? row.branch.name : ""), el("td", {}, row.today), el("td", {}, row.week), el("td", {}, `${row.load}/${row.max_concurrent}`)));
+      bodyNode.replaceChildren(
+        el("table", { class: "fairness" }, el("thead", {}, head), el("tbody", {}, rows)),
+        el("p", {}, `${T.spread}: ${T.today} ${data.spread.today} · ${T.week} ${data.spread.week} · ${T.load} ${data.spread.load}`),
+      );
+    } catch {
+      bodyNode.textContent = T.loadFailed;
+    }
+  }
+
+  // --- wiring -----------------------------------------------------------------------------------
+  function selectTab(tab) {
+    state.tab = tab;
+    for (const button of document.querySelectorAll("#tabs [data-tab]")) button.setAttribute("aria-selected", String(button.dataset.tab === tab));
+    loadList();
+  }
+
+  function isTypingTarget(target) {
+    return target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT" || target.isContentEditable);
+  }
+
+  function wire() {
+    for (const button of document.querySelectorAll("#tabs [data-tab]")) button.addEventListener("click", () => selectTab(button.dataset.tab));
+    let searchTimer = null;
+    $("search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(() => loadList(), 300); });
+    for (const id of ["filter-status", "filter-priority", "filter-branch", "filter-inbox", "filter-label"]) $(id).addEventListener("change", () => loadList());
+    $("load-more").addEventListener("click", () => state.nextCursor && loadList(state.nextCursor));
+    $("messages").addEventListener("scroll", () => { if ($("messages").scrollTop < 80) loadOlder(); });
+    $("composer").addEventListener("submit", submitComposer);
+    $("composer").addEventListener("change", (event) => { if (event.target.name === "mode") onComposerInput(); });
+    body.addEventListener("input", onComposerInput);
+    body.addEventListener("blur", stopTyping);
+    body.addEventListener("keydown", (event) => {
+      const matches = cannedMatches();
+      if (matches.length && ["ArrowDown", "ArrowUp", "Enter", "Tab"].includes(event.key) && !event.ctrlKey) {
+        event.preventDefault();
+        if (event.key === "ArrowDown") cannedIndex = (cannedIndex + 1) % matches.length;
+        else if (event.key === "ArrowUp") cannedIndex = (cannedIndex - 1 + matches.length) % matches.length;
+        else insertCanned(matches[cannedIndex]);
+        renderCanned();
+        return;
+      }
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submitComposer(); }
+      if (event.key === "Escape") body.blur();
+    });
+    $("file").addEventListener("change", (event) => { uploadFiles([...event.target.files]); event.target.value = ""; });
+    $("my-status").addEventListener("change", (event) => command("status.set", { status: event.target.value }).catch(() => {}));
+    $("mute").addEventListener("click", () => {
+      state.muted = !state.muted;
+      localStorage.setItem("messenger.muted", state.muted ? "1" : "0");
+      if (!state.muted && "Notification" in window && Notification.permission === "default") Notification.requestPermission();
+      renderMute();
+    });
+    if ($("open-fairness")) $("open-fairness").addEventListener("click", showFairness);
+    $("open-help").addEventListener("click", () => $("help").showModal());
+    $("assign-me").addEventListener("click", () => act("conversation.assign", { assignee_id: me.id }));
+    $("take-over").addEventListener("click", async () => {
+      const id = state.open && state.open.id;
+      if (!id) return;
+      state.open.watch = false; // the assign command is refused in watch mode
+      send({ type: "conversation.close_view", conversation_id: id });
+      const ack = await act("conversation.assign", { assignee_id: me.id });
+      if (ack) openConversation(id, { watch: false });
+    });
+    $("assign-to").addEventListener("change", (event) => event.target.value && act("conversation.assign", { assignee_id: Number(event.target.value) }));
+    $("transfer-branch").addEventListener("change", (event) => event.target.value && act("conversation.transfer", { branch_id: Number(event.target.value) }));
+    $("transfer-operator").addEventListener("change", (event) => event.target.value && act("conversation.transfer", { assignee_id: Number(event.target.value) }));
+    $("set-status").addEventListener("change", (event) => act("conversation.status", { status: event.target.value }));
+    $("set-priority").addEventListener("change", (event) => act("conversation.priority", { priority: Number(event.target.value) }));
+    $("snooze").addEventListener("click", () => {
+      const value = $("snooze-until").value;
+      if (value) act("conversation.status", { status: "snoozed", snoozed_until: new Date(value).toISOString() });
+    });
+    $("resolve").addEventListener("click", () => act("conversation.status", { status: "resolved" }));
+    $("reopen").addEventListener("click", () => act("conversation.status", { status: "open" }));
+    $("set-labels").addEventListener("change", () => {
+      const names = [...$("set-labels").querySelectorAll("input:checked")].map((input) => input.value);
+      act("conversation.labels", { labels: names });
+    });
+    document.addEventListener("visibilitychange", markRead);
+    window.addEventListener("focus", markRead);
+    document.addEventListener("keydown", (event) => {
+      if (isTypingTarget(event.target) || event.ctrlKey || event.metaKey || event.altKey) {
+        if (event.key === "N" && event.ctrlKey && event.shiftKey) {
+          event.preventDefault();
+          const next = mode() === "reply" ? "note" : "reply";
+          $("composer").querySelector(`input[value=${next}]`).checked = true;
+          onComposerInput();
+        }
+        return;
+      }
+      if (event.key === "j" || event.key === "ArrowDown") { event.preventDefault(); moveSelection(1); }
+      else if (event.key === "k" || event.key === "ArrowUp") { event.preventDefault(); moveSelection(-1); }
+      else if (event.key === "Enter" && state.selected) { event.preventDefault(); openConversation(state.selected); }
+      else if (event.key === "/") { event.preventDefault(); $("search").focus(); }
+      else if (event.key === "r" && state.open && !state.open.watch) { event.preventDefault(); body.focus(); }
+      else if (event.key === "?") $("help").showModal();
+      else if (event.key === "Escape") $("conversations").focus();
+    });
+    // Waiting times tick without re-rendering the whole list.
+    setInterval(() => {
+      for (const node of document.querySelectorAll(".waiting[data-since]")) node.textContent = `${T.waiting} ${since(node.dataset.since)}`;
+    }, 15000);
+  }
+
+  async function loadPickers() {
+    const load = async (url) => { try { return (await api(url)).results; } catch { return []; } };
+    [state.canned, state.operators, state.branches, state.labels] = await Promise.all([
+      load(config.urls.canned), load(config.urls.operators), load(config.urls.branches), load(config.urls.labels),
+    ]);
+    const branchFilter = $("filter-branch");
+    for (const branch of state.branches) branchFilter.append(el("option", { value: branch.id }, branch.name));
+    const labelFilter = $("filter-label");
+    for (const label of state.labels) labelFilter.append(el("option", { value: label.name }, label.name));
+    renderActions();
+  }
+
+  wire();
+  renderMute();
+  for (const button of document.querySelectorAll("#tabs [data-tab]")) button.setAttribute("aria-selected", String(button.dataset.tab === state.tab));
+  loadPickers();
+  connect();
+})();
