@@ -1,0 +1,859 @@
+"""Django admin for every Messenger model.
+
+Configuration rows (branches, regions, rules, inboxes, canned responses, labels, webhooks) are
+edited here directly. Conversation state (status, assignee, priority, labels, branch) and the
+message log are shown read-only: changing them here would skip the events, audit rows and
+counters that ``messenger.actions`` keep, so those changes belong to the dashboard or to admin
+actions that call the actions. Logs (audit, conversation events, webhook deliveries, operator
+sockets) are view-only.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import re
+from datetime import date
+from typing import Any
+
+from django import forms
+from django.conf import settings as django_settings
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import ValidationError
+from django.db.models import Model, QuerySet, URLField
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from messenger.inbox_settings import DEFAULTS, WEEKDAYS, deep_merge, validate_settings
+from messenger.models import (
+    ActivityEvent,
+    AgentConnection,
+    AgentProfile,
+    Attachment,
+    Branch,
+    CannedResponse,
+    Contact,
+    ContactInbox,
+    Conversation,
+    ConversationEvent,
+    Inbox,
+    Label,
+    Message,
+    Region,
+    RoutingRule,
+    Webhook,
+    WebhookDelivery,
+)
+from messenger.models.branch import validate_timezone
+
+User = get_user_model()
+
+# The request of the change form being rendered, for read-only fields that need the site's origin
+# (the admin instance is shared between threads, so it cannot hold the request itself).
+_current_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar(
+    "messenger_admin_request", default=None
+)
+
+
+def pretty_json(value: Any) -> str:
+    return format_html("<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+
+
+class ViewOnlyMixin:
+    """Logs and derived rows: visible to staff, never added, edited or deleted by hand."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+# --- Branches and routing ------------------------------------------------------------------------
+
+
+class RoutingRuleInline(admin.TabularInline):
+    model = RoutingRule
+    extra = 0
+    fields = ("region", "branch", "priority", "is_active")
+    autocomplete_fields = ("region", "branch")
+
+
+@admin.register(Branch)
+class BranchAdmin(admin.ModelAdmin):
+    list_display = ("name", "timezone", "holiday_calendar", "fallback_branch", "is_active", "created_at")
+    list_filter = ("is_active", "timezone")
+    search_fields = ("name",)
+    list_select_related = ("fallback_branch",)
+    autocomplete_fields = ("fallback_branch",)
+    inlines = (RoutingRuleInline,)
+
+
+@admin.register(Region)
+class RegionAdmin(admin.ModelAdmin):
+    list_display = ("name", "codes")
+    search_fields = ("name",)
+    inlines = (RoutingRuleInline,)
+
+    @admin.display(description=_("GeoIP codes"))
+    def codes(self, obj: Region) -> str:
+        return ", ".join(obj.geoip_codes or [])
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "region", "branch", "priority", "is_active")
+    list_editable = ("priority", "is_active")
+    list_filter = ("is_active", "branch", "region")
+    search_fields = ("region__name", "branch__name")
+    list_select_related = ("region", "branch")
+    autocomplete_fields = ("region", "branch")
+
+
+# --- Staff ---------------------------------------------------------------------------------------
+
+# ``status`` is the operator's own switch (dashboard); flipping it here would skip the presence
+# broadcast and the queue sweep that ``do_set_status`` performs.
+AGENT_READONLY = ("status", "last_seen", "last_assigned_at")
+
+
+class AgentProfileInline(admin.StackedInline):
+    model = AgentProfile
+    fk_name = "user"
+    can_delete = False
+    extra = 0
+    max_num = 1
+    fields = ("role", "branch", "max_concurrent", "language", "status", "last_seen")
+    readonly_fields = AGENT_READONLY
+    verbose_name = _("agent profile")
+
+
+def save_changed_fields(form: forms.ModelForm) -> None:
+    """Save a new profile whole, an existing one only in the fields the form changed.
+
+    Presence actions write ``status``/``last_seen`` concurrently; a full save from a page opened
+    earlier would put stale values back.
+    """
+    instance = form.instance
+    if instance.pk is None:
+        instance.save()
+    elif form.changed_data:
+        instance.save(update_fields=form.changed_data)
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    inlines = (*DjangoUserAdmin.inlines, AgentProfileInline)
+    list_display = ("username", "email", "first_name", "last_name", "agent_role", "agent_branch", "is_staff")
+    list_select_related = ("agent", "agent__branch")
+    list_filter = (*DjangoUserAdmin.list_filter, "agent__role", "agent__branch")
+
+    def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
+        if formset.model is not AgentProfile:
+            super().save_formset(request, form, formset, change)
+            return
+        for profile_form in formset.forms:
+            if profile_form.has_changed():
+                profile_form.save(commit=False)
+                save_changed_fields(profile_form)
+
+    @admin.display(description=_("role"), ordering="agent__role")
+    def agent_role(self, obj: Any) -> str:
+        profile = getattr(obj, "agent", None)
+        return profile.get_role_display() if profile else "—"
+
+    @admin.display(description=_("branch"), ordering="agent__branch__name")
+    def agent_branch(self, obj: Any) -> str:
+        profile = getattr(obj, "agent", None)
+        return str(profile.branch) if profile and profile.branch_id else "—"
+
+
+@admin.register(AgentProfile)
+class AgentProfileAdmin(admin.ModelAdmin):
+    list_display = ("user", "role", "branch", "status", "max_concurrent", "last_seen")
+    list_filter = ("role", "status", "branch")
+    search_fields = ("user__username", "user__first_name", "user__last_name", "user__email")
+    list_select_related = ("user", "branch")
+    autocomplete_fields = ("user", "branch")
+    readonly_fields = AGENT_READONLY
+
+    def save_model(self, request: HttpRequest, obj: AgentProfile, form: forms.ModelForm, change: bool) -> None:
+        save_changed_fields(form)
+
+
+@admin.register(AgentConnection)
+class AgentConnectionAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    list_display = ("user", "channel_name", "connected_at", "last_heartbeat")
+    list_filter = ("connected_at",)
+    search_fields = ("user__username", "channel_name")
+    list_select_related = ("user",)
+
+
+# --- Inbox ---------------------------------------------------------------------------------------
+
+INTERVAL_RE = re.compile(r"^\s*(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})\s*$")
+TIME_RE = re.compile(r"^([01][0-9]|2[0-4]):[0-5][0-9]$")
+WEEKDAY_LABELS = {
+    "mon": _("Monday"),
+    "tue": _("Tuesday"),
+    "wed": _("Wednesday"),
+    "thu": _("Thursday"),
+    "fri": _("Friday"),
+    "sat": _("Saturday"),
+    "sun": _("Sunday"),
+}
+
+
+def parse_intervals(text: str) -> list[list[str]]:
+    """'09:00-13:00, 14:00-18:00' → [["09:00", "13:00"], ["14:00", "18:00"]]; empty = closed."""
+    intervals: list[list[str]] = []
+    for part in filter(None, (chunk.strip() for chunk in text.split(","))):
+        match = INTERVAL_RE.match(part)
+        if not match:
+            raise ValidationError(_("Write intervals as 09:00-18:00, separated by commas."))
+        start, end = (value.zfill(5) for value in match.groups())
+        if not TIME_RE.match(start) or not TIME_RE.match(end) or start >= end:
+            raise ValidationError(_("%(interval)s is not a valid interval."), params={"interval": part})
+        intervals.append([start, end])
+    return intervals
+
+
+def format_intervals(intervals: list[list[str]]) -> str:
+    return ", ".join(f"{start}-{end}" for start, end in intervals or [])
+
+
+def split_lines(text: str) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def hours_field(day: str) -> forms.CharField:
+    return forms.CharField(
+        label=WEEKDAY_LABELS[day],
+        required=False,
+        help_text=_("09:00-18:00; several intervals separated by commas; empty = closed."),
+    )
+
+
+class InboxAdminForm(forms.ModelForm):
+    """Edits the common keys of ``Inbox.settings`` as form fields.
+
+    The fields are merged over the stored settings, so keys the form does not know (features,
+    attachments, pre-chat form …) are kept; those stay editable in the advanced JSON field.
+    """
+
+    allowed_domains = forms.CharField(
+        label=_("Allowed domains"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("One per line: shop.example.com, or *.example.com for every subdomain."),
+    )
+    offline_enabled = forms.BooleanField(label=_("Offline form enabled"), required=False)
+    offline_message = forms.CharField(
+        label=_("Offline message"), required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    privacy_url = forms.URLField(label=_("Privacy policy URL"), required=False, assume_scheme="https")
+    privacy_text = forms.CharField(
+        label=_("Privacy notice"), required=False, max_length=1000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    working_hours_enabled = forms.BooleanField(label=_("Working hours enabled"), required=False)
+    working_hours_use_branch = forms.BooleanField(
+        label=_("Follow the branch's hours"),
+        required=False,
+        help_text=_("Take days, time zone and holidays from the branch instead of the fields below."),
+    )
+    working_hours_timezone = forms.CharField(
+        label=_("Time zone"),
+        required=False,
+        max_length=64,
+        help_text=_("For example Europe/Moscow. Empty: the branch's time zone (UTC for a global inbox)."),
+    )
+    holidays = forms.CharField(
+        label=_("Holidays"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("One date per line, YYYY-MM-DD."),
+    )
+    rating_enabled = forms.BooleanField(label=_("Ask for a rating"), required=False)
+    rating_scale = forms.ChoiceField(
+        label=_("Rating scale"), choices=[("stars", _("Stars (1-5)")), ("nps", _("NPS (0-10)"))]
+    )
+    auto_reply_enabled = forms.BooleanField(label=_("Auto-reply enabled"), required=False)
+    auto_reply_message = forms.CharField(
+        label=_("Auto-reply message"), required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    widget_color = forms.RegexField(
+        label=_("Widget colour"),
+        regex=r"^#[0-9a-fA-F]{6}$",
+        error_messages={"invalid": _("A colour like #2563eb.")},
+        widget=forms.TextInput(attrs={"type": "color"}),
+    )
+    widget_title = forms.CharField(label=_("Widget title"), required=False, max_length=120)
+    widget_greeting = forms.CharField(
+        label=_("Greeting"), required=False, max_length=1000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    widget_position = forms.ChoiceField(
+        label=_("Widget position"), choices=[("right", _("Bottom right")), ("left", _("Bottom left"))]
+    )
+    widget_language = forms.ChoiceField(
+        label=_("Widget language"),
+        required=False,
+        choices=[("", _("Visitor's browser")), ("en", _("English")), ("ru", _("Russian"))],
+    )
+    hours_mon = hours_field("mon")
+    hours_tue = hours_field("tue")
+    hours_wed = hours_field("wed")
+    hours_thu = hours_field("thu")
+    hours_fri = hours_field("fri")
+    hours_sat = hours_field("sat")
+    hours_sun = hours_field("sun")
+    escalation_timeout = forms.IntegerField(
+        label=_("Escalation timeout (seconds)"),
+        required=False,
+        min_value=10,
+        help_text=_("Empty: the server default (MESSENGER_ESCALATION_TIMEOUT_SECONDS)."),
+    )
+
+    class Meta:
+        model = Inbox
+        fields = ("name", "branch", "is_active", "settings")
+        labels = {"settings": _("Advanced settings (JSON)")}
+        help_texts = {
+            "settings": _("The stored settings. The fields above are written over the same keys when saving."),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Defaults rather than effective settings: the server-wide fallbacks (privacy text,
+        # escalation timeout) must not be copied into the inbox when it is saved.
+        current = deep_merge(DEFAULTS, self.instance.settings if self.instance.pk else {})
+        hours = current["working_hours"]
+        initial = {
+            "allowed_domains": "\n".join(current["security"]["allowed_domains"]),
+            "offline_enabled": current["offline"]["enabled"],
+            "offline_message": current["offline"]["message"],
+            "privacy_url": current["privacy"]["url"],
+            "privacy_text": current["privacy"]["text"],
+            "working_hours_enabled": hours["enabled"],
+            "working_hours_use_branch": hours["use_branch_hours"],
+            "working_hours_timezone": hours["timezone"],
+            "holidays": "\n".join(hours["holidays"]),
+            "rating_enabled": current["rating"]["enabled"],
+            "rating_scale": current["rating"]["scale"],
+            "auto_reply_enabled": current["automation"]["auto_reply"]["enabled"],
+            "auto_reply_message": current["automation"]["auto_reply"]["message"],
+            "widget_color": current["widget"]["color"],
+            "widget_title": current["widget"]["title"],
+            "widget_greeting": current["widget"]["greeting"],
+            "widget_position": current["widget"]["position"],
+            "widget_language": current["widget"]["language"],
+            "escalation_timeout": current["escalation"]["timeout_seconds"],
+        }
+        for day in WEEKDAYS:
+            initial[f"hours_{day}"] = format_intervals(hours["days"].get(day, []))
+        for name, value in initial.items():
+            self.fields[name].initial = value
+        if "settings" in self.fields:
+            self.fields["settings"].required = False
+
+    def clean_allowed_domains(self) -> list[str]:
+        domains = split_lines(self.cleaned_data["allowed_domains"])
+        for domain in domains:
+            if "/" in domain.split("//", 1)[-1] or " " in domain:
+                raise ValidationError(_("%(domain)s is not a host name."), params={"domain": domain})
+        return list(dict.fromkeys(domain.lower() for domain in domains))
+
+    def clean_working_hours_timezone(self) -> str:
+        value = self.cleaned_data["working_hours_timezone"].strip()
+        if value:
+            validate_timezone(value)
+        return value
+
+    def clean_holidays(self) -> list[str]:
+        days = []
+        for line in split_lines(self.cleaned_data["holidays"]):
+            try:
+                days.append(date.fromisoformat(line).isoformat())
+            except ValueError as error:
+                raise ValidationError(_("%(value)s is not a date (YYYY-MM-DD)."), params={"value": line}) from error
+        return sorted(set(days))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        days: dict[str, list[list[str]]] = {}
+        for day in WEEKDAYS:
+            field = f"hours_{day}"
+            try:
+                intervals = parse_intervals(cleaned.get(field) or "")
+            except ValidationError as error:
+                self.add_error(field, error)
+                continue
+            if intervals:
+                days[day] = intervals
+        if self.errors:
+            return cleaned
+        stored = cleaned.get("settings")
+        if stored in (None, ""):
+            stored = {}
+        if not isinstance(stored, dict):
+            self.add_error("settings", _("Inbox settings must be a JSON object."))
+            return cleaned
+        edited = {
+            "security": {"allowed_domains": cleaned["allowed_domains"]},
+            "offline": {"enabled": cleaned["offline_enabled"], "message": cleaned["offline_message"]},
+            "privacy": {"url": cleaned["privacy_url"], "text": cleaned["privacy_text"]},
+            "working_hours": {
+                "enabled": cleaned["working_hours_enabled"],
+                "use_branch_hours": cleaned["working_hours_use_branch"],
+                "timezone": cleaned["working_hours_timezone"],
+                "holidays": cleaned["holidays"],
+            },
+            "automation": {
+                "auto_reply": {"enabled": cleaned["auto_reply_enabled"], "message": cleaned["auto_reply_message"]}
+            },
+            "rating": {"enabled": cleaned["rating_enabled"], "scale": cleaned["rating_scale"]},
+            "widget": {
+                "color": cleaned["widget_color"],
+                "title": cleaned["widget_title"],
+                "greeting": cleaned["widget_greeting"],
+                "position": cleaned["widget_position"],
+                "language": cleaned["widget_language"],
+            },
+            "escalation": {"timeout_seconds": cleaned["escalation_timeout"]},
+        }
+        merged = deep_merge(stored, edited)
+        # Days are replaced, not merged: a weekday emptied in the form is closed.
+        merged["working_hours"]["days"] = days
+        try:
+            validate_settings(merged)
+        except ValidationError as error:
+            self.add_error(None, error)
+            return cleaned
+        cleaned["settings"] = merged
+        return cleaned
+
+
+@admin.register(Inbox)
+class InboxAdmin(admin.ModelAdmin):
+    form = InboxAdminForm
+    list_display = ("name", "branch", "is_active", "domains", "created_at")
+    list_filter = ("is_active", "branch")
+    search_fields = ("name", "widget_token")
+    list_select_related = ("branch",)
+    fieldsets = (
+        (None, {"fields": ("name", "branch", "is_active", "widget_token", "embed_snippet")}),
+        (_("Security"), {"fields": ("allowed_domains",)}),
+        (
+            _("Widget"),
+            {"fields": ("widget_title", "widget_greeting", "widget_color", "widget_position", "widget_language")},
+        ),
+        (_("Offline and privacy"), {"fields": ("offline_enabled", "offline_message", "privacy_url", "privacy_text")}),
+        (
+            _("Working hours"),
+            {
+                "fields": (
+                    "working_hours_enabled",
+                    "working_hours_use_branch",
+                    "working_hours_timezone",
+                    *(f"hours_{day}" for day in WEEKDAYS),
+                    "holidays",
+                )
+            },
+        ),
+        (
+            _("Automation and rating"),
+            {"fields": ("auto_reply_enabled", "auto_reply_message", "rating_enabled", "rating_scale")},
+        ),
+        (_("Escalation"), {"fields": ("escalation_timeout",)}),
+        (_("Advanced"), {"classes": ("collapse",), "fields": ("settings",)}),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Inbox | None = None) -> tuple[str, ...]:
+        # The branch is chosen once (Inbox.save refuses a change): conversations keep pointing at it.
+        if obj is None:
+            return ("widget_token", "embed_snippet")
+        return ("branch", "widget_token", "embed_snippet")
+
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        token = _current_request.set(request)
+        try:
+            response = super().changeform_view(request, *args, **kwargs)
+            # Rendered here, while the request is still visible to ``embed_snippet``.
+            if isinstance(response, TemplateResponse):
+                response.render()
+            return response
+        finally:
+            _current_request.reset(token)
+
+    @admin.display(description=_("Allowed domains"))
+    def domains(self, obj: Inbox) -> str:
+        return ", ".join(obj.allowed_domains) or "—"
+
+    @admin.display(description=_("Embed snippet"))
+    def embed_snippet(self, obj: Inbox | None) -> str:
+        if obj is None or not obj.pk:
+            return _("Shown after the inbox is saved.")
+        origin = widget_origin(_current_request.get())
+        plain = f'<script src="{origin}/static/messenger/widget.js" data-widget-token="{obj.widget_token}"></script>'
+        lazy = (
+            f'<script src="{origin}/static/messenger/widget-loader.js" data-widget-token="{obj.widget_token}" '
+            'data-load-after="3"></script>'
+        )
+        return format_html(
+            "<p>{}</p><pre style='white-space: pre-wrap'>{}</pre><p>{}</p><pre style='white-space: pre-wrap'>{}</pre>",
+            _("Paste before </body> on a page of an allowed domain:"),
+            plain,
+            _("Or the lazy loader, which fetches the widget 3 seconds after the page loads:"),
+            lazy,
+        )
+
+
+def widget_origin(request: HttpRequest | None) -> str:
+    """The public origin of this server: MESSENGER_PUBLIC_WS_URL when set, else the request's."""
+    public = django_settings.MESSENGER_PUBLIC_WS_URL
+    if public:
+        scheme, _sep, rest = public.partition("://")
+        host = rest.split("/", 1)[0]
+        return f"{'https' if scheme == 'wss' else 'http'}://{host}"
+    if request is None:
+        return ""
+    return f"{request.scheme}://{request.get_host()}"
+
+
+# --- Contacts ------------------------------------------------------------------------------------
+
+
+class ContactInboxInline(admin.TabularInline):
+    model = ContactInbox
+    extra = 0
+    can_delete = False
+    # The pubsub token authorises the visitor's socket: it is never displayed.
+    fields = ("inbox", "source_id", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "email", "phone", "region", "blocked", "last_activity_at", "created_at")
+    list_filter = ("blocked", "region", "created_at")
+    search_fields = ("name", "email", "phone", "external_id")
+    date_hierarchy = "created_at"
+    list_select_related = ("region",)
+    readonly_fields = ("last_activity_at", "anonymized_at", "created_at")
+    inlines = (ContactInboxInline,)
+
+
+@admin.register(ContactInbox)
+class ContactInboxAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    list_display = ("contact", "inbox", "source_id", "created_at")
+    list_filter = ("inbox",)
+    search_fields = ("source_id", "contact__name", "contact__email")
+    list_select_related = ("contact", "inbox")
+    exclude = ("pubsub_token",)
+
+
+# --- Conversations and messages ------------------------------------------------------------------
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "direction", "sender_type", "sender", "body", "read_at")
+    readonly_fields = fields
+    ordering = ("created_at", "id")
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return super().get_queryset(request).select_related("sender_user", "sender_contact")
+
+    @admin.display(description=_("sender"))
+    def sender(self, obj: Message) -> str:
+        return str(obj.sender_user or obj.sender_contact or obj.get_sender_type_display())
+
+
+# Everything a conversation's life changes: written by the actions only (see the module docstring).
+CONVERSATION_STATE_FIELDS = (
+    "identifier",
+    "branch",
+    "region",
+    "status",
+    "priority",
+    "assignee",
+    "labels",
+    "assignee_assigned_at",
+    "assignee_opened_at",
+    "assignee_last_read_at",
+    "escalation_deadline",
+    "escalation_count",
+    "waiting_since",
+    "first_reply_created_at",
+    "last_activity_at",
+    "contact_last_seen_at",
+    "agent_last_seen_at",
+    "snoozed_until",
+    "resolved_at",
+    "rating_score",
+    "rating_comment",
+    "rated_at",
+    "rating_requested_at",
+    "unread_for_agent",
+    "unread_for_contact",
+    "last_message_preview",
+    "last_seq",
+    "last_public_seq",
+    "created_at",
+    "updated_at",
+    "routing_log_display",
+)
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "contact",
+        "inbox",
+        "branch",
+        "status",
+        "priority",
+        "assignee",
+        "escalation_count",
+        "last_activity_at",
+        "created_at",
+    )
+    list_filter = ("status", "priority", "branch", "inbox", "region", "labels", "created_at")
+    search_fields = ("identifier", "contact__name", "contact__email", "contact__phone", "last_message_preview")
+    date_hierarchy = "created_at"
+    list_select_related = ("contact", "inbox", "branch", "assignee")
+    autocomplete_fields = ("contact",)
+    raw_id_fields = ("contact_inbox",)
+    inlines = (MessageInline,)
+    add_fieldsets = ((None, {"fields": ("inbox", "contact", "contact_inbox", "status", "priority")}),)
+    change_fieldsets = (
+        (None, {"fields": ("identifier", "inbox", "contact", "branch", "region", "status", "priority", "labels")}),
+        (
+            _("Assignment"),
+            {
+                "fields": (
+                    "assignee",
+                    "assignee_assigned_at",
+                    "assignee_opened_at",
+                    "assignee_last_read_at",
+                    "escalation_deadline",
+                    "escalation_count",
+                    "routing_log_display",
+                )
+            },
+        ),
+        (
+            _("Timeline"),
+            {
+                "fields": (
+                    "created_at",
+                    "updated_at",
+                    "waiting_since",
+                    "first_reply_created_at",
+                    "last_activity_at",
+                    "contact_last_seen_at",
+                    "agent_last_seen_at",
+                    "snoozed_until",
+                    "resolved_at",
+                )
+            },
+        ),
+        (_("Rating"), {"fields": ("rating_score", "rating_comment", "rated_at", "rating_requested_at")}),
+        (
+            _("Attributes"),
+            {"fields": ("additional_attributes", "custom_attributes"), "classes": ("collapse",)},
+        ),
+        (
+            _("Counters"),
+            {
+                "fields": (
+                    "unread_for_agent",
+                    "unread_for_contact",
+                    "last_message_preview",
+                    "last_seq",
+                    "last_public_seq",
+                ),
+                "classes": ("collapse",),
+            },
+        ),
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Conversation | None = None) -> Any:
+        return self.add_fieldsets if obj is None else self.change_fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Conversation | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ()
+        # The inbox is fixed at creation and the branch is derived (Conversation.save enforces both).
+        return ("inbox", "contact", "contact_inbox", *CONVERSATION_STATE_FIELDS)
+
+    def save_model(self, request: HttpRequest, obj: Conversation, form: forms.ModelForm, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # Only the attribute fields are editable; a full save would write back a status or
+        # assignee that an action changed while this page was open.
+        fields = [name for name in form.changed_data if name in ("additional_attributes", "custom_attributes")]
+        if fields:
+            obj.save(update_fields=[*fields, "updated_at"])
+
+    @admin.display(description=_("routing log"))
+    def routing_log_display(self, obj: Conversation) -> str:
+        return pretty_json(obj.routing_log)
+
+
+@admin.register(ConversationEvent)
+class ConversationEventAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    list_display = ("conversation", "seq", "public_seq", "type", "created_at")
+    list_filter = ("type", "created_at")
+    search_fields = ("conversation__identifier", "type")
+    date_hierarchy = "created_at"
+    list_select_related = ("conversation__contact",)
+    raw_id_fields = ("conversation",)
+
+
+class AttachmentInline(admin.TabularInline):
+    model = Attachment
+    extra = 0
+    can_delete = False
+    fields = ("original_name", "content_type", "size", "width", "height", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    """View-only: messages are written by the send actions (events, counters, receipts)."""
+
+    list_display = ("id", "conversation", "direction", "sender_type", "short_body", "created_at", "read_at")
+    list_filter = ("direction", "sender_type", "created_at")
+    search_fields = ("body", "client_id", "conversation__identifier")
+    date_hierarchy = "created_at"
+    list_select_related = ("conversation__contact",)
+    raw_id_fields = ("conversation", "sender_contact", "sender_user")
+    inlines = (AttachmentInline,)
+
+    @admin.display(description=_("text"))
+    def short_body(self, obj: Message) -> str:
+        return obj.body[:80]
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    list_display = ("original_name", "content_type", "size", "conversation", "message", "created_at")
+    list_filter = ("content_type", "created_at")
+    search_fields = ("original_name",)
+    date_hierarchy = "created_at"
+    list_select_related = ("conversation__contact", "message")
+    raw_id_fields = ("conversation", "message", "uploaded_by_contact", "uploaded_by_user")
+
+
+# --- Audit log -----------------------------------------------------------------------------------
+
+
+@admin.register(ActivityEvent)
+class ActivityEventAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    list_display = ("created_at", "actor", "verb", "target", "conversation", "ip")
+    list_filter = ("verb", "created_at", "actor_label", ("actor_user", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("verb", "target_id", "actor_user__username", "actor_label")
+    date_hierarchy = "created_at"
+    list_select_related = ("actor_user", "actor_contact", "conversation__contact")
+    raw_id_fields = ("actor_user", "actor_contact", "conversation")
+    fields = (
+        "created_at",
+        "actor_user",
+        "actor_contact",
+        "actor_label",
+        "verb",
+        "target_type",
+        "target_id",
+        "conversation",
+        "ip",
+        "payload_display",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("actor"))
+    def actor(self, obj: ActivityEvent) -> str:
+        return str(obj.actor_user or obj.actor_contact or obj.actor_label or "—")
+
+    @admin.display(description=_("target"))
+    def target(self, obj: ActivityEvent) -> str:
+        return f"{obj.target_type}:{obj.target_id}" if obj.target_type else "—"
+
+    @admin.display(description=_("payload"))
+    def payload_display(self, obj: ActivityEvent) -> str:
+        return pretty_json(obj.payload)
+
+
+# --- Integrations --------------------------------------------------------------------------------
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    formfield_overrides = {URLField: {"assume_scheme": "https"}}
+    list_display = ("url", "inbox", "event_list", "is_active", "created_at")
+    list_filter = ("is_active", "inbox")
+    search_fields = ("url",)
+    list_select_related = ("inbox",)
+
+    @admin.display(description=_("events"))
+    def event_list(self, obj: Webhook) -> str:
+        return ", ".join(obj.events or []) or _("every event")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    list_display = ("event", "webhook", "status", "attempts", "response_status", "created_at", "delivered_at")
+    list_filter = ("status", "event", "created_at")
+    search_fields = ("delivery_id", "webhook__url")
+    date_hierarchy = "created_at"
+    list_select_related = ("webhook",)
+
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "branch", "short_text")
+    list_filter = ("branch",)
+    search_fields = ("short_code", "text")
+    list_select_related = ("branch",)
+
+    @admin.display(description=_("text"))
+    def short_text(self, obj: CannedResponse) -> str:
+        return obj.text[:80]
+
+
+@admin.register(Label)
+class LabelAdmin(admin.ModelAdmin):
+    list_display = ("name", "swatch")
+    search_fields = ("name",)
+
+    @admin.display(description=_("colour"))
+    def swatch(self, obj: Label) -> str:
+        return format_html(
+            "<span style='display:inline-block;width:1em;height:1em;background:{}'></span> {}", obj.color, obj.color
+        )

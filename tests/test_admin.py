@@ -1,0 +1,436 @@
+"""Django admin: every model's pages open, the inbox form writes settings, logs stay read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import Model
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from messenger import models as m
+from messenger.admin import InboxAdminForm, parse_intervals
+from tests.factories import make_branch, make_inbox, make_user
+
+pytestmark = pytest.mark.django_db
+
+# Logs and rows only actions write: visible, never added by hand.
+VIEW_ONLY = {
+    m.AgentConnection,
+    m.ContactInbox,
+    m.ConversationEvent,
+    m.Message,
+    m.Attachment,
+    m.ActivityEvent,
+    m.WebhookDelivery,
+}
+MESSENGER_MODELS = [
+    m.Branch,
+    m.Region,
+    m.RoutingRule,
+    m.AgentProfile,
+    m.AgentConnection,
+    m.Inbox,
+    m.Contact,
+    m.ContactInbox,
+    m.Conversation,
+    m.ConversationEvent,
+    m.Message,
+    m.Attachment,
+    m.ActivityEvent,
+    m.Webhook,
+    m.WebhookDelivery,
+    m.CannedResponse,
+    m.Label,
+]
+
+
+@pytest.fixture
+def superuser_client() -> Client:
+    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def one_of_each() -> dict[type[Model], Model]:
+    now = timezone.now()
+    branch = make_branch("Moscow", timezone="Europe/Moscow")
+    region = m.Region.objects.create(name="Central", geoip_codes=["RU"])
+    rule = m.RoutingRule.objects.create(region=region, branch=branch)
+    operator = make_user("op", branch=branch)
+    connection = m.AgentConnection.objects.create(user=operator, channel_name="specific.x!y", last_heartbeat=now)
+    inbox = make_inbox(branch)
+    contact = m.Contact.objects.create(name="Visitor", email="v@example.com")
+    contact_inbox = m.ContactInbox.objects.create(contact=contact, inbox=inbox)
+    conversation = m.Conversation.objects.create(
+        inbox=inbox, contact=contact, contact_inbox=contact_inbox, assignee=operator, routing_log=[{"step": "route"}]
+    )
+    label = m.Label.objects.create(name="vip")
+    conversation.labels.add(label)
+    event = m.ConversationEvent.objects.create(conversation=conversation, seq=1, type="message.created", created_at=now)
+    message = m.Message.objects.create(
+        conversation=conversation,
+        direction="in",
+        sender_type="contact",
+        sender_contact=contact,
+        body="hi",
+        created_at=now,
+    )
+    attachment = m.Attachment.objects.create(
+        conversation=conversation, message=message, file="attachments/x.txt", original_name="x.txt",
+        content_type="text/plain", size=3,
+    )  # fmt: skip
+    activity = m.ActivityEvent.objects.create(actor_user=operator, verb="conversation.created", payload={"a": 1})
+    webhook = m.Webhook.objects.create(inbox=inbox, url="https://hooks.example.com/x")
+    delivery = m.WebhookDelivery.objects.create(webhook=webhook, event="message.created")
+    canned = m.CannedResponse.objects.create(short_code="hello", text="Hello!")
+    return {
+        m.Branch: branch,
+        m.Region: region,
+        m.RoutingRule: rule,
+        m.AgentProfile: operator.agent,
+        m.AgentConnection: connection,
+        m.Inbox: inbox,
+        m.Contact: contact,
+        m.ContactInbox: contact_inbox,
+        m.Conversation: conversation,
+        m.ConversationEvent: event,
+        m.Message: message,
+        m.Attachment: attachment,
+        m.ActivityEvent: activity,
+        m.Webhook: webhook,
+        m.WebhookDelivery: delivery,
+        m.CannedResponse: canned,
+        m.Label: label,
+        get_user_model(): operator,
+    }
+
+
+def admin_url(model: type[Model], view: str, *args: Any) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+def test_every_messenger_model_is_registered():
+    registered = {model for model in admin.site._registry if model._meta.app_label == "messenger"}
+    assert registered == set(MESSENGER_MODELS)
+    assert set(MESSENGER_MODELS) == {
+        model for model in m.__dict__.values() if isinstance(model, type) and issubclass(model, Model)
+    }
+
+
+@pytest.mark.parametrize("model", [*MESSENGER_MODELS, "user"], ids=lambda x: x if isinstance(x, str) else x.__name__)
+def test_changelist_add_and_change_pages_open(superuser_client, one_of_each, model):
+    model = get_user_model() if model == "user" else model
+    obj = one_of_each[model]
+    assert superuser_client.get(admin_url(model, "changelist")).status_code == 200
+    assert superuser_client.get(admin_url(model, "changelist"), {"q": "x"}).status_code == 200
+    assert superuser_client.get(admin_url(model, "add")).status_code == (403 if model in VIEW_ONLY else 200)
+    response = superuser_client.get(admin_url(model, "change", obj.pk))
+    assert response.status_code == 200
+    # View-only pages offer no save button.
+    assert (b'name="_save"' in response.content) is (model not in VIEW_ONLY)
+
+
+def test_changelists_do_not_query_per_row(superuser_client, one_of_each):
+    """list_select_related: five more rows (with new related rows each) cost no extra query."""
+    conversation = one_of_each[m.Conversation]
+    operator = one_of_each[get_user_model()]
+    now = timezone.now()
+
+    def measure(model: type[Model]) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert superuser_client.get(admin_url(model, "changelist")).status_code == 200
+        return len(captured.captured_queries)
+
+    before = {model: measure(model) for model in MESSENGER_MODELS}
+    for index in range(5):
+        branch = make_branch(f"B{index}")
+        region = m.Region.objects.create(name=f"R{index}")
+        m.RoutingRule.objects.create(region=region, branch=branch)
+        user = make_user(f"u{index}", branch=branch)
+        m.AgentConnection.objects.create(user=user, channel_name=f"c{index}", last_heartbeat=now)
+        inbox = make_inbox(branch)
+        contact = m.Contact.objects.create(name=f"V{index}", region=region)
+        contact_inbox = m.ContactInbox.objects.create(contact=contact, inbox=inbox)
+        other = m.Conversation.objects.create(inbox=inbox, contact=contact, contact_inbox=contact_inbox, assignee=user)
+        message = m.Message.objects.create(
+            conversation=other, direction="in", sender_type="contact", sender_contact=contact, body="x", created_at=now
+        )
+        m.Attachment.objects.create(
+            conversation=other, message=message, file="a.txt", original_name="a.txt", content_type="text/plain", size=1
+        )
+        m.ActivityEvent.objects.create(actor_user=user, verb="message.created", conversation=other)
+        m.ConversationEvent.objects.create(conversation=other, seq=1, type="message.created", created_at=now)
+        webhook = m.Webhook.objects.create(inbox=inbox, url=f"https://h{index}.example.com/")
+        m.WebhookDelivery.objects.create(webhook=webhook, event="message.created")
+        m.CannedResponse.objects.create(short_code=f"c{index}", text="t", branch=branch)
+        m.Label.objects.create(name=f"l{index}")
+    del conversation, operator
+    after = {model: measure(model) for model in MESSENGER_MODELS}
+    grown = {
+        model.__name__: (before[model], after[model]) for model in MESSENGER_MODELS if after[model] != before[model]
+    }
+    assert not grown, grown
+
+
+def test_conversation_change_page_keeps_inbox_branch_and_state_read_only(superuser_client, one_of_each):
+    conversation = one_of_each[m.Conversation]
+    response = superuser_client.get(admin_url(m.Conversation, "change", conversation.pk))
+    form = response.context["adminform"].form
+    for name in ("inbox", "branch", "status", "assignee", "labels", "routing_log"):
+        assert name not in form.fields
+    assert "custom_attributes" in form.fields
+    assert b"route" in response.content  # the routing log is shown
+    assert b"hi" in response.content  # the messages inline
+    add_form = superuser_client.get(admin_url(m.Conversation, "add")).context["adminform"].form
+    assert "inbox" in add_form.fields and "branch" not in add_form.fields
+
+
+def test_conversation_save_writes_only_the_attributes(superuser_client, one_of_each):
+    conversation = one_of_each[m.Conversation]
+    page = superuser_client.get(admin_url(m.Conversation, "change", conversation.pk))
+    # An action resolves the conversation while the admin page is open.
+    m.Conversation.objects.filter(pk=conversation.pk).update(status="resolved")
+    data = {
+        "additional_attributes": "{}",
+        "custom_attributes": '{"plan": "gold"}',
+        "messages-TOTAL_FORMS": "1",
+        "messages-INITIAL_FORMS": "1",
+        "messages-MIN_NUM_FORMS": "0",
+        "messages-MAX_NUM_FORMS": "1000",
+        "messages-0-id": str(one_of_each[m.Message].pk),
+        "messages-0-conversation": str(conversation.pk),
+    }
+    assert page.status_code == 200
+    response = superuser_client.post(admin_url(m.Conversation, "change", conversation.pk), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    conversation.refresh_from_db()
+    assert conversation.custom_attributes == {"plan": "gold"}
+    assert conversation.status == "resolved"
+
+
+def test_conversation_added_in_admin_takes_the_inbox_branch(superuser_client, one_of_each):
+    inbox = one_of_each[m.Inbox]
+    contact = m.Contact.objects.create(name="New")
+    response = superuser_client.post(
+        admin_url(m.Conversation, "add"),
+        {
+            "inbox": inbox.pk,
+            "contact": contact.pk,
+            "status": "open",
+            "priority": "0",
+            "messages-TOTAL_FORMS": "0",
+            "messages-INITIAL_FORMS": "0",
+            "messages-MIN_NUM_FORMS": "0",
+            "messages-MAX_NUM_FORMS": "1000",
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert m.Conversation.objects.get(contact=contact).branch_id == inbox.branch_id
+
+
+def inbox_post_data(**overrides: Any) -> dict[str, Any]:
+    data = {
+        "name": "Shop",
+        "is_active": "on",
+        "settings": '{"features": {"typing_preview": true}}',
+        "allowed_domains": "Shop.example.com\n\n*.example.org\n",
+        "offline_enabled": "on",
+        "offline_message": "Leave a message",
+        "privacy_url": "https://example.com/privacy",
+        "privacy_text": "We keep chats for a year.",
+        "working_hours_enabled": "on",
+        "working_hours_timezone": "Europe/Berlin",
+        "hours_mon": "09:00-13:00, 14:00-18:00",
+        "hours_tue": "9:00-18:00",
+        "hours_wed": "",
+        "hours_thu": "",
+        "hours_fri": "10:00-16:00",
+        "hours_sat": "",
+        "hours_sun": "",
+        "holidays": "2025-12-31\n2025-01-01",
+        "rating_enabled": "on",
+        "rating_scale": "nps",
+        "auto_reply_enabled": "on",
+        "auto_reply_message": "Thanks!",
+        "widget_color": "#112233",
+        "widget_title": "Help",
+        "widget_greeting": "Hi there",
+        "widget_position": "left",
+        "widget_language": "ru",
+        "escalation_timeout": "120",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_inbox_form_writes_settings_on_add(superuser_client):
+    branch = make_branch()
+    response = superuser_client.post(admin_url(m.Inbox, "add"), inbox_post_data(branch=branch.pk))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    inbox = m.Inbox.objects.get(name="Shop")
+    assert inbox.branch_id == branch.pk
+    settings = inbox.settings
+    assert settings["security"]["allowed_domains"] == ["shop.example.com", "*.example.org"]
+    assert settings["working_hours"] == {
+        "enabled": True,
+        "use_branch_hours": False,
+        "timezone": "Europe/Berlin",
+        "days": {
+            "mon": [["09:00", "13:00"], ["14:00", "18:00"]],
+            "tue": [["09:00", "18:00"]],
+            "fri": [["10:00", "16:00"]],
+        },
+        "holidays": ["2025-01-01", "2025-12-31"],
+    }
+    assert settings["features"] == {"typing_preview": True}  # kept from the advanced JSON
+    assert settings["rating"] == {"enabled": True, "scale": "nps"}
+    assert settings["widget"] == {
+        "color": "#112233",
+        "title": "Help",
+        "greeting": "Hi there",
+        "position": "left",
+        "language": "ru",
+    }
+    assert settings["escalation"] == {"timeout_seconds": 120}
+    assert settings["automation"]["auto_reply"] == {"enabled": True, "message": "Thanks!"}
+    assert settings["offline"]["message"] == "Leave a message"
+    assert settings["privacy"] == {"url": "https://example.com/privacy", "text": "We keep chats for a year."}
+
+
+def test_inbox_form_edit_keeps_other_keys_and_branch(superuser_client):
+    branch = make_branch()
+    inbox = make_inbox(branch, allowed=["old.example"], settings={"attachments": {"max_size": 1000}})
+    page = superuser_client.get(admin_url(m.Inbox, "change", inbox.pk))
+    form = page.context["adminform"].form
+    assert form.fields["allowed_domains"].initial == "old.example"
+    assert "branch" not in form.fields
+    # The embed snippets, with the token and this server's origin.
+    assert f'data-widget-token="{inbox.widget_token}"'.encode() in page.content.replace(b"&quot;", b'"')
+    assert b"http://testserver/static/messenger/widget.js" in page.content
+    assert b"widget-loader.js" in page.content and b"data-load-after=&quot;3&quot;" in page.content
+
+    data = inbox_post_data(settings=page.context["adminform"].form["settings"].value(), branch=make_branch().pk)
+    response = superuser_client.post(admin_url(m.Inbox, "change", inbox.pk), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    inbox.refresh_from_db()
+    assert inbox.branch_id == branch.pk  # a posted branch is ignored: the field is read-only
+    assert inbox.settings["attachments"] == {"max_size": 1000}
+    assert inbox.settings["security"]["allowed_domains"] == ["shop.example.com", "*.example.org"]
+
+
+def test_inbox_form_emptied_weekday_closes_it():
+    inbox = make_inbox(None, settings={"working_hours": {"enabled": True, "days": {"sat": [["10:00", "14:00"]]}}})
+    form = InboxAdminForm(instance=inbox, data=inbox_post_data(settings="{}", hours_sat=""))
+    assert form.is_valid(), form.errors
+    assert "sat" not in form.cleaned_data["settings"]["working_hours"]["days"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("hours_mon", "9-18"),
+        ("hours_mon", "18:00-09:00"),
+        ("hours_mon", "25:00-26:00"),
+        ("holidays", "31.12.2025"),
+        ("working_hours_timezone", "Mars/Olympus"),
+        ("widget_color", "red"),
+        ("allowed_domains", "https://shop.example.com/path"),
+        ("escalation_timeout", "5"),
+        ("rating_scale", "thumbs"),
+    ],
+)
+def test_inbox_form_rejects_bad_values(field, value):
+    form = InboxAdminForm(data=inbox_post_data(**{field: value}))
+    assert not form.is_valid()
+    assert field in form.errors
+
+
+def test_inbox_form_reports_advanced_json_that_breaks_the_schema():
+    form = InboxAdminForm(data=inbox_post_data(settings='{"unknown": 1}'))
+    assert not form.is_valid()
+    assert "unknown" in str(form.non_field_errors())
+
+
+def test_parse_intervals():
+    assert parse_intervals("") == []
+    assert parse_intervals(" 9:00 - 12:30 ,13:00-24:00") == [["09:00", "12:30"], ["13:00", "24:00"]]
+
+
+def test_audit_log_is_read_only(superuser_client, one_of_each):
+    activity = one_of_each[m.ActivityEvent]
+    model_admin = admin.site._registry[m.ActivityEvent]
+    request = superuser_client.get(admin_url(m.ActivityEvent, "changelist")).wsgi_request
+    assert not model_admin.has_add_permission(request)
+    assert not model_admin.has_change_permission(request, activity)
+    assert not model_admin.has_delete_permission(request, activity)
+    assert model_admin.has_view_permission(request, activity)
+    assert superuser_client.get(admin_url(m.ActivityEvent, "add")).status_code == 403
+    assert superuser_client.post(admin_url(m.ActivityEvent, "delete", activity.pk), {"post": "yes"}).status_code == 403
+    response = superuser_client.post(admin_url(m.ActivityEvent, "change", activity.pk), {"verb": "forged"})
+    assert response.status_code == 403
+    activity.refresh_from_db()
+    assert activity.verb == "conversation.created"
+
+
+def test_audit_log_filters_by_verb_date_and_actor(superuser_client, one_of_each):
+    operator = one_of_each[get_user_model()]
+    m.ActivityEvent.objects.create(actor_label="scheduler", verb="conversation.escalated")
+    url = admin_url(m.ActivityEvent, "changelist")
+    by_verb = superuser_client.get(url, {"verb": "conversation.escalated"})
+    assert by_verb.context["cl"].result_count == 1
+    by_actor = superuser_client.get(url, {"actor_user__id__exact": operator.pk})
+    assert by_actor.context["cl"].result_count == 1
+    today = timezone.localdate()
+    by_date = superuser_client.get(
+        url, {"created_at__year": today.year, "created_at__month": today.month, "created_at__day": today.day}
+    )
+    assert by_date.context["cl"].result_count == 2
+
+
+def test_agent_profile_inline_on_user_admin_and_status_read_only(superuser_client, one_of_each):
+    operator = one_of_each[get_user_model()]
+    page = superuser_client.get(admin_url(get_user_model(), "change", operator.pk))
+    assert b'name="agent-0-role"' in page.content
+    inline_form = next(f for f in page.context["inline_admin_formsets"] if f.formset.model is m.AgentProfile)
+    assert "status" not in inline_form.formset.forms[0].fields
+    profile_form = superuser_client.get(admin_url(m.AgentProfile, "change", operator.agent.pk)).context["adminform"]
+    assert "status" not in profile_form.form.fields and "role" in profile_form.form.fields
+
+
+def test_agent_profile_save_does_not_overwrite_a_concurrent_status(superuser_client, one_of_each):
+    profile = one_of_each[m.AgentProfile]
+    superuser_client.get(admin_url(m.AgentProfile, "change", profile.pk))
+    m.AgentProfile.objects.filter(pk=profile.pk).update(status="away")
+    response = superuser_client.post(
+        admin_url(m.AgentProfile, "change", profile.pk),
+        {
+            "user": profile.user_id,
+            "role": "supervisor",
+            "branch": profile.branch_id,
+            "max_concurrent": 7,
+            "language": "",
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    profile.refresh_from_db()
+    assert (profile.role, profile.max_concurrent, profile.status) == ("supervisor", 7, "away")
+
+
+def test_contact_inbox_pages_never_show_the_pubsub_token(superuser_client, one_of_each):
+    contact_inbox = one_of_each[m.ContactInbox]
+    token = contact_inbox.pubsub_token.encode()
+    for url in (
+        admin_url(m.ContactInbox, "change", contact_inbox.pk),
+        admin_url(m.ContactInbox, "changelist"),
+        admin_url(m.Contact, "change", contact_inbox.contact_id),
+    ):
+        assert token not in superuser_client.get(url).content
