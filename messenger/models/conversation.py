@@ -115,6 +115,8 @@ class Conversation(models.Model):
             models.Index(fields=["branch", "status", "-last_activity_at"], name="conv_branch_status_activity"),
             models.Index(fields=["assignee", "status"], name="conv_assignee_status"),
             models.Index(fields=["status", "-last_activity_at"], name="conv_status_activity"),
+            # The supervisors' list across statuses (keyset on last_activity_at, id).
+            models.Index(fields=["-last_activity_at", "-id"], name="conv_activity_id"),
             models.Index(fields=["waiting_since"], name="conv_waiting_since"),
             models.Index(fields=["first_reply_created_at"], name="conv_first_reply"),
             models.Index(fields=["escalation_deadline"], name="conv_escalation_deadline"),
