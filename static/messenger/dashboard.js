@@ -232,6 +232,7 @@
       if (data.reader === "contact") return onReceipt(id, "out", data.up_to_message_id, { read_at: data.read_at });
       const row = state.rows.get(id);
       if (row) { row.unread_for_agent = 0; renderList(); }
+      scheduleCounters();
       return;
     }
     if (data.conversation) onConversation(data.conversation, frame.type);
@@ -299,7 +300,11 @@
     if (row) {
       row.last_activity_at = message.created_at;
       if (message.direction !== "internal") row.last_message_preview = (message.body || "").slice(0, 140);
+      // The server keeps waiting_since; mirrored here so the list needs no refetch per message.
+      if (incoming && !row.waiting_since) row.waiting_since = message.created_at;
+      if (message.direction === "out" && message.sender.type === "user") row.waiting_since = null;
       if (incoming) {
+        scheduleCounters();
         row.unread_for_agent = (row.unread_for_agent || 0) + 1;
         if (row.assignee && row.assignee.id === me.id) setUnread(state.unreadMessages + 1);
       }
@@ -737,13 +742,18 @@
     if (entry.hours) lines.push(`hours: ${entry.hours.decision}${entry.hours.closed ? ` (${entry.hours.closed} closed)` : ""}`);
     if (entry.step_number || entry.escalation_step) lines.push(`step ${entry.step_number || entry.escalation_step}`);
     const candidates = (entry.candidates || []).map((candidate, index) =>
-      el("li", { class: index === entry.picked_index ? "picked" : "" }, `${candidate.name || candidate.user_id}: ${candidate.open ?? "?"} open${candidate.status ? `, ${candidate.status}` : ""}`),
+      el("li", { class: index === entry.picked_index ? "picked" : "" }, `${candidate.name || operatorName(candidate.user_id)}: ${candidate.open ?? "?"} open${candidate.status ? `, ${candidate.status}` : ""}`),
     );
     return el("li", {},
       el("div", {}, el("strong", {}, head), " ", el("time", { class: "muted small" }, time(entry.at))),
       ...lines.map((line) => el("div", { class: "muted small" }, line)),
       candidates.length ? el("ul", { class: "candidates" }, candidates) : null,
     );
+  }
+
+  function operatorName(userId) {
+    const operator = state.operators.find((item) => item.id === userId);
+    return operator ? operator.name : `#${userId}`;
   }
 
   function fillSelect(select, items, label, current) {
