@@ -162,10 +162,18 @@ class UserAdmin(DjangoUserAdmin):
         if formset.model is not AgentProfile:
             super().save_formset(request, form, formset, change)
             return
+        # The admin's change message reads these lists, which formset.save() would have filled.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         for profile_form in formset.forms:
-            if profile_form.has_changed():
-                profile_form.save(commit=False)
-                save_changed_fields(profile_form)
+            if not profile_form.has_changed():
+                continue
+            is_new = profile_form.instance.pk is None
+            profile_form.save(commit=False)
+            save_changed_fields(profile_form)
+            if is_new:
+                formset.new_objects.append(profile_form.instance)
+            else:
+                formset.changed_objects.append((profile_form.instance, profile_form.changed_data))
 
     @admin.display(description=_("role"), ordering="agent__role")
     def agent_role(self, obj: Any) -> str:

@@ -444,3 +444,60 @@ def test_admin_speaks_russian(superuser_client, one_of_each):
     assert "Разрешённые домены" in page and "Понедельник" in page and "Код для вставки" in page
     index = superuser_client.get(reverse("admin:index")).content.decode()
     assert "Журнал аудита" in index or "журнал аудита" in index.lower()
+
+
+def test_new_user_with_agent_profile_from_the_user_admin(superuser_client):
+    branch = make_branch()
+    response = superuser_client.post(
+        admin_url(get_user_model(), "add"),
+        {
+            "username": "newop",
+            "usable_password": "true",
+            "password1": "a-long-password-42",
+            "password2": "a-long-password-42",
+            "agent-TOTAL_FORMS": "1",
+            "agent-INITIAL_FORMS": "0",
+            "agent-MIN_NUM_FORMS": "0",
+            "agent-MAX_NUM_FORMS": "1",
+            "agent-0-role": "operator",
+            "agent-0-branch": branch.pk,
+            "agent-0-max_concurrent": "3",
+            "agent-0-language": "",
+        },
+    )
+    assert response.status_code == 302, response.context and response.context["adminform"].form.errors
+    profile = m.AgentProfile.objects.get(user__username="newop")
+    assert (profile.branch, profile.max_concurrent, profile.status) == (branch, 3, "offline")
+
+
+def test_user_admin_inline_edit_keeps_a_concurrent_status(superuser_client, one_of_each):
+    operator = one_of_each[get_user_model()]
+    profile = operator.agent
+    page = superuser_client.get(admin_url(get_user_model(), "change", operator.pk))
+    data = {
+        key: value
+        for key, value in page.context["adminform"].form.initial.items()
+        if key in ("username", "first_name", "last_name", "email")
+    }
+    m.AgentProfile.objects.filter(pk=profile.pk).update(status="busy")
+    data.update(
+        {
+            "date_joined_0": "2025-01-01",
+            "date_joined_1": "10:00:00",
+            "is_active": "on",
+            "agent-TOTAL_FORMS": "1",
+            "agent-INITIAL_FORMS": "1",
+            "agent-MIN_NUM_FORMS": "0",
+            "agent-MAX_NUM_FORMS": "1",
+            "agent-0-id": profile.pk,
+            "agent-0-user": operator.pk,
+            "agent-0-role": "supervisor",
+            "agent-0-branch": profile.branch_id,
+            "agent-0-max_concurrent": "9",
+            "agent-0-language": "ru",
+        }
+    )
+    response = superuser_client.post(admin_url(get_user_model(), "change", operator.pk), data)
+    assert response.status_code == 302, response.context and response.context["adminform"].form.errors
+    profile.refresh_from_db()
+    assert (profile.role, profile.max_concurrent, profile.language, profile.status) == ("supervisor", 9, "ru", "busy")
