@@ -172,3 +172,13 @@ def test_migrations_apply_to_a_fresh_sqlite_database_and_match_the_models(tmp_pa
     check = run_manage("makemigrations", "--check", "--dry-run", SQLITE_PATH=str(database))
     assert check.returncode == 0, check.stdout + check.stderr
     assert "No changes detected" in check.stdout
+
+
+def test_every_environment_variable_is_documented():
+    import re
+
+    names = set(
+        re.findall(r'env_(?:str|bool|int|list)\("([A-Z0-9_]+)"', (BASE_DIR / "project/settings.py").read_text())
+    )
+    documented = (BASE_DIR / "docs/configuration.md").read_text()
+    assert names and not {name for name in names if f"`{name}`" not in documented}
