@@ -19,6 +19,7 @@ from messenger.errors import Forbidden, InvalidInput
 from messenger.models import ContactInbox, Conversation, Message
 from messenger.protocol import Command, FrameError
 from messenger.realtime.eventlog import replay_frames
+from messenger.throttle import VisitorLimits
 
 HISTORY_PAGE = 50
 
@@ -83,6 +84,9 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
             actor=context.actor,
             page=context.page,
             known_conversation=context.conversation,
+            limits=VisitorLimits(
+                ip=context.ip, captcha=command.fields.get("captcha"), honeypot=command.fields.get("website")
+            ),
         )
         context.conversation = result.conversation
         payload = events.message_payload(

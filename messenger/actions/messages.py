@@ -39,6 +39,7 @@ from messenger.models.conversation import ACTIVE_STATUSES
 from messenger.realtime.broadcast import broadcast_on_commit
 from messenger.realtime.eventlog import PublicPart, bump_sequences, record_event
 from messenger.realtime.groups import user_group
+from messenger.throttle import VisitorLimits
 
 
 @dataclass(frozen=True)
@@ -301,11 +302,14 @@ def send_visitor_message(
     actor: Actor,
     page: dict[str, Any] | None = None,
     known_conversation: Conversation | None = None,
+    limits: VisitorLimits | None = None,
 ) -> SendResult:
     """Store a visitor's message; starts a conversation when the visitor has no active one.
 
     ``known_conversation`` is the socket's cached current conversation: it saves the lookup, and
     the sequence bump re-checks its status under the row lock (``StaleConversation``).
+    ``limits`` (from the visitor's transport): honeypot, send rates, flood limit and CAPTCHA, all
+    checked before anything is written.
     """
     from messenger.actions import automation
     from messenger.actions.conversations import do_start_conversation
@@ -316,6 +320,8 @@ def send_visitor_message(
         return SendResult(message=existing, created=False, conversation=existing.conversation)
     if contact_inbox.contact.blocked:
         raise Forbidden("You cannot send messages.", code="blocked")
+    if limits is not None:
+        limits.check_send(contact_inbox_id=contact_inbox.pk, contact_id=contact_inbox.contact_id)
 
     started = False
     if conversation_id is not None:
@@ -333,8 +339,12 @@ def send_visitor_message(
     else:
         conversation = current_conversation(contact_inbox)
         if conversation is None:
+            if limits is not None:
+                limits.check_new_conversation()
             conversation = do_start_conversation(contact_inbox=contact_inbox, actor=actor, page=page, ip=actor.ip)
             started = True
+    if limits is not None:
+        limits.check_flood(conversation_id=conversation.pk)
 
     def store(target: Conversation) -> Message:
         with transaction.atomic():

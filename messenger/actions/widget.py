@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from messenger import events
+from messenger import events, throttle
 from messenger.actions.base import Actor, audit
 from messenger.actions.messages import latest_conversation, mark_delivered
 from messenger.errors import Forbidden, InvalidInput, NotFound
@@ -172,9 +172,23 @@ def queue_info(conversation: Conversation | None) -> dict[str, Any] | None:
 
 
 def do_bootstrap(
-    *, widget_token: Any, pubsub_token: Any, page: Any, origin: str | None, ip: str | None, language: str = ""
+    *,
+    widget_token: Any,
+    pubsub_token: Any,
+    page: Any,
+    origin: str | None,
+    ip: str | None,
+    language: str = "",
+    honeypot: Any = None,
 ) -> dict[str, Any]:
-    """Find or create the visitor, then everything the widget needs to render."""
+    """Find or create the visitor, then everything the widget needs to render.
+
+    Throttled per IP and per widget token before any lookup; ``honeypot`` (the hidden ``website``
+    field) must be empty.
+    """
+    throttle.check_bootstrap(ip=ip, widget_token=widget_token if isinstance(widget_token, str) else "")
+    if honeypot not in (None, ""):
+        raise InvalidInput("website: must be empty")
     inbox = active_inbox(widget_token)
     check_origin(inbox, origin, ip=ip, channel="http")
     page_info = _clean_page(page)

@@ -11,7 +11,10 @@ from messenger.errors import MessengerError
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF errors as they are; domain errors as {"detail", "code"} with their HTTP status."""
     if isinstance(exc, MessengerError):
-        response = Response({"detail": exc.message, "code": exc.code, **exc.extra}, status=exc.http_status)
+        body = {"detail": exc.message, "code": exc.code, **exc.extra}
+        if exc.retry_after:
+            body["retry_after"] = exc.retry_after
+        response = Response(body, status=exc.http_status)
         if exc.retry_after:
             response["Retry-After"] = str(exc.retry_after)
         return response

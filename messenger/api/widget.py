@@ -18,6 +18,8 @@ class BootstrapInput(serializers.Serializer):
     pubsub_token = serializers.CharField(max_length=64, required=False, allow_blank=True)
     page = serializers.DictField(required=False)
     language = serializers.CharField(max_length=8, required=False, allow_blank=True)
+    # The honeypot: hidden from people, so only robots fill it in.
+    website = serializers.CharField(max_length=200, required=False, allow_blank=True)
 
 
 class WidgetBootstrapView(APIView):
@@ -32,6 +34,7 @@ class WidgetBootstrapView(APIView):
             200: inline_serializer("Bootstrap", {"session_token": serializers.CharField()}),
             403: OpenApiResponse(),
             404: OpenApiResponse(),
+            429: OpenApiResponse(description="Throttled; see Retry-After"),
         },
     )
     def post(self, request: Request) -> Response:
@@ -44,6 +47,7 @@ class WidgetBootstrapView(APIView):
             origin=request_origin(request),
             ip=request_ip(request),
             language=data.validated_data.get("language", ""),
+            honeypot=data.validated_data.get("website"),
         )
         response = Response(payload)
         return response
