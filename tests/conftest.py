@@ -56,7 +56,7 @@ class Socket:
     async def send_raw(self, text: str) -> None:
         await self.communicator.send_to(text_data=text)
 
-    async def recv(self, timeout: float = 5) -> dict[str, Any]:
+    async def recv(self, timeout: float = 10) -> dict[str, Any]:
         output = await self.communicator.receive_output(timeout)
         if output["type"] == "websocket.close":
             frame = {"type": "__closed__", "code": output.get("code")}
@@ -65,7 +65,7 @@ class Socket:
         self.frames.append(frame)
         return frame
 
-    async def expect(self, type_: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
+    async def expect(self, type_: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
         """Receive until a frame of ``type_`` (matching ``match``) arrives; others are kept in ``frames``."""
         while True:
             frame = await self.recv(timeout)
