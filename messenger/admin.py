@@ -865,3 +865,9 @@ class LabelAdmin(admin.ModelAdmin):
         return format_html(
             "<span style='display:inline-block;width:1em;height:1em;background:{}'></span> {}", obj.color, obj.color
         )
+
+
+# --- GDPR actions on contacts (messenger/admin_privacy.py) ----------------------------------------
+from messenger.admin_privacy import install as _install_privacy_actions  # noqa: E402
+
+_install_privacy_actions(ContactAdmin)

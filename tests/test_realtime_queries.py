@@ -90,8 +90,8 @@ def test_operator_send(chat, django_assert_num_queries):
     conversation = Conversation.objects.select_related(
         "inbox", "branch", "region", "contact", "assignee", "contact_inbox"
     ).get(pk=chat["conversation_id"])
-    # resend check, sequence bump (+counters), message insert, event insert
-    with django_assert_num_queries(4 + SAVEPOINT):
+    # resend check, sequence bump (+counters), message insert, audit row, event insert
+    with django_assert_num_queries(5 + SAVEPOINT):
         send_operator_message(conversation=conversation, user=chat["operator"], client_id=new_client_id(), body="reply")
 
 

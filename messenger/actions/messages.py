@@ -398,8 +398,10 @@ def send_operator_message(
             client_id=client_id,
             attachment_ids=attachment_ids,
         )
-        if private:
-            audit(Actor(user=user), "message.note", target=message, conversation=conversation)
+        # SPEC §9: every staff send is audited (replies and notes alike), in the same transaction.
+        audit(
+            Actor(user=user), "message.note" if private else "message.sent", target=message, conversation=conversation
+        )
     return SendResult(message=message, created=True, conversation=conversation)
 
 
