@@ -55,15 +55,14 @@ def hit(scope: str, identity: Any, rate: str, *, now: float | None = None) -> Hi
     key = _key(scope, str(identity), window)
     timeout = int(period) + 1
     try:
-        cache.add(key, 0, timeout=timeout)
+        # One round trip in the common case (the window's counter exists); INCR keeps its expiry.
         try:
             count = cache.incr(key)
         except ValueError:
-            # The window expired between add and incr.
-            cache.set(key, 1, timeout=timeout)
-            count = 1
-    except Exception:  # noqa: BLE001 — the cache is down: fail open, the database is the truth
-        logger.warning("throttle cache unavailable; %s not limited", scope, exc_info=True)
+            count = 1 if cache.add(key, 1, timeout=timeout) else cache.incr(key)
+    except Exception as error:  # noqa: BLE001 — the cache is down: fail open, the database is the truth
+        # One line per hit, no traceback: an outage must not flood the log.
+        logger.warning("throttle cache unavailable; %s not limited: %s", scope, error)
         return Hit(allowed=True, count=0, limit=limit, retry_after=0)
     retry_after = max(1, math.ceil((window + 1) * period - now))
     return Hit(allowed=count <= limit, count=count, limit=limit, retry_after=retry_after)
@@ -84,8 +83,8 @@ def count(scope: str, identity: Any, rate: str, *, now: float | None = None) -> 
     now = time.time() if now is None else now
     try:
         return int(cache.get(_key(scope, str(identity), int(now // period))) or 0)
-    except Exception:  # noqa: BLE001 — fail open
-        logger.warning("throttle cache unavailable; %s not read", scope, exc_info=True)
+    except Exception as error:  # noqa: BLE001 — fail open
+        logger.warning("throttle cache unavailable; %s not read: %s", scope, error)
         return 0
 
 
