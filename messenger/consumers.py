@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async as _database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import close_old_connections
 
 from messenger import events
 from messenger.actions import commands
@@ -47,8 +48,19 @@ def database_sync_to_async(func: Any) -> Any:
     The default (thread_sensitive=True) runs every socket's database work of a process in one
     thread, one frame at a time: measured here, that capped a process near 200 messages/s with
     seconds of queueing. Actions keep no thread state and take their connections from the pool.
+
+    Connections are handed back inside the call's own context: Django keeps them in context-local
+    storage, and the housekeeping that channels runs around the call sits outside that context, so
+    it never saw them — each socket kept one pooled connection until the pool ran dry.
     """
-    return _database_sync_to_async(func, thread_sensitive=False)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return _database_sync_to_async(run, thread_sensitive=False)
 
 
 def header(scope: dict[str, Any], name: bytes) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -139,6 +140,14 @@ def durable_frame(
     *, type: str, conversation_id: int, event_id: int, ts: datetime, data: dict[str, Any]
 ) -> dict[str, Any]:
     return {"type": type, "conversation_id": conversation_id, "id": event_id, "ts": iso(ts), "data": data}
+
+
+def durable_frame_text(*, type: str, conversation_id: int, event_id: int, ts: datetime, data_json: str) -> str:
+    """``durable_frame`` as JSON, around a payload already serialised once for the event row."""
+    return (
+        f'{{"type":{json.dumps(type)},"conversation_id":{int(conversation_id)},"id":{int(event_id)},'
+        f'"ts":{json.dumps(iso(ts))},"data":{data_json}}}'
+    )
 
 
 def typing_frame(

@@ -107,6 +107,12 @@ def broadcast_on_commit(groups: Iterable[str], frame: dict[str, Any]) -> None:
     transaction.on_commit(lambda: _send(group_list, text), robust=True)
 
 
+def broadcast_text_on_commit(groups: Iterable[str], text: str) -> None:
+    """``broadcast_on_commit`` for a frame already serialised (the event log's hot path)."""
+    group_list = list(groups)
+    transaction.on_commit(lambda: _send(group_list, text), robust=True)
+
+
 def broadcast_now_rollback_unsafe(groups: Iterable[str], frame: dict[str, Any]) -> None:
     """Send at once, even inside a transaction that may roll back: ephemeral frames only."""
     _send(list(groups), dumps(frame))

@@ -18,9 +18,9 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from messenger.events import durable_frame
+from messenger.events import durable_frame, durable_frame_text
 from messenger.models import Conversation, ConversationEvent
-from messenger.realtime.broadcast import broadcast_on_commit, dumps
+from messenger.realtime.broadcast import broadcast_text_on_commit, dumps
 from messenger.realtime.groups import staff_groups, visitor_group
 
 
@@ -93,7 +93,10 @@ def record_event(
     conversation.last_seq = sequences.seq
     if sequences.public_seq is not None:
         conversation.last_public_seq = sequences.public_seq
-    public_payload = {"type": public.type, "data": public.data} if public else None
+    # Each payload is serialised once: the same text goes into the event row and into the frame.
+    data_json = dumps(data)
+    public_data_json = dumps(public.data) if public is not None else None
+    public_payload_json = f'{{"type":{dumps(public.type)},"data":{public_data_json}}}' if public is not None else None
     # A plain INSERT: the event log is written on every change, the ORM's per-row cost showed
     # up in profiles of the message path.
     with connection.cursor() as cursor:
@@ -105,24 +108,27 @@ def record_event(
                 sequences.seq,
                 sequences.public_seq,
                 type,
-                dumps(data),
-                dumps(public_payload) if public_payload is not None else None,
+                data_json,
+                public_payload_json,
                 connection.ops.adapt_datetimefield_value(now),
             ],
         )
     groups = [*staff_groups(conversation.branch_id), *extra_groups]
-    broadcast_on_commit(
-        groups, durable_frame(type=type, conversation_id=conversation.pk, event_id=sequences.seq, ts=now, data=data)
+    broadcast_text_on_commit(
+        groups,
+        durable_frame_text(
+            type=type, conversation_id=conversation.pk, event_id=sequences.seq, ts=now, data_json=data_json
+        ),
     )
     if public is not None and sequences.public_seq is not None and conversation.contact_inbox_id:
-        broadcast_on_commit(
+        broadcast_text_on_commit(
             [visitor_group(conversation.contact_inbox_id)],
-            durable_frame(
+            durable_frame_text(
                 type=public.type,
                 conversation_id=conversation.pk,
                 event_id=sequences.public_seq,
                 ts=now,
-                data=public.data,
+                data_json=public_data_json,
             ),
         )
     return sequences
