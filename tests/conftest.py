@@ -45,6 +45,8 @@ class Socket:
     def __init__(self, communicator: WebsocketCommunicator) -> None:
         self.communicator = communicator
         self.frames: list[dict[str, Any]] = []
+        # Frames that arrived while command() waited for its reply: expect() looks here first.
+        self.backlog: list[dict[str, Any]] = []
         self.ref = 0
 
     async def connect(self) -> tuple[bool, int | None]:
@@ -67,6 +69,11 @@ class Socket:
 
     async def expect(self, type_: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
         """Receive until a frame of ``type_`` (matching ``match``) arrives; others are kept in ``frames``."""
+        for index, frame in enumerate(self.backlog):
+            if frame["type"] == type_ and all(frame.get(k) == v for k, v in match.items()):
+                del self.backlog[: index + 1]
+                return frame
+        self.backlog.clear()
         while True:
             frame = await self.recv(timeout)
             if frame["type"] == type_ and all(frame.get(k) == v for k, v in match.items()):
@@ -83,12 +90,14 @@ class Socket:
             frame = await self.recv()
             if frame.get("ref") == ref and frame["type"] in ("ack", "error", "conversation.snapshot"):
                 return frame
+            self.backlog.append(frame)
 
     async def nothing(self, timeout: float = 0.3) -> bool:
         return await self.communicator.receive_nothing(timeout)
 
     async def drain(self, timeout: float = 0.3) -> list[dict[str, Any]]:
-        got = []
+        """Everything not consumed yet: the backlog, then whatever arrives within ``timeout``."""
+        got, self.backlog = self.backlog, []
         while not await self.communicator.receive_nothing(timeout):
             got.append(await self.recv())
         return got
