@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import time
-import uuid
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
+
+from messenger.realtime.broadcast import channel_layer_round_trip
 
 
 def _check_database() -> dict:
@@ -18,17 +17,9 @@ def _check_database() -> dict:
 
 
 def _check_channel_layer() -> dict:
-    layer = get_channel_layer()
     started = time.perf_counter()
-
-    async def round_trip() -> bool:
-        channel = await layer.new_channel("health.")
-        await layer.send(channel, {"type": "health.ping", "nonce": uuid.uuid4().hex})
-        message = await layer.receive(channel)
-        return message.get("type") == "health.ping"
-
-    ok = async_to_sync(round_trip)()
-    return {"ok": ok, "backend": type(layer).__name__, "ms": round((time.perf_counter() - started) * 1000, 2)}
+    ok, backend = channel_layer_round_trip()
+    return {"ok": ok, "backend": backend, "ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
 @require_GET

@@ -16,7 +16,7 @@ from messenger.access import StaffScope, access_conversation_for_staff, access_c
 from messenger.actions import assignment, conversations, messages, presence
 from messenger.actions.base import Actor
 from messenger.errors import Forbidden, InvalidInput
-from messenger.models import ContactInbox, Conversation, Message
+from messenger.models import ContactInbox, Conversation
 from messenger.protocol import Command, FrameError
 from messenger.realtime.eventlog import replay_frames
 from messenger.throttle import VisitorLimits
@@ -153,26 +153,14 @@ def conversation_snapshot(
     conversation: Conversation, *, before_id: int | None = None, limit: int = HISTORY_PAGE
 ) -> dict[str, Any]:
     """Newest page of messages (all directions) plus the summary; staff only."""
-    queryset = (
-        Message.objects.filter(conversation=conversation)
-        .select_related("sender_contact", "sender_user")
-        .prefetch_related("attachments")
-        .order_by("-id")
-    )
-    if before_id:
-        queryset = queryset.filter(id__lt=before_id)
-    page = list(queryset[: limit + 1])
-    has_more = len(page) > limit
-    page = list(reversed(page[:limit]))
-    for message in page:
-        message.conversation = conversation
+    from messenger.selectors import history_page
+
     summary = events.conversation_staff(conversation)
     summary["labels"] = list(conversation.labels.values_list("name", flat=True))
     summary["routing_log"] = conversation.routing_log
     return {
         "conversation": summary,
-        "messages": [events.message_payload(m, public=False, attachments=list(m.attachments.all())) for m in page],
-        "has_more": has_more,
+        **history_page(conversation, before_id=before_id, limit=limit),
         "last_id": conversation.last_seq,
     }
 

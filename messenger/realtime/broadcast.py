@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -161,3 +162,17 @@ async def send_to_channel(channel_name: str, frame: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is not None:
         await layer.send(channel_name, {"type": FANOUT_HANDLER, "frame": dumps(frame)})
+
+
+def channel_layer_round_trip() -> tuple[bool, str]:
+    """Send a message to a fresh channel and read it back: (worked, backend name)."""
+    layer = get_channel_layer()
+
+    async def round_trip() -> bool:
+        channel = await layer.new_channel("health.")
+        nonce = uuid.uuid4().hex
+        await layer.send(channel, {"type": "health.ping", "nonce": nonce})
+        message = await asyncio.wait_for(layer.receive(channel), 5)
+        return message.get("nonce") == nonce
+
+    return async_to_sync(round_trip)(), type(layer).__name__
