@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 import uuid
 from typing import Any
@@ -431,3 +432,37 @@ def test_pre_chat_form_typing_preview_queue_and_mobile_layout(chromium, server):
         screenshot(page, "widget-mobile-ru")
     finally:
         context.close()
+
+
+def test_captcha_challenge_after_the_per_ip_threshold(chromium, live_server_factory):  # noqa: ANN001
+    server = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": "", "MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP": "1"})
+    inbox = make_inbox(make_branch())
+    first, second = demo_page(chromium, server, inbox.widget_token), demo_page(chromium, server, inbox.widget_token)
+    try:
+        wait_ready(first)
+        first.evaluate("ProfiMessenger.open()")
+        send_text(first, "first visitor")
+        first.wait_for_function(
+            "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
+        )
+        # A second new conversation from the same IP: the server asks for the challenge first.
+        wait_ready(second)
+        second.evaluate("ProfiMessenger.open()")
+        send_text(second, "second visitor")
+        form = widget(second).locator("form.captcha")
+        form.wait_for()
+        assert not Message.objects.filter(body="second visitor").exists()
+        question = form.locator("label").inner_text()
+        left, right = (int(n) for n in re.findall(r"(\d+)\s*\+\s*(\d+)", question)[0])
+        screenshot(second, "widget-captcha")
+        form.locator("input[name=captcha]").fill(str(left + right))
+        form.locator("button[type=submit]").click()
+        second.wait_for_function(
+            "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
+        )
+        assert Message.objects.filter(body="second visitor").count() == 1
+        assert widget(second).locator("form.captcha").count() == 0
+    finally:
+        first.context.close()
+        second.context.close()
+        server.stop(kill=True)
