@@ -199,3 +199,13 @@ def test_operator_upload_needs_access_and_csrf():
     )
     assert response.status_code == 404
     assert Client().post("/api/operator/attachments/", {"conversation_id": conversation_id}).status_code == 403
+
+
+def test_the_inbox_feature_flag_turns_visitor_uploads_off():
+    inbox = make_inbox(make_branch(), settings={"features": {"attachments": False}})
+    boot = bootstrap(inbox)
+    response = upload(inbox, boot, "shot.png", PNG)
+    assert response.status_code == 403
+    assert response.json()["code"] == "attachments_disabled"
+    assert not Attachment.objects.exists()
+    assert boot["settings"]["features"]["attachments"] is False  # the widget hides its picker

@@ -136,10 +136,13 @@ def do_upload_visitor_attachment(
     from messenger.actions.conversations import do_start_conversation
     from messenger.actions.messages import current_conversation
 
-    if contact_inbox.contact.blocked:
-        from messenger.errors import Forbidden
+    from messenger.errors import Forbidden
 
+    if contact_inbox.contact.blocked:
         raise Forbidden("You cannot send messages.", code="blocked")
+    if not contact_inbox.inbox.effective_settings["features"].get("attachments", True):
+        # The per-inbox flag: the widget hides the picker, the server refuses the upload.
+        raise Forbidden("Attachments are turned off for this site.", code="attachments_disabled")
     detected = check_file(contact_inbox.inbox, upload)
     conversation = current_conversation(contact_inbox)
     if conversation is None:

@@ -1,0 +1,42 @@
+"""Headers every page and API answer carries, and CSRF on the operator's HTTP side."""
+
+import pytest
+from django.test import Client
+
+from tests.factories import make_branch, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def test_pages_carry_csp_nosniff_and_frame_denial():
+    operator = make_user(branch=make_branch())
+    client = Client()
+    client.force_login(operator)
+    for url in ("/dashboard/", "/accounts/login/", "/demo/?token=x"):
+        response = client.get(url)
+        assert response.status_code in (200, 404), url
+        assert response["X-Content-Type-Options"] == "nosniff"
+        csp = response["Content-Security-Policy"]
+        assert "default-src 'self'" in csp or "default-src 'none'" in csp, url
+        assert "object-src 'none'" in csp or "default-src 'none'" in csp, url
+        assert "unsafe-eval" not in csp
+    dashboard = client.get("/dashboard/")
+    assert dashboard["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in dashboard["Content-Security-Policy"]
+
+
+def test_api_answers_are_nosniff_json():
+    response = Client().post("/api/widget/bootstrap/", {"widget_token": "nope"}, content_type="application/json")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_operator_http_requires_csrf():
+    operator = make_user(branch=make_branch())
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+    response = client.post("/api/operator/attachments/", {"conversation_id": 1})
+    assert response.status_code == 403
+    logout = client.post("/accounts/logout/")
+    assert logout.status_code == 403
