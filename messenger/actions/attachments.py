@@ -135,7 +135,6 @@ def do_upload_visitor_attachment(
     """Store a visitor's file in their active conversation (started here when there is none)."""
     from messenger.actions.conversations import do_start_conversation
     from messenger.actions.messages import current_conversation
-
     from messenger.errors import Forbidden
 
     if contact_inbox.contact.blocked:
