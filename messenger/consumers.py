@@ -172,7 +172,10 @@ class BaseConsumer(AsyncWebsocketConsumer):
                 await self.close(code=CLOSE_TOO_MANY_ERRORS)
         except Exception:
             logger.exception("socket command failed")
-            await self.send_frame(events.error_frame("server_error", "The server could not process this frame."))
+            ref = command.ref if "command" in locals() else None
+            await self.send_frame(
+                events.error_frame("server_error", "The server could not process this frame.", ref=ref)
+            )
 
     async def handle(self, command: Command) -> list[dict[str, Any]]:
         raise NotImplementedError

@@ -1,0 +1,256 @@
+"""Failure tests with real processes: a private PostgreSQL stopped and restarted under a connected visitor.
+
+The machine's shared PostgreSQL is never touched: the test runs ``initdb`` into a temporary
+directory and starts its own cluster on a free loopback port (as the ``postgres`` OS user), then a
+live server (daphne subprocess, in-memory channel layer) that uses it. While the database is down,
+a message cannot be stored: the client gets an error frame, the server keeps running and
+``/health/`` answers 503. After the restart the same socket works again, and resending the failed
+message's ``client_id`` stores it exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import new_client_id
+from tests.live import ROOT, LiveServer, free_port, run_async
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
+PSQL = shutil.which("psql") or "/usr/bin/psql"
+DEMO_WIDGET_TOKEN = "demo-widget-token"
+ORIGIN = "http://localhost"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (PG_BIN / "initdb").exists() or not (PG_BIN / "pg_ctl").exists() or not os.path.exists(PSQL),
+        reason="PostgreSQL 15 server binaries are not installed",
+    ),
+    pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to run as postgres"),
+]
+
+
+class PrivatePostgres:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="messenger-pg-"))
+        self.data = self.root / "data"
+        self.sockets = self.root / "sock"
+        self.log = self.root / "server.log"
+        shutil.chown(self.root, "postgres", "postgres")
+        self.root.chmod(0o700)
+
+    def url(self, database: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _as_postgres(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [RUNUSER, "-u", "postgres", "--", *args], capture_output=True, text=True, timeout=timeout, check=True
+        )
+
+    def init(self) -> None:
+        self._as_postgres("mkdir", "-p", str(self.sockets))
+        self._as_postgres(
+            str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._as_postgres(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "30", "start"
+        )
+
+    def stop(self) -> None:
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")
+
+    def is_running(self) -> bool:
+        status = subprocess.run(
+            [RUNUSER, "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(self.data), "status"],
+            capture_output=True,
+        )
+        return status.returncode == 0
+
+    def psql(self, database: str, sql: str) -> str:
+        result = subprocess.run(
+            [PSQL, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database, "-Atc", sql],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return result.stdout
+
+    def destroy(self) -> None:
+        if self.data.exists() and self.is_running():
+            subprocess.run(
+                [
+                    RUNUSER,
+                    "-u",
+                    "postgres",
+                    "--",
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ],
+                capture_output=True,
+                timeout=30,
+            )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    postgres = PrivatePostgres()
+    try:
+        postgres.init()
+        postgres.start()
+        yield postgres
+    finally:
+        postgres.destroy()
+
+
+def private_env(database_url: str) -> dict[str, str]:
+    from django.conf import settings
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST", "DJANGO_SETTINGS", "REDIS_URL", "DATABASE_URL", "SQLITE_PATH"))
+    }
+    env["DJANGO_SETTINGS_MODULE"] = "project.settings"
+    env["MESSENGER_EMBEDDED_SCHEDULER"] = "0"
+    env["ALLOWED_HOSTS"] = "127.0.0.1,localhost,testserver"
+    env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
+    env["DATABASE_URL"] = database_url
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120
+    )
+
+
+def http(url: str, *, data: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(  # noqa: S310 — a loopback test server
+        url,
+        data=json.dumps(data).encode() if data is not None else None,
+        headers={"Content-Type": "application/json", "Origin": ORIGIN},
+        method="POST" if data is not None else "GET",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+async def command(ws: Any, frame: dict[str, Any], *, timeout: float = 15) -> dict[str, Any]:
+    ref = new_client_id()[:12]
+    await ws.send(json.dumps({**frame, "ref": ref}))
+    async with asyncio.timeout(timeout):
+        while True:
+            reply = json.loads(await ws.recv())
+            if reply.get("ref") == ref and reply["type"] in ("ack", "error"):
+                return reply
+
+
+async def hello(ws: Any) -> dict[str, Any]:
+    async with asyncio.timeout(15):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame["type"] == "hello":
+                return frame
+
+
+def test_postgres_stopped_and_restarted_under_a_connected_visitor(private_postgres):
+    from websockets.asyncio.client import connect
+
+    private_postgres.psql("postgres", "create database messenger_resilience")
+    env = private_env(private_postgres.url("messenger_resilience"))
+    manage(env, "migrate", "--noinput")
+    manage(env, "demo_data")
+    server = LiveServer(env)
+    try:
+        server.start()
+        status, boot = http(server.url + "/api/widget/bootstrap/", data={"widget_token": DEMO_WIDGET_TOKEN})
+        assert status == 200, boot
+        visitor_url = (
+            f"ws://127.0.0.1:{server.port}/ws/widget/?widget_token={DEMO_WIDGET_TOKEN}&token={boot['session_token']}"
+        )
+
+        async def scenario() -> dict[str, Any]:
+            outcome: dict[str, Any] = {}
+            async with connect(visitor_url, origin=ORIGIN) as visitor:
+                await hello(visitor)
+                ack = await command(visitor, {"type": "message.send", "client_id": new_client_id(), "body": "before"})
+                assert ack["type"] == "ack", ack
+
+                await asyncio.to_thread(private_postgres.stop)
+                failed_id = new_client_id()
+                error = await command(visitor, {"type": "message.send", "client_id": failed_id, "body": "during"})
+                outcome["error"] = error
+                outcome["health_down"] = await asyncio.to_thread(http, server.url + "/health/")
+                assert server.process is not None and server.process.poll() is None, "the server crashed"
+
+                await asyncio.to_thread(private_postgres.start)
+                # Pooled connections opened before the restart are dead: each fails its first use
+                # once and is discarded, so /health/ (and commands) may fail a few times more.
+                health_failures = 0
+                while (health := await asyncio.to_thread(http, server.url + "/health/"))[0] != 200:
+                    health_failures += 1
+                    assert health_failures < 20, health
+                    await asyncio.sleep(0.1)
+                outcome["health_failures"] = health_failures
+                # The same socket, still open: the client resends the failed message (same
+                # client_id) until it is acked, then sends it once more and a new one.
+                retries = 0
+                frame = {"type": "message.send", "client_id": failed_id, "body": "during"}
+                while (resent := await command(visitor, frame))["type"] == "error":
+                    assert resent["code"] == "server_error" and retries < 10, resent
+                    retries += 1
+                    await asyncio.sleep(0.1)
+                outcome["retries"] = retries
+                again = await command(visitor, {"type": "message.send", "client_id": failed_id, "body": "during"})
+                after = await command(visitor, {"type": "message.send", "client_id": new_client_id(), "body": "after"})
+                outcome.update(resent=resent, again=again, after=after)
+            return outcome
+
+        outcome = run_async(scenario())
+    finally:
+        server.stop()
+
+    error = outcome["error"]
+    assert error["type"] == "error", error
+    assert error["code"] in ("server_error", "unavailable", "database_unavailable"), error
+    status, body = outcome["health_down"]
+    assert status == 503, body
+    assert body["ok"] is False and body["checks"]["database"]["ok"] is False, body
+    print(f"after restart: {outcome['health_failures']} failed health checks, {outcome['retries']} send retries")
+    assert outcome["resent"]["type"] == "ack" and outcome["resent"]["data"]["created"] is True, outcome["resent"]
+    assert outcome["again"]["type"] == "ack" and outcome["again"]["data"]["created"] is False, outcome["again"]
+    assert outcome["again"]["data"]["message"]["id"] == outcome["resent"]["data"]["message"]["id"]
+    assert outcome["after"]["type"] == "ack", outcome["after"]
+
+    bodies = private_postgres.psql(
+        "messenger_resilience",
+        "select body from messenger_message where body in ('before', 'during', 'after') order by id",
+    ).split()
+    assert bodies == ["before", "during", "after"]
