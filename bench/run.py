@@ -403,8 +403,8 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
     }
 
 
-def prepare_messenger(args: argparse.Namespace) -> dict[str, Any]:
-    """Fresh demo-like data in the benchmark database: an inbox, M online operators with sessions."""
+def setup_django(args: argparse.Namespace) -> None:
+    """Django in this process, on the benchmark database, with the servers' secret; migrated."""
     os.environ.update(
         {
             "DATABASE_URL": args.database_url,
@@ -418,19 +418,34 @@ def prepare_messenger(args: argparse.Namespace) -> dict[str, Any]:
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from django.test import Client as DjangoClient
-
-    from messenger.models import AgentConnection, AgentProfile, AgentStatus, Branch, Contact, Inbox
 
     call_command("migrate", verbosity=0)
-    Contact.objects.all().delete()
-    AgentConnection.objects.all().delete()
+
+
+def bench_inbox() -> Any:
+    """The benchmark's branch and inbox (the page origin "localhost" allowed)."""
+    from messenger.models import Branch, Inbox
+
     branch, _ = Branch.objects.get_or_create(name="Bench")
     inbox, _ = Inbox.objects.get_or_create(
         name="Bench", defaults={"branch": branch, "settings": {"security": {"allowed_domains": ["localhost"]}}}
     )
+    return inbox
+
+
+def prepare_messenger(args: argparse.Namespace) -> dict[str, Any]:
+    """Fresh demo-like data in the benchmark database: an inbox, M online operators with sessions."""
+    setup_django(args)
+    from django.contrib.auth import get_user_model
+    from django.test import Client as DjangoClient
+
+    from messenger.models import AgentConnection, AgentProfile, AgentStatus, Contact
+
+    Contact.objects.all().delete()
+    AgentConnection.objects.all().delete()
+    inbox = bench_inbox()
+    branch = inbox.branch
     cookies = []
     for index in range(args.operators):
         user, _ = get_user_model().objects.get_or_create(username=f"bench-op-{index}")

@@ -27,38 +27,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import BENCH_SECRET, RESULTS, Servers, percentile, rss_mib, server_env  # noqa: E402
-
-
-def setup_django(args: argparse.Namespace) -> None:
-    os.environ.update(
-        {
-            "DATABASE_URL": args.database_url,
-            "REDIS_URL": args.redis_url,
-            "SECRET_KEY": BENCH_SECRET,
-            "DEBUG": "0",
-            "MESSENGER_CHANNEL_PREFIX": "bench",
-        }
-    )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from bench.run import RESULTS, Servers, bench_inbox, percentile, rss_mib, server_env, setup_django  # noqa: E402
 
 
 def make_visitors(count: int) -> tuple[str, list[str]]:
     """An inbox and ``count`` visitor session tokens, created in bulk (no HTTP round trips)."""
-    from messenger.models import Branch, Contact, ContactInbox, Inbox
+    from messenger.models import Contact, ContactInbox
     from messenger.tokens import issue_session_token
 
     Contact.objects.all().delete()
-    branch, _ = Branch.objects.get_or_create(name="Bench")
-    inbox, _ = Inbox.objects.get_or_create(
-        name="Bench", defaults={"branch": branch, "settings": {"security": {"allowed_domains": ["localhost"]}}}
-    )
+    inbox = bench_inbox()
     contacts = Contact.objects.bulk_create([Contact() for _ in range(count)], batch_size=2000)
     links = ContactInbox.objects.bulk_create([ContactInbox(contact=c, inbox=inbox) for c in contacts], batch_size=2000)
     if not all(link.pk for link in links):  # SQLite before 3.35 returns no ids
@@ -290,12 +268,10 @@ def scenario_dashboard(args: argparse.Namespace) -> dict[str, Any]:
     from django.test import Client as DjangoClient
     from django.utils import timezone
 
-    from messenger.models import AgentProfile, AgentRole, Branch, Contact, ContactInbox, Conversation, Inbox, Message
+    from messenger.models import AgentProfile, AgentRole, Contact, ContactInbox, Conversation, Message
 
-    branch, _ = Branch.objects.get_or_create(name="Bench")
-    inbox, _ = Inbox.objects.get_or_create(
-        name="Bench", defaults={"branch": branch, "settings": {"security": {"allowed_domains": ["localhost"]}}}
-    )
+    inbox = bench_inbox()
+    branch = inbox.branch
     if Conversation.objects.filter(inbox=inbox).count() < args.conversations:
         Contact.objects.all().delete()
         now = timezone.now()

@@ -8,7 +8,6 @@ between the snapshot and the live stream (clients drop duplicates by id).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -358,7 +357,3 @@ def _all_branch_ids() -> list[int]:
     from messenger.models import Branch
 
     return list(Branch.objects.values_list("pk", flat=True))
-
-
-def dumps_for_tests(frame: dict[str, Any]) -> str:
-    return json.dumps(frame)

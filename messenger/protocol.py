@@ -11,46 +11,27 @@ from messenger.errors import MessengerError
 
 CLOSE_DISABLED = 4000
 CLOSE_UNAUTHENTICATED = 4001
-CLOSE_FORBIDDEN_ORIGIN = 4003
 CLOSE_UNKNOWN_INBOX = 4004
 CLOSE_THROTTLED = 4008
 CLOSE_TOO_MANY_ERRORS = 4009
 
 MAX_CONSECUTIVE_ERRORS = 20
 
-VISITOR_COMMANDS = frozenset(
-    {
-        "ping",
-        "resume",
-        "message.send",
-        "typing.start",
-        "typing.stop",
-        "message.delivered",
-        "conversation.read",
-        "conversation.rate",
-        "conversation.new",
-        "contact.update",
-    }
+# Commands both sides send.
+COMMON_COMMANDS = frozenset(
+    {"ping", "resume", "message.send", "typing.start", "typing.stop", "message.delivered", "conversation.read"}
 )
-OPERATOR_COMMANDS = frozenset(
-    {
-        "ping",
-        "resume",
-        "message.send",
-        "typing.start",
-        "typing.stop",
-        "message.delivered",
-        "conversation.read",
-        "conversation.open",
-        "conversation.close_view",
-        "conversation.assign",
-        "conversation.transfer",
-        "conversation.status",
-        "conversation.priority",
-        "conversation.labels",
-        "status.set",
-    }
-)
+VISITOR_COMMANDS = COMMON_COMMANDS | {"conversation.rate", "conversation.new", "contact.update"}
+OPERATOR_COMMANDS = COMMON_COMMANDS | {
+    "conversation.open",
+    "conversation.close_view",
+    "conversation.assign",
+    "conversation.transfer",
+    "conversation.status",
+    "conversation.priority",
+    "conversation.labels",
+    "status.set",
+}
 
 
 class FrameError(MessengerError):

@@ -20,31 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from messenger.models import ActivityEvent, Contact, Conversation, ConversationEvent, Message
+from messenger.protocol import OPERATOR_COMMANDS, VISITOR_COMMANDS
 from tests.conftest import Socket, bootstrap, new_client_id, operator_socket, visitor_socket
 from tests.factories import make_branch, make_inbox, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-COMMANDS = [
-    "ping",
-    "resume",
-    "message.send",
-    "typing.start",
-    "typing.stop",
-    "message.delivered",
-    "conversation.read",
-    "conversation.rate",
-    "conversation.new",
-    "contact.update",
-    "conversation.open",
-    "conversation.close_view",
-    "conversation.assign",
-    "conversation.transfer",
-    "conversation.status",
-    "conversation.priority",
-    "conversation.labels",
-    "status.set",
-]
+COMMANDS = sorted(VISITOR_COMMANDS | OPERATOR_COMMANDS)  # every known type, plus junk below
 FIELDS = [
     "conversation_id",
     "client_id",

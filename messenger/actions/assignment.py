@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, F, Q, QuerySet
@@ -637,7 +636,3 @@ def do_escalate_due(*, now: datetime | None = None, limit: int = 200) -> int:
             _escalate_one(conversation, now=now)
             escalated += 1
     return escalated
-
-
-def user_by_id(user_id: int) -> Any:
-    return get_user_model().objects.filter(pk=user_id).first()

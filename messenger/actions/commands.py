@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
@@ -278,7 +277,3 @@ def operator_typing_target(context: OperatorContext, conversation_id: Any) -> tu
     """(conversation id, branch id, contact-inbox id); watchers never type."""
     conversation = _writable(context, conversation_id)
     return conversation.pk, conversation.branch_id, conversation.contact_inbox_id
-
-
-def max_frame_bytes() -> int:
-    return settings.MESSENGER_FRAME_MAX_BYTES

@@ -1,8 +1,8 @@
 """The only module that talks to the channel layer.
 
 Frames are serialised once, here, and consumers forward the text verbatim. Durable events leave
-only after commit (``broadcast_on_commit``); typing and presence may leave at once through
-``broadcast_now_rollback_unsafe`` whose name says why it is special.
+only after commit (``broadcast_on_commit``); typing frames leave at once from the consumers through
+``abroadcast_ephemeral``, queued behind the durable frames of the same process.
 """
 
 from __future__ import annotations
@@ -148,20 +148,9 @@ def broadcast_text_on_commit(groups: Iterable[str], text: str) -> None:
     transaction.on_commit(lambda: _send(group_list, text), robust=True)
 
 
-def broadcast_now_rollback_unsafe(groups: Iterable[str], frame: dict[str, Any]) -> None:
-    """Send at once, even inside a transaction that may roll back: ephemeral frames only."""
-    _send(list(groups), dumps(frame))
-
-
 async def abroadcast_ephemeral(groups: Iterable[str], frame: dict[str, Any]) -> None:
     """Async variant for consumers: typing frames, never durable events (queued behind them)."""
     _enqueue(list(groups), dumps(frame))
-
-
-async def send_to_channel(channel_name: str, frame: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.send(channel_name, {"type": FANOUT_HANDLER, "frame": dumps(frame)})
 
 
 def channel_layer_round_trip() -> tuple[bool, str]:
