@@ -37,6 +37,7 @@ from messenger.protocol import (
 )
 from messenger.realtime import groups
 from messenger.realtime.broadcast import abroadcast_ephemeral, remember_server_loop
+from messenger.realtime.frame_budget import session_frame_budget
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=dumps(frame))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not self.limiter.allow():
+        if not await self.limiter.admit():
             await self.send_frame(events.error_frame("rate_limited", "Too many frames; the connection is closed."))
             await self.close(code=CLOSE_THROTTLED)
             return
@@ -225,6 +226,8 @@ class VisitorConsumer(BaseConsumer):
             contact_inbox=result.contact_inbox, ip=client_ip(self.scope), page={"origin": origin}
         )
         self.visitor_name = str(result.contact_inbox.contact)
+        # The frame rate is the session's: every tab of this visitor draws on one budget.
+        self.limiter.share(session_frame_budget(result.contact_inbox.pk))
         await self.join(
             groups.visitor_group(result.contact_inbox.pk), groups.inbox_group(result.contact_inbox.inbox_id)
         )

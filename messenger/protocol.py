@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from messenger.errors import MessengerError
 
@@ -96,14 +96,32 @@ def parse_frame(text: str | None, *, allowed: frozenset[str], max_bytes: int) ->
     return Command(type=frame_type, ref=ref, fields=data)
 
 
+class SharedFrameBudget(Protocol):
+    async def take(self) -> bool: ...
+
+
 class FrameLimiter:
-    """Token bucket per socket: ``rate`` frames per ``period`` seconds, bursts up to ``rate``."""
+    """Token bucket per socket: ``rate`` frames per ``period`` seconds, bursts up to ``rate``.
+
+    A socket that belongs to a session also counts its frames against the session's budget,
+    shared by all its sockets (``share``; see ``messenger.realtime.frame_budget``).
+    """
 
     def __init__(self, rate: int, period: float) -> None:
         self.capacity = float(max(rate, 1))
         self.refill_per_second = self.capacity / max(period, 0.001)
         self.tokens = self.capacity
         self.updated = time.monotonic()
+        self.shared: SharedFrameBudget | None = None
+
+    def share(self, budget: SharedFrameBudget) -> None:
+        self.shared = budget
+
+    async def admit(self) -> bool:
+        """This socket's bucket first (no I/O), then the shared budget when there is one."""
+        if not self.allow():
+            return False
+        return self.shared is None or await self.shared.take()
 
     def allow(self) -> bool:
         now = time.monotonic()
