@@ -434,6 +434,43 @@ def test_pre_chat_form_typing_preview_queue_and_mobile_layout(chromium, server):
         context.close()
 
 
+def test_pre_chat_form_demanded_by_the_server_holds_the_message_until_sent(chromium, server):  # noqa: ANN001
+    inbox = make_inbox(
+        make_branch(),
+        settings={
+            "features": {"pre_chat_form": True},
+            "pre_chat": {"fields": [{"name": "name", "type": "text", "required": True}]},
+        },
+    )
+    context = chromium.new_context(viewport={"width": 1100, "height": 800})
+    # The browser believes the form done (say, filled before the contact was anonymised): it shows
+    # the composer, and only the server knows the contact has no name.
+    context.add_init_script(f"localStorage.setItem('profimessenger:{inbox.widget_token}:prechatDone', '1')")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    try:
+        page.goto(f"{server.other_origin_url}/demo/?token={inbox.widget_token}")
+        wait_ready(page)
+        page.evaluate("ProfiMessenger.open()")
+        assert widget(page).locator("form.prechat").count() == 0
+        send_text(page, "Hello?")
+        form = widget(page).locator("form.prechat")
+        form.wait_for()
+        assert not widget(page).locator(".composer").is_visible()
+        assert not Message.objects.filter(conversation__inbox=inbox).exists()
+        assert not Conversation.objects.filter(inbox=inbox).exists()
+        form.locator("input[name=name]").fill("Anna")
+        form.locator("button[type=submit]").click()
+        page.wait_for_function(
+            "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
+        )
+        assert list(Message.objects.filter(conversation__inbox=inbox).values_list("body", flat=True)) == ["Hello?"]
+        assert ContactInbox.objects.get(inbox=inbox).contact.name == "Anna"
+        assert widget(page).locator(".composer").is_visible()
+    finally:
+        context.close()
+
+
 def test_captcha_challenge_after_the_per_ip_threshold(chromium, live_server_factory):  # noqa: ANN001
     server = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": "", "MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP": "1"})
     inbox = make_inbox(make_branch())

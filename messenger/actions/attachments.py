@@ -133,6 +133,7 @@ def do_upload_visitor_attachment(
     *, contact_inbox: ContactInbox, upload: Any, actor: Actor, page: dict[str, Any] | None = None
 ) -> Attachment:
     """Store a visitor's file in their active conversation (started here when there is none)."""
+    from messenger.actions.contacts import check_pre_chat_complete
     from messenger.actions.conversations import do_start_conversation
     from messenger.actions.messages import current_conversation
     from messenger.errors import Forbidden
@@ -145,6 +146,7 @@ def do_upload_visitor_attachment(
     detected = check_file(contact_inbox.inbox, upload)
     conversation = current_conversation(contact_inbox)
     if conversation is None:
+        check_pre_chat_complete(contact_inbox=contact_inbox)
         conversation = do_start_conversation(contact_inbox=contact_inbox, actor=actor, page=page, ip=actor.ip)
     with transaction.atomic():
         attachment = _store(conversation=conversation, upload=upload, detected=detected, contact=contact_inbox.contact)

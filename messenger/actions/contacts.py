@@ -1,4 +1,10 @@
-"""Contacts: the visitor's own details (pre-chat and offline forms)."""
+"""Contacts: the visitor's own details (pre-chat and offline forms).
+
+Invariants:
+* With ``features.pre_chat_form`` on, a visitor whose contact lacks a required pre-chat field cannot
+  start a conversation (``check_pre_chat_complete``); the widget submits the form with
+  ``contact.update`` first. Trusted server-side paths are not gated.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,48 @@ from django.db import transaction
 
 from messenger.actions.base import Actor, audit
 from messenger.errors import InvalidInput
-from messenger.models import Contact, ContactInbox
+from messenger.models import Contact, ContactInbox, Inbox
+
+CONTACT_FIELDS = ("name", "email", "phone")
+# What the widget asks when the pre-chat form is on but ``pre_chat.fields`` is empty.
+DEFAULT_PRE_CHAT_FIELDS: list[dict[str, Any]] = [
+    {"name": "name", "type": "text", "required": True},
+    {"name": "email", "type": "email", "required": True},
+]
+
+
+def required_pre_chat_fields(inbox: Inbox) -> list[str]:
+    """The names the contact must have filled before a conversation starts ([] when the form is off)."""
+    effective = inbox.effective_settings
+    if not effective["features"].get("pre_chat_form", False):
+        return []
+    fields = effective["pre_chat"]["fields"] or DEFAULT_PRE_CHAT_FIELDS
+    return [field["name"] for field in fields if field.get("required")]
+
+
+def missing_pre_chat_fields(contact: Contact, required: list[str]) -> list[str]:
+    def filled(name: str) -> bool:
+        value = getattr(contact, name) if name in CONTACT_FIELDS else contact.custom_attributes.get(name)
+        return value is not None and str(value).strip() != ""
+
+    return [name for name in required if not filled(name)]
+
+
+def check_pre_chat_complete(*, contact_inbox: ContactInbox) -> None:
+    """Raise ``pre_chat_required`` (with the missing ``fields``) when the inbox's pre-chat form is
+    on and the visitor's contact lacks one of its required fields."""
+    required = required_pre_chat_fields(contact_inbox.inbox)
+    if not required:
+        return
+    contact = contact_inbox.contact
+    if missing_pre_chat_fields(contact, required):
+        # The socket read its contact at connect: another tab may have filled the form since.
+        contact.refresh_from_db(fields=[*CONTACT_FIELDS, "custom_attributes"])
+    missing = missing_pre_chat_fields(contact, required)
+    if missing:
+        raise InvalidInput(
+            "Please fill in the form before starting a conversation.", code="pre_chat_required", fields=missing
+        )
 
 
 def do_update_contact_from_visitor(*, contact_inbox: ContactInbox, fields: dict[str, Any], actor: Actor) -> Contact:

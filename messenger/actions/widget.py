@@ -163,10 +163,11 @@ def history(contact_inbox: ContactInbox) -> list[dict[str, Any]]:
     return result
 
 
-def queue_info(conversation: Conversation | None) -> dict[str, Any] | None:
+def queue_info(conversation: Conversation | None, *, inbox: Inbox) -> dict[str, Any] | None:
+    """The visitor's place in the queue; with ``features.queue_position`` off it is not even computed."""
     from messenger.routing.queue import queue_position
 
-    if conversation is None:
+    if conversation is None or not inbox.effective_settings["features"].get("queue_position", True):
         return None
     return queue_position(conversation)
 
@@ -235,7 +236,7 @@ def do_bootstrap(
         "history": history(contact_inbox),
         "ws_url": ws_url,
         "settings": widget_settings_payload(inbox, language=page_info.get("language", "")[:2]),
-        "queue": queue_info(conversation),
+        "queue": queue_info(conversation, inbox=inbox),
         "heartbeat": settings.MESSENGER_HEARTBEAT_SECONDS,
         **availability(inbox, now),
     }
@@ -257,7 +258,7 @@ class VisitorConnect:
             "conversation_id": conversation.pk if conversation else None,
             "last_id": conversation.last_public_seq if conversation else 0,
             "conversation": events.conversation_public(conversation) if conversation else None,
-            "queue": queue_info(conversation),
+            "queue": queue_info(conversation, inbox=self.contact_inbox.inbox),
             "heartbeat": settings.MESSENGER_HEARTBEAT_SECONDS,
             **availability(self.contact_inbox.inbox),
         }

@@ -350,6 +350,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
   }
 
   function showPreChat() {
+    if (ui.extra.querySelector(".prechat")) return;
     const defs = (boot.settings.pre_chat && boot.settings.pre_chat.fields) || [];
     const fields = (defs.length ? defs : [{ name: "name", type: "text", required: true }, { name: "email", type: "email", required: true }]).map(field);
     ui.composer.hidden = true;
@@ -360,6 +361,9 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
         f.remove();
         ui.composer.hidden = false;
         ui.input.focus();
+        // Messages the server held back for the form go out now.
+        for (const item of outbox) item.sentOn = 0;
+        flush();
       });
     });
     ui.extra.append(form);
@@ -616,6 +620,13 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     if (frame.code === "captcha_required" && frame.challenge) {
       item.sentOn = -1;
       showCaptcha(frame.challenge);
+      return;
+    }
+    if (frame.code === "pre_chat_required") {
+      // The server wants the pre-chat form first (e.g. a new conversation after a resolved one):
+      // the message waits in the outbox until the form is sent.
+      item.sentOn = -1;
+      showPreChat();
       return;
     }
     if (frame.code === "rate_limited" || frame.code === "server_error") {
