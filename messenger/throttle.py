@@ -22,8 +22,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCacheClient
 
-from messenger.errors import Forbidden, InvalidInput, RateLimited
+from messenger.errors import InvalidInput, RateLimited
 from messenger.protocol import parse_rate
 
 logger = logging.getLogger(__name__)
@@ -43,29 +44,60 @@ def _key(scope: str, identity: str, window: int) -> str:
     return f"throttle:{scope}:{digest}:{window}"
 
 
+def _increment(keys: list[tuple[str, int]]) -> list[int]:
+    """INCR each key (created with its expiry when missing); one round trip on Redis."""
+    client = getattr(cache, "_cache", None)  # ``cache`` is a proxy: this is the backend's client
+    if isinstance(client, RedisCacheClient):
+        # SET NX EX then INCR per key, all pipelined: one round trip however many counters,
+        # where the cache API pays two (EXISTS, INCRBY) per counter.
+        pipeline = client.get_client(write=True).pipeline(transaction=False)
+        for key, timeout in keys:
+            full = cache.make_and_validate_key(key)
+            pipeline.set(full, 0, ex=timeout, nx=True)
+            pipeline.incr(full)
+        return [int(value) for value in pipeline.execute()[1::2]]
+    counts = []
+    for key, timeout in keys:
+        try:
+            counts.append(cache.incr(key))
+        except ValueError:
+            counts.append(1 if cache.add(key, 1, timeout=timeout) else cache.incr(key))
+    return counts
+
+
+def hit_many(requests: list[tuple[str, Any, str]], *, now: float | None = None) -> list[Hit]:
+    """Count one hit for each ``(scope, identity, rate)`` in one cache round trip.
+
+    Every counter of the batch is counted, the allowed and the denied alike: callers batch the
+    limits of one request, which is refused as a whole when any of them is over.
+    """
+    now = time.time() if now is None else now
+    results: list[Hit | None] = []
+    pending: list[tuple[int, str, int, int, float]] = []
+    for scope, identity, rate in requests:
+        limit, period = parse_rate(rate) if rate else (0, 1.0)
+        if limit <= 0 or identity is None or identity == "":
+            results.append(Hit(allowed=True, count=0, limit=0, retry_after=0))
+            continue
+        window = int(now // period)
+        pending.append((len(results), _key(scope, str(identity), window), limit, window, period))
+        results.append(None)
+    if pending:
+        try:
+            counts = _increment([(key, int(period) + 1) for _i, key, _l, _w, period in pending])
+        except Exception as error:  # noqa: BLE001 — the cache is down: fail open, the database is the truth
+            # One line per hit, no traceback: an outage must not flood the log.
+            logger.warning("throttle cache unavailable; %s not limited: %s", requests[pending[0][0]][0], error)
+            counts = [0] * len(pending)
+        for (index, _, limit, window, period), count in zip(pending, counts, strict=True):
+            retry_after = max(1, math.ceil((window + 1) * period - now))
+            results[index] = Hit(allowed=count <= limit, count=count, limit=limit, retry_after=retry_after)
+    return [result for result in results if result is not None]
+
+
 def hit(scope: str, identity: Any, rate: str, *, now: float | None = None) -> Hit:
     """Count one hit of ``identity`` in ``scope`` against ``rate`` ("N/period")."""
-    if not rate or identity is None or identity == "":
-        return Hit(allowed=True, count=0, limit=0, retry_after=0)
-    limit, period = parse_rate(rate)
-    if limit <= 0:
-        return Hit(allowed=True, count=0, limit=0, retry_after=0)
-    now = time.time() if now is None else now
-    window = int(now // period)
-    key = _key(scope, str(identity), window)
-    timeout = int(period) + 1
-    try:
-        # One round trip in the common case (the window's counter exists); INCR keeps its expiry.
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            count = 1 if cache.add(key, 1, timeout=timeout) else cache.incr(key)
-    except Exception as error:  # noqa: BLE001 — the cache is down: fail open, the database is the truth
-        # One line per hit, no traceback: an outage must not flood the log.
-        logger.warning("throttle cache unavailable; %s not limited: %s", scope, error)
-        return Hit(allowed=True, count=0, limit=limit, retry_after=0)
-    retry_after = max(1, math.ceil((window + 1) * period - now))
-    return Hit(allowed=count <= limit, count=count, limit=limit, retry_after=retry_after)
+    return hit_many([(scope, identity, rate)], now=now)[0]
 
 
 def check(scope: str, identity: Any, rate: str, *, message: str = "Too many requests; slow down.") -> None:
@@ -99,6 +131,19 @@ def check_bootstrap(*, ip: str | None, widget_token: str) -> None:
     check("bootstrap-token", widget_token, settings.MESSENGER_WIDGET_BOOTSTRAP_RATE_PER_TOKEN)
 
 
+SEND_REFUSALS = {
+    "send-session": "You are sending messages too fast.",
+    "send-ip": "Too many messages from here.",
+    "flood": "Too many messages in this conversation; wait a moment.",
+}
+
+
+def _raise_first_denied(limits: list[tuple[str, Any, str]]) -> None:
+    for (scope, _identity, _rate), result in zip(limits, hit_many(limits), strict=True):
+        if not result.allowed:
+            raise RateLimited(SEND_REFUSALS[scope], retry_after=result.retry_after)
+
+
 @dataclass
 class VisitorLimits:
     """What a visitor's transport knows about the sender: its IP, and the abuse fields of the frame.
@@ -111,31 +156,23 @@ class VisitorLimits:
     captcha: Any = None
     honeypot: Any = None
 
-    def check_send(self, *, contact_inbox_id: int, contact_id: int) -> None:
-        """Honeypot, a block made after the socket connected, then the per-session and per-IP rates."""
-        from messenger.models import Contact
-
+    def check_send(self, *, contact_inbox_id: int, conversation_id: int | None = None) -> None:
+        """Honeypot, then the per-session and per-IP send rates and, once the conversation is
+        known, its flood limit: all counted in one cache round trip."""
         if self.honeypot not in (None, ""):
             # Only a robot fills the field a person never sees; answered like any invalid input.
             raise InvalidInput("website: must be empty")
-        # The socket read its contact at connect: a block made since must stop it too.
-        if Contact.objects.filter(pk=contact_id, blocked=True).exists():
-            raise Forbidden("You cannot send messages.", code="blocked")
-        check(
-            "send-session",
-            contact_inbox_id,
-            settings.MESSENGER_WIDGET_SEND_RATE_PER_SESSION,
-            message="You are sending messages too fast.",
-        )
-        check("send-ip", self.ip, settings.MESSENGER_WIDGET_SEND_RATE_PER_IP, message="Too many messages from here.")
+        limits = [
+            ("send-session", contact_inbox_id, settings.MESSENGER_WIDGET_SEND_RATE_PER_SESSION),
+            ("send-ip", self.ip, settings.MESSENGER_WIDGET_SEND_RATE_PER_IP),
+        ]
+        if conversation_id is not None:
+            limits.append(("flood", conversation_id, settings.MESSENGER_CONVERSATION_FLOOD_LIMIT))
+        _raise_first_denied(limits)
 
     def check_flood(self, *, conversation_id: int) -> None:
-        check(
-            "flood",
-            conversation_id,
-            settings.MESSENGER_CONVERSATION_FLOOD_LIMIT,
-            message="Too many messages in this conversation; wait a moment.",
-        )
+        """The flood limit alone: for a conversation the visitor has just started."""
+        _raise_first_denied([("flood", conversation_id, settings.MESSENGER_CONVERSATION_FLOOD_LIMIT)])
 
     def check_new_conversation(self) -> None:
         """The CAPTCHA threshold: past it, starting a conversation needs a solved challenge."""

@@ -31,12 +31,37 @@ def test_empty_rate_or_identity_is_not_limited():
     assert all(throttle.hit("t", "me", "0/min").allowed for _ in range(5))
 
 
-def test_cache_down_fails_open(monkeypatch):
+def test_cache_down_fails_open(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise ConnectionError("redis is down")
 
-    monkeypatch.setattr(throttle.cache, "add", broken)
+    monkeypatch.setattr(throttle, "_increment", broken)
     assert all(throttle.hit("t", "me", "1/min").allowed for _ in range(3))
+    assert all(h.allowed for h in throttle.hit_many([("a", "me", "1/min"), ("b", "me", "1/min")] * 2))
+    assert "throttle cache unavailable" in caplog.text
+
+
+def test_a_real_dead_cache_fails_open(settings):
+    # A cache server nobody listens on: the real client errors, the limit fails open.
+    backend = settings.CACHES["default"]["BACKEND"]
+    if not backend.endswith("RedisCache"):
+        pytest.skip("the embedded default has no cache server to lose")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": backend,
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    assert all(throttle.hit("t", "me", "1/min").allowed for _ in range(3))
+
+
+def test_batched_hits_count_each_limit_once_per_call():
+    hits = throttle.hit_many([("x", "me", "2/min"), ("y", "me", "1/min")], now=600.0)
+    assert [h.allowed for h in hits] == [True, True]
+    hits = throttle.hit_many([("x", "me", "2/min"), ("y", "me", "1/min")], now=601.0)
+    assert [h.allowed for h in hits] == [True, False]
+    assert throttle.count("x", "me", "2/min", now=602.0) == 2
 
 
 def _post_bootstrap(client: Client, inbox, ip: str = "10.0.0.1", **extra):

@@ -40,7 +40,21 @@ def audit(
     conversation: Conversation | None = None,
     payload: dict[str, Any] | None = None,
 ) -> ActivityEvent:
-    return ActivityEvent.objects.create(
+    row = audit_row(actor, verb, target=target, conversation=conversation, payload=payload)
+    row.save(force_insert=True)
+    return row
+
+
+def audit_row(
+    actor: Actor,
+    verb: str,
+    *,
+    target: models.Model | None = None,
+    conversation: Conversation | None = None,
+    payload: dict[str, Any] | None = None,
+) -> ActivityEvent:
+    """The audit row, unsaved: the message path sends it with its other INSERTs (``dbwrite``)."""
+    return ActivityEvent(
         actor_user=actor.user,
         actor_contact=actor.contact,
         actor_label=actor.label,

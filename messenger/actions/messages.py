@@ -23,11 +23,12 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from messenger import events, formatting
-from messenger.actions.base import Actor, audit
+from messenger import dbwrite, events, formatting
+from messenger.actions.base import Actor, audit_row
 from messenger.errors import Conflict, Forbidden, InvalidInput, NotFound
 from messenger.models import (
     Attachment,
+    Contact,
     ContactInbox,
     Conversation,
     ConversationStatus,
@@ -97,8 +98,14 @@ def _store_message(
     sender_user: Any = None,
     attachment_ids: list[int] | None = None,
     content_attributes: dict[str, Any] | None = None,
+    audit_verb: str | None = None,
 ) -> Message:
-    """Write the message, its counters and its event. Must run inside ``transaction.atomic``."""
+    """Write the message, its counters, its event and (``audit_verb``) the sender's audit row.
+    Must run inside ``transaction.atomic``.
+
+    On PostgreSQL the message id is allocated by the statement that locks the conversation and
+    the INSERTs leave together (``dbwrite``): four round trips in all, BEGIN and COMMIT included.
+    """
     now = timezone.now()
     public = direction != MessageDirection.INTERNAL
     preview = formatting.preview(body) or ("📎" if attachment_ids else "")
@@ -139,11 +146,13 @@ def _store_message(
                         [sender_user.pk],
                     ),
                 ]
+    next_id = dbwrite.next_id_sql(Message)
     sequences = bump_sequences(
         conversation.pk,
         public=public,
         now=now,
         assignments=assignments,
+        returning_sql=[next_id] if next_id else [],
         returning=(
             "unread_for_agent",
             "unread_for_contact",
@@ -164,6 +173,7 @@ def _store_message(
         opened,
         assignee_id,
         branch_id,
+        *allocated,
     ) = sequences.returned
     if direction == MessageDirection.IN and conversation.status not in ACTIVE_STATUSES:
         # Resolved by an operator since the caller read it: undo (the atomic block rolls back).
@@ -187,7 +197,8 @@ def _store_message(
     if public:
         conversation.last_message_preview = preview[:200]
 
-    message = Message.objects.create(
+    message = Message(
+        id=allocated[0] if allocated else None,
         conversation=conversation,
         direction=direction,
         sender_type=sender_type,
@@ -199,8 +210,15 @@ def _store_message(
         client_id=client_id,
         created_at=now,
     )
+    statements: list[dbwrite.Statement] = []
+    if message.pk is None:
+        message.save(force_insert=True)
+    else:
+        statements.append(dbwrite.insert_statement(message))
     attachments: list[Attachment] = []
     if attachment_ids:
+        dbwrite.execute(statements)  # the message row first: the uploads point at it
+        statements = []
         uploads = Attachment.objects.filter(pk__in=attachment_ids, conversation=conversation, message__isnull=True)
         if sender_type == SenderType.CONTACT:
             uploads = uploads.filter(uploaded_by_contact=sender_contact)
@@ -225,8 +243,22 @@ def _store_message(
             },
         )
     record_event(
-        conversation, type="message.created", data=staff_data, public=public_part, now=now, sequences=sequences
+        conversation,
+        type="message.created",
+        data=staff_data,
+        public=public_part,
+        now=now,
+        sequences=sequences,
+        statements=statements,
     )
+    if audit_verb is not None:
+        # SPEC §9: every staff send is audited, in the same transaction.
+        statements.append(
+            dbwrite.insert_statement(
+                audit_row(Actor(user=sender_user), audit_verb, target=message, conversation=conversation)
+            )
+        )
+    dbwrite.execute(statements)
     message._prefetched_attachments = attachments  # type: ignore[attr-defined]
     return message
 
@@ -247,6 +279,19 @@ def _existing(
     client_id: str, *, conversation_id: int | None = None, contact_inbox_id: int | None = None
 ) -> Message | None:
     """The message a resend refers to. The common answer is "no", asked in one plain query."""
+    message_id, _blocked = _resend_check(client_id, conversation_id=conversation_id, contact_inbox_id=contact_inbox_id)
+    return _stored(message_id)
+
+
+def _resend_check(
+    client_id: str,
+    *,
+    conversation_id: int | None = None,
+    contact_inbox_id: int | None = None,
+    contact_id: int | None = None,
+) -> tuple[int | None, bool]:
+    """(id of the message stored under ``client_id`` or None, whether ``contact_id`` is blocked
+    now), in one query: the send path asks both before writing anything."""
     message_table = Message._meta.db_table
     if conversation_id is not None:
         sql, params = (
@@ -260,12 +305,22 @@ def _existing(
             "WHERE c.contact_inbox_id = %s AND m.client_id = %s LIMIT 1"
         )
         params = [contact_inbox_id, client_id]
+    if contact_id is not None:
+        contact_table = Contact._meta.db_table
+        sql = f"SELECT ({sql}), (SELECT blocked FROM {contact_table} WHERE id = %s)"  # noqa: S608
+        params = [*params, contact_id]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
+        return None, False
+    return row[0], bool(row[1]) if len(row) > 1 else False
+
+
+def _stored(message_id: int | None) -> Message | None:
+    if message_id is None:
         return None
-    return Message.objects.select_related("conversation", "sender_contact", "sender_user").get(pk=row[0])
+    return Message.objects.select_related("conversation", "sender_contact", "sender_user").get(pk=message_id)
 
 
 def current_conversation(contact_inbox: ContactInbox) -> Conversation | None:
@@ -312,16 +367,19 @@ def send_visitor_message(
     checked before anything is written.
     """
     from messenger.actions import automation
+    from messenger.actions.contacts import check_pre_chat_complete
     from messenger.actions.conversations import do_start_conversation
 
     client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
-    existing = _existing(client_id, contact_inbox_id=contact_inbox.pk)
+    # The contact is read fresh: a block made after the socket connected stops it too.
+    existing_id, blocked = _resend_check(
+        client_id, contact_inbox_id=contact_inbox.pk, contact_id=contact_inbox.contact_id
+    )
+    existing = _stored(existing_id)
     if existing is not None:
         return SendResult(message=existing, created=False, conversation=existing.conversation)
-    if contact_inbox.contact.blocked:
+    if blocked:
         raise Forbidden("You cannot send messages.", code="blocked")
-    if limits is not None:
-        limits.check_send(contact_inbox_id=contact_inbox.pk, contact_id=contact_inbox.contact_id)
 
     started = False
     if conversation_id is not None:
@@ -338,13 +396,19 @@ def send_visitor_message(
         conversation = known_conversation
     else:
         conversation = current_conversation(contact_inbox)
-        if conversation is None:
-            if limits is not None:
-                limits.check_new_conversation()
-            conversation = do_start_conversation(contact_inbox=contact_inbox, actor=actor, page=page, ip=actor.ip)
-            started = True
-    if limits is not None:
-        limits.check_flood(conversation_id=conversation.pk)
+    if conversation is not None:
+        if limits is not None:
+            limits.check_send(contact_inbox_id=contact_inbox.pk, conversation_id=conversation.pk)
+    else:
+        # Every limit is checked before the conversation is created: a refused send stores nothing.
+        if limits is not None:
+            limits.check_send(contact_inbox_id=contact_inbox.pk)
+            check_pre_chat_complete(contact_inbox=contact_inbox)
+            limits.check_new_conversation()
+        conversation = do_start_conversation(contact_inbox=contact_inbox, actor=actor, page=page, ip=actor.ip)
+        started = True
+        if limits is not None:
+            limits.check_flood(conversation_id=conversation.pk)
 
     def store(target: Conversation) -> Message:
         with transaction.atomic():
@@ -397,10 +461,7 @@ def send_operator_message(
             body=body,
             client_id=client_id,
             attachment_ids=attachment_ids,
-        )
-        # SPEC §9: every staff send is audited (replies and notes alike), in the same transaction.
-        audit(
-            Actor(user=user), "message.note" if private else "message.sent", target=message, conversation=conversation
+            audit_verb="message.note" if private else "message.sent",
         )
     return SendResult(message=message, created=True, conversation=conversation)
 

@@ -18,6 +18,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from messenger.dbwrite import Statement, execute
 from messenger.events import durable_frame, durable_frame_text
 from messenger.models import Conversation, ConversationEvent
 from messenger.realtime.broadcast import broadcast_text_on_commit, dumps
@@ -44,12 +45,14 @@ def bump_sequences(
     now: datetime,
     assignments: Sequence[tuple[str, Sequence[Any]]] = (),
     returning: Sequence[str] = (),
+    returning_sql: Sequence[str] = (),
 ) -> Sequences:
     """Allocate the next event numbers (locking the row) and apply extra ``SET`` clauses atomically.
 
     ``assignments`` are ("column = <sql with %s>", [params]) pairs written by actions, for counters
     and timestamps that must change in the same statement (e.g. ``unread_for_agent + 1``);
-    ``returning`` names columns whose new values come back in ``Sequences.returned``.
+    ``returning`` names columns whose new values come back in ``Sequences.returned``, followed by
+    the values of the ``returning_sql`` expressions (e.g. ``dbwrite.next_id_sql``).
     """
     table = Conversation._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
@@ -63,7 +66,7 @@ def bump_sequences(
         clauses.append(clause)
         params.extend(adapt(p) if isinstance(p, datetime) else p for p in clause_params)
     params.append(conversation_id)
-    sql = f"UPDATE {table} SET {', '.join(clauses)} WHERE id = %s RETURNING {', '.join(['last_seq', 'last_public_seq', *returning])}"  # noqa: S608
+    sql = f"UPDATE {table} SET {', '.join(clauses)} WHERE id = %s RETURNING {', '.join(['last_seq', 'last_public_seq', *returning, *returning_sql])}"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -81,10 +84,13 @@ def record_event(
     now: datetime | None = None,
     sequences: Sequences | None = None,
     extra_groups: Iterable[str] = (),
+    statements: list[Statement] | None = None,
 ) -> Sequences:
     """Store one event and broadcast it after commit. Must run inside ``transaction.atomic``.
 
     ``sequences`` is given when the caller already bumped them together with its own update.
+    ``statements``: the INSERT is appended there for the caller to run (``dbwrite.execute``, in
+    the same transaction) instead of being run here.
     """
     assert transaction.get_connection().in_atomic_block, "record_event needs a transaction"
     now = now or timezone.now()
@@ -99,20 +105,23 @@ def record_event(
     public_payload_json = f'{{"type":{dumps(public.type)},"data":{public_data_json}}}' if public is not None else None
     # A plain INSERT: the event log is written on every change, the ORM's per-row cost showed
     # up in profiles of the message path.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {ConversationEvent._meta.db_table} (conversation_id, seq, public_seq, type, payload, public_payload, created_at) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [
-                conversation.pk,
-                sequences.seq,
-                sequences.public_seq,
-                type,
-                data_json,
-                public_payload_json,
-                connection.ops.adapt_datetimefield_value(now),
-            ],
-        )
+    insert = (
+        f"INSERT INTO {ConversationEvent._meta.db_table} (conversation_id, seq, public_seq, type, payload, public_payload, created_at) "  # noqa: S608
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        [
+            conversation.pk,
+            sequences.seq,
+            sequences.public_seq,
+            type,
+            data_json,
+            public_payload_json,
+            connection.ops.adapt_datetimefield_value(now),
+        ],
+    )
+    if statements is not None:
+        statements.append(insert)
+    else:
+        execute([insert])
     groups = [*staff_groups(conversation.branch_id), *extra_groups]
     broadcast_text_on_commit(
         groups,
