@@ -377,3 +377,78 @@ async def test_endless_malformed_frames_are_closed_with_4009():
         codes.append(frame["code"])
     assert frame["code"] == 4009
     assert codes.count("bad_json") == 20
+
+
+@pytest.mark.postgres
+async def test_a_blocked_conversation_does_not_hold_the_operators_other_conversations():
+    """Commands run in order per conversation, side by side across conversations: an operator's
+    send into a conversation whose row another transaction holds waits, while their send into
+    another conversation is answered at once; the waiting one lands after the lock goes."""
+    import asyncio
+    import threading
+
+    from django.db import connections, transaction
+
+    world = await db(_world)()
+    visitor_a, _, _ = await _visitor(world["inbox"])
+    visitor_b, _, _ = await _visitor(world["inbox"])
+    conversation_a, _ = await _start(visitor_a)
+    conversation_b, _ = await _start(visitor_b)
+    operator = await _operator(world["operator"])
+
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_row() -> None:
+        with transaction.atomic():
+            list(Conversation.objects.select_for_update().filter(pk=conversation_a))
+            locked.set()
+            release.wait(10)
+        connections.close_all()
+
+    holder = threading.Thread(target=hold_row)
+    holder.start()
+    assert await asyncio.to_thread(locked.wait, 10)
+    try:
+        first = new_client_id()
+        await operator.send(
+            {
+                "type": "message.send",
+                "ref": "a1",
+                "conversation_id": conversation_a,
+                "client_id": first,
+                "body": "waits for the lock",
+            }
+        )
+        await operator.send(
+            {
+                "type": "message.send",
+                "ref": "a2",
+                "conversation_id": conversation_a,
+                "client_id": new_client_id(),
+                "body": "after the first",
+            }
+        )
+        ack_b = await operator.command(
+            "message.send", conversation_id=conversation_b, client_id=new_client_id(), body="not held"
+        )
+        assert ack_b["type"] == "ack", ack_b
+        assert not [f for f in operator.backlog if f.get("ref") in ("a1", "a2")], "a1/a2 cannot be done yet"
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join, 10)
+    acks = [f for f in operator.backlog if f.get("ref") in ("a1", "a2")]
+    while len(acks) < 2:
+        frame = await operator.recv()
+        if frame.get("ref") in ("a1", "a2"):
+            acks.append(frame)
+    assert [f["ref"] for f in acks] == ["a1", "a2"] and all(f["type"] == "ack" for f in acks)
+    bodies = await db(
+        lambda: list(
+            Message.objects.filter(conversation_id=conversation_a, sender_user__isnull=False)
+            .order_by("id")
+            .values_list("body", flat=True)
+        )
+    )()
+    assert bodies == ["waits for the lock", "after the first"]
+    for socket in (visitor_a, visitor_b, operator):
+        await socket.close()
