@@ -44,25 +44,27 @@ def _key(scope: str, identity: str, window: int) -> str:
     return f"throttle:{scope}:{digest}:{window}"
 
 
-def _increment(keys: list[tuple[str, int]]) -> list[int]:
-    """INCR each key (created with its expiry when missing); one round trip on Redis."""
+def increment_counters(counters: list[tuple[str, int, int]]) -> list[int]:
+    """Add ``amount`` to each ``(key, amount, timeout)`` counter, creating it with its expiry when
+    missing; the new totals. One round trip on Redis however many counters."""
     client = getattr(cache, "_cache", None)  # ``cache`` is a proxy: this is the backend's client
     if isinstance(client, RedisCacheClient):
-        # SET NX EX then INCR per key, all pipelined: one round trip however many counters,
-        # where the cache API pays two (EXISTS, INCRBY) per counter.
-        pipeline = client.get_client(write=True).pipeline(transaction=False)
-        for key, timeout in keys:
+        # SET NX EX then INCRBY per key in one MULTI/EXEC: atomic (a key cannot expire between
+        # the two and come back without a TTL), where the cache API pays two round trips
+        # (EXISTS, INCRBY) per counter.
+        pipeline = client.get_client(write=True).pipeline(transaction=True)
+        for key, amount, timeout in counters:
             full = cache.make_and_validate_key(key)
             pipeline.set(full, 0, ex=timeout, nx=True)
-            pipeline.incr(full)
+            pipeline.incrby(full, amount)
         return [int(value) for value in pipeline.execute()[1::2]]
-    counts = []
-    for key, timeout in keys:
+    totals = []
+    for key, amount, timeout in counters:
         try:
-            counts.append(cache.incr(key))
+            totals.append(cache.incr(key, amount))
         except ValueError:
-            counts.append(1 if cache.add(key, 1, timeout=timeout) else cache.incr(key))
-    return counts
+            totals.append(amount if cache.add(key, amount, timeout=timeout) else cache.incr(key, amount))
+    return totals
 
 
 def hit_many(requests: list[tuple[str, Any, str]], *, now: float | None = None) -> list[Hit]:
@@ -84,7 +86,7 @@ def hit_many(requests: list[tuple[str, Any, str]], *, now: float | None = None) 
         results.append(None)
     if pending:
         try:
-            counts = _increment([(key, int(period) + 1) for _i, key, _l, _w, period in pending])
+            counts = increment_counters([(key, 1, int(period) + 1) for _i, key, _l, _w, period in pending])
         except Exception as error:  # noqa: BLE001 — the cache is down: fail open, the database is the truth
             # One line per hit, no traceback: an outage must not flood the log.
             logger.warning("throttle cache unavailable; %s not limited: %s", requests[pending[0][0]][0], error)

@@ -35,7 +35,7 @@ def test_cache_down_fails_open(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise ConnectionError("redis is down")
 
-    monkeypatch.setattr(throttle, "_increment", broken)
+    monkeypatch.setattr(throttle, "increment_counters", broken)
     assert all(throttle.hit("t", "me", "1/min").allowed for _ in range(3))
     assert all(h.allowed for h in throttle.hit_many([("a", "me", "1/min"), ("b", "me", "1/min")] * 2))
     assert "throttle cache unavailable" in caplog.text

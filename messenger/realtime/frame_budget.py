@@ -24,10 +24,9 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 
 from messenger.protocol import parse_rate
+from messenger.throttle import increment_counters
 
 logger = logging.getLogger(__name__)
 
@@ -43,22 +42,7 @@ def _key(session: Any, window: int) -> str:
 
 def increment_window(key: str, amount: int, timeout: int) -> int:
     """Add ``amount`` to the window counter ``key`` (created with ``timeout``); the new total."""
-    backend = caches["default"]
-    if isinstance(backend, RedisCache):
-        # Django's RedisCache.incr is EXISTS then INCRBY: two round trips, and a key expiring in
-        # between would come back from INCRBY without a TTL. One MULTI/EXEC does both atomically.
-        full_key = backend.make_and_validate_key(key)
-        client = backend._cache.get_client(full_key, write=True)
-        pipeline = client.pipeline()
-        pipeline.set(full_key, 0, ex=timeout, nx=True)
-        pipeline.incrby(full_key, amount)
-        return int(pipeline.execute()[1])
-    try:
-        return int(backend.incr(key, amount))
-    except ValueError:
-        if backend.add(key, amount, timeout=timeout):
-            return amount
-        return int(backend.incr(key, amount))
+    return increment_counters([(key, amount, timeout)])[0]
 
 
 class SessionFrameBudget:
