@@ -43,8 +43,16 @@ from messenger.realtime.frame_budget import session_frame_budget
 
 logger = logging.getLogger(__name__)
 
-# Per-socket command lanes: a conversation's commands always share one (conversation id % LANES).
+# Per-socket command lanes: a conversation's commands always share one (``lane_of``).
 LANES = 8
+
+
+def lane_of(conversation_id: Any) -> int:
+    """The lane of a command: by conversation (multiplicative hashing, so that ids an operator
+    sees in a regular pattern — every fourth, say — still spread over all lanes); -1 without one."""
+    if not isinstance(conversation_id, int) or isinstance(conversation_id, bool) or conversation_id < 0:
+        return -1
+    return ((conversation_id * 2654435761) & 0xFFFFFFFF) * LANES >> 32
 
 
 def database_sync_to_async(func: Any) -> Any:
@@ -172,8 +180,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
         # stays free to forward group frames while a command waits on the database (measured: an
         # operator answering fast otherwise saw incoming messages queue for seconds behind their
         # own sends), and a slow command in one conversation does not hold the others.
-        conversation_id = command.fields.get("conversation_id")
-        lane = conversation_id % LANES if isinstance(conversation_id, int) and conversation_id >= 0 else -1
+        lane = lane_of(command.fields.get("conversation_id"))
         queue = self.lanes.get(lane)
         if queue is not None:
             queue.append(command)

@@ -6,6 +6,7 @@ import pytest
 from channels.db import database_sync_to_async as db
 from django.test import override_settings
 
+from messenger.consumers import lane_of
 from messenger.models import ActivityEvent, AgentProfile, Conversation, ConversationEvent, Message
 from tests.conftest import bootstrap, new_client_id, operator_socket, visitor_socket
 from tests.factories import make_branch, make_inbox, make_user
@@ -394,6 +395,10 @@ async def test_a_blocked_conversation_does_not_hold_the_operators_other_conversa
     visitor_b, _, _ = await _visitor(world["inbox"])
     conversation_a, _ = await _start(visitor_a)
     conversation_b, _ = await _start(visitor_b)
+    while lane_of(conversation_b) == lane_of(conversation_a):  # two conversations in two lanes
+        await visitor_b.close()
+        visitor_b, _, _ = await _visitor(world["inbox"])
+        conversation_b, _ = await _start(visitor_b)
     operator = await _operator(world["operator"])
 
     locked, release = threading.Event(), threading.Event()
@@ -452,3 +457,13 @@ async def test_a_blocked_conversation_does_not_hold_the_operators_other_conversa
     assert bodies == ["waits for the lock", "after the first"]
     for socket in (visitor_a, visitor_b, operator):
         await socket.close()
+
+
+def test_lanes_spread_regular_conversation_ids():
+    # An operator often sees every n-th conversation id (round-robin assignment): each such
+    # pattern must still use every lane, or their sends queue behind each other.
+    from messenger.consumers import LANES
+
+    for step in (1, 2, 4, 8):
+        assert {lane_of(100 + step * i) for i in range(64)} == set(range(LANES))
+    assert lane_of(None) == lane_of("7") == lane_of(True) == -1
