@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 # Per-socket command lanes: a conversation's commands always share one (``lane_of``).
 LANES = 8
+SOCKET_CONCURRENCY = 2
 
 
 def lane_of(conversation_id: Any) -> int:
@@ -121,6 +122,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
         self.consecutive_errors = 0
         self.lanes: dict[int, deque[Command]] = {}
         self.lane_tasks: set[asyncio.Future[None]] = set()
+        # At most this many of a socket's commands wait on the database at once: one busy
+        # operator must not fill the process's few database threads ahead of everyone else.
+        self.in_flight = asyncio.Semaphore(SOCKET_CONCURRENCY)
         rate, period = parse_rate(settings.MESSENGER_WIDGET_POLL_RATE_PER_SESSION)
         self.limiter = FrameLimiter(rate * self.rate_multiplier, period)
         if not settings.MESSENGER_ENABLED:
@@ -203,7 +207,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
 
     async def run_command(self, command: Command) -> None:
         try:
-            for frame in await self.handle(command):
+            async with self.in_flight:
+                frames = await self.handle(command)
+            for frame in frames:
                 await self.send_frame(frame)
             self.consecutive_errors = 0
         except MessengerError as error:
