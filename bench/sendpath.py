@@ -1,0 +1,116 @@
+"""The send paths alone: queries, wall time and CPU per socket command, in one thread.
+
+    .venv/bin/python bench/sendpath.py                 # 1000 visitor and 1000 operator sends
+    .venv/bin/python bench/sendpath.py --calls 300
+
+Runs ``check_visitor_command`` / ``check_operator_command`` for ``message.send`` exactly as the
+sockets do (throttles, resend check, sequence bump, inserts, commit) against the benchmark's
+PostgreSQL database and Redis, without a server: what one send costs before any contention. The
+after-commit publish is left out (it belongs to the event loop, which ``bench/run.py`` measures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.run import RESULTS, bench_inbox, server_env, setup_django  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/messenger_bench"),
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    args = parser.parse_args()
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE messenger_bench"],
+        capture_output=True,
+        check=False,
+    )
+    # The servers' generous limits: the throttles are counted, never refused.
+    for key, value in server_env(args).items():
+        if key.startswith("MESSENGER_"):
+            os.environ[key] = value
+    setup_django(args)
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    import messenger.realtime.broadcast as broadcast
+    from messenger.access import staff_scope
+    from messenger.actions import commands
+    from messenger.actions.widget import do_bootstrap
+    from messenger.models import AgentProfile, AgentStatus, ContactInbox
+    from messenger.protocol import Command
+
+    broadcast._send = lambda groups, text: None  # no event loop here: the publish is not measured
+
+    inbox = bench_inbox()
+    user, _ = get_user_model().objects.get_or_create(username="bench-sendpath")
+    AgentProfile.objects.update_or_create(
+        user=user, defaults={"branch": inbox.branch, "status": AgentStatus.ONLINE, "max_concurrent": 1_000_000}
+    )
+    boot = do_bootstrap(
+        widget_token=inbox.widget_token,
+        pubsub_token=None,
+        page={"url": "http://localhost/"},
+        origin="http://localhost",
+        ip="127.0.0.9",
+    )
+    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(pubsub_token=boot["pubsub_token"])
+    visitor = commands.VisitorContext(contact_inbox=contact_inbox, ip="127.0.0.9", page={"origin": "http://localhost"})
+    operator = commands.OperatorContext(user=user, scope=staff_scope(user))
+
+    def visitor_send() -> Any:
+        fields = {"type": "message.send", "client_id": uuid.uuid4().hex, "body": "hello, a question about my order"}
+        return commands.check_visitor_command(visitor, Command(type="message.send", ref="1", fields=fields))
+
+    visitor_send()  # starts the conversation
+    conversation_id = visitor.conversation.pk
+
+    def operator_send() -> Any:
+        fields = {
+            "type": "message.send",
+            "conversation_id": conversation_id,
+            "client_id": uuid.uuid4().hex,
+            "body": "an answer from the operator",
+        }
+        return commands.check_operator_command(operator, Command(type="message.send", ref="1", fields=fields))
+
+    operator_send()
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "calls": args.calls}
+    for name, send in (("visitor", visitor_send), ("operator", operator_send)):
+        with CaptureQueriesContext(connection) as queries:
+            send()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for _ in range(args.calls):
+            send()
+        results[name] = {
+            "queries": len(queries.captured_queries),
+            "statements": [q["sql"][:60] for q in queries.captured_queries],
+            "wall_ms": round(1000 * (time.perf_counter() - started) / args.calls, 3),
+            "cpu_ms": round(1000 * (time.process_time() - cpu_started) / args.calls, 3),
+        }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"sendpath-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
