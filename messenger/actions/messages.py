@@ -429,6 +429,10 @@ def send_visitor_message(
             raise Conflict("This conversation is resolved; start a new one.", code="conversation_resolved") from None
         conversation = current_conversation(contact_inbox)
         if conversation is None:
+            # Resolved under the visitor: the new conversation passes the same gates as any other.
+            if limits is not None:
+                check_pre_chat_complete(contact_inbox=contact_inbox)
+                limits.check_new_conversation()
             conversation = do_start_conversation(contact_inbox=contact_inbox, actor=actor, page=page, ip=actor.ip)
             started = True
         message = store(conversation)
