@@ -403,6 +403,15 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
     }
 
 
+def service_arguments(parser: argparse.ArgumentParser) -> None:
+    """--database-url and --redis-url: the benchmark's own database and Redis database."""
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/messenger_bench"),
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"))
+
+
 def setup_django(args: argparse.Namespace) -> None:
     """Django in this process, on the benchmark database, with the servers' secret; migrated."""
     os.environ.update(
@@ -507,11 +516,7 @@ def main() -> None:
         help="seconds after each visitor's first message before measuring (0: measure the start burst)",
     )
     parser.add_argument("--quick", action="store_true", help="the short version: about two minutes for every target")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/messenger_bench"),
-    )
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    service_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.visitors, args.rate, args.seconds = 100, 200, 10

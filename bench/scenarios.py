@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
 import sys
@@ -27,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import RESULTS, Servers, bench_inbox, percentile, rss_mib, server_env, setup_django  # noqa: E402
+from bench.run import RESULTS, Servers, bench_inbox, percentile, rss_mib, server_env, service_arguments, setup_django  # noqa: E402
 
 
 def make_visitors(count: int) -> tuple[str, list[str]]:
@@ -356,11 +355,7 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=2)
     parser.add_argument("--conversations", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/messenger_bench"),
-    )
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    service_arguments(parser)
     args = parser.parse_args()
     if args.scenario == "dashboard" and args.messages == 3:
         args.messages = 1_000_000

@@ -24,17 +24,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import RESULTS, bench_inbox, server_env, setup_django  # noqa: E402
+from bench.run import RESULTS, bench_inbox, server_env, service_arguments, setup_django  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/messenger_bench"),
-    )
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    service_arguments(parser)
     args = parser.parse_args()
     subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE messenger_bench"],

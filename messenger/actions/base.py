@@ -32,15 +32,9 @@ class Actor:
         return {"type": "system", "label": self.label or "system"}
 
 
-def audit(
-    actor: Actor,
-    verb: str,
-    *,
-    target: models.Model | None = None,
-    conversation: Conversation | None = None,
-    payload: dict[str, Any] | None = None,
-) -> ActivityEvent:
-    row = audit_row(actor, verb, target=target, conversation=conversation, payload=payload)
+def audit(actor: Actor, verb: str, **fields: Any) -> ActivityEvent:
+    """Store one audit row now; ``fields`` as for ``audit_row``."""
+    row = audit_row(actor, verb, **fields)
     row.save(force_insert=True)
     return row
 
