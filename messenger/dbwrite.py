@@ -2,8 +2,8 @@
 
 A message send writes a message row, its event row and (for staff) an audit row. Sent one by one
 through the ORM that is one round trip each, and under load every round trip is also a wait for
-the GIL when the reply arrives (measured in bench/: time inside a send's worker thread grew from
-3 ms alone to 15 ms beside the event loop). On PostgreSQL the rows' INSERTs go out as one
+the GIL when the reply arrives (docs/benchmarks.md: a send of 2.5 ms alone took a median 11–24 ms
+in its worker thread beside a busy event loop). On PostgreSQL the rows' INSERTs go out as one
 multi-statement query, and the message id they need is allocated in the statement that locks the
 conversation (``next_id_sql``). SQLite takes them one by one.
 

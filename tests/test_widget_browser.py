@@ -92,8 +92,19 @@ class Operator:
         self.socket.close()
 
 
-def demo_page(chromium: Any, server: Any, token: str, query: str = "") -> Any:
-    context = chromium.new_context(viewport={"width": 1100, "height": 800})
+def demo_page(
+    chromium: Any,
+    server: Any,
+    token: str,
+    query: str = "",
+    *,
+    viewport: dict[str, int] | None = None,
+    init_script: str | None = None,
+) -> Any:
+    """The demo page with the widget, in a fresh browser context (close ``page.context`` after)."""
+    context = chromium.new_context(viewport=viewport or {"width": 1100, "height": 800})
+    if init_script:
+        context.add_init_script(init_script)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT)
     page.goto(f"{server.other_origin_url}/demo/?token={token}{query}")
@@ -393,11 +404,8 @@ def test_pre_chat_form_typing_preview_queue_and_mobile_layout(chromium, server):
             "privacy": {"text": "Мы храним переписку.", "url": "https://example.com/privacy"},
         },
     )
-    context = chromium.new_context(viewport={"width": 375, "height": 700})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
+    page = demo_page(chromium, server, inbox.widget_token, viewport={"width": 375, "height": 700})
     try:
-        page.goto(f"{server.other_origin_url}/demo/?token={inbox.widget_token}")
         wait_ready(page)
         page.evaluate("ProfiMessenger.open()")
         panel = widget(page).locator("[role=dialog]")
@@ -431,7 +439,7 @@ def test_pre_chat_form_typing_preview_queue_and_mobile_layout(chromium, server):
         assert widget(page).locator("form.prechat").count() == 0
         screenshot(page, "widget-mobile-ru")
     finally:
-        context.close()
+        page.context.close()
 
 
 def test_pre_chat_form_demanded_by_the_server_holds_the_message_until_sent(chromium, server):  # noqa: ANN001
@@ -442,14 +450,15 @@ def test_pre_chat_form_demanded_by_the_server_holds_the_message_until_sent(chrom
             "pre_chat": {"fields": [{"name": "name", "type": "text", "required": True}]},
         },
     )
-    context = chromium.new_context(viewport={"width": 1100, "height": 800})
     # The browser believes the form done (say, filled before the contact was anonymised): it shows
     # the composer, and only the server knows the contact has no name.
-    context.add_init_script(f"localStorage.setItem('profimessenger:{inbox.widget_token}:prechatDone', '1')")
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
+    page = demo_page(
+        chromium,
+        server,
+        inbox.widget_token,
+        init_script=f"localStorage.setItem('profimessenger:{inbox.widget_token}:prechatDone', '1')",
+    )
     try:
-        page.goto(f"{server.other_origin_url}/demo/?token={inbox.widget_token}")
         wait_ready(page)
         page.evaluate("ProfiMessenger.open()")
         assert widget(page).locator("form.prechat").count() == 0
@@ -468,7 +477,7 @@ def test_pre_chat_form_demanded_by_the_server_holds_the_message_until_sent(chrom
         assert ContactInbox.objects.get(inbox=inbox).contact.name == "Anna"
         assert widget(page).locator(".composer").is_visible()
     finally:
-        context.close()
+        page.context.close()
 
 
 def test_captcha_challenge_after_the_per_ip_threshold(chromium, live_server_factory):  # noqa: ANN001
