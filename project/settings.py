@@ -64,6 +64,12 @@ def parse_database_url(url: str) -> dict:
             "max_size": env_int("MESSENGER_DB_POOL_MAX", 20),
             "timeout": 10,
         }
+    # Server-side binding with prepared statements: PostgreSQL parses and plans a repeated
+    # statement once per connection (measured: the send path's PostgreSQL CPU almost halved,
+    # docs/benchmarks.md). ``?server_side_binding=0`` goes back to client-side binding (e.g.
+    # behind a pooler that cannot keep prepared statements).
+    options["server_side_binding"] = options.get("server_side_binding", "1") not in {"0", "false", "no"}
+    options["prepare_threshold"] = int(options.get("prepare_threshold", 5)) if options["server_side_binding"] else None
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parsed.path.lstrip("/")) or "postgres",

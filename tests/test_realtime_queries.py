@@ -130,3 +130,18 @@ def test_bootstrap_query_count_does_not_grow_with_history(chat, django_assert_nu
         bootstrap(chat["inbox"], pubsub_token=ci.pubsub_token)
     assert len(second) == len(first)
     assert len(first) <= 16
+
+
+@pytest.mark.postgres
+def test_repeated_statements_are_prepared_on_postgresql(chat):
+    """Server-side binding with prepared statements (settings): PostgreSQL plans the send path's
+    statements once per connection, not once per message."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    ci = ContactInbox.objects.select_related("contact", "inbox").get(pk=chat["contact_inbox"].pk)
+    for _ in range(6):
+        send_visitor_message(contact_inbox=ci, client_id=new_client_id(), body="hello", actor=Actor(contact=ci.contact))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any(statement.startswith("UPDATE messenger_conversation SET last_seq") for statement in prepared), prepared
