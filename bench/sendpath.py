@@ -5,7 +5,8 @@
 
 Runs ``check_visitor_command`` / ``check_operator_command`` for ``message.send`` exactly as the
 sockets do (throttles, resend check, sequence bump, inserts, commit) against the benchmark's
-PostgreSQL database and Redis, without a server: what one send costs before any contention. The
+PostgreSQL database and Redis, without a server: what one send costs before any contention, in
+this process (wall and CPU) and in PostgreSQL (the CPU of the connection's server process). The
 after-commit publish is left out (it belongs to the event loop, which ``bench/run.py`` measures).
 """
 
@@ -24,7 +25,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import RESULTS, bench_inbox, server_env, service_arguments, setup_django  # noqa: E402
+from bench.run import RESULTS, bench_inbox, server_env, service_arguments, setup_django, vacuum  # noqa: E402
+
+
+def postgres_backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds of a local process (PostgreSQL runs on this machine), 0 when unreadable."""
+    from bench.run import cpu_seconds
+
+    return cpu_seconds(pid)
 
 
 def main() -> None:
@@ -91,9 +107,11 @@ def main() -> None:
     operator_send()
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "calls": args.calls}
     for name, send in (("visitor", visitor_send), ("operator", operator_send)):
+        vacuum(args)  # the same tidy row for each path: autovacuum is off on this machine
         with CaptureQueriesContext(connection) as queries:
             send()
-        started, cpu_started = time.perf_counter(), time.process_time()
+        backend = postgres_backend_pid()
+        started, cpu_started, pg_started = time.perf_counter(), time.process_time(), process_cpu(backend)
         for _ in range(args.calls):
             send()
         results[name] = {
@@ -101,6 +119,8 @@ def main() -> None:
             "statements": [q["sql"][:60] for q in queries.captured_queries],
             "wall_ms": round(1000 * (time.perf_counter() - started) / args.calls, 3),
             "cpu_ms": round(1000 * (time.process_time() - cpu_started) / args.calls, 3),
+            # PostgreSQL's own CPU for the same sends: its server process for this connection.
+            "postgres_cpu_ms": round(1000 * (process_cpu(backend) - pg_started) / args.calls, 3),
         }
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"sendpath-{time.strftime('%Y%m%d-%H%M%S')}.json"
