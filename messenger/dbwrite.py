@@ -4,13 +4,14 @@ A message send writes a message row, its event row and (for staff) an audit row.
 through the ORM that is one round trip each, and under load every round trip is also a wait for
 the GIL when the reply arrives (docs/benchmarks.md: a send of 2.5 ms alone took a median 11–24 ms
 in its worker thread beside a busy event loop). On PostgreSQL the rows' INSERTs go out as one
-multi-statement query, and the message id they need is allocated in the statement that locks the
+statement, and the message id they need is allocated in the statement that locks the
 conversation (``next_id_sql``). SQLite takes them one by one.
 
-The connection binds parameters on the server and prepares repeated statements (settings), which
-cannot carry several statements in one query: the multi-statement query goes through a cursor
-that binds on the client, on the same connection and transaction. (psycopg's pipeline mode would
-do it too; measured, it cost more Python time per send than it saved.)
+The connection binds parameters on the server and prepares repeated statements (settings), and a
+prepared statement holds one SQL command: the INSERTs go out as one statement whose first writes
+are data-modifying CTEs (``combined``). Measured alternatives: a multi-statement query through a
+client-binding cursor is planned anew every time (more PostgreSQL CPU per send), psycopg's pipeline
+mode cost more Python time per send than it saved.
 
 The SQL comes from Django's own insert compiler, so field preparation (JSON, dates, defaults,
 ``pre_save``) is the ORM's.
@@ -67,22 +68,26 @@ def insert_statement(obj: models.Model) -> Statement:
 
 
 def execute(statements: list[Statement]) -> None:
-    """Run ``statements`` in order: one round trip on PostgreSQL, one each elsewhere."""
+    """Run ``statements`` (INSERT, UPDATE or DELETE, in that order of dependence-free writes): one
+    round trip on PostgreSQL, one each elsewhere."""
     if not statements:
         return
-    if connection.vendor == "postgresql" and len(statements) > 1:
-        with _client_binding_cursor() as cursor:
-            cursor.execute("; ".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
-        return
     with connection.cursor() as cursor:
-        for sql, params in statements:
-            cursor.execute(sql, params)
+        if connection.vendor == "postgresql" and len(statements) > 1:
+            cursor.execute(*combined(statements))
+        else:
+            for sql, params in statements:
+                cursor.execute(sql, params)
 
 
-def _client_binding_cursor() -> Any:
-    """A Django cursor (query logging, execute wrappers, error translation) over a psycopg cursor
-    that binds parameters on the client."""
-    import psycopg  # PostgreSQL only
+def combined(statements: list[Statement]) -> Statement:
+    """Several writes as one statement: all but the last become data-modifying CTEs.
 
-    connection.ensure_connection()
-    return connection._prepare_cursor(psycopg.ClientCursor(connection.connection))
+    One statement, not a multi-statement query, so that the connection can prepare it (PostgreSQL
+    parses and plans it once per connection, settings) and it still costs one round trip. The
+    writes must not depend on each other's rows within the statement: they all see the same
+    snapshot, and foreign keys are checked at commit (Django's are deferred).
+    """
+    *first, (last_sql, _) = statements
+    sql = "WITH " + ", ".join(f"w{i} AS ({part})" for i, (part, _) in enumerate(first)) + " " + last_sql
+    return sql, [param for _, params in statements for param in params]

@@ -65,7 +65,7 @@ def parse_database_url(url: str) -> dict:
             "timeout": 10,
         }
     # Server-side binding with prepared statements: PostgreSQL parses and plans a repeated
-    # statement once per connection (measured: the send path's PostgreSQL CPU almost halved,
+    # statement once per connection (measured: about a third less PostgreSQL CPU per send,
     # docs/benchmarks.md). ``?server_side_binding=0`` goes back to client-side binding (e.g.
     # behind a pooler that cannot keep prepared statements).
     options["server_side_binding"] = options.get("server_side_binding", "1") not in {"0", "false", "no"}

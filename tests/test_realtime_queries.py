@@ -145,3 +145,5 @@ def test_repeated_statements_are_prepared_on_postgresql(chat):
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
     assert any(statement.startswith("UPDATE messenger_conversation SET last_seq") for statement in prepared), prepared
+    # The message and event INSERTs: one statement (dbwrite.combined), prepared like the rest.
+    assert any(statement.startswith('WITH w0 AS (INSERT INTO "messenger_message"') for statement in prepared), prepared
