@@ -56,6 +56,23 @@ def test_a_real_dead_cache_fails_open(settings):
     assert all(throttle.hit("t", "me", "1/min").allowed for _ in range(3))
 
 
+def test_redis_counters_are_created_with_their_window_and_keep_it(settings):
+    # SET NX EX then INCRBY in one MULTI/EXEC on Redis: a counter never lives without its TTL.
+    if not settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        pytest.skip("Redis only")
+    from django.core.cache import cache
+
+    cache.delete_many(["ttl-a", "ttl-b"])
+    assert throttle.increment_counters([("ttl-a", 2, 30), ("ttl-b", 1, 90)]) == [2, 1]
+    assert throttle.increment_counters([("ttl-a", 3, 5)]) == [5]
+    redis = cache._cache.get_client(write=True)
+    ttl_a = redis.ttl(cache.make_and_validate_key("ttl-a"))
+    ttl_b = redis.ttl(cache.make_and_validate_key("ttl-b"))
+    assert 25 <= ttl_a <= 30  # the first window's expiry is kept, not reset to 5
+    assert 85 <= ttl_b <= 90
+    cache.delete_many(["ttl-a", "ttl-b"])
+
+
 def test_batched_hits_count_each_limit_once_per_call():
     hits = throttle.hit_many([("x", "me", "2/min"), ("y", "me", "1/min")], now=600.0)
     assert [h.allowed for h in hits] == [True, True]
