@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from messenger.actions.base import Actor
 from messenger.actions.messages import mark_read, send_operator_message, send_visitor_message
-from messenger.models import AgentConnection, ContactInbox, Conversation
+from messenger.models import ActivityEvent, AgentConnection, ContactInbox, Conversation, ConversationEvent, Message
 from tests.conftest import bootstrap, new_client_id
 from tests.factories import make_branch, make_inbox, make_user
 
@@ -96,9 +96,29 @@ def test_operator_send(chat, django_assert_num_queries):
     conversation = Conversation.objects.select_related(
         "inbox", "branch", "region", "contact", "assignee", "contact_inbox"
     ).get(pk=chat["conversation_id"])
-    # resend check, sequence bump (+counters, message id), message + event + audit inserts
-    with django_assert_num_queries(2 + inserts(3) + SAVEPOINT):
+    # sequence bump (+counters, message id, the resend check), message + event + audit inserts
+    with django_assert_num_queries(1 + inserts(3) + SAVEPOINT):
         send_operator_message(conversation=conversation, user=chat["operator"], client_id=new_client_id(), body="reply")
+
+
+def test_operator_resend_answers_the_stored_message_and_writes_nothing(chat):
+    conversation = Conversation.objects.get(pk=chat["conversation_id"])
+    client_id = new_client_id()
+    first = send_operator_message(conversation=conversation, user=chat["operator"], client_id=client_id, body="reply")
+    before = Conversation.objects.get(pk=conversation.pk)
+    audits = ActivityEvent.objects.filter(verb="message.sent").count()
+    again = send_operator_message(conversation=conversation, user=chat["operator"], client_id=client_id, body="reply")
+    after = Conversation.objects.get(pk=conversation.pk)
+    assert again.created is False and again.message.pk == first.message.pk
+    assert Message.objects.filter(conversation=conversation, client_id=client_id).count() == 1
+    # The sequence bump that found the resend was rolled back: no event, no counter, no audit row.
+    assert (after.last_seq, after.last_public_seq, after.unread_for_contact) == (
+        before.last_seq,
+        before.last_public_seq,
+        before.unread_for_contact,
+    )
+    assert ConversationEvent.objects.filter(conversation=conversation).count() == after.last_seq
+    assert ActivityEvent.objects.filter(verb="message.sent").count() == audits
 
 
 def test_mark_read(chat, django_assert_num_queries):

@@ -77,6 +77,14 @@ class StaleConversation(Exception):
     """The conversation changed under the caller (resolved meanwhile); retry with a fresh read."""
 
 
+class AlreadyStored(Exception):
+    """A resend: the conversation already holds a message with this ``client_id``."""
+
+    def __init__(self, message_id: int) -> None:
+        super().__init__(message_id)
+        self.message_id = message_id
+
+
 def as_datetime(value: Any) -> datetime | None:
     """A timestamp as RETURNING gives it (SQLite: text) → an aware datetime."""
     if value is None or isinstance(value, datetime):
@@ -99,9 +107,14 @@ def _store_message(
     attachment_ids: list[int] | None = None,
     content_attributes: dict[str, Any] | None = None,
     audit_verb: str | None = None,
+    resend_check: bool = False,
 ) -> Message:
     """Write the message, its counters, its event and (``audit_verb``) the sender's audit row.
     Must run inside ``transaction.atomic``.
+
+    ``resend_check``: the statement that locks the conversation also looks for a message with
+    ``client_id`` in it, and ``AlreadyStored`` is raised (the transaction rolls back) when there is
+    one: a round trip fewer than asking first.
 
     On PostgreSQL the message id is allocated by the statement that locks the conversation and
     the INSERTs leave together (``dbwrite``): four round trips in all, BEGIN and COMMIT included.
@@ -147,12 +160,20 @@ def _store_message(
                     ),
                 ]
     next_id = dbwrite.next_id_sql(Message)
+    returning_sql = [next_id] if next_id else []
+    returning_params: list[Any] = []
+    if resend_check:
+        returning_sql.append(
+            f"(SELECT id FROM {Message._meta.db_table} WHERE conversation_id = %s AND client_id = %s LIMIT 1)"  # noqa: S608
+        )
+        returning_params += [conversation.pk, client_id]
     sequences = bump_sequences(
         conversation.pk,
         public=public,
         now=now,
         assignments=assignments,
-        returning_sql=[next_id] if next_id else [],
+        returning_sql=returning_sql,
+        returning_params=returning_params,
         returning=(
             "unread_for_agent",
             "unread_for_contact",
@@ -173,8 +194,11 @@ def _store_message(
         opened,
         assignee_id,
         branch_id,
-        *allocated,
+        *extra,
     ) = sequences.returned
+    allocated = extra[:1] if next_id else []
+    if resend_check and extra[-1] is not None:
+        raise AlreadyStored(extra[-1])
     if direction == MessageDirection.IN and conversation.status not in ACTIVE_STATUSES:
         # Resolved by an operator since the caller read it: undo (the atomic block rolls back).
         raise StaleConversation(conversation.pk)
@@ -451,22 +475,27 @@ def send_operator_message(
 ) -> SendResult:
     """Store a reply (``private``: an internal note). ``conversation`` came from ``access_*``."""
     client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
-    existing = _existing(client_id, conversation_id=conversation.pk)
-    if existing is not None:
-        return SendResult(message=existing, created=False, conversation=conversation)
     if not private and conversation.status in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED):
+        existing = _existing(client_id, conversation_id=conversation.pk)
+        if existing is not None:
+            return SendResult(message=existing, created=False, conversation=conversation)
         raise Conflict("Reopen the conversation before replying.")
-    with transaction.atomic():
-        message = _store_message(
-            conversation=conversation,
-            direction=MessageDirection.INTERNAL if private else MessageDirection.OUT,
-            sender_type=SenderType.USER,
-            sender_user=user,
-            body=body,
-            client_id=client_id,
-            attachment_ids=attachment_ids,
-            audit_verb="message.note" if private else "message.sent",
-        )
+    try:
+        with transaction.atomic():
+            message = _store_message(
+                conversation=conversation,
+                direction=MessageDirection.INTERNAL if private else MessageDirection.OUT,
+                sender_type=SenderType.USER,
+                sender_user=user,
+                body=body,
+                client_id=client_id,
+                attachment_ids=attachment_ids,
+                audit_verb="message.note" if private else "message.sent",
+                resend_check=True,
+            )
+    except AlreadyStored as stored:
+        # A resend: the stored message, nothing new (the sequence bump was rolled back).
+        return SendResult(message=_stored(stored.message_id), created=False, conversation=conversation)
     return SendResult(message=message, created=True, conversation=conversation)
 
 

@@ -46,13 +46,15 @@ def bump_sequences(
     assignments: Sequence[tuple[str, Sequence[Any]]] = (),
     returning: Sequence[str] = (),
     returning_sql: Sequence[str] = (),
+    returning_params: Sequence[Any] = (),
 ) -> Sequences:
     """Allocate the next event numbers (locking the row) and apply extra ``SET`` clauses atomically.
 
     ``assignments`` are ("column = <sql with %s>", [params]) pairs written by actions, for counters
     and timestamps that must change in the same statement (e.g. ``unread_for_agent + 1``);
     ``returning`` names columns whose new values come back in ``Sequences.returned``, followed by
-    the values of the ``returning_sql`` expressions (e.g. ``dbwrite.next_id_sql``).
+    the values of the ``returning_sql`` expressions (e.g. ``dbwrite.next_id_sql``), whose ``%s``
+    take ``returning_params``.
     """
     table = Conversation._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
@@ -66,6 +68,7 @@ def bump_sequences(
         clauses.append(clause)
         params.extend(adapt(p) if isinstance(p, datetime) else p for p in clause_params)
     params.append(conversation_id)
+    params.extend(returning_params)
     sql = f"UPDATE {table} SET {', '.join(clauses)} WHERE id = %s RETURNING {', '.join(['last_seq', 'last_public_seq', *returning, *returning_sql])}"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
