@@ -6,7 +6,17 @@ from django.utils import timezone
 
 from messenger.actions.base import Actor
 from messenger.actions.messages import mark_read, send_operator_message, send_visitor_message
-from messenger.models import ActivityEvent, AgentConnection, ContactInbox, Conversation, ConversationEvent, Message
+from messenger.errors import Forbidden, RateLimited
+from messenger.models import (
+    ActivityEvent,
+    AgentConnection,
+    Contact,
+    ContactInbox,
+    Conversation,
+    ConversationEvent,
+    Message,
+)
+from messenger.throttle import VisitorLimits
 from tests.conftest import bootstrap, new_client_id
 from tests.factories import make_branch, make_inbox, make_user
 
@@ -53,8 +63,8 @@ def test_visitor_send_on_a_socket_that_knows_its_conversation(chat, django_asser
     conversation = Conversation.objects.select_related(
         "inbox", "branch", "region", "contact", "assignee", "contact_inbox"
     ).get(pk=chat["conversation_id"])
-    # resend + block check, sequence bump (+counters, re-checks the status under the lock), inserts
-    with django_assert_num_queries(2 + inserts(2) + SAVEPOINT):
+    # sequence bump (+counters, the status re-checked under the lock, resend and block checks), inserts
+    with django_assert_num_queries(1 + inserts(2) + SAVEPOINT):
         send_visitor_message(
             contact_inbox=ci,
             client_id=new_client_id(),
@@ -79,6 +89,69 @@ def test_a_stale_known_conversation_is_detected_under_the_lock(chat):
     )
     assert result.conversation.pk != stale.pk, "a resolved conversation is never silently reopened"
     assert not stale.messages.filter(body="after resolve").exists()
+
+
+def _known(chat):
+    ci = ContactInbox.objects.select_related("contact", "inbox").get(pk=chat["contact_inbox"].pk)
+    conversation = Conversation.objects.select_related(
+        "inbox", "branch", "region", "contact", "assignee", "contact_inbox"
+    ).get(pk=chat["conversation_id"])
+    return ci, conversation
+
+
+def test_a_resend_on_the_socket_path_is_answered_before_the_throttles(chat, settings):
+    # The checks ride on the sequence bump, the throttles come after them: a resend is not counted.
+    settings.MESSENGER_WIDGET_SEND_RATE_PER_SESSION = "1/min"
+    ci, conversation = _known(chat)
+    limits = VisitorLimits(ip="127.0.0.5")
+    client_id = new_client_id()
+    first = send_visitor_message(
+        contact_inbox=ci,
+        client_id=client_id,
+        body="hello",
+        actor=Actor(contact=ci.contact),
+        known_conversation=conversation,
+        limits=limits,
+    )
+    last_seq = Conversation.objects.get(pk=conversation.pk).last_seq
+    again = send_visitor_message(
+        contact_inbox=ci,
+        client_id=client_id,
+        body="hello",
+        actor=Actor(contact=ci.contact),
+        known_conversation=conversation,
+        limits=limits,
+    )
+    assert again.created is False and again.message.pk == first.message.pk
+    assert Conversation.objects.get(pk=conversation.pk).last_seq == last_seq  # the bump was rolled back
+    with pytest.raises(RateLimited):
+        send_visitor_message(
+            contact_inbox=ci,
+            client_id=new_client_id(),
+            body="a new one",
+            actor=Actor(contact=ci.contact),
+            known_conversation=conversation,
+            limits=limits,
+        )
+    assert Conversation.objects.get(pk=conversation.pk).last_seq == last_seq
+    assert not Message.objects.filter(conversation=conversation, body="a new one").exists()
+
+
+def test_a_contact_blocked_after_connecting_is_refused_on_the_socket_path(chat):
+    ci, conversation = _known(chat)
+    Contact.objects.filter(pk=ci.contact_id).update(blocked=True)
+    last_seq = Conversation.objects.get(pk=conversation.pk).last_seq
+    with pytest.raises(Forbidden) as refused:
+        send_visitor_message(
+            contact_inbox=ci,
+            client_id=new_client_id(),
+            body="let me in",
+            actor=Actor(contact=ci.contact),
+            known_conversation=conversation,
+        )
+    assert refused.value.code == "blocked"
+    assert Conversation.objects.get(pk=conversation.pk).last_seq == last_seq
+    assert not Message.objects.filter(body="let me in").exists()
 
 
 def test_visitor_resend_is_one_query(chat, django_assert_num_queries):

@@ -13,6 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -85,6 +86,19 @@ class AlreadyStored(Exception):
         self.message_id = message_id
 
 
+@dataclass(frozen=True)
+class WriteChecks:
+    """What a send checks in the statement that locks the conversation, a round trip fewer than
+    asking first: a resend of ``client_id`` (in this conversation, or in any conversation of
+    ``contact_inbox_id``), whether ``contact_id`` is blocked now; then ``before_write`` (the
+    visitor's throttles) once the conversation is known to be writable, before any INSERT."""
+
+    client_id: str
+    contact_inbox_id: int | None = None
+    contact_id: int | None = None
+    before_write: Callable[[Conversation], None] | None = None
+
+
 def as_datetime(value: Any) -> datetime | None:
     """A timestamp as RETURNING gives it (SQLite: text) → an aware datetime."""
     if value is None or isinstance(value, datetime):
@@ -107,14 +121,14 @@ def _store_message(
     attachment_ids: list[int] | None = None,
     content_attributes: dict[str, Any] | None = None,
     audit_verb: str | None = None,
-    resend_check: bool = False,
+    checks: WriteChecks | None = None,
 ) -> Message:
     """Write the message, its counters, its event and (``audit_verb``) the sender's audit row.
     Must run inside ``transaction.atomic``.
 
-    ``resend_check``: the statement that locks the conversation also looks for a message with
-    ``client_id`` in it, and ``AlreadyStored`` is raised (the transaction rolls back) when there is
-    one: a round trip fewer than asking first.
+    ``checks`` (``WriteChecks``) ride on the statement that locks the conversation: a resend raises
+    ``AlreadyStored``, a blocked contact ``Forbidden``, and ``before_write`` may refuse; each
+    rolls the transaction back, so nothing is written.
 
     On PostgreSQL the message id is allocated by the statement that locks the conversation and
     the INSERTs leave together (``dbwrite``): four round trips in all, BEGIN and COMMIT included.
@@ -162,11 +176,15 @@ def _store_message(
     next_id = dbwrite.next_id_sql(Message)
     returning_sql = [next_id] if next_id else []
     returning_params: list[Any] = []
-    if resend_check:
-        returning_sql.append(
-            f"(SELECT id FROM {Message._meta.db_table} WHERE conversation_id = %s AND client_id = %s LIMIT 1)"  # noqa: S608
-        )
-        returning_params += [conversation.pk, client_id]
+    if checks is not None:
+        for sql, params in _check_queries(
+            checks.client_id,
+            conversation_id=conversation.pk if checks.contact_inbox_id is None else None,
+            contact_inbox_id=checks.contact_inbox_id,
+            contact_id=checks.contact_id,
+        ):
+            returning_sql.append(f"({sql})")
+            returning_params += params
     sequences = bump_sequences(
         conversation.pk,
         public=public,
@@ -196,9 +214,12 @@ def _store_message(
         branch_id,
         *extra,
     ) = sequences.returned
-    allocated = extra[:1] if next_id else []
-    if resend_check and extra[-1] is not None:
-        raise AlreadyStored(extra[-1])
+    allocated, found = (extra[:1], extra[1:]) if next_id else ([], extra)
+    if checks is not None:
+        if found[0] is not None:
+            raise AlreadyStored(found[0])
+        if checks.contact_id is not None and found[1]:
+            raise Forbidden("You cannot send messages.", code="blocked")
     if direction == MessageDirection.IN and conversation.status not in ACTIVE_STATUSES:
         # Resolved by an operator since the caller read it: undo (the atomic block rolls back).
         raise StaleConversation(conversation.pk)
@@ -211,6 +232,8 @@ def _store_message(
     ):
         # A cached conversation moved or closed under the operator: access and state are re-checked.
         raise StaleConversation(conversation.pk)
+    if checks is not None and checks.before_write is not None:
+        checks.before_write(conversation)
     if assignee_id != conversation.assignee_id or branch_id != conversation.branch_id:
         # Reassigned or transferred since the caller read it: events must follow the new branch.
         conversation.refresh_from_db(fields=["assignee", "branch"])
@@ -316,29 +339,48 @@ def _resend_check(
 ) -> tuple[int | None, bool]:
     """(id of the message stored under ``client_id`` or None, whether ``contact_id`` is blocked
     now), in one query: the send path asks both before writing anything."""
-    message_table = Message._meta.db_table
-    if conversation_id is not None:
-        sql, params = (
-            f"SELECT id FROM {message_table} WHERE conversation_id = %s AND client_id = %s LIMIT 1",  # noqa: S608
-            [conversation_id, client_id],
-        )
-    else:
-        conversation_table = Conversation._meta.db_table
-        sql = (
-            f"SELECT m.id FROM {message_table} m JOIN {conversation_table} c ON c.id = m.conversation_id "  # noqa: S608
-            "WHERE c.contact_inbox_id = %s AND m.client_id = %s LIMIT 1"
-        )
-        params = [contact_inbox_id, client_id]
-    if contact_id is not None:
-        contact_table = Contact._meta.db_table
-        sql = f"SELECT ({sql}), (SELECT blocked FROM {contact_table} WHERE id = %s)"  # noqa: S608
-        params = [*params, contact_id]
+    queries = _check_queries(
+        client_id, conversation_id=conversation_id, contact_inbox_id=contact_inbox_id, contact_id=contact_id
+    )
+    sql = "SELECT " + ", ".join(f"({part})" for part, _ in queries)
+    params = [param for _, part_params in queries for param in part_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None, False
     return row[0], bool(row[1]) if len(row) > 1 else False
+
+
+def _check_queries(
+    client_id: str,
+    *,
+    conversation_id: int | None = None,
+    contact_inbox_id: int | None = None,
+    contact_id: int | None = None,
+) -> list[tuple[str, list[Any]]]:
+    """Scalar queries: the id of the message stored under ``client_id`` (in the conversation, or in
+    any conversation of the contact inbox), then, with ``contact_id``, whether it is blocked."""
+    message_table = Message._meta.db_table
+    if conversation_id is not None:
+        queries = [
+            (
+                f"SELECT id FROM {message_table} WHERE conversation_id = %s AND client_id = %s LIMIT 1",  # noqa: S608
+                [conversation_id, client_id],
+            )
+        ]
+    else:
+        conversation_table = Conversation._meta.db_table
+        queries = [
+            (
+                f"SELECT m.id FROM {message_table} m JOIN {conversation_table} c ON c.id = m.conversation_id "  # noqa: S608
+                "WHERE c.contact_inbox_id = %s AND m.client_id = %s LIMIT 1",
+                [contact_inbox_id, client_id],
+            )
+        ]
+    if contact_id is not None:
+        queries.append((f"SELECT blocked FROM {Contact._meta.db_table} WHERE id = %s", [contact_id]))  # noqa: S608
+    return queries
 
 
 def _stored(message_id: int | None) -> Message | None:
@@ -386,7 +428,8 @@ def send_visitor_message(
     """Store a visitor's message; starts a conversation when the visitor has no active one.
 
     ``known_conversation`` is the socket's cached current conversation: it saves the lookup, and
-    the sequence bump re-checks its status under the row lock (``StaleConversation``).
+    the sequence bump re-checks its status under the row lock (``StaleConversation``), looks for a
+    resend and reads the contact's block in the same statement (``WriteChecks``).
     ``limits`` (from the visitor's transport): honeypot, send rates, flood limit and CAPTCHA, all
     checked before anything is written.
     """
@@ -395,6 +438,48 @@ def send_visitor_message(
     from messenger.actions.conversations import do_start_conversation
 
     client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
+
+    def store(target: Conversation, checks: WriteChecks | None = None) -> Message:
+        with transaction.atomic():
+            return _store_message(
+                conversation=target,
+                direction=MessageDirection.IN,
+                sender_type=SenderType.CONTACT,
+                sender_contact=contact_inbox.contact,
+                body=body,
+                client_id=client_id,
+                attachment_ids=attachment_ids,
+                checks=checks,
+            )
+
+    if (
+        conversation_id is None
+        and known_conversation is not None
+        and known_conversation.contact_inbox_id == contact_inbox.pk
+        and known_conversation.status in ACTIVE_STATUSES
+    ):
+        # The socket's conversation: the resend and block checks ride on the sequence bump and the
+        # throttles follow under the row lock, in the order of the full path below.
+        def throttle(target: Conversation) -> None:
+            if limits is not None:
+                limits.check_send(contact_inbox_id=contact_inbox.pk, conversation_id=target.pk)
+
+        checks = WriteChecks(
+            client_id=client_id,
+            contact_inbox_id=contact_inbox.pk,
+            contact_id=contact_inbox.contact_id,
+            before_write=throttle,
+        )
+        try:
+            message = store(known_conversation, checks)
+        except AlreadyStored as stored:
+            existing = _stored(stored.message_id)
+            return SendResult(message=existing, created=False, conversation=existing.conversation)
+        except StaleConversation:
+            pass  # resolved under the visitor: the full path below finds or starts the next one
+        else:
+            return SendResult(message=message, created=True, conversation=known_conversation)
+
     # The contact is read fresh: a block made after the socket connected stops it too.
     existing_id, blocked = _resend_check(
         client_id, contact_inbox_id=contact_inbox.pk, contact_id=contact_inbox.contact_id
@@ -412,12 +497,6 @@ def send_visitor_message(
         conversation = access_conversation_for_visitor(contact_inbox, conversation_id)
         if conversation.status not in ACTIVE_STATUSES:
             raise Conflict("This conversation is resolved; start a new one.", code="conversation_resolved")
-    elif (
-        known_conversation is not None
-        and known_conversation.contact_inbox_id == contact_inbox.pk
-        and known_conversation.status in ACTIVE_STATUSES
-    ):
-        conversation = known_conversation
     else:
         conversation = current_conversation(contact_inbox)
     if conversation is not None:
@@ -433,18 +512,6 @@ def send_visitor_message(
         started = True
         if limits is not None:
             limits.check_flood(conversation_id=conversation.pk)
-
-    def store(target: Conversation) -> Message:
-        with transaction.atomic():
-            return _store_message(
-                conversation=target,
-                direction=MessageDirection.IN,
-                sender_type=SenderType.CONTACT,
-                sender_contact=contact_inbox.contact,
-                body=body,
-                client_id=client_id,
-                attachment_ids=attachment_ids,
-            )
 
     try:
         message = store(conversation)
@@ -491,7 +558,7 @@ def send_operator_message(
                 client_id=client_id,
                 attachment_ids=attachment_ids,
                 audit_verb="message.note" if private else "message.sent",
-                resend_check=True,
+                checks=WriteChecks(client_id=client_id),
             )
     except AlreadyStored as stored:
         # A resend: the stored message, nothing new (the sequence bump was rolled back).
