@@ -71,7 +71,8 @@ def parse_database_url(url: str) -> dict:
     options["server_side_binding"] = options.get("server_side_binding", "1") not in {"0", "false", "no"}
     options["prepare_threshold"] = int(options.get("prepare_threshold", 5)) if options["server_side_binding"] else None
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        # Django's PostgreSQL backend, batching within server-side binding's parameter limit.
+        "ENGINE": "messenger.db.postgresql",
         "NAME": unquote(parsed.path.lstrip("/")) or "postgres",
         "USER": unquote(parsed.username or ""),
         "PASSWORD": unquote(parsed.password or ""),

@@ -274,3 +274,27 @@ def test_inbox_effective_settings_property_reads_stored_values_over_defaults():
     inbox = make_inbox(None, allowed=["a.example"], settings={"rating": {"scale": "nps"}})
     assert inbox.effective_settings["rating"] == {"enabled": True, "scale": "nps"}
     assert inbox.effective_settings["features"]["attachments"] is True
+
+
+@pytest.mark.postgres
+def test_a_contact_with_more_rows_than_one_statement_takes_can_be_deleted():
+    # Server-side binding allows 65 535 parameters per statement; the cascade batches its ids
+    # (messenger.db.postgresql) instead of failing, as a retention purge or an erasure would.
+    conversation = make_conversation(make_inbox(make_branch()))
+    now = timezone.now()
+    Message.objects.bulk_create(
+        [
+            Message(
+                conversation=conversation,
+                direction=MessageDirection.IN,
+                sender_type=SenderType.CONTACT,
+                sender_contact=conversation.contact,
+                body="hi",
+                created_at=now,
+            )
+            for _ in range(70_000)
+        ]
+    )
+    conversation.contact.delete()
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+    assert not Message.objects.filter(conversation_id=conversation.pk).exists()
