@@ -25,7 +25,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import RESULTS, bench_inbox, server_env, service_arguments, setup_django, vacuum  # noqa: E402
+from bench.run import (  # noqa: E402
+    RESULTS,
+    bench_inbox,
+    cpu_seconds,
+    server_env,
+    service_arguments,
+    setup_django,
+    vacuum,
+)
 
 
 def postgres_backend_pid() -> int:
@@ -34,13 +42,6 @@ def postgres_backend_pid() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         return cursor.fetchone()[0]
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds of a local process (PostgreSQL runs on this machine), 0 when unreadable."""
-    from bench.run import cpu_seconds
-
-    return cpu_seconds(pid)
 
 
 def main() -> None:
@@ -111,7 +112,7 @@ def main() -> None:
         with CaptureQueriesContext(connection) as queries:
             send()
         backend = postgres_backend_pid()
-        started, cpu_started, pg_started = time.perf_counter(), time.process_time(), process_cpu(backend)
+        started, cpu_started, pg_started = time.perf_counter(), time.process_time(), cpu_seconds(backend)
         for _ in range(args.calls):
             send()
         results[name] = {
@@ -120,7 +121,7 @@ def main() -> None:
             "wall_ms": round(1000 * (time.perf_counter() - started) / args.calls, 3),
             "cpu_ms": round(1000 * (time.process_time() - cpu_started) / args.calls, 3),
             # PostgreSQL's own CPU for the same sends: its server process for this connection.
-            "postgres_cpu_ms": round(1000 * (process_cpu(backend) - pg_started) / args.calls, 3),
+            "postgres_cpu_ms": round(1000 * (cpu_seconds(backend) - pg_started) / args.calls, 3),
         }
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"sendpath-{time.strftime('%Y%m%d-%H%M%S')}.json"

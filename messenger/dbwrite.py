@@ -68,8 +68,8 @@ def insert_statement(obj: models.Model) -> Statement:
 
 
 def execute(statements: list[Statement]) -> None:
-    """Run ``statements`` (INSERT, UPDATE or DELETE, in that order of dependence-free writes): one
-    round trip on PostgreSQL, one each elsewhere."""
+    """Run ``statements`` (writes that do not read each other's rows): one round trip on
+    PostgreSQL, one each elsewhere."""
     if not statements:
         return
     with connection.cursor() as cursor:
