@@ -104,35 +104,25 @@ def test_a_resend_on_the_socket_path_is_answered_before_the_throttles(chat, sett
     settings.MESSENGER_WIDGET_SEND_RATE_PER_SESSION = "1/min"
     ci, conversation = _known(chat)
     limits = VisitorLimits(ip="127.0.0.5")
-    client_id = new_client_id()
-    first = send_visitor_message(
-        contact_inbox=ci,
-        client_id=client_id,
-        body="hello",
-        actor=Actor(contact=ci.contact),
-        known_conversation=conversation,
-        limits=limits,
-    )
-    last_seq = Conversation.objects.get(pk=conversation.pk).last_seq
-    again = send_visitor_message(
-        contact_inbox=ci,
-        client_id=client_id,
-        body="hello",
-        actor=Actor(contact=ci.contact),
-        known_conversation=conversation,
-        limits=limits,
-    )
-    assert again.created is False and again.message.pk == first.message.pk
-    assert Conversation.objects.get(pk=conversation.pk).last_seq == last_seq  # the bump was rolled back
-    with pytest.raises(RateLimited):
-        send_visitor_message(
+
+    def send(client_id: str, body: str = "hello"):
+        return send_visitor_message(
             contact_inbox=ci,
-            client_id=new_client_id(),
-            body="a new one",
+            client_id=client_id,
+            body=body,
             actor=Actor(contact=ci.contact),
             known_conversation=conversation,
             limits=limits,
         )
+
+    client_id = new_client_id()
+    first = send(client_id)
+    last_seq = Conversation.objects.get(pk=conversation.pk).last_seq
+    again = send(client_id)
+    assert again.created is False and again.message.pk == first.message.pk
+    assert Conversation.objects.get(pk=conversation.pk).last_seq == last_seq  # the bump was rolled back
+    with pytest.raises(RateLimited):
+        send(new_client_id(), "a new one")
     assert Conversation.objects.get(pk=conversation.pk).last_seq == last_seq
     assert not Message.objects.filter(conversation=conversation, body="a new one").exists()
 
