@@ -58,20 +58,32 @@ def test_visitor_send_in_an_open_conversation(chat, django_assert_num_queries):
         send_visitor_message(contact_inbox=ci, client_id=new_client_id(), body="hello", actor=Actor(contact=ci.contact))
 
 
-def test_visitor_send_on_a_socket_that_knows_its_conversation(chat, django_assert_num_queries):
+def _known(chat):
+    """The contact inbox and the conversation as a visitor's socket holds them."""
     ci = ContactInbox.objects.select_related("contact", "inbox").get(pk=chat["contact_inbox"].pk)
     conversation = Conversation.objects.select_related(
         "inbox", "branch", "region", "contact", "assignee", "contact_inbox"
     ).get(pk=chat["conversation_id"])
+    return ci, conversation
+
+
+def send_on_socket(ci, conversation, client_id: str, body: str = "hello", limits=None):
+    """A visitor send as the socket makes it: with its known conversation."""
+    return send_visitor_message(
+        contact_inbox=ci,
+        client_id=client_id,
+        body=body,
+        actor=Actor(contact=ci.contact),
+        known_conversation=conversation,
+        limits=limits,
+    )
+
+
+def test_visitor_send_on_a_socket_that_knows_its_conversation(chat, django_assert_num_queries):
+    ci, conversation = _known(chat)
     # sequence bump (+counters, the status re-checked under the lock, resend and block checks), inserts
     with django_assert_num_queries(1 + inserts(2) + SAVEPOINT):
-        send_visitor_message(
-            contact_inbox=ci,
-            client_id=new_client_id(),
-            body="hello",
-            actor=Actor(contact=ci.contact),
-            known_conversation=conversation,
-        )
+        send_on_socket(ci, conversation, new_client_id())
 
 
 def test_a_stale_known_conversation_is_detected_under_the_lock(chat):
@@ -91,14 +103,6 @@ def test_a_stale_known_conversation_is_detected_under_the_lock(chat):
     assert not stale.messages.filter(body="after resolve").exists()
 
 
-def _known(chat):
-    ci = ContactInbox.objects.select_related("contact", "inbox").get(pk=chat["contact_inbox"].pk)
-    conversation = Conversation.objects.select_related(
-        "inbox", "branch", "region", "contact", "assignee", "contact_inbox"
-    ).get(pk=chat["conversation_id"])
-    return ci, conversation
-
-
 def test_a_resend_on_the_socket_path_is_answered_before_the_throttles(chat, settings):
     # The checks ride on the sequence bump, the throttles come after them: a resend is not counted.
     settings.MESSENGER_WIDGET_SEND_RATE_PER_SESSION = "1/min"
@@ -106,14 +110,7 @@ def test_a_resend_on_the_socket_path_is_answered_before_the_throttles(chat, sett
     limits = VisitorLimits(ip="127.0.0.5")
 
     def send(client_id: str, body: str = "hello"):
-        return send_visitor_message(
-            contact_inbox=ci,
-            client_id=client_id,
-            body=body,
-            actor=Actor(contact=ci.contact),
-            known_conversation=conversation,
-            limits=limits,
-        )
+        return send_on_socket(ci, conversation, client_id, body, limits=limits)
 
     client_id = new_client_id()
     first = send(client_id)
@@ -132,13 +129,7 @@ def test_a_contact_blocked_after_connecting_is_refused_on_the_socket_path(chat):
     Contact.objects.filter(pk=ci.contact_id).update(blocked=True)
     last_seq = Conversation.objects.get(pk=conversation.pk).last_seq
     with pytest.raises(Forbidden) as refused:
-        send_visitor_message(
-            contact_inbox=ci,
-            client_id=new_client_id(),
-            body="let me in",
-            actor=Actor(contact=ci.contact),
-            known_conversation=conversation,
-        )
+        send_on_socket(ci, conversation, new_client_id(), "let me in")
     assert refused.value.code == "blocked"
     assert Conversation.objects.get(pk=conversation.pk).last_seq == last_seq
     assert not Message.objects.filter(body="let me in").exists()
