@@ -364,6 +364,8 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
         await asyncio.sleep(args.warmup)
     tasks = [asyncio.ensure_future(operator_loop(i, c)) for i, c in enumerate(operators)]
     tasks += [asyncio.ensure_future(visitor_reader(c)) for c, _ in visitors]
+    for log in hop_logs(setup.get("hop_log")):
+        log.unlink()  # the warm-up's hops are not measured
     cpu_before = [cpu_seconds(pid) for pid in setup.get("pids", [])]
     client_cpu_before = time.process_time()
     started = time.perf_counter()
@@ -509,6 +511,29 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def hop_logs(prefix: Path | None) -> list[Path]:
+    return sorted(prefix.parent.glob(prefix.name + ".*")) if prefix else []
+
+
+def hop_summary(prefix: Path) -> dict[str, Any]:
+    """The servers' MESSENGER_DB_HOP_LOG lines of the measured window, per command: how long a
+    send waited for a database thread, how long it took there, and its CPU (ms)."""
+    samples: dict[str, list[tuple[float, ...]]] = {}
+    for log in hop_logs(prefix):
+        for line in log.read_text().splitlines():
+            name, *values = line.split()
+            samples.setdefault(name, []).append(tuple(1000 * float(v) for v in values))
+        log.unlink()
+    summary = {}
+    for name in ("check_visitor_command", "check_operator_command"):
+        rows = samples.get(name, [])
+        summary[name] = {"count": len(rows)} | {
+            f"{part}_ms": {f"p{q}": round(percentile([r[i] for r in rows], q) or 0, 2) for q in (50, 90, 99)}
+            for i, part in enumerate(("queue", "wall", "cpu"))
+        }
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets", default="messenger,persist,relay,socketio")
@@ -525,6 +550,11 @@ def main() -> None:
         help="seconds after each visitor's first message before measuring (0: measure the start burst)",
     )
     parser.add_argument("--quick", action="store_true", help="the short version: about two minutes for every target")
+    parser.add_argument(
+        "--hop-times",
+        action="store_true",
+        help="Messenger's socket commands: time waiting for a database thread, in it, and its CPU",
+    )
     service_arguments(parser)
     args = parser.parse_args()
     if args.quick:
@@ -537,6 +567,9 @@ def main() -> None:
     )
     setup = prepare_messenger(args)
     env = server_env(args)
+    if args.hop_times:
+        setup["hop_log"] = RESULTS / f"hops-{os.getpid()}"
+        env["MESSENGER_DB_HOP_LOG"] = str(setup["hop_log"])
     daphne = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}"]
     commands = {
         "messenger": ([*daphne, "project.asgi:application"], "/health/", args.servers),
@@ -566,6 +599,8 @@ def main() -> None:
             servers.stop()
         if target == "messenger":
             result.update(stored_check(result["_visitor_ids"]))
+            if args.hop_times:
+                result["db_hops"] = hop_summary(setup["hop_log"])
         results[target] = result
         print(target, json.dumps({k: v for k, v in result.items() if not k.startswith("_")}))
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -74,7 +77,34 @@ def database_sync_to_async(func: Any) -> Any:
         finally:
             close_old_connections()
 
+    if settings.MESSENGER_DB_HOP_LOG:
+        run = _timed(func, run)
     return _database_sync_to_async(run, thread_sensitive=False, executor=_database_executor())
+
+
+_hop_log_lock = threading.Lock()
+
+
+def _timed(func: Any, run: Any) -> Any:
+    """``run``, recording how long the hop waited for a database thread, how long it took in the
+    thread and the thread's CPU (MESSENGER_DB_HOP_LOG, a diagnostic: bench/run.py --hop-times).
+
+    The gap between the last two is time spent waiting — for PostgreSQL, Redis or the GIL."""
+    submitted = time.perf_counter()
+    name = getattr(func, "__name__", "?")
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return run(*args, **kwargs)
+        finally:
+            line = (
+                f"{name} {started - submitted:.6f} {time.perf_counter() - started:.6f} {time.thread_time() - cpu:.6f}\n"
+            )
+            with _hop_log_lock, open(f"{settings.MESSENGER_DB_HOP_LOG}.{os.getpid()}", "a") as log:
+                log.write(line)
+
+    return timed
 
 
 _executor: ThreadPoolExecutor | None = None

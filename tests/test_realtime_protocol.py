@@ -467,3 +467,18 @@ def test_lanes_spread_regular_conversation_ids():
     for step in (1, 2, 4, 8):
         assert {lane_of(100 + step * i) for i in range(64)} == set(range(LANES))
     assert lane_of(None) == lane_of("7") == lane_of(True) == -1
+
+
+async def test_hop_log_records_each_socket_commands_database_hop(tmp_path):
+    world = await db(_world)()
+    prefix = tmp_path / "hops"
+    with override_settings(MESSENGER_DB_HOP_LOG=str(prefix)):
+        visitor, _, _ = await _visitor(world["inbox"])
+        await _start(visitor, "timed")
+        await visitor.close()
+    lines = [line.split() for log in tmp_path.glob("hops.*") for line in log.read_text().splitlines()]
+    sends = [fields for fields in lines if fields[0] == "check_visitor_command"]
+    assert len(sends) == 1, lines
+    queue, wall, cpu = (float(value) for value in sends[0][1:])
+    assert 0 <= queue < 10 and 0 < wall < 10 and 0 <= cpu < 10
+    assert {fields[0] for fields in lines} >= {"visitor_connect", "hello", "check_visitor_command"}
