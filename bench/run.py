@@ -74,6 +74,30 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def service_cpu() -> dict[str, dict[int, float]]:
+    """CPU seconds of every PostgreSQL and Redis process on this machine, by pid."""
+    found: dict[str, dict[int, float]] = {"postgres": {}, "redis": {}}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name = stat.read_text().split("(", 1)[1].split(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        service = "postgres" if name.startswith("postgres") else "redis" if name.startswith("redis") else None
+        if service:
+            pid = int(stat.parent.name)
+            found[service][pid] = cpu_seconds(pid)
+    return found
+
+
+def service_cpu_since(before: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU seconds PostgreSQL and Redis spent since ``before`` (processes started since count whole)."""
+    now = service_cpu()
+    return {
+        service: round(sum(cpu - before[service].get(pid, 0.0) for pid, cpu in pids.items()), 1)
+        for service, pids in now.items()
+    }
+
+
 def server_env(args: argparse.Namespace) -> dict[str, str]:
     generous = "10000000/min"
     return {
@@ -367,6 +391,7 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
     for log in hop_logs(setup.get("hop_log")):
         log.unlink()  # the warm-up's hops are not measured
     cpu_before = [cpu_seconds(pid) for pid in setup.get("pids", [])]
+    services_before = service_cpu()
     client_cpu_before = time.process_time()
     started = time.perf_counter()
     writers = [asyncio.ensure_future(visitor_writer(c, conv)) for c, conv in visitors]
@@ -377,6 +402,7 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
     await asyncio.sleep(args.drain)
     cpu = [round(cpu_seconds(pid) - before, 1) for pid, before in zip(setup.get("pids", []), cpu_before, strict=False)]
     client_cpu = round(time.process_time() - client_cpu_before, 1)
+    services = service_cpu_since(services_before)
     for client in [c for c, _ in visitors] + operators:
         await client.close()
     for task in tasks:
@@ -400,6 +426,9 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
         + sum(1 for n in tally.seen_by_visitors.values() if n > 1),
         "server_cpu_s": cpu,
         "client_cpu_s": client_cpu,
+        # The same window's CPU of PostgreSQL and Redis (every process of each on the machine).
+        "postgres_cpu_s": services["postgres"],
+        "redis_cpu_s": services["redis"],
         "_v2o": tally.v2o,
         "_visitor_ids": visitor_ids,
     }
