@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py                      # every target, default scenario
     .venv/bin/python bench/run.py --quick              # the short version (`make bench`)
     .venv/bin/python bench/run.py --targets messenger --visitors 200 --rate 500 --servers 2
+    .venv/bin/python bench/run.py --targets messenger,persist --hop-times   # where a send waits
 
 Targets, all on loopback with PostgreSQL and Redis (channels-redis pub/sub layer):
 
@@ -15,7 +16,8 @@ Targets, all on loopback with PostgreSQL and Redis (channels-redis pub/sub layer
 N visitors in N conversations send ``rate`` messages/s in total; M operators receive them; the
 first operator answers each one. Reported per target: visitor→operator and operator→visitor
 delivery latency (p50/p95/p99), messages/s, loss and duplicates (for Messenger also checked
-against the database), server RSS; then Messenger's ratios to each reference. Results go to
+against the database), server RSS, the CPU of the servers, PostgreSQL, Redis and the load
+generator; then Messenger's ratios to each reference. Results go to
 bench/results/ as JSON and a PNG of the latency distributions.
 """
 
