@@ -36,6 +36,7 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,11 @@ class Servers:
 @dataclass
 class Tally:
     sent_at: dict[str, float] = field(default_factory=dict)
+    # Wall-clock send times, and for Messenger each answered message's two halves: send → the
+    # server's write began (the message's created_at), and that → the operator had it.
+    sent_wall: dict[str, float] = field(default_factory=dict)
+    v2o_before_write: list[float] = field(default_factory=list)
+    v2o_after_write: list[float] = field(default_factory=list)
     v2o: list[float] = field(default_factory=list)
     o2v: list[float] = field(default_factory=list)
     seen_by_operators: dict[str, int] = field(default_factory=dict)
@@ -215,6 +221,7 @@ class MessengerClient(Client):
                     "client_id": message.get("client_id") or "",
                     "direction": message["direction"],
                     "conversation": message["conversation_id"],
+                    "created_at": message.get("created_at"),
                 }
 
 
@@ -340,6 +347,10 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
                 # Each conversation has one answering operator; everyone else just receives.
                 if frame["conversation"] % len(operators) == index and tally.seen_by_operators[key] == 1:
                     tally.v2o.append(time.perf_counter() - tally.sent_at[client_id])
+                    if frame.get("created_at") and client_id in tally.sent_wall:
+                        written = datetime.fromisoformat(frame["created_at"].replace("Z", "+00:00")).timestamp()
+                        tally.v2o_before_write.append(written - tally.sent_wall[client_id])
+                        tally.v2o_after_write.append(time.time() - written)
                     if not stop.is_set():
                         reply_id = "r-" + uuid.uuid4().hex
                         tally.sent_at[reply_id] = time.perf_counter()
@@ -370,6 +381,7 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
         while not stop.is_set():
             client_id = "v-" + uuid.uuid4().hex
             tally.sent_at[client_id] = time.perf_counter()
+            tally.sent_wall[client_id] = time.time()
             await client.send(
                 {
                     "client_id": client_id,
@@ -392,6 +404,17 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
     tasks += [asyncio.ensure_future(visitor_reader(c)) for c, _ in visitors]
     for log in hop_logs(setup.get("hop_log")):
         log.unlink()  # the warm-up's hops are not measured
+    client_lags: list[float] = []
+
+    async def client_loop_lag() -> None:
+        # How late this load generator's own loop wakes a 50 ms timer: its lateness adds to every
+        # latency it measures.
+        while not stop.is_set():
+            due = time.perf_counter() + 0.05
+            await asyncio.sleep(0.05)
+            client_lags.append(time.perf_counter() - due)
+
+    tasks.append(asyncio.ensure_future(client_loop_lag()))
     cpu_before = [cpu_seconds(pid) for pid in setup.get("pids", [])]
     services_before = service_cpu()
     client_cpu_before = time.process_time()
@@ -422,12 +445,21 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
             for part in (tally.v2o[i * len(tally.v2o) // 4 : (i + 1) * len(tally.v2o) // 4] for i in range(4))
         ],
         "o2v_ms": {f"p{q}": round((percentile(tally.o2v, q) or 0) * 1000, 2) for q in (50, 95, 99)},
+        **(
+            {
+                f"v2o_{part}_write_ms": {f"p{q}": round((percentile(values, q) or 0) * 1000, 2) for q in (50, 95, 99)}
+                for part, values in (("before", tally.v2o_before_write), ("after", tally.v2o_after_write))
+            }
+            if tally.v2o_before_write
+            else {}
+        ),
         "lost_at_operators": len(set(visitor_ids) - first_operator),
         "lost_replies": len(set(reply_ids) - set(tally.seen_by_visitors)),
         "duplicates": sum(1 for n in tally.seen_by_operators.values() if n > 1)
         + sum(1 for n in tally.seen_by_visitors.values() if n > 1),
         "server_cpu_s": cpu,
         "client_cpu_s": client_cpu,
+        "client_loop_lag_ms": {f"p{q}": round((percentile(client_lags, q) or 0) * 1000, 2) for q in (50, 90, 99)},
         # The same window's CPU of PostgreSQL and Redis (every process of each on the machine).
         "postgres_cpu_s": services["postgres"],
         "redis_cpu_s": services["redis"],
@@ -555,7 +587,14 @@ def hop_summary(prefix: Path) -> dict[str, Any]:
             name, *values = line.split()
             samples.setdefault(name, []).append(tuple(1000 * float(v) for v in values))
         log.unlink()
-    summary = {}
+    # loop_lag: how late the servers' event loops woke a 50 ms timer; publish_delay: a commit's
+    # hand-off to the loop → its frame published; fanout_delay: published → forwarded to a socket.
+    summary: dict[str, Any] = {
+        f"{name}_ms": {
+            f"p{q}": round(percentile([row[0] for row in samples.get(name, [])], q) or 0, 2) for q in (50, 90, 99)
+        }
+        for name in ("loop_lag", "publish_delay", "fanout_delay")
+    }
     for name in ("check_visitor_command", "check_operator_command"):
         rows = samples.get(name, [])
         summary[name] = {"count": len(rows)} | {

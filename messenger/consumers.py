@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +38,7 @@ from messenger.protocol import (
     parse_frame,
     parse_rate,
 )
-from messenger.realtime import groups
+from messenger.realtime import diagnostics, groups
 from messenger.realtime.broadcast import abroadcast_ephemeral, remember_server_loop
 from messenger.realtime.frame_budget import session_frame_budget
 
@@ -77,17 +75,14 @@ def database_sync_to_async(func: Any) -> Any:
         finally:
             close_old_connections()
 
-    if settings.MESSENGER_DB_HOP_LOG:
+    if diagnostics.enabled():
         run = _timed(func, run)
     return _database_sync_to_async(run, thread_sensitive=False, executor=_database_executor())
 
 
-_hop_log_lock = threading.Lock()
-
-
 def _timed(func: Any, run: Any) -> Any:
     """``run``, recording how long the hop waited for a database thread, how long it took in the
-    thread and the thread's CPU (MESSENGER_DB_HOP_LOG, a diagnostic: bench/run.py --hop-times).
+    thread and the thread's CPU (``messenger.realtime.diagnostics``; bench/run.py --hop-times).
 
     The gap between the last two is time spent waiting — for PostgreSQL, Redis or the GIL."""
     submitted = time.perf_counter()
@@ -98,11 +93,7 @@ def _timed(func: Any, run: Any) -> Any:
         try:
             return run(*args, **kwargs)
         finally:
-            line = (
-                f"{name} {started - submitted:.6f} {time.perf_counter() - started:.6f} {time.thread_time() - cpu:.6f}\n"
-            )
-            with _hop_log_lock, open(f"{settings.MESSENGER_DB_HOP_LOG}.{os.getpid()}", "a") as log:
-                log.write(line)
+            diagnostics.record(name, started - submitted, time.perf_counter() - started, time.thread_time() - cpu)
 
     return timed
 
@@ -147,6 +138,8 @@ class BaseConsumer(AsyncWebsocketConsumer):
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         remember_server_loop()
+        if diagnostics.enabled():
+            diagnostics.start()
         self.joined: list[str] = []
         self.typing_timers: dict[int, asyncio.Task[None]] = {}
         self.consecutive_errors = 0
@@ -194,6 +187,8 @@ class BaseConsumer(AsyncWebsocketConsumer):
 
     async def fanout(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event["frame"])
+        if "published" in event:
+            diagnostics.record("fanout_delay", time.time() - event["published"])
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         from messenger.realtime.broadcast import dumps

@@ -1,5 +1,6 @@
 """The WebSocket protocol end to end through the ASGI stack (WebsocketCommunicator)."""
 
+import asyncio
 import json
 
 import pytest
@@ -469,16 +470,25 @@ def test_lanes_spread_regular_conversation_ids():
     assert lane_of(None) == lane_of("7") == lane_of(True) == -1
 
 
-async def test_hop_log_records_each_socket_commands_database_hop(tmp_path):
+async def test_hop_log_records_each_socket_commands_database_hop_and_the_delivery(tmp_path):
     world = await db(_world)()
     prefix = tmp_path / "hops"
     with override_settings(MESSENGER_DB_HOP_LOG=str(prefix)):
+        op = await _operator(world["operator"])
         visitor, _, _ = await _visitor(world["inbox"])
-        await _start(visitor, "timed")
+        conversation_id, _ = await _start(visitor, "timed")
+        await op.expect("message.created", conversation_id=conversation_id)
+        await asyncio.sleep(0.2)  # lines are written every 50 ms
         await visitor.close()
+        await op.close()
+    await asyncio.sleep(0.1)  # the writer sees the setting off and stops
     lines = [line.split() for log in tmp_path.glob("hops.*") for line in log.read_text().splitlines()]
-    sends = [fields for fields in lines if fields[0] == "check_visitor_command"]
-    assert len(sends) == 1, lines
-    queue, wall, cpu = (float(value) for value in sends[0][1:])
+    values = {}
+    for name, *numbers in lines:
+        values.setdefault(name, []).append([float(n) for n in numbers])
+    assert len(values["check_visitor_command"]) == 1, lines
+    queue, wall, cpu = values["check_visitor_command"][0]
     assert 0 <= queue < 10 and 0 < wall < 10 and 0 <= cpu < 10
-    assert {fields[0] for fields in lines} >= {"visitor_connect", "hello", "check_visitor_command"}
+    assert {"visitor_connect", "hello", "loop_lag", "publish_delay", "fanout_delay"} <= set(values), set(values)
+    for name in ("loop_lag", "publish_delay", "fanout_delay"):
+        assert all(-0.01 < row[0] < 10 for row in values[name]), (name, values[name])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -18,6 +19,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+
+from messenger.realtime import diagnostics
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ class _Publisher:
     """One per event loop: publishes queued frames in order, each batch in one round trip."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[list[str], str]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[list[str], str, float]] = asyncio.Queue()
         self.task = asyncio.ensure_future(self.run())
 
     async def run(self) -> None:
@@ -70,9 +73,13 @@ class _Publisher:
             while not self.queue.empty() and len(batch) < 500:
                 batch.append(self.queue.get_nowait())
             try:
-                await _publish(batch)
+                await _publish([(groups, text) for groups, text, _ in batch])
             except Exception:  # noqa: BLE001 — never let the publisher die
                 logger.warning("channel layer publish failed; clients will resume from the database", exc_info=True)
+            if diagnostics.enabled():
+                done = time.perf_counter()
+                for _, _, queued in batch:
+                    diagnostics.record("publish_delay", done - queued)
 
 
 _publishers: dict[asyncio.AbstractEventLoop, _Publisher] = {}
@@ -86,7 +93,7 @@ def _enqueue(groups: list[str], text: str) -> None:
         for stale in [other for other in _publishers if other.is_closed()]:
             del _publishers[stale]
         publisher = _publishers[loop] = _Publisher()
-    publisher.queue.put_nowait((groups, text))
+    publisher.queue.put_nowait((groups, text, time.perf_counter()))
 
 
 async def _publish(batch: list[tuple[list[str], str]]) -> None:
@@ -94,7 +101,8 @@ async def _publish(batch: list[tuple[list[str], str]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    items = [(list(dict.fromkeys(groups)), {"type": FANOUT_HANDLER, "frame": text}) for groups, text in batch]
+    stamp = {"published": time.time()} if diagnostics.enabled() else {}
+    items = [(list(dict.fromkeys(groups)), {"type": FANOUT_HANDLER, "frame": text, **stamp}) for groups, text in batch]
     try:
         if await _publish_pipelined(layer, items):
             return

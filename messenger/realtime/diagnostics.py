@@ -1,0 +1,59 @@
+"""Timings of the real-time path, for benchmarks (``MESSENGER_DB_HOP_LOG``; off by default).
+
+When the setting holds a path prefix, each server process appends lines ``name value value value``
+(seconds) to ``<prefix>.<pid>``:
+
+* ``check_visitor_command`` and the other database hops of socket commands: the wait for a
+  database thread, the time in it, the thread's CPU (``messenger.consumers``);
+* ``loop_lag``: how late the event loop woke a 50 ms timer — how far it is behind its frames;
+* ``publish_delay``: from a commit's hand-off to the event loop until its frame was published;
+* ``fanout_delay``: from the publish until a consumer of this process forwarded the frame.
+
+Lines are buffered and written by the loop-lag task every 50 ms, so recording costs a list append.
+``bench/run.py --hop-times`` sets the prefix and summarises the lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from django.conf import settings
+
+_lines: list[str] = []
+_task: asyncio.Future[None] | None = None
+PERIOD = 0.05
+
+
+def enabled() -> bool:
+    return bool(settings.MESSENGER_DB_HOP_LOG)
+
+
+def record(name: str, *values: float) -> None:
+    """Buffer one line (any thread); written within ``PERIOD`` by the loop's task."""
+    padded = [*values, 0.0, 0.0, 0.0][:3]
+    _lines.append(f"{name} {padded[0]:.6f} {padded[1]:.6f} {padded[2]:.6f}\n")
+
+
+def start() -> None:
+    """Start the loop-lag task of this event loop, once (called on every socket connect)."""
+    global _task
+    task = _task
+    if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+        _task = asyncio.ensure_future(_sample_and_flush())
+
+
+async def _sample_and_flush() -> None:
+    while True:
+        due = time.perf_counter() + PERIOD
+        await asyncio.sleep(PERIOD)
+        prefix = settings.MESSENGER_DB_HOP_LOG
+        if not prefix:
+            _lines.clear()
+            return  # turned off (tests override it)
+        record("loop_lag", time.perf_counter() - due)
+        pending = _lines[:]
+        del _lines[: len(pending)]
+        with open(f"{prefix}.{os.getpid()}", "a") as log:
+            log.writelines(pending)
