@@ -8,6 +8,7 @@ between the snapshot and the live stream (clients drop duplicates by id).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -16,7 +17,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async as _database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections
 
@@ -132,9 +135,60 @@ def client_ip(scope: dict[str, Any]) -> str | None:
     return client[0] if client else None
 
 
+async def dispatch_all(sources: list[Any], dispatch: Any) -> None:
+    """Channels' ``await_many_dispatch``, without a loop turn per message.
+
+    Channels starts a new task for every message it waits for and wakes the consumer through
+    ``asyncio.wait``: two turns of the event loop per frame. An operator's socket receives every
+    event of a branch, and at 200 messages/s on a busy loop (a few ms per turn) that capped it
+    near the arrival rate, so its frames queued for seconds (``fanout_delay`` in bench/run.py
+    --hop-times; docs/benchmarks.md). Here one pump task per source moves messages into a queue as
+    they come, and the consumer dispatches everything already waiting before it waits again.
+    """
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def pump(source: Any) -> None:
+        while True:
+            inbox.put_nowait(await source())
+
+    pumps = [asyncio.ensure_future(pump(source)) for source in sources]
+    try:
+        while True:
+            while not inbox.empty():
+                await dispatch(inbox.get_nowait())
+            getter = asyncio.ensure_future(inbox.get())
+            done, _ = await asyncio.wait([getter, *pumps], return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                await dispatch(getter.result())
+                continue
+            getter.cancel()
+            for task in pumps:
+                if task.done():
+                    task.result()  # a source failed: raise its error, as channels does
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+
 class BaseConsumer(AsyncWebsocketConsumer):
     commands: frozenset[str] = frozenset()
     rate_multiplier = 1
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # AsyncConsumer.__call__ with ``dispatch_all`` in place of ``await_many_dispatch``.
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        sources = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            sources.append(self.channel_receive)
+        self.base_send = send
+        try:
+            await dispatch_all(sources, self.dispatch)
+        except StopConsumer:
+            pass
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         remember_server_loop()
@@ -197,6 +251,8 @@ class BaseConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not await self.limiter.admit():
+            # The frames admitted before this one are answered first, then the socket closes.
+            await asyncio.gather(*self.lane_tasks, return_exceptions=True)
             await self.send_frame(events.error_frame("rate_limited", "Too many frames; the connection is closed."))
             await self.close(code=CLOSE_THROTTLED)
             return
