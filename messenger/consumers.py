@@ -152,6 +152,7 @@ async def dispatch_all(sources: list[Any], dispatch: Any) -> None:
             inbox.put_nowait(await source())
 
     pumps = [asyncio.ensure_future(pump(source)) for source in sources]
+    getter: asyncio.Future[Any] | None = None
     try:
         while True:
             while not inbox.empty():
@@ -161,14 +162,14 @@ async def dispatch_all(sources: list[Any], dispatch: Any) -> None:
             if getter in done:
                 await dispatch(getter.result())
                 continue
-            getter.cancel()
             for task in pumps:
                 if task.done():
                     task.result()  # a source failed: raise its error, as channels does
     finally:
-        for task in pumps:
+        waiting = [*pumps, getter] if getter is not None else pumps
+        for task in waiting:
             task.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
+        await asyncio.gather(*waiting, return_exceptions=True)
 
 
 class BaseConsumer(AsyncWebsocketConsumer):

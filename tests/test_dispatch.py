@@ -62,3 +62,19 @@ async def test_a_dispatch_error_ends_the_loop_and_stops_the_pumps():
 
     with pytest.raises(Stop):
         await asyncio.wait_for(dispatch_all([source.get], dispatch), 2)
+
+
+async def test_cancelling_the_consumer_leaves_no_task_behind():
+    idle: asyncio.Queue = asyncio.Queue()
+
+    async def dispatch(message):
+        pass
+
+    before = asyncio.all_tasks()
+    task = asyncio.ensure_future(dispatch_all([idle.get, idle.get], dispatch))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert asyncio.all_tasks() == before
