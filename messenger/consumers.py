@@ -8,7 +8,6 @@ between the snapshot and the live stream (clients drop duplicates by id).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import deque
@@ -17,9 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async as _database_sync_to_async
-from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections
 
@@ -43,6 +40,7 @@ from messenger.protocol import (
 )
 from messenger.realtime import diagnostics, groups
 from messenger.realtime.broadcast import abroadcast_ephemeral, remember_server_loop
+from messenger.realtime.dispatch import serve
 from messenger.realtime.frame_budget import session_frame_budget
 
 logger = logging.getLogger(__name__)
@@ -135,61 +133,12 @@ def client_ip(scope: dict[str, Any]) -> str | None:
     return client[0] if client else None
 
 
-async def dispatch_all(sources: list[Any], dispatch: Any) -> None:
-    """Channels' ``await_many_dispatch``, without a loop turn per message.
-
-    Channels starts a new task for every message it waits for and wakes the consumer through
-    ``asyncio.wait``: two turns of the event loop per frame. An operator's socket receives every
-    event of a branch, and at 200 messages/s on a busy loop (a few ms per turn) that capped it
-    near the arrival rate, so its frames queued for seconds (``fanout_delay`` in bench/run.py
-    --hop-times; docs/benchmarks.md). Here one pump task per source moves messages into a queue as
-    they come, and the consumer dispatches everything already waiting before it waits again.
-    """
-    inbox: asyncio.Queue[Any] = asyncio.Queue()
-
-    async def pump(source: Any) -> None:
-        while True:
-            inbox.put_nowait(await source())
-
-    pumps = [asyncio.ensure_future(pump(source)) for source in sources]
-    getter: asyncio.Future[Any] | None = None
-    try:
-        while True:
-            while not inbox.empty():
-                await dispatch(inbox.get_nowait())
-            getter = asyncio.ensure_future(inbox.get())
-            done, _ = await asyncio.wait([getter, *pumps], return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                await dispatch(getter.result())
-                continue
-            for task in pumps:
-                if task.done():
-                    task.result()  # a source failed: raise its error, as channels does
-    finally:
-        waiting = [*pumps, getter] if getter is not None else pumps
-        for task in waiting:
-            task.cancel()
-        await asyncio.gather(*waiting, return_exceptions=True)
-
-
 class BaseConsumer(AsyncWebsocketConsumer):
     commands: frozenset[str] = frozenset()
     rate_multiplier = 1
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # AsyncConsumer.__call__ with ``dispatch_all`` in place of ``await_many_dispatch``.
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        sources = [receive]
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            sources.append(self.channel_receive)
-        self.base_send = send
-        try:
-            await dispatch_all(sources, self.dispatch)
-        except StopConsumer:
-            pass
+        await serve(self, scope, receive, send)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         remember_server_loop()

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from messenger.consumers import dispatch_all
+from messenger.realtime.dispatch import dispatch_all
 
 
 async def _run_until(task: asyncio.Task, condition, turns: int) -> int:
