@@ -77,26 +77,8 @@ def database_sync_to_async(func: Any) -> Any:
             close_old_connections()
 
     if diagnostics.enabled():
-        run = _timed(func, run)
+        run = diagnostics.timed(getattr(func, "__name__", "?"), run)
     return _database_sync_to_async(run, thread_sensitive=False, executor=_database_executor())
-
-
-def _timed(func: Any, run: Any) -> Any:
-    """``run``, recording how long the hop waited for a database thread, how long it took in the
-    thread and the thread's CPU (``messenger.realtime.diagnostics``; bench/run.py --hop-times).
-
-    The gap between the last two is time spent waiting — for PostgreSQL, Redis or the GIL."""
-    submitted = time.perf_counter()
-    name = getattr(func, "__name__", "?")
-
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        started, cpu = time.perf_counter(), time.thread_time()
-        try:
-            return run(*args, **kwargs)
-        finally:
-            diagnostics.record(name, started - submitted, time.perf_counter() - started, time.thread_time() - cpu)
-
-    return timed
 
 
 _executor: ThreadPoolExecutor | None = None

@@ -273,8 +273,9 @@ MESSENGER_MESSAGE_MAX_LENGTH = env_int("MESSENGER_MESSAGE_MAX_LENGTH", 150_000)
 MESSENGER_FRAME_MAX_BYTES = env_int("MESSENGER_FRAME_MAX_BYTES", 655_360)
 # Database threads per server process for socket commands (see messenger/consumers.py).
 MESSENGER_DB_THREADS = env_int("MESSENGER_DB_THREADS", 2)
-# Diagnostics: a path prefix; every socket command's database hop appends its timings to
-# ``<prefix>.<pid>`` (messenger/consumers.py). Empty: off.
+# Diagnostics: a path prefix; each process appends the timings of its socket commands' database
+# hops, its event loop's lag and its frames' publish and fan-out delays to ``<prefix>.<pid>``
+# (messenger/realtime/diagnostics.py). Empty: off.
 MESSENGER_DB_HOP_LOG = env_str("MESSENGER_DB_HOP_LOG", "")
 MESSENGER_SESSION_TOKEN_MAX_AGE = env_int("MESSENGER_SESSION_TOKEN_MAX_AGE", 30 * 24 * 3600)
 MESSENGER_ESCALATION_TIMEOUT_SECONDS = env_int("MESSENGER_ESCALATION_TIMEOUT_SECONDS", 240)

@@ -4,7 +4,7 @@ When the setting holds a path prefix, each server process appends lines ``name v
 (seconds) to ``<prefix>.<pid>``:
 
 * ``check_visitor_command`` and the other database hops of socket commands: the wait for a
-  database thread, the time in it, the thread's CPU (``messenger.consumers``);
+  database thread, the time in it, the thread's CPU (``timed``, around ``messenger.consumers``' hops);
 * ``loop_lag``: how late the event loop woke a 50 ms timer — how far it is behind its frames;
 * ``publish_delay``: from a commit's hand-off to the event loop until its frame was published;
 * ``fanout_delay``: from the publish until a consumer of this process forwarded the frame.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Any
 
 from django.conf import settings
 
@@ -34,6 +35,22 @@ def record(name: str, *values: float) -> None:
     """Buffer one line (any thread); written within ``PERIOD`` by the loop's task."""
     padded = [*values, 0.0, 0.0, 0.0][:3]
     _lines.append(f"{name} {padded[0]:.6f} {padded[1]:.6f} {padded[2]:.6f}\n")
+
+
+def timed(name: str, run: Any) -> Any:
+    """``run`` (a database hop, about to be submitted to its thread), recording how long it waited
+    for the thread, how long it took there and the thread's CPU. The gap between the last two is
+    time spent waiting — for PostgreSQL, Redis or the GIL."""
+    submitted = time.perf_counter()
+
+    def hop(*args: Any, **kwargs: Any) -> Any:
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return run(*args, **kwargs)
+        finally:
+            record(name, started - submitted, time.perf_counter() - started, time.thread_time() - cpu)
+
+    return hop
 
 
 def start() -> None:
