@@ -308,6 +308,9 @@ class VisitorConsumer(BaseConsumer):
             return [{"type": "pong"}]
         if command.type in ("typing.start", "typing.stop"):
             return await self.typing(command)
+        frames = await commands.acheck_visitor_command(self.context, command)
+        if frames is not None:
+            return frames
         return await database_sync_to_async(commands.check_visitor_command)(self.context, command)
 
     async def typing(self, command: Command) -> list[dict[str, Any]]:
@@ -396,6 +399,9 @@ class OperatorConsumer(BaseConsumer):
             return [{"type": "pong"}]
         if command.type in ("typing.start", "typing.stop"):
             return await self.typing(command)
+        frames = await commands.acheck_operator_command(self.context, command)
+        if frames is not None:
+            return frames
         return await database_sync_to_async(commands.check_operator_command)(self.context, command)
 
     async def typing(self, command: Command) -> list[dict[str, Any]]:

@@ -15,6 +15,9 @@ mode cost more Python time per send than it saved.
 
 The SQL comes from Django's own insert compiler, so field preparation (JSON, dates, defaults,
 ``pre_save``) is the ORM's.
+
+The message path is written as steps (``Fetch``, ``Run``, ``Sync``, below) so that it can also run
+on the event loop through an asynchronous connection (``messenger.db.aio``), the same code either way.
 """
 
 from __future__ import annotations
@@ -91,3 +94,70 @@ def combined(statements: list[Statement]) -> Statement:
     *first, (last_sql, _) = statements
     sql = "WITH " + ", ".join(f"w{i} AS ({part})" for i, (part, _) in enumerate(first)) + " " + last_sql
     return sql, [param for _, params in statements for param in params]
+
+
+# --- write paths as steps -------------------------------------------------------------------------
+#
+# The message path is written once, as a generator of the steps it needs (``Fetch`` a row, ``Run``
+# writes, ``Sync`` anything that needs Django's own connection), so that two drivers can run it: ``run``
+# in a database thread through Django's connection, and ``messenger.db.aio.run`` on the event loop
+# through an asynchronous connection, which waits for PostgreSQL without holding a thread.
+
+
+class NeedsThread(Exception):
+    """The asynchronous driver met a step only Django's connection can run: start again in a thread."""
+
+
+class Fetch:
+    """One statement; the driver sends back its first row (or None)."""
+
+    def __init__(self, sql: str, params: list[Any]) -> None:
+        self.sql, self.params = sql, params
+
+    def run(self) -> Any:
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, self.params)
+            return cursor.fetchone()
+
+    async def arun(self, cursor: Any) -> Any:
+        await cursor.execute(self.sql, self.params)
+        return await cursor.fetchone()
+
+
+class Run:
+    """Writes that do not read each other's rows (``execute``); the driver sends back None."""
+
+    def __init__(self, statements: list[Statement]) -> None:
+        self.statements = statements
+
+    def run(self) -> None:
+        execute(self.statements)
+
+    async def arun(self, cursor: Any) -> None:
+        if self.statements:
+            await cursor.execute(*(combined(self.statements) if len(self.statements) > 1 else self.statements[0]))
+
+
+class Sync:
+    """A call that needs Django's connection (the ORM): run in a thread only."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+    def run(self) -> Any:
+        return self.call()
+
+    async def arun(self, cursor: Any) -> Any:
+        raise NeedsThread
+
+
+def run(steps: Any) -> Any:
+    """Drive a generator of steps through Django's connection (the caller holds the transaction);
+    its return value."""
+    value = None
+    while True:
+        try:
+            step = steps.send(value)
+        except StopIteration as done:
+            return done.value
+        value = step.run()

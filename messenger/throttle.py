@@ -13,11 +13,13 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import logging
 import math
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,28 +83,81 @@ def hit_many(requests: list[tuple[str, Any, str]], *, now: float | None = None) 
     Every counter of the batch is counted, the allowed and the denied alike: callers batch the
     limits of one request, which is refused as a whole when any of them is over.
     """
-    now = time.time() if now is None else now
-    results: list[Hit | None] = []
-    pending: list[tuple[int, str, int, int, float]] = []
-    for scope, identity, rate in requests:
-        limit, period = parse_rate(rate) if rate else (0, 1.0)
-        if limit <= 0 or identity is None or identity == "":
-            results.append(Hit(allowed=True, count=0, limit=0, retry_after=0))
-            continue
-        window = int(now // period)
-        pending.append((len(results), _key(scope, str(identity), window), limit, window, period))
-        results.append(None)
-    if pending:
-        try:
-            counts = increment_counters([(key, 1, int(period) + 1) for _i, key, _l, _w, period in pending])
-        except Exception as error:  # noqa: BLE001 — the cache is down: fail open, the database is the truth
-            # One line per hit, no traceback: an outage must not flood the log.
-            logger.warning("throttle cache unavailable; %s not limited: %s", requests[pending[0][0]][0], error)
-            counts = [0] * len(pending)
-        for (index, _, limit, window, period), count in zip(pending, counts, strict=True):
-            retry_after = max(1, math.ceil((window + 1) * period - now))
-            results[index] = Hit(allowed=count <= limit, count=count, limit=limit, retry_after=retry_after)
-    return [result for result in results if result is not None]
+    plan = _Plan(requests, now)
+    if not plan.counters:
+        return plan.hits([])
+    try:
+        counts = increment_counters(plan.counters)
+    except Exception as error:  # noqa: BLE001 — the cache is down: fail open, the database is the truth
+        counts = plan.failed(error)
+    return plan.hits(counts)
+
+
+async def ahit_many(requests: list[tuple[str, Any, str]], *, now: float | None = None) -> list[Hit]:
+    """``hit_many`` on the event loop: Redis through an asynchronous client, no thread held."""
+    plan = _Plan(requests, now)
+    if not plan.counters:
+        return plan.hits([])
+    try:
+        counts = await _aincrement_counters(plan.counters)
+    except Exception as error:  # noqa: BLE001 — fail open, as hit_many does
+        counts = plan.failed(error)
+    return plan.hits(counts)
+
+
+class _Plan:
+    """The counters a batch of hits needs, and the verdicts once they are counted."""
+
+    def __init__(self, requests: list[tuple[str, Any, str]], now: float | None) -> None:
+        self.requests = requests
+        self.now = time.time() if now is None else now
+        self.results: list[Hit | None] = []
+        self.pending: list[tuple[int, int, int, float]] = []
+        self.counters: list[tuple[str, int, int]] = []
+        for scope, identity, rate in requests:
+            limit, period = parse_rate(rate) if rate else (0, 1.0)
+            if limit <= 0 or identity is None or identity == "":
+                self.results.append(Hit(allowed=True, count=0, limit=0, retry_after=0))
+                continue
+            window = int(self.now // period)
+            self.pending.append((len(self.results), limit, window, period))
+            self.counters.append((_key(scope, str(identity), window), 1, int(period) + 1))
+            self.results.append(None)
+
+    def failed(self, error: Exception) -> list[int]:
+        # One line per hit, no traceback: an outage must not flood the log.
+        logger.warning("throttle cache unavailable; %s not limited: %s", self.requests[self.pending[0][0]][0], error)
+        return [0] * len(self.pending)
+
+    def hits(self, counts: list[int]) -> list[Hit]:
+        for (index, limit, window, period), count in zip(self.pending, counts, strict=True):
+            retry_after = max(1, math.ceil((window + 1) * period - self.now))
+            self.results[index] = Hit(allowed=count <= limit, count=count, limit=limit, retry_after=retry_after)
+        return [result for result in self.results if result is not None]
+
+
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+
+async def _aincrement_counters(counters: list[tuple[str, int, int]]) -> list[int]:
+    """``increment_counters`` through an asynchronous Redis client of this event loop (the same
+    MULTI/EXEC); another cache backend is in-process and is counted directly."""
+    client = getattr(cache, "_cache", None)
+    if not isinstance(client, RedisCacheClient):
+        return increment_counters(counters)
+    loop = asyncio.get_running_loop()
+    writer = _async_clients.get(loop)
+    if writer is None:
+        from redis.asyncio import Redis
+
+        options = {k: v for k, v in client._pool_options.items() if k != "parser_class"}  # a sync parser
+        writer = _async_clients[loop] = Redis.from_url(client._servers[0], **options)
+    pipeline = writer.pipeline(transaction=True)
+    for key, amount, timeout in counters:
+        full = cache.make_and_validate_key(key)
+        pipeline.set(full, 0, ex=timeout, nx=True)
+        pipeline.incrby(full, amount)
+    return [int(value) for value in (await pipeline.execute())[1::2]]
 
 
 def hit(scope: str, identity: Any, rate: str, *, now: float | None = None) -> Hit:
@@ -149,9 +204,27 @@ SEND_REFUSALS = {
 
 
 def _raise_first_denied(limits: list[tuple[str, Any, str]]) -> None:
-    for (scope, _identity, _rate), result in zip(limits, hit_many(limits), strict=True):
+    refuse_denied(limits, hit_many(limits))
+
+
+def refuse_denied(limits: list[tuple[str, Any, str]], hits: list[Hit]) -> None:
+    """Raise ``RateLimited`` for the first of ``limits`` whose hit was over."""
+    for (scope, _identity, _rate), result in zip(limits, hits, strict=True):
         if not result.allowed:
             raise RateLimited(SEND_REFUSALS[scope], retry_after=result.retry_after)
+
+
+class CountHits:
+    """A step of a write path (``dbwrite``): count ``limits``' hits, sending back the ``Hit``s."""
+
+    def __init__(self, limits: list[tuple[str, Any, str]]) -> None:
+        self.limits = limits
+
+    def run(self) -> list[Hit]:
+        return hit_many(self.limits)
+
+    async def arun(self, cursor: Any) -> list[Hit]:
+        return await ahit_many(self.limits)
 
 
 @dataclass
@@ -169,6 +242,10 @@ class VisitorLimits:
     def check_send(self, *, contact_inbox_id: int, conversation_id: int | None = None) -> None:
         """Honeypot, then the per-session and per-IP send rates and, once the conversation is
         known, its flood limit: all counted in one cache round trip."""
+        _raise_first_denied(self.send_limits(contact_inbox_id=contact_inbox_id, conversation_id=conversation_id))
+
+    def send_limits(self, *, contact_inbox_id: int, conversation_id: int | None = None) -> list[tuple[str, Any, str]]:
+        """What ``check_send`` counts (after the honeypot), for a caller that counts them itself."""
         if self.honeypot not in (None, ""):
             # Only a robot fills the field a person never sees; answered like any invalid input.
             raise InvalidInput("website: must be empty")
@@ -178,7 +255,7 @@ class VisitorLimits:
         ]
         if conversation_id is not None:
             limits.append(("flood", conversation_id, settings.MESSENGER_CONVERSATION_FLOOD_LIMIT))
-        _raise_first_denied(limits)
+        return limits
 
     def check_flood(self, *, conversation_id: int) -> None:
         """The flood limit alone: for a conversation the visitor has just started."""

@@ -273,6 +273,9 @@ MESSENGER_MESSAGE_MAX_LENGTH = env_int("MESSENGER_MESSAGE_MAX_LENGTH", 150_000)
 MESSENGER_FRAME_MAX_BYTES = env_int("MESSENGER_FRAME_MAX_BYTES", 655_360)
 # Database threads per server process for socket commands (see messenger/consumers.py).
 MESSENGER_DB_THREADS = env_int("MESSENGER_DB_THREADS", 2)
+# PostgreSQL: connections per server process for the message sends that run on the event loop
+# instead of a database thread (messenger/db/aio.py). 0: every send takes a database thread.
+MESSENGER_ASYNC_DB_CONNECTIONS = env_int("MESSENGER_ASYNC_DB_CONNECTIONS", 8)
 # Diagnostics: a path prefix; each process appends the timings of its socket commands' database
 # hops, its event loop's lag and its frames' publish and fan-out delays to ``<prefix>.<pid>``
 # (messenger/realtime/diagnostics.py). Empty: off.

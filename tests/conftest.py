@@ -24,6 +24,15 @@ def _close_pools(request):
 
 
 @pytest.fixture(autouse=True)
+def _close_async_connections():
+    """Each test's event loop opens its own (messenger/db/aio.py): closed with the test."""
+    yield
+    from messenger.db import aio
+
+    aio.close_all()
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache():
     from django.core.cache import cache
 

@@ -87,15 +87,7 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
                 ip=context.ip, captcha=command.fields.get("captcha"), honeypot=command.fields.get("website")
             ),
         )
-        context.conversation = result.conversation
-        payload = events.message_payload(
-            result.message, public=True, attachments=getattr(result.message, "_prefetched_attachments", None)
-        )
-        return [
-            events.ack_frame(
-                command.ref, {"message": payload, "conversation_id": result.conversation.pk, "created": result.created}
-            )
-        ]
+        return _visitor_sent(context, command, result)
     if kind in ("message.delivered", "conversation.read"):
         conversation = access_conversation_for_visitor(ci, command.int_field("conversation_id"))
         up_to = command.fields.get("up_to_message_id")
@@ -126,6 +118,37 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
             )
         ]
     raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
+
+
+def _visitor_sent(context: VisitorContext, command: Command, result: messages.SendResult) -> list[dict[str, Any]]:
+    context.conversation = result.conversation
+    payload = events.message_payload(
+        result.message, public=True, attachments=getattr(result.message, "_prefetched_attachments", None)
+    )
+    return [
+        events.ack_frame(
+            command.ref, {"message": payload, "conversation_id": result.conversation.pk, "created": result.created}
+        )
+    ]
+
+
+async def acheck_visitor_command(context: VisitorContext, command: Command) -> list[dict[str, Any]] | None:
+    """A visitor's message to the socket's conversation, on the event loop (PostgreSQL); None
+    when the command must run in a thread (``check_visitor_command``)."""
+    if command.type != "message.send":
+        return None
+    result = await messages.asend_visitor_message(
+        contact_inbox=context.contact_inbox,
+        client_id=command.fields.get("client_id"),
+        body=command.fields.get("body"),
+        attachment_ids=command.fields.get("attachment_ids"),
+        conversation_id=command.fields.get("conversation_id"),
+        known_conversation=context.conversation,
+        limits=VisitorLimits(
+            ip=context.ip, captcha=command.fields.get("captcha"), honeypot=command.fields.get("website")
+        ),
+    )
+    return None if result is None else _visitor_sent(context, command, result)
 
 
 def visitor_typing_target(context: VisitorContext, conversation_id: Any) -> tuple[int, int | None, bool]:
@@ -219,13 +242,7 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
             context.writable.pop(conversation.pk, None)
             conversation = _writable(context, conversation.pk)
             result = send(conversation)
-        if len(context.writable) > 500:
-            context.writable.clear()
-        context.writable[conversation.pk] = conversation
-        payload = events.message_payload(
-            result.message, public=False, attachments=getattr(result.message, "_prefetched_attachments", None)
-        )
-        return [events.ack_frame(command.ref, {"message": payload, "created": result.created})]
+        return _operator_sent(context, command, conversation, result)
     if kind in ("message.delivered", "conversation.read"):
         conversation = access_conversation_for_staff(context.scope, command.int_field("conversation_id"))
         if conversation.pk in context.watching:
@@ -271,6 +288,42 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
         else:
             raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
     return [events.ack_frame(command.ref, {"conversation": events.conversation_staff(conversation)})]
+
+
+def _operator_sent(
+    context: OperatorContext, command: Command, conversation: Conversation, result: messages.SendResult
+) -> list[dict[str, Any]]:
+    if len(context.writable) > 500:
+        context.writable.clear()
+    context.writable[conversation.pk] = conversation
+    payload = events.message_payload(
+        result.message, public=False, attachments=getattr(result.message, "_prefetched_attachments", None)
+    )
+    return [events.ack_frame(command.ref, {"message": payload, "created": result.created})]
+
+
+async def acheck_operator_command(context: OperatorContext, command: Command) -> list[dict[str, Any]] | None:
+    """A reply to a conversation this socket has written to (its access was checked then, and the
+    send re-checks it under the row lock), on the event loop (PostgreSQL); None when the command
+    must run in a thread (``check_operator_command``)."""
+    if command.type != "message.send":
+        return None
+    conversation_id = command.fields.get("conversation_id")
+    conversation = context.writable.get(conversation_id) if isinstance(conversation_id, int) else None
+    if conversation is None or conversation.pk in context.watching:
+        return None
+    result = await messages.asend_operator_message(
+        conversation=conversation,
+        user=context.user,
+        client_id=command.fields.get("client_id"),
+        body=command.fields.get("body"),
+        private=command.bool_field("private"),
+        attachment_ids=command.fields.get("attachment_ids"),
+    )
+    if result is None:
+        context.writable.pop(conversation.pk, None)  # the thread's path reads it afresh
+        return None
+    return _operator_sent(context, command, conversation, result)
 
 
 def operator_typing_target(context: OperatorContext, conversation_id: Any) -> tuple[int, int | None, int | None]:

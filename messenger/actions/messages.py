@@ -13,7 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from django.utils.dateparse import parse_datetime
 
 from messenger import dbwrite, events, formatting
 from messenger.actions.base import Actor, audit_row
+from messenger.db import aio
 from messenger.errors import Conflict, Forbidden, InvalidInput, NotFound
 from messenger.models import (
     Attachment,
@@ -39,9 +40,9 @@ from messenger.models import (
 )
 from messenger.models.conversation import ACTIVE_STATUSES
 from messenger.realtime.broadcast import broadcast_on_commit
-from messenger.realtime.eventlog import PublicPart, bump_sequences, record_event
+from messenger.realtime.eventlog import PublicPart, bump_sequences, bump_statement, record_event, sequences_from
 from messenger.realtime.groups import user_group
-from messenger.throttle import VisitorLimits
+from messenger.throttle import CountHits, VisitorLimits, refuse_denied
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,14 @@ class AlreadyStored(Exception):
 class WriteChecks:
     """What a send checks in the statement that locks the conversation, a round trip fewer than
     asking first: a resend of ``client_id`` (in this conversation, or in any conversation of
-    ``contact_inbox_id``), whether ``contact_id`` is blocked now; then ``before_write`` (the
-    visitor's throttles) once the conversation is known to be writable, before any INSERT."""
+    ``contact_inbox_id``), whether ``contact_id`` is blocked now; then ``limits`` (the visitor's
+    throttles, per ``contact_inbox_id``) once the conversation is known to be writable, before
+    any INSERT."""
 
     client_id: str
     contact_inbox_id: int | None = None
     contact_id: int | None = None
-    before_write: Callable[[Conversation], None] | None = None
+    limits: VisitorLimits | None = None
 
 
 def as_datetime(value: Any) -> datetime | None:
@@ -109,7 +111,13 @@ def as_datetime(value: Any) -> datetime | None:
     return parsed
 
 
-def _store_message(
+def _store_message(**fields: Any) -> Message:
+    """Write the message, its counters, its event and (``audit_verb``) the sender's audit row, through
+    Django's connection (``_message_steps``). Must run inside ``transaction.atomic``."""
+    return dbwrite.run(_message_steps(**fields))
+
+
+def _message_steps(
     *,
     conversation: Conversation,
     direction: str,
@@ -122,12 +130,13 @@ def _store_message(
     content_attributes: dict[str, Any] | None = None,
     audit_verb: str | None = None,
     checks: WriteChecks | None = None,
-) -> Message:
-    """Write the message, its counters, its event and (``audit_verb``) the sender's audit row.
-    Must run inside ``transaction.atomic``.
+) -> Generator[Any, Any, Message]:
+    """The steps (``dbwrite``) that write the message, its counters, its event and (``audit_verb``)
+    the sender's audit row, in one transaction that the driver holds: ``_store_message`` in a
+    thread, ``_astore_message`` on the event loop.
 
     ``checks`` (``WriteChecks``) ride on the statement that locks the conversation: a resend raises
-    ``AlreadyStored``, a blocked contact ``Forbidden``, and ``before_write`` may refuse; each
+    ``AlreadyStored``, a blocked contact ``Forbidden``, and the visitor's limits may refuse; each
     rolls the transaction back, so nothing is written.
 
     On PostgreSQL the message id is allocated by the statement that locks the conversation and
@@ -185,24 +194,27 @@ def _store_message(
         ):
             returning_sql.append(f"({sql})")
             returning_params += params
-    sequences = bump_sequences(
-        conversation.pk,
-        public=public,
-        now=now,
-        assignments=assignments,
-        returning_sql=returning_sql,
-        returning_params=returning_params,
-        returning=(
-            "unread_for_agent",
-            "unread_for_contact",
-            "waiting_since",
-            "first_reply_created_at",
-            "status",
-            "assignee_opened_at",
-            "assignee_id",
-            "branch_id",
-        ),
+    row = yield dbwrite.Fetch(
+        *bump_statement(
+            conversation.pk,
+            public=public,
+            now=now,
+            assignments=assignments,
+            returning_sql=returning_sql,
+            returning_params=returning_params,
+            returning=(
+                "unread_for_agent",
+                "unread_for_contact",
+                "waiting_since",
+                "first_reply_created_at",
+                "status",
+                "assignee_opened_at",
+                "assignee_id",
+                "branch_id",
+            ),
+        )
     )
+    sequences = sequences_from(row, conversation_id=conversation.pk, public=public)
     (
         conversation.unread_for_agent,
         conversation.unread_for_contact,
@@ -232,11 +244,12 @@ def _store_message(
     ):
         # A cached conversation moved or closed under the operator: access and state are re-checked.
         raise StaleConversation(conversation.pk)
-    if checks is not None and checks.before_write is not None:
-        checks.before_write(conversation)
     if assignee_id != conversation.assignee_id or branch_id != conversation.branch_id:
         # Reassigned or transferred since the caller read it: events must follow the new branch.
-        conversation.refresh_from_db(fields=["assignee", "branch"])
+        yield dbwrite.Sync(lambda: conversation.refresh_from_db(fields=["assignee", "branch"]))
+    if checks is not None and checks.limits is not None and checks.contact_inbox_id is not None:
+        limits = checks.limits.send_limits(contact_inbox_id=checks.contact_inbox_id, conversation_id=conversation.pk)
+        refuse_denied(limits, (yield CountHits(limits)))
     conversation.waiting_since = as_datetime(waiting_since)
     conversation.first_reply_created_at = as_datetime(first_reply)
     conversation.assignee_opened_at = as_datetime(opened)
@@ -259,22 +272,16 @@ def _store_message(
     )
     statements: list[dbwrite.Statement] = []
     if message.pk is None:
-        message.save(force_insert=True)
+        yield dbwrite.Sync(lambda: message.save(force_insert=True))
     else:
         statements.append(dbwrite.insert_statement(message))
     attachments: list[Attachment] = []
     if attachment_ids:
-        dbwrite.execute(statements)  # the message row first: the uploads point at it
+        yield dbwrite.Run(statements)  # the message row first: the uploads point at it
         statements = []
-        uploads = Attachment.objects.filter(pk__in=attachment_ids, conversation=conversation, message__isnull=True)
-        if sender_type == SenderType.CONTACT:
-            uploads = uploads.filter(uploaded_by_contact=sender_contact)
-        else:
-            uploads = uploads.filter(uploaded_by_user__isnull=False)
-        bound = uploads.update(message=message)
-        if bound != len(attachment_ids):
-            raise InvalidInput("attachment_ids: unknown or already sent attachment")
-        attachments = sorted(Attachment.objects.filter(message=message), key=lambda a: attachment_ids.index(a.pk))
+        attachments = yield dbwrite.Sync(
+            lambda: _bind_attachments(message, attachment_ids, conversation, sender_type, sender_contact)
+        )
     message.conversation = conversation
     staff_data = {
         "message": events.message_payload(message, public=False, attachments=attachments),
@@ -305,9 +312,23 @@ def _store_message(
                 audit_row(Actor(user=sender_user), audit_verb, target=message, conversation=conversation)
             )
         )
-    dbwrite.execute(statements)
+    yield dbwrite.Run(statements)
     message._prefetched_attachments = attachments  # type: ignore[attr-defined]
     return message
+
+
+def _bind_attachments(
+    message: Message, attachment_ids: list[int], conversation: Conversation, sender_type: str, sender_contact: Any
+) -> list[Attachment]:
+    uploads = Attachment.objects.filter(pk__in=attachment_ids, conversation=conversation, message__isnull=True)
+    if sender_type == SenderType.CONTACT:
+        uploads = uploads.filter(uploaded_by_contact=sender_contact)
+    else:
+        uploads = uploads.filter(uploaded_by_user__isnull=False)
+    bound = uploads.update(message=message)
+    if bound != len(attachment_ids):
+        raise InvalidInput("attachment_ids: unknown or already sent attachment")
+    return sorted(Attachment.objects.filter(message=message), key=lambda a: attachment_ids.index(a.pk))
 
 
 def push_unread_totals(user_id: int) -> None:
@@ -441,35 +462,12 @@ def send_visitor_message(
 
     def store(target: Conversation, checks: WriteChecks | None = None) -> Message:
         with transaction.atomic():
-            return _store_message(
-                conversation=target,
-                direction=MessageDirection.IN,
-                sender_type=SenderType.CONTACT,
-                sender_contact=contact_inbox.contact,
-                body=body,
-                client_id=client_id,
-                attachment_ids=attachment_ids,
-                checks=checks,
-            )
+            return _store_message(**_visitor_fields(contact_inbox, target, body, client_id, attachment_ids, checks))
 
-    if (
-        conversation_id is None
-        and known_conversation is not None
-        and known_conversation.contact_inbox_id == contact_inbox.pk
-        and known_conversation.status in ACTIVE_STATUSES
-    ):
+    if _to_known_conversation(contact_inbox, conversation_id, known_conversation):
         # The socket's conversation: the resend and block checks ride on the sequence bump and the
         # throttles follow under the row lock, in the order of the full path below.
-        def throttle(target: Conversation) -> None:
-            if limits is not None:
-                limits.check_send(contact_inbox_id=contact_inbox.pk, conversation_id=target.pk)
-
-        checks = WriteChecks(
-            client_id=client_id,
-            contact_inbox_id=contact_inbox.pk,
-            contact_id=contact_inbox.contact_id,
-            before_write=throttle,
-        )
+        checks = _visitor_checks(contact_inbox, client_id, limits)
         try:
             message = store(known_conversation, checks)
         except AlreadyStored as stored:
@@ -549,21 +547,130 @@ def send_operator_message(
         raise Conflict("Reopen the conversation before replying.")
     try:
         with transaction.atomic():
-            message = _store_message(
-                conversation=conversation,
-                direction=MessageDirection.INTERNAL if private else MessageDirection.OUT,
-                sender_type=SenderType.USER,
-                sender_user=user,
-                body=body,
-                client_id=client_id,
-                attachment_ids=attachment_ids,
-                audit_verb="message.note" if private else "message.sent",
-                checks=WriteChecks(client_id=client_id),
-            )
+            message = _store_message(**_operator_fields(conversation, user, body, client_id, private, attachment_ids))
     except AlreadyStored as stored:
         # A resend: the stored message, nothing new (the sequence bump was rolled back).
         return SendResult(message=_stored(stored.message_id), created=False, conversation=conversation)
     return SendResult(message=message, created=True, conversation=conversation)
+
+
+def _operator_fields(
+    conversation: Conversation, user: Any, body: str, client_id: str, private: bool, attachment_ids: list[int]
+) -> dict[str, Any]:
+    return {
+        "conversation": conversation,
+        "direction": MessageDirection.INTERNAL if private else MessageDirection.OUT,
+        "sender_type": SenderType.USER,
+        "sender_user": user,
+        "body": body,
+        "client_id": client_id,
+        "attachment_ids": attachment_ids,
+        "audit_verb": "message.note" if private else "message.sent",
+        "checks": WriteChecks(client_id=client_id),
+    }
+
+
+def _visitor_fields(
+    contact_inbox: ContactInbox,
+    conversation: Conversation,
+    body: str,
+    client_id: str,
+    attachment_ids: list[int],
+    checks: WriteChecks | None,
+) -> dict[str, Any]:
+    return {
+        "conversation": conversation,
+        "direction": MessageDirection.IN,
+        "sender_type": SenderType.CONTACT,
+        "sender_contact": contact_inbox.contact,
+        "body": body,
+        "client_id": client_id,
+        "attachment_ids": attachment_ids,
+        "checks": checks,
+    }
+
+
+def _visitor_checks(contact_inbox: ContactInbox, client_id: str, limits: VisitorLimits | None) -> WriteChecks:
+    return WriteChecks(
+        client_id=client_id, contact_inbox_id=contact_inbox.pk, contact_id=contact_inbox.contact_id, limits=limits
+    )
+
+
+def _to_known_conversation(
+    contact_inbox: ContactInbox, conversation_id: Any, known_conversation: Conversation | None
+) -> bool:
+    return (
+        conversation_id is None
+        and known_conversation is not None
+        and known_conversation.contact_inbox_id == contact_inbox.pk
+        and known_conversation.status in ACTIVE_STATUSES
+    )
+
+
+# --- on the event loop (PostgreSQL): the common sends without a database thread -------------------
+
+
+async def asend_visitor_message(
+    *,
+    contact_inbox: ContactInbox,
+    client_id: Any,
+    body: Any,
+    attachment_ids: Any = None,
+    conversation_id: Any = None,
+    known_conversation: Conversation | None = None,
+    limits: VisitorLimits | None = None,
+) -> SendResult | None:
+    """``send_visitor_message``'s common case, run on the event loop (``messenger.db.aio``): a
+    message without attachments to the socket's current conversation. None when that is not the
+    case, or when the store must run in a thread after all (a resend, a conversation resolved
+    meanwhile, a step that needs the ORM): nothing was written, and the caller goes on with
+    ``send_visitor_message``."""
+    if (
+        attachment_ids
+        or not aio.enabled()
+        or not _to_known_conversation(contact_inbox, conversation_id, known_conversation)
+    ):
+        return None
+    client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
+    checks = _visitor_checks(contact_inbox, client_id, limits)
+    message = await _astore(
+        _visitor_fields(contact_inbox, known_conversation, body, client_id, attachment_ids, checks), "visitor_send"
+    )
+    if message is None:
+        return None
+    return SendResult(message=message, created=True, conversation=known_conversation)
+
+
+async def asend_operator_message(
+    *,
+    conversation: Conversation,
+    user: Any,
+    client_id: Any,
+    body: Any,
+    private: bool = False,
+    attachment_ids: Any = None,
+) -> SendResult | None:
+    """``send_operator_message``'s common case on the event loop, as ``asend_visitor_message``:
+    a reply or note without attachments to an open conversation the socket has written to."""
+    if attachment_ids or not aio.enabled():
+        return None
+    if not private and conversation.status in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED):
+        return None
+    client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
+    message = await _astore(
+        _operator_fields(conversation, user, body, client_id, private, attachment_ids), "operator_send"
+    )
+    if message is None:
+        return None
+    return SendResult(message=message, created=True, conversation=conversation)
+
+
+async def _astore(fields: dict[str, Any], name: str) -> Message | None:
+    try:
+        message = await aio.run(_message_steps(**fields), name=name)
+    except (AlreadyStored, StaleConversation):
+        return None  # rolled back; the thread's path answers the resend or finds the next conversation
+    return None if message is aio.FALLBACK else message
 
 
 def send_automatic_message(

@@ -12,7 +12,9 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -153,7 +155,37 @@ def broadcast_on_commit(groups: Iterable[str], frame: dict[str, Any]) -> None:
 def broadcast_text_on_commit(groups: Iterable[str], text: str) -> None:
     """``broadcast_on_commit`` for a frame already serialised (the event log's hot path)."""
     group_list = list(groups)
+    pending = _pending.get()
+    if pending is not None:
+        pending.append((group_list, text))
+        return
     transaction.on_commit(lambda: _send(group_list, text), robust=True)
+
+
+# Frames of a transaction that is not Django's (``messenger.db.aio``): held here until it commits.
+_pending: ContextVar[list[tuple[list[str], str]] | None] = ContextVar("messenger_pending_frames", default=None)
+
+
+def collecting() -> bool:
+    return _pending.get() is not None
+
+
+@contextmanager
+def collected() -> Iterator[list[tuple[list[str], str]]]:
+    """Within the block, ``broadcast_text_on_commit`` holds its frames in the list it yields; the
+    caller publishes them (``publish_committed``) once its own transaction has committed."""
+    frames: list[tuple[list[str], str]] = []
+    token = _pending.set(frames)
+    try:
+        yield frames
+    finally:
+        _pending.reset(token)
+
+
+def publish_committed(frames: list[tuple[list[str], str]]) -> None:
+    """On the event loop: queue committed frames for the loop's publisher, in order."""
+    for groups, text in frames:
+        _enqueue(groups, text)
 
 
 async def abroadcast_ephemeral(groups: Iterable[str], frame: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from messenger.dbwrite import Statement, execute
 from messenger.events import durable_frame, durable_frame_text
 from messenger.models import Conversation, ConversationEvent
-from messenger.realtime.broadcast import broadcast_text_on_commit, dumps
+from messenger.realtime.broadcast import broadcast_text_on_commit, collecting, dumps
 from messenger.realtime.groups import staff_groups, visitor_group
 
 
@@ -56,6 +56,32 @@ def bump_sequences(
     the values of the ``returning_sql`` expressions (e.g. ``dbwrite.next_id_sql``), whose ``%s``
     take ``returning_params``.
     """
+    sql, params = bump_statement(
+        conversation_id,
+        public=public,
+        now=now,
+        assignments=assignments,
+        returning=returning,
+        returning_sql=returning_sql,
+        returning_params=returning_params,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return sequences_from(row, conversation_id=conversation_id, public=public)
+
+
+def bump_statement(
+    conversation_id: int,
+    *,
+    public: bool,
+    now: datetime,
+    assignments: Sequence[tuple[str, Sequence[Any]]] = (),
+    returning: Sequence[str] = (),
+    returning_sql: Sequence[str] = (),
+    returning_params: Sequence[Any] = (),
+) -> Statement:
+    """The UPDATE of ``bump_sequences``, for a caller that runs it itself (``dbwrite.Fetch``)."""
     table = Conversation._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
     clauses = [
@@ -70,9 +96,11 @@ def bump_sequences(
     params.append(conversation_id)
     params.extend(returning_params)
     sql = f"UPDATE {table} SET {', '.join(clauses)} WHERE id = %s RETURNING {', '.join(['last_seq', 'last_public_seq', *returning, *returning_sql])}"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    return sql, params
+
+
+def sequences_from(row: Sequence[Any] | None, *, conversation_id: int, public: bool) -> Sequences:
+    """The ``Sequences`` of the row ``bump_statement`` returned."""
     if row is None:
         raise Conversation.DoesNotExist(conversation_id)
     return Sequences(seq=row[0], public_seq=row[1] if public else None, returned=tuple(row[2:]))
@@ -93,9 +121,13 @@ def record_event(
 
     ``sequences`` is given when the caller already bumped them together with its own update.
     ``statements``: the INSERT is appended there for the caller to run (``dbwrite.execute``, in
-    the same transaction) instead of being run here.
+    the same transaction) instead of being run here. With both, the caller may also be a step
+    generator run by ``messenger.db.aio`` on its own connection: its transaction is not Django's,
+    and the frames wait for its commit in ``broadcast.collecting``.
     """
-    assert transaction.get_connection().in_atomic_block, "record_event needs a transaction"
+    assert transaction.get_connection().in_atomic_block or (
+        statements is not None and sequences is not None and collecting()
+    ), "record_event needs a transaction"
     now = now or timezone.now()
     if sequences is None:
         sequences = bump_sequences(conversation.pk, public=public is not None, now=now)
