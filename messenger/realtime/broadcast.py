@@ -147,9 +147,7 @@ async def _publish_pipelined(layer: Any, items: list[tuple[list[str], dict[str, 
 
 def broadcast_on_commit(groups: Iterable[str], frame: dict[str, Any]) -> None:
     """Send ``frame`` to ``groups`` once the surrounding transaction commits (at once outside one)."""
-    text = dumps(frame)
-    group_list = list(groups)
-    transaction.on_commit(lambda: _send(group_list, text), robust=True)
+    broadcast_text_on_commit(groups, dumps(frame))
 
 
 def broadcast_text_on_commit(groups: Iterable[str], text: str) -> None:
