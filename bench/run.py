@@ -171,6 +171,7 @@ class Tally:
     v2o_before_write: list[float] = field(default_factory=list)
     v2o_after_write: list[float] = field(default_factory=list)
     v2o: list[float] = field(default_factory=list)
+    v2o_at: list[float] = field(default_factory=list)  # when each of v2o arrived (perf_counter)
     o2v: list[float] = field(default_factory=list)
     seen_by_operators: dict[str, int] = field(default_factory=dict)
     seen_by_visitors: dict[str, int] = field(default_factory=dict)
@@ -347,6 +348,7 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
                 # Each conversation has one answering operator; everyone else just receives.
                 if frame["conversation"] % len(operators) == index and tally.seen_by_operators[key] == 1:
                     tally.v2o.append(time.perf_counter() - tally.sent_at[client_id])
+                    tally.v2o_at.append(time.perf_counter())
                     if frame.get("created_at") and client_id in tally.sent_wall:
                         written = datetime.fromisoformat(frame["created_at"].replace("Z", "+00:00")).timestamp()
                         tally.v2o_before_write.append(written - tally.sent_wall[client_id])
@@ -466,6 +468,7 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
             round((percentile(part, 50) or 0) * 1000, 1)
             for part in (tally.v2o[i * len(tally.v2o) // 4 : (i + 1) * len(tally.v2o) // 4] for i in range(4))
         ],
+        "v2o_ms_by_second": by_second(tally, visitor_ids),
         "o2v_ms": {f"p{q}": round((percentile(tally.o2v, q) or 0) * 1000, 2) for q in (50, 95, 99)},
         **(
             {
@@ -488,6 +491,17 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
         "_v2o": tally.v2o,
         "_visitor_ids": visitor_ids,
     }
+
+
+def by_second(tally: Tally, visitor_ids: list[str]) -> list[float]:
+    """The v→o p50 (ms) of the messages that arrived in each second of the run."""
+    if not visitor_ids or not tally.v2o_at:
+        return []
+    start = min(tally.sent_at[k] for k in visitor_ids)
+    seconds: dict[int, list[float]] = {}
+    for latency, at in zip(tally.v2o, tally.v2o_at, strict=True):
+        seconds.setdefault(int(at - start), []).append(latency)
+    return [round((percentile(seconds.get(i, []), 50) or 0) * 1000, 1) for i in range(max(seconds) + 1)]
 
 
 def service_arguments(parser: argparse.ArgumentParser) -> None:
