@@ -133,7 +133,7 @@ def _message_steps(
 ) -> Generator[Any, Any, Message]:
     """The steps (``dbwrite``) that write the message, its counters, its event and (``audit_verb``)
     the sender's audit row, in one transaction that the driver holds: ``_store_message`` in a
-    thread, ``_astore_message`` on the event loop.
+    thread, ``_astore`` on the event loop (``messenger.db.aio``).
 
     ``checks`` (``WriteChecks``) ride on the statement that locks the conversation: a resend raises
     ``AlreadyStored``, a blocked contact ``Forbidden``, and the visitor's limits may refuse; each
