@@ -75,17 +75,7 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
         return _resume(conversation, command.int_field("after", minimum=0) or 0, public=True)
     if kind == "message.send":
         result = messages.send_visitor_message(
-            contact_inbox=ci,
-            client_id=command.fields.get("client_id"),
-            body=command.fields.get("body"),
-            attachment_ids=command.fields.get("attachment_ids"),
-            conversation_id=command.fields.get("conversation_id"),
-            actor=context.actor,
-            page=context.page,
-            known_conversation=context.conversation,
-            limits=VisitorLimits(
-                ip=context.ip, captcha=command.fields.get("captcha"), honeypot=command.fields.get("website")
-            ),
+            actor=context.actor, page=context.page, **_visitor_send_fields(context, command)
         )
         return _visitor_sent(context, command, result)
     if kind in ("message.delivered", "conversation.read"):
@@ -120,6 +110,20 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
     raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
 
 
+def _visitor_send_fields(context: VisitorContext, command: Command) -> dict[str, Any]:
+    return {
+        "contact_inbox": context.contact_inbox,
+        "client_id": command.fields.get("client_id"),
+        "body": command.fields.get("body"),
+        "attachment_ids": command.fields.get("attachment_ids"),
+        "conversation_id": command.fields.get("conversation_id"),
+        "known_conversation": context.conversation,
+        "limits": VisitorLimits(
+            ip=context.ip, captcha=command.fields.get("captcha"), honeypot=command.fields.get("website")
+        ),
+    }
+
+
 def _visitor_sent(context: VisitorContext, command: Command, result: messages.SendResult) -> list[dict[str, Any]]:
     context.conversation = result.conversation
     payload = events.message_payload(
@@ -137,17 +141,7 @@ async def acheck_visitor_command(context: VisitorContext, command: Command) -> l
     when the command must run in a thread (``check_visitor_command``)."""
     if command.type != "message.send":
         return None
-    result = await messages.asend_visitor_message(
-        contact_inbox=context.contact_inbox,
-        client_id=command.fields.get("client_id"),
-        body=command.fields.get("body"),
-        attachment_ids=command.fields.get("attachment_ids"),
-        conversation_id=command.fields.get("conversation_id"),
-        known_conversation=context.conversation,
-        limits=VisitorLimits(
-            ip=context.ip, captcha=command.fields.get("captcha"), honeypot=command.fields.get("website")
-        ),
-    )
+    result = await messages.asend_visitor_message(**_visitor_send_fields(context, command))
     return None if result is None else _visitor_sent(context, command, result)
 
 
@@ -227,14 +221,7 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
         )
 
         def send(target: Conversation) -> messages.SendResult:
-            return messages.send_operator_message(
-                conversation=target,
-                user=context.user,
-                client_id=command.fields.get("client_id"),
-                body=command.fields.get("body"),
-                private=command.bool_field("private"),
-                attachment_ids=command.fields.get("attachment_ids"),
-            )
+            return messages.send_operator_message(conversation=target, **_operator_send_fields(context, command))
 
         try:
             result = send(conversation)
@@ -290,6 +277,16 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
     return [events.ack_frame(command.ref, {"conversation": events.conversation_staff(conversation)})]
 
 
+def _operator_send_fields(context: OperatorContext, command: Command) -> dict[str, Any]:
+    return {
+        "user": context.user,
+        "client_id": command.fields.get("client_id"),
+        "body": command.fields.get("body"),
+        "private": command.bool_field("private"),
+        "attachment_ids": command.fields.get("attachment_ids"),
+    }
+
+
 def _operator_sent(
     context: OperatorContext, command: Command, conversation: Conversation, result: messages.SendResult
 ) -> list[dict[str, Any]]:
@@ -312,14 +309,7 @@ async def acheck_operator_command(context: OperatorContext, command: Command) ->
     conversation = context.writable.get(conversation_id) if isinstance(conversation_id, int) else None
     if conversation is None or conversation.pk in context.watching:
         return None
-    result = await messages.asend_operator_message(
-        conversation=conversation,
-        user=context.user,
-        client_id=command.fields.get("client_id"),
-        body=command.fields.get("body"),
-        private=command.bool_field("private"),
-        attachment_ids=command.fields.get("attachment_ids"),
-    )
+    result = await messages.asend_operator_message(conversation=conversation, **_operator_send_fields(context, command))
     if result is None:
         context.writable.pop(conversation.pk, None)  # the thread's path reads it afresh
         return None

@@ -38,33 +38,10 @@ class Sequences:
     returned: tuple[Any, ...] = ()
 
 
-def bump_sequences(
-    conversation_id: int,
-    *,
-    public: bool,
-    now: datetime,
-    assignments: Sequence[tuple[str, Sequence[Any]]] = (),
-    returning: Sequence[str] = (),
-    returning_sql: Sequence[str] = (),
-    returning_params: Sequence[Any] = (),
-) -> Sequences:
-    """Allocate the next event numbers (locking the row) and apply extra ``SET`` clauses atomically.
-
-    ``assignments`` are ("column = <sql with %s>", [params]) pairs written by actions, for counters
-    and timestamps that must change in the same statement (e.g. ``unread_for_agent + 1``);
-    ``returning`` names columns whose new values come back in ``Sequences.returned``, followed by
-    the values of the ``returning_sql`` expressions (e.g. ``dbwrite.next_id_sql``), whose ``%s``
-    take ``returning_params``.
-    """
-    sql, params = bump_statement(
-        conversation_id,
-        public=public,
-        now=now,
-        assignments=assignments,
-        returning=returning,
-        returning_sql=returning_sql,
-        returning_params=returning_params,
-    )
+def bump_sequences(conversation_id: int, *, public: bool, now: datetime, **extra: Any) -> Sequences:
+    """Allocate the next event numbers (locking the row) and apply extra ``SET`` clauses atomically
+    (the statement and the ``extra`` it takes: ``bump_statement``)."""
+    sql, params = bump_statement(conversation_id, public=public, now=now, **extra)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -81,7 +58,15 @@ def bump_statement(
     returning_sql: Sequence[str] = (),
     returning_params: Sequence[Any] = (),
 ) -> Statement:
-    """The UPDATE of ``bump_sequences``, for a caller that runs it itself (``dbwrite.Fetch``)."""
+    """The UPDATE that allocates the next event numbers, for ``bump_sequences`` or a caller that
+    runs it itself (``dbwrite.Fetch``).
+
+    ``assignments`` are ("column = <sql with %s>", [params]) pairs written by actions, for counters
+    and timestamps that must change in the same statement (e.g. ``unread_for_agent + 1``);
+    ``returning`` names columns whose new values come back in ``Sequences.returned``, followed by
+    the values of the ``returning_sql`` expressions (e.g. ``dbwrite.next_id_sql``), whose ``%s``
+    take ``returning_params``.
+    """
     table = Conversation._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
     clauses = [
