@@ -76,11 +76,16 @@ def execute(statements: list[Statement]) -> None:
     if not statements:
         return
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and len(statements) > 1:
-            cursor.execute(*combined(statements))
+        if connection.vendor == "postgresql":
+            cursor.execute(*one_statement(statements))
         else:
             for sql, params in statements:
                 cursor.execute(sql, params)
+
+
+def one_statement(statements: list[Statement]) -> Statement:
+    """PostgreSQL: ``statements`` as the one statement that runs them (``combined`` when several)."""
+    return combined(statements) if len(statements) > 1 else statements[0]
 
 
 def combined(statements: list[Statement]) -> Statement:
@@ -135,7 +140,7 @@ class Run:
 
     async def arun(self, cursor: Any) -> None:
         if self.statements:
-            await cursor.execute(*(combined(self.statements) if len(self.statements) > 1 else self.statements[0]))
+            await cursor.execute(*one_statement(self.statements))
 
 
 class Sync:

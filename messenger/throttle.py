@@ -62,11 +62,7 @@ def increment_counters(counters: list[tuple[str, int, int]]) -> list[int]:
         # SET NX EX then INCRBY per key in one MULTI/EXEC: atomic (a key cannot expire between
         # the two and come back without a TTL), where the cache API pays two round trips
         # (EXISTS, INCRBY) per counter.
-        pipeline = _redis_writer(client).pipeline(transaction=True)
-        for key, amount, timeout in counters:
-            full = cache.make_and_validate_key(key)
-            pipeline.set(full, 0, ex=timeout, nx=True)
-            pipeline.incrby(full, amount)
+        pipeline = _counting(_redis_writer(client).pipeline(transaction=True), counters)
         return [int(value) for value in pipeline.execute()[1::2]]
     totals = []
     for key, amount, timeout in counters:
@@ -152,12 +148,17 @@ async def _aincrement_counters(counters: list[tuple[str, int, int]]) -> list[int
 
         options = {k: v for k, v in client._pool_options.items() if k != "parser_class"}  # a sync parser
         writer = _async_clients[loop] = Redis.from_url(client._servers[0], **options)
-    pipeline = writer.pipeline(transaction=True)
+    pipeline = _counting(writer.pipeline(transaction=True), counters)
+    return [int(value) for value in (await pipeline.execute())[1::2]]
+
+
+def _counting(pipeline: Any, counters: list[tuple[str, int, int]]) -> Any:
+    """Queue SET NX EX then INCRBY for each counter on a MULTI/EXEC ``pipeline`` (either client)."""
     for key, amount, timeout in counters:
         full = cache.make_and_validate_key(key)
         pipeline.set(full, 0, ex=timeout, nx=True)
         pipeline.incrby(full, amount)
-    return [int(value) for value in (await pipeline.execute())[1::2]]
+    return pipeline
 
 
 def hit(scope: str, identity: Any, rate: str, *, now: float | None = None) -> Hit:

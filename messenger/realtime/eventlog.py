@@ -18,7 +18,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from messenger.dbwrite import Statement, execute
+from messenger.dbwrite import Fetch, Statement, execute
 from messenger.events import durable_frame, durable_frame_text
 from messenger.models import Conversation, ConversationEvent
 from messenger.realtime.broadcast import broadcast_text_on_commit, collecting, dumps
@@ -41,10 +41,7 @@ class Sequences:
 def bump_sequences(conversation_id: int, *, public: bool, now: datetime, **extra: Any) -> Sequences:
     """Allocate the next event numbers (locking the row) and apply extra ``SET`` clauses atomically
     (the statement and the ``extra`` it takes: ``bump_statement``)."""
-    sql, params = bump_statement(conversation_id, public=public, now=now, **extra)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = Fetch(*bump_statement(conversation_id, public=public, now=now, **extra)).run()
     return sequences_from(row, conversation_id=conversation_id, public=public)
 
 
