@@ -16,6 +16,9 @@ mode cost more Python time per send than it saved.
 The SQL comes from Django's own insert compiler, so field preparation (JSON, dates, defaults,
 ``pre_save``) is the ORM's.
 
+A message without attachments goes further: its UPDATE and INSERTs are one statement whose
+INSERTs read the UPDATE's row (``insert_select``; ``messages._one_statement_steps``).
+
 The message path is written as steps (``Fetch``, ``Run``, ``Sync``, below) so that it can also run
 on the event loop through an asynchronous connection (``messenger.db.aio``), the same code either way.
 """
@@ -70,6 +73,26 @@ def insert_statement(obj: models.Model) -> Statement:
     return sql, params
 
 
+def insert_select(obj: models.Model, source: str, computed: dict[str, str]) -> Statement:
+    """The INSERT of one unsaved instance as ``INSERT ... SELECT ... FROM source``: the columns
+    named in ``computed`` take those SQL expressions over ``source`` (a CTE of the same statement,
+    e.g. the id its UPDATE allocated), the others the instance's values, prepared as
+    ``insert_statement`` prepares them."""
+    fields = [f for f in obj._meta.local_concrete_fields if f.column in computed or not f.primary_key]
+    values, params = [], []
+    for field in fields:
+        if field.column in computed:
+            values.append(computed[field.column])
+        else:
+            values.append("%s")
+            params.append(field.get_db_prep_save(field.pre_save(obj, True), connection=connection))
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    sql = f"INSERT INTO {connection.ops.quote_name(obj._meta.db_table)} ({columns}) SELECT {', '.join(values)} FROM {source}"  # noqa: S608
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return sql, params
+
+
 def execute(statements: list[Statement]) -> None:
     """Run ``statements`` (writes that do not read each other's rows): one round trip on
     PostgreSQL, one each elsewhere."""
@@ -114,10 +137,14 @@ class NeedsThread(Exception):
 
 
 class Fetch:
-    """One statement; the driver sends back its first row (or None)."""
+    """One statement; the driver sends back its first row (or None).
 
-    def __init__(self, sql: str, params: list[Any]) -> None:
+    ``alone``: the statement is a whole write by itself, atomic as one statement is; a driver
+    that has no transaction open yet may run it without one (no BEGIN and COMMIT round trips)."""
+
+    def __init__(self, sql: str, params: list[Any], *, alone: bool = False) -> None:
         self.sql, self.params = sql, params
+        self.transactional = not alone
 
     def run(self) -> Any:
         with connection.cursor() as cursor:
@@ -132,6 +159,8 @@ class Fetch:
 class Run:
     """Writes that do not read each other's rows (``execute``); the driver sends back None."""
 
+    transactional = True
+
     def __init__(self, statements: list[Statement]) -> None:
         self.statements = statements
 
@@ -145,6 +174,8 @@ class Run:
 
 class Sync:
     """A call that needs Django's connection (the ORM): run in a thread only."""
+
+    transactional = False
 
     def __init__(self, call: Any) -> None:
         self.call = call

@@ -218,14 +218,44 @@ def refuse_denied(limits: list[tuple[str, Any, str]], hits: list[Hit]) -> None:
 class CountHits:
     """A step of a write path (``dbwrite``): count ``limits``' hits, sending back the ``Hit``s."""
 
+    transactional = False
+
     def __init__(self, limits: list[tuple[str, Any, str]]) -> None:
         self.limits = limits
+        self.now = time.time()
 
     def run(self) -> list[Hit]:
-        return hit_many(self.limits)
+        return hit_many(self.limits, now=self.now)
 
     async def arun(self, cursor: Any) -> list[Hit]:
-        return await ahit_many(self.limits)
+        return await ahit_many(self.limits, now=self.now)
+
+
+class RefundHits:
+    """A step: take back the hits a ``CountHits`` counted (in the windows it counted them), for
+    a write path that goes on to count them again another way. Best effort: the cache down, the
+    counters stay as they are."""
+
+    transactional = False
+
+    def __init__(self, counted: CountHits) -> None:
+        self.counters = [
+            (key, -amount, timeout) for key, amount, timeout in _Plan(counted.limits, counted.now).counters
+        ]
+
+    def run(self) -> None:
+        if self.counters:
+            try:
+                increment_counters(self.counters)
+            except Exception as error:  # noqa: BLE001 — fail open, as the counting does
+                logger.warning("throttle cache unavailable; hits not refunded: %s", error)
+
+    async def arun(self, cursor: Any) -> None:
+        if self.counters:
+            try:
+                await _aincrement_counters(self.counters)
+            except Exception as error:  # noqa: BLE001
+                logger.warning("throttle cache unavailable; hits not refunded: %s", error)
 
 
 @dataclass

@@ -33,16 +33,25 @@ from messenger.models import (
     Contact,
     ContactInbox,
     Conversation,
+    ConversationEvent,
     ConversationStatus,
     Message,
     MessageDirection,
     SenderType,
 )
 from messenger.models.conversation import ACTIVE_STATUSES
-from messenger.realtime.broadcast import broadcast_on_commit
-from messenger.realtime.eventlog import PublicPart, bump_sequences, bump_statement, record_event, sequences_from
+from messenger.realtime.broadcast import broadcast_on_commit, dumps
+from messenger.realtime.eventlog import (
+    PublicPart,
+    Sequences,
+    broadcast_event,
+    bump_sequences,
+    bump_statement,
+    record_event,
+    sequences_from,
+)
 from messenger.realtime.groups import user_group
-from messenger.throttle import CountHits, VisitorLimits, refuse_denied
+from messenger.throttle import CountHits, RefundHits, VisitorLimits, refuse_denied
 
 
 @dataclass(frozen=True)
@@ -139,8 +148,10 @@ def _message_steps(
     ``AlreadyStored``, a blocked contact ``Forbidden``, and the visitor's limits may refuse; each
     rolls the transaction back, so nothing is written.
 
-    On PostgreSQL the message id is allocated by the statement that locks the conversation and
-    the INSERTs leave together (``dbwrite``): four round trips in all, BEGIN and COMMIT included.
+    On PostgreSQL a message without attachments is written by one statement
+    (``_one_statement_steps``); when that declines, or with attachments, the message id is
+    allocated by the statement that locks the conversation and the INSERTs leave together
+    (``dbwrite``): four round trips in all, BEGIN and COMMIT included.
     """
     now = timezone.now()
     public = direction != MessageDirection.INTERNAL
@@ -183,6 +194,25 @@ def _message_steps(
                     ),
                 ]
     next_id = dbwrite.next_id_sql(Message)
+    if next_id and not attachment_ids:
+        stored = yield from _one_statement_steps(
+            conversation=conversation,
+            direction=direction,
+            sender_type=sender_type,
+            body=body,
+            client_id=client_id,
+            sender_contact=sender_contact,
+            sender_user=sender_user,
+            content_attributes=content_attributes,
+            audit_verb=audit_verb,
+            checks=checks,
+            assignments=assignments,
+            next_id=next_id,
+            now=now,
+            preview=preview,
+        )
+        if stored is not None:
+            return stored
     returning_sql = [next_id] if next_id else []
     returning_params: list[Any] = []
     if checks is not None:
@@ -314,6 +344,190 @@ def _message_steps(
         )
     yield dbwrite.Run(statements)
     message._prefetched_attachments = attachments  # type: ignore[attr-defined]
+    return message
+
+
+def _iso_sql(column: str) -> str:
+    """``events.iso`` of a timestamp column, as a JSON value (``null`` for NULL)."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (
+        f"COALESCE(to_jsonb(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN mod(date_part('microseconds', {column})::int, 1000000) = 0 "
+        f"THEN '' ELSE to_char({utc}, '.US') END || 'Z'), 'null'::jsonb)"
+    )
+
+
+def _one_statement_steps(
+    *,
+    conversation: Conversation,
+    direction: str,
+    sender_type: str,
+    body: str,
+    client_id: str | None,
+    sender_contact: Any,
+    sender_user: Any,
+    content_attributes: dict[str, Any] | None,
+    audit_verb: str | None,
+    checks: WriteChecks | None,
+    assignments: list[tuple[str, list[Any]]],
+    next_id: str,
+    now: datetime,
+    preview: str,
+) -> Generator[Any, Any, Message | None]:
+    """PostgreSQL, no attachments: the whole write as one statement, one round trip on a
+    connection with no transaction open (``dbwrite.Fetch(alone=True)``).
+
+    The sequence bump's UPDATE is its first CTE, and the INSERTs (message, event, audit row) read
+    the id and numbers it allocated. Whatever ``_message_steps`` would refuse or redo is a
+    condition of that UPDATE instead: a resend, a blocked contact, a conversation resolved, moved or
+    reassigned since the caller read it. When one holds, nothing is written and this returns None;
+    ``_message_steps`` then takes its steps one by one and answers as it always does. The payloads
+    are the ones ``record_event`` would store, built here with the values the UPDATE decides
+    (the message id, counters, status, timestamps) set by PostgreSQL; the frames carry the stored
+    text. The visitor's limits are counted first; refunded when this does not write, since the
+    step-by-step path counts them again (after its resend check).
+    """
+    public = direction != MessageDirection.INTERNAL
+    counted = None
+    if checks is not None and checks.limits is not None and checks.contact_inbox_id is not None:
+        counted = CountHits(
+            checks.limits.send_limits(contact_inbox_id=checks.contact_inbox_id, conversation_id=conversation.pk)
+        )
+        if not all(hit.allowed for hit in (yield counted)):
+            yield RefundHits(counted)  # a resend is answered before a refusal: the long way
+            return None
+    where: list[tuple[str, list[Any]]] = [
+        ("assignee_id IS NOT DISTINCT FROM %s", [conversation.assignee_id]),
+        ("branch_id IS NOT DISTINCT FROM %s", [conversation.branch_id]),
+    ]
+    if direction == MessageDirection.IN:
+        where.append(("status IN (%s, %s, %s)", list(ACTIVE_STATUSES)))
+    elif sender_type == SenderType.USER and direction == MessageDirection.OUT:
+        where.append(("status NOT IN (%s, %s)", [ConversationStatus.RESOLVED, ConversationStatus.CLOSED]))
+    if checks is not None:
+        resend, *blocked = _check_queries(
+            checks.client_id,
+            conversation_id=conversation.pk if checks.contact_inbox_id is None else None,
+            contact_inbox_id=checks.contact_inbox_id,
+            contact_id=checks.contact_id,
+        )
+        where.append((f"({resend[0]}) IS NULL", resend[1]))
+        where += [(f"({sql}) IS NOT TRUE", params) for sql, params in blocked]
+    bump = bump_statement(
+        conversation.pk,
+        public=public,
+        now=now,
+        assignments=assignments,
+        returning=(
+            "unread_for_agent",
+            "unread_for_contact",
+            "waiting_since",
+            "first_reply_created_at",
+            "status",
+            "assignee_opened_at",
+        ),
+        returning_sql=[f"{next_id} AS message_id"],
+        where=where,
+    )
+
+    conversation.last_activity_at = now
+    if public:
+        conversation.last_message_preview = preview[:200]
+    message = Message(
+        conversation=conversation,
+        direction=direction,
+        sender_type=sender_type,
+        sender_contact=sender_contact,
+        sender_user=sender_user,
+        body=body,
+        content=formatting.render(body),
+        content_attributes=content_attributes or {},
+        client_id=client_id,
+        created_at=now,
+    )
+    # The payloads with what the UPDATE decides left to PostgreSQL (jsonb_set below).
+    staff_template = dumps(
+        {
+            "message": events.message_payload(message, public=False, attachments=[]),
+            "conversation": events.conversation_staff(conversation),
+        }
+    )
+    staff_sql = (
+        "jsonb_set(jsonb_set(jsonb_set(jsonb_set(jsonb_set(%s::jsonb, '{message,id}', to_jsonb(c.message_id)), "
+        "'{conversation,status}', to_jsonb(c.status)), '{conversation,unread_for_agent}', to_jsonb(c.unread_for_agent)), "
+        f"'{{conversation,waiting_since}}', {_iso_sql('c.waiting_since')}), "
+        f"'{{conversation,assignee_opened_at}}', {_iso_sql('c.assignee_opened_at')})"
+    )
+    payload_params: list[Any] = [staff_template]
+    public_sql = "NULL::jsonb"
+    if public:
+        public_sql = (
+            "jsonb_set(jsonb_set(%s::jsonb, '{message,id}', to_jsonb(c.message_id)), "
+            "'{unread_for_contact}', to_jsonb(c.unread_for_contact))"
+        )
+        payload_params.append(
+            dumps({"message": events.message_payload(message, public=True, attachments=[]), "unread_for_contact": 0})
+        )
+    inserts = [dbwrite.insert_select(message, "c", {"id": "c.message_id"})]
+    inserts.append(
+        (
+            f"INSERT INTO {ConversationEvent._meta.db_table} (conversation_id, seq, public_seq, type, payload, public_payload, created_at) "  # noqa: S608
+            f"SELECT %s, c.last_seq, {'c.last_public_seq' if public else 'NULL'}, %s, p.staff, "
+            f"{'jsonb_build_object(%s::text, %s::text, %s::text, p.public)' if public else 'NULL'}, %s FROM c, p",
+            [
+                conversation.pk,
+                "message.created",
+                *(["type", "message.created", "data"] if public else []),
+                connection.ops.adapt_datetimefield_value(now),
+            ],
+        )
+    )
+    if audit_verb is not None:
+        # SPEC §9: every staff send is audited, in the same statement.
+        audit = audit_row(Actor(user=sender_user), audit_verb, target=message, conversation=conversation)
+        inserts.append(dbwrite.insert_select(audit, "c", {"target_id": "c.message_id::text"}))
+    ctes = [f"c AS ({bump[0]})", f"p AS (SELECT {staff_sql} AS staff, {public_sql} AS public FROM c)"]  # noqa: S608
+    ctes += [f"w{i} AS ({insert_sql})" for i, (insert_sql, _) in enumerate(inserts)]
+    sql = (
+        f"WITH {', '.join(ctes)} SELECT c.last_seq, c.last_public_seq, c.unread_for_agent, c.unread_for_contact, "  # noqa: S608
+        "c.waiting_since, c.first_reply_created_at, c.status, c.assignee_opened_at, c.message_id, p.staff::text, "
+        "p.public::text FROM c, p"
+    )
+    params = [*bump[1], *payload_params, *(param for _, insert_params in inserts for param in insert_params)]
+    row = yield dbwrite.Fetch(sql, params, alone=True)
+    if row is None:
+        if counted is not None:
+            yield RefundHits(counted)
+        return None
+    (
+        seq,
+        public_seq,
+        conversation.unread_for_agent,
+        conversation.unread_for_contact,
+        waiting_since,
+        first_reply,
+        conversation.status,
+        opened,
+        message.id,
+        staff_json,
+        public_json,
+    ) = row
+    conversation.waiting_since = as_datetime(waiting_since)
+    conversation.first_reply_created_at = as_datetime(first_reply)
+    conversation.assignee_opened_at = as_datetime(opened)
+    conversation.last_seq = seq
+    if public:
+        conversation.last_public_seq = public_seq
+    message.conversation = conversation
+    message._prefetched_attachments = []  # type: ignore[attr-defined]
+    broadcast_event(
+        conversation,
+        type="message.created",
+        sequences=Sequences(seq=seq, public_seq=public_seq if public else None),
+        now=now,
+        data_json=staff_json,
+        public_type="message.created" if public else None,
+        public_data_json=public_json,
+    )
     return message
 
 

@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -27,7 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connection
-from psycopg import OperationalError
+from psycopg import IntegrityError, OperationalError
 
 from messenger.dbwrite import NeedsThread
 from messenger.realtime import broadcast, diagnostics
@@ -108,18 +109,25 @@ def close_all() -> None:
     _loops.clear()
 
 
-async def _drive(steps: Generator[Any, Any, Any], cursor: Any) -> Any:
-    value = None
-    while True:
-        try:
-            step = steps.send(value)
-        except StopIteration as done:
-            return done.value
-        value = await step.arun(cursor)
+async def _drive(steps: Generator[Any, Any, Any], conn: Any, cursor: Any) -> Any:
+    """Run ``steps``; the transaction opens with the first step that needs one (a ``Fetch``
+    marked ``alone`` before it runs without, in autocommit) and commits when they are done."""
+    async with contextlib.AsyncExitStack() as transaction:
+        opened = False
+        value = None
+        while True:
+            try:
+                step = steps.send(value)
+            except StopIteration as done:
+                return done.value
+            if step.transactional and not opened:
+                await transaction.enter_async_context(conn.transaction())
+                opened = True
+            value = await step.arun(cursor)
 
 
 async def run(steps: Generator[Any, Any, Any], *, name: str = "") -> Any:
-    """Drive ``steps`` in one transaction on this loop's connection; its return value, or
+    """Drive ``steps`` in one transaction on this loop's connection (``_drive``); its return value, or
     ``FALLBACK`` when it must run in a thread instead (rolled back, nothing written). Errors the
     steps raise (a refusal, a resend) roll back and propagate."""
     loop = asyncio.get_running_loop()
@@ -136,11 +144,12 @@ async def run(steps: Generator[Any, Any, Any], *, name: str = "") -> Any:
     acquired = time.perf_counter()
     try:
         with broadcast.collected() as frames:
-            async with conn.transaction(), conn.cursor() as cursor:
-                result = await _drive(steps, cursor)
-    except (NeedsThread, SynchronousOnlyOperation, OperationalError) as reason:
-        # Nothing was written, or (a COMMIT whose answer was lost) the thread's attempt finds the
-        # stored message by its client_id and writes nothing twice.
+            async with conn.cursor() as cursor:
+                result = await _drive(steps, conn, cursor)
+    except (NeedsThread, SynchronousOnlyOperation, OperationalError, IntegrityError) as reason:
+        # Nothing was written, or (a COMMIT whose answer was lost, a resend racing its original
+        # into the unique client_id) the thread's attempt finds the stored message by its
+        # client_id and writes nothing twice.
         steps.close()
         logger.debug("%s: runs in a thread instead (%r)", name, reason)
         return FALLBACK

@@ -54,6 +54,7 @@ def bump_statement(
     returning: Sequence[str] = (),
     returning_sql: Sequence[str] = (),
     returning_params: Sequence[Any] = (),
+    where: Sequence[tuple[str, Sequence[Any]]] = (),
 ) -> Statement:
     """The UPDATE that allocates the next event numbers, for ``bump_sequences`` or a caller that
     runs it itself (``dbwrite.Fetch``).
@@ -62,7 +63,8 @@ def bump_statement(
     and timestamps that must change in the same statement (e.g. ``unread_for_agent + 1``);
     ``returning`` names columns whose new values come back in ``Sequences.returned``, followed by
     the values of the ``returning_sql`` expressions (e.g. ``dbwrite.next_id_sql``), whose ``%s``
-    take ``returning_params``.
+    take ``returning_params``. ``where`` adds conditions ("<sql with %s>", [params]): when one
+    does not hold, nothing is updated and the statement returns no row.
     """
     table = Conversation._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
@@ -76,8 +78,12 @@ def bump_statement(
         clauses.append(clause)
         params.extend(adapt(p) if isinstance(p, datetime) else p for p in clause_params)
     params.append(conversation_id)
+    conditions = ["id = %s"]
+    for condition, condition_params in where:
+        conditions.append(condition)
+        params.extend(condition_params)
     params.extend(returning_params)
-    sql = f"UPDATE {table} SET {', '.join(clauses)} WHERE id = %s RETURNING {', '.join(['last_seq', 'last_public_seq', *returning, *returning_sql])}"  # noqa: S608
+    sql = f"UPDATE {table} SET {', '.join(clauses)} WHERE {' AND '.join(conditions)} RETURNING {', '.join(['last_seq', 'last_public_seq', *returning, *returning_sql])}"  # noqa: S608
     return sql, params
 
 
@@ -139,6 +145,32 @@ def record_event(
         statements.append(insert)
     else:
         execute([insert])
+    broadcast_event(
+        conversation,
+        type=type,
+        sequences=sequences,
+        now=now,
+        data_json=data_json,
+        public_type=public.type if public is not None else None,
+        public_data_json=public_data_json,
+        extra_groups=extra_groups,
+    )
+    return sequences
+
+
+def broadcast_event(
+    conversation: Conversation,
+    *,
+    type: str,
+    sequences: Sequences,
+    now: datetime,
+    data_json: str,
+    public_type: str | None = None,
+    public_data_json: str | None = None,
+    extra_groups: Iterable[str] = (),
+) -> None:
+    """The frames of a stored event, after commit: staff (``data_json``) and, with a public part,
+    the visitor's (``public_data_json``); each payload is the text stored in the event row."""
     groups = [*staff_groups(conversation.branch_id), *extra_groups]
     broadcast_text_on_commit(
         groups,
@@ -146,18 +178,17 @@ def record_event(
             type=type, conversation_id=conversation.pk, event_id=sequences.seq, ts=now, data_json=data_json
         ),
     )
-    if public is not None and sequences.public_seq is not None and conversation.contact_inbox_id:
+    if public_type is not None and sequences.public_seq is not None and conversation.contact_inbox_id:
         broadcast_text_on_commit(
             [visitor_group(conversation.contact_inbox_id)],
             durable_frame_text(
-                type=public.type,
+                type=public_type,
                 conversation_id=conversation.pk,
                 event_id=sequences.public_seq,
                 ts=now,
                 data_json=public_data_json,
             ),
         )
-    return sequences
 
 
 def replay_frames(conversation_id: int, *, after: int, public: bool, limit: int = 500) -> list[dict[str, Any]]:
