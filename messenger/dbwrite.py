@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models.sql import InsertQuery
 
 Statement = tuple[str, list[Any]]
@@ -67,30 +67,39 @@ def insert_statement(obj: models.Model) -> Statement:
         ((sql, _params),) = query.get_compiler(connection=connection).as_sql()
         cached = _insert_sql[(type(obj), with_pk)] = (sql, fields)
     sql, fields = cached
-    params = [field.get_db_prep_save(field.pre_save(obj, True), connection=connection) for field in fields]
-    obj._state.adding = False
-    obj._state.db = connection.alias
-    return sql, params
+    return sql, _prepared(obj, fields)
+
+
+_insert_select_sql: dict[
+    tuple[type[models.Model], str, tuple[tuple[str, str], ...]], tuple[str, list[models.Field]]
+] = {}
 
 
 def insert_select(obj: models.Model, source: str, computed: dict[str, str]) -> Statement:
     """The INSERT of one unsaved instance as ``INSERT ... SELECT ... FROM source``: the columns
     named in ``computed`` take those SQL expressions over ``source`` (a CTE of the same statement,
     e.g. the id its UPDATE allocated), the others the instance's values, prepared as
-    ``insert_statement`` prepares them."""
-    fields = [f for f in obj._meta.local_concrete_fields if f.column in computed or not f.primary_key]
-    values, params = [], []
-    for field in fields:
-        if field.column in computed:
-            values.append(computed[field.column])
-        else:
-            values.append("%s")
-            params.append(field.get_db_prep_save(field.pre_save(obj, True), connection=connection))
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    sql = f"INSERT INTO {connection.ops.quote_name(obj._meta.db_table)} ({columns}) SELECT {', '.join(values)} FROM {source}"  # noqa: S608
+    ``insert_statement`` prepares them. The SQL text is built once per model and ``computed``."""
+    key = (type(obj), source, tuple(computed.items()))
+    cached = _insert_select_sql.get(key)
+    if cached is None:
+        fields = [f for f in obj._meta.local_concrete_fields if f.column in computed or not f.primary_key]
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in fields)
+        values = ", ".join(computed.get(f.column, "%s") for f in fields)
+        sql = f"INSERT INTO {quote(obj._meta.db_table)} ({columns}) SELECT {values} FROM {source}"  # noqa: S608
+        cached = _insert_select_sql[key] = (sql, [f for f in fields if f.column not in computed])
+    sql, prepared = cached
+    return sql, _prepared(obj, prepared)
+
+
+def _prepared(obj: models.Model, fields: list[models.Field]) -> list[Any]:
+    """The values of ``fields`` as the insert compiler prepares them; ``obj`` is then saved."""
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the ``connection`` proxy looks it up
+    params = [field.get_db_prep_save(field.pre_save(obj, True), connection=db) for field in fields]
     obj._state.adding = False
-    obj._state.db = connection.alias
-    return sql, params
+    obj._state.db = db.alias
+    return params
 
 
 def execute(statements: list[Statement]) -> None:
