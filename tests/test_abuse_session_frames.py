@@ -25,6 +25,9 @@ from tests.live import run_async
 # --- the budget alone ------------------------------------------------------------------------------
 
 
+pytestmark = pytest.mark.rate_window
+
+
 def _take(budget: SessionFrameBudget, times: int, *, now: float = 600.0) -> list[bool]:
     async def run() -> list[bool]:
         return [await budget.take(now=now) for _ in range(times)]

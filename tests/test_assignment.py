@@ -129,6 +129,7 @@ def test_reopened_conversation_of_an_offline_assignee_is_reassigned():
     assert conversation.assignee == present
 
 
+@pytest.mark.rate_window
 @pytest.mark.django_db
 def test_assignment_rate_limit_per_operator(settings):
     settings.MESSENGER_ASSIGNMENT_RATE_LIMIT = "2/min"

@@ -104,6 +104,7 @@ def test_live_frames_are_the_stored_events(chat):  # noqa: F811
     assert staff["data"]["message"]["content"] == sent.message.content  # rendered by the server
 
 
+@pytest.mark.rate_window
 def test_a_declined_statement_refunds_the_throttles(chat, settings):  # noqa: F811
     # Two per minute: the message, its resend (counted, then found to be a resend: refunded), and
     # a second message still fits. Without the refund the second would be the third hit.

@@ -101,6 +101,7 @@ async def test_sends_to_a_known_conversation_do_not_wait_for_a_database_thread()
     await visitor.close()
 
 
+@pytest.mark.rate_window
 async def test_a_resend_and_a_refused_send_on_the_loop_store_nothing_twice():
     world = await db(_world)()
     operator, visitor, conversation_id = await _conversation_both_sides_know(world)

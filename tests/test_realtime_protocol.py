@@ -350,6 +350,7 @@ async def test_heartbeat_keeps_the_operator_connection_fresh():
     assert not await db(AgentConnection.objects.filter(user=world["operator"]).exists)()
 
 
+@pytest.mark.rate_window
 async def test_frame_flood_is_closed_with_4008():
     world = await db(_world)()
     with override_settings(MESSENGER_WIDGET_POLL_RATE_PER_SESSION="5/min"):

@@ -104,6 +104,7 @@ def test_a_stale_known_conversation_is_detected_under_the_lock(chat):
     assert not stale.messages.filter(body="after resolve").exists()
 
 
+@pytest.mark.rate_window
 def test_a_resend_on_the_socket_path_is_answered_before_the_throttles(chat, settings):
     # The checks ride on the sequence bump, the throttles come after them: a resend is not counted.
     settings.MESSENGER_WIDGET_SEND_RATE_PER_SESSION = "1/min"

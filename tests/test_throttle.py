@@ -13,6 +13,8 @@ from messenger.models import Contact, Conversation, Message
 from tests.conftest import Socket, bootstrap, new_client_id
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox, make_user
 
+pytestmark = pytest.mark.rate_window
+
 
 def test_hit_counts_in_fixed_windows():
     first = [throttle.hit("t", "me", "3/min", now=120.0) for _ in range(4)]
