@@ -13,7 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -120,6 +120,17 @@ def as_datetime(value: Any) -> datetime | None:
     return parsed
 
 
+# What a send's sequence bump returns (after the numbers), in this order.
+_BUMP_RETURNS = (
+    "unread_for_agent",
+    "unread_for_contact",
+    "waiting_since",
+    "first_reply_created_at",
+    "status",
+    "assignee_opened_at",
+)
+
+
 def _store_message(**fields: Any) -> Message:
     """Write the message, its counters, its event and (``audit_verb``) the sender's audit row, through
     Django's connection (``_message_steps``). Must run inside ``transaction.atomic``."""
@@ -193,23 +204,22 @@ def _message_steps(
                         [sender_user.pk],
                     ),
                 ]
+    message = Message(
+        conversation=conversation,
+        direction=direction,
+        sender_type=sender_type,
+        sender_contact=sender_contact,
+        sender_user=sender_user,
+        body=body,
+        content=formatting.render(body),
+        content_attributes=content_attributes or {},
+        client_id=client_id,
+        created_at=now,
+    )
     next_id = dbwrite.next_id_sql(Message)
     if next_id and not attachment_ids:
         stored = yield from _one_statement_steps(
-            conversation=conversation,
-            direction=direction,
-            sender_type=sender_type,
-            body=body,
-            client_id=client_id,
-            sender_contact=sender_contact,
-            sender_user=sender_user,
-            content_attributes=content_attributes,
-            audit_verb=audit_verb,
-            checks=checks,
-            assignments=assignments,
-            next_id=next_id,
-            now=now,
-            preview=preview,
+            message, audit_verb=audit_verb, checks=checks, assignments=assignments, next_id=next_id, preview=preview
         )
         if stored is not None:
             return stored
@@ -232,30 +242,12 @@ def _message_steps(
             assignments=assignments,
             returning_sql=returning_sql,
             returning_params=returning_params,
-            returning=(
-                "unread_for_agent",
-                "unread_for_contact",
-                "waiting_since",
-                "first_reply_created_at",
-                "status",
-                "assignee_opened_at",
-                "assignee_id",
-                "branch_id",
-            ),
+            returning=(*_BUMP_RETURNS, "assignee_id", "branch_id"),
         )
     )
     sequences = sequences_from(row, conversation_id=conversation.pk, public=public)
-    (
-        conversation.unread_for_agent,
-        conversation.unread_for_contact,
-        waiting_since,
-        first_reply,
-        conversation.status,
-        opened,
-        assignee_id,
-        branch_id,
-        *extra,
-    ) = sequences.returned
+    _bumped(conversation, sequences.returned[: len(_BUMP_RETURNS)])
+    assignee_id, branch_id, *extra = sequences.returned[len(_BUMP_RETURNS) :]
     allocated, found = (extra[:1], extra[1:]) if next_id else ([], extra)
     if checks is not None:
         if found[0] is not None:
@@ -280,26 +272,8 @@ def _message_steps(
     if checks is not None and checks.limits is not None and checks.contact_inbox_id is not None:
         limits = checks.limits.send_limits(contact_inbox_id=checks.contact_inbox_id, conversation_id=conversation.pk)
         refuse_denied(limits, (yield CountHits(limits)))
-    conversation.waiting_since = as_datetime(waiting_since)
-    conversation.first_reply_created_at = as_datetime(first_reply)
-    conversation.assignee_opened_at = as_datetime(opened)
-    conversation.last_activity_at = now
-    if public:
-        conversation.last_message_preview = preview[:200]
-
-    message = Message(
-        id=allocated[0] if allocated else None,
-        conversation=conversation,
-        direction=direction,
-        sender_type=sender_type,
-        sender_contact=sender_contact,
-        sender_user=sender_user,
-        body=body,
-        content=formatting.render(body),
-        content_attributes=content_attributes or {},
-        client_id=client_id,
-        created_at=now,
-    )
+    _touched(conversation, now, preview if public else None)
+    message.id = allocated[0] if allocated else None
     statements: list[dbwrite.Statement] = []
     if message.pk is None:
         yield dbwrite.Sync(lambda: message.save(force_insert=True))
@@ -313,19 +287,8 @@ def _message_steps(
             lambda: _bind_attachments(message, attachment_ids, conversation, sender_type, sender_contact)
         )
     message.conversation = conversation
-    staff_data = {
-        "message": events.message_payload(message, public=False, attachments=attachments),
-        "conversation": events.conversation_staff(conversation),
-    }
-    public_part = None
-    if public:
-        public_part = PublicPart(
-            type="message.created",
-            data={
-                "message": events.message_payload(message, public=True, attachments=attachments),
-                "unread_for_contact": conversation.unread_for_contact,
-            },
-        )
+    staff_data, public_data = _payloads(message, attachments, public=public)
+    public_part = PublicPart(type="message.created", data=public_data) if public_data is not None else None
     record_event(
         conversation,
         type="message.created",
@@ -347,6 +310,42 @@ def _message_steps(
     return message
 
 
+def _touched(conversation: Conversation, now: datetime, preview: str | None) -> None:
+    """What a send sets on the conversation whatever its row says: activity, and (``preview`` of a
+    public message) the list's preview."""
+    conversation.last_activity_at = now
+    if preview is not None:
+        conversation.last_message_preview = preview[:200]
+
+
+def _bumped(conversation: Conversation, returned: Sequence[Any]) -> None:
+    """The columns (``_BUMP_RETURNS``) the sequence bump returned, onto the caller's conversation
+    (``as_datetime``: SQLite gives text)."""
+    unread_for_agent, unread_for_contact, waiting_since, first_reply, status, opened = returned
+    conversation.unread_for_agent, conversation.unread_for_contact = unread_for_agent, unread_for_contact
+    conversation.status = status
+    conversation.waiting_since = as_datetime(waiting_since)
+    conversation.first_reply_created_at = as_datetime(first_reply)
+    conversation.assignee_opened_at = as_datetime(opened)
+
+
+def _payloads(
+    message: Message, attachments: list[Attachment], *, public: bool
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The ``message.created`` event's staff data and (``public``) the visitor's."""
+    conversation = message.conversation
+    staff = {
+        "message": events.message_payload(message, public=False, attachments=attachments),
+        "conversation": events.conversation_staff(conversation),
+    }
+    if not public:
+        return staff, None
+    return staff, {
+        "message": events.message_payload(message, public=True, attachments=attachments),
+        "unread_for_contact": conversation.unread_for_contact,
+    }
+
+
 def _iso_sql(column: str) -> str:
     """``events.iso`` of a timestamp column, as a JSON value (``null`` for NULL)."""
     utc = f"({column} AT TIME ZONE 'UTC')"
@@ -357,20 +356,12 @@ def _iso_sql(column: str) -> str:
 
 
 def _one_statement_steps(
+    message: Message,
     *,
-    conversation: Conversation,
-    direction: str,
-    sender_type: str,
-    body: str,
-    client_id: str | None,
-    sender_contact: Any,
-    sender_user: Any,
-    content_attributes: dict[str, Any] | None,
     audit_verb: str | None,
     checks: WriteChecks | None,
     assignments: list[tuple[str, list[Any]]],
     next_id: str,
-    now: datetime,
     preview: str,
 ) -> Generator[Any, Any, Message | None]:
     """PostgreSQL, no attachments: the whole write as one statement, one round trip on a
@@ -386,6 +377,7 @@ def _one_statement_steps(
     text. The visitor's limits are counted first; refunded when this does not write, since the
     step-by-step path counts them again (after its resend check).
     """
+    conversation, direction, now = message.conversation, message.direction, message.created_at
     public = direction != MessageDirection.INTERNAL
     counted = None
     if checks is not None and checks.limits is not None and checks.contact_inbox_id is not None:
@@ -401,7 +393,7 @@ def _one_statement_steps(
     ]
     if direction == MessageDirection.IN:
         where.append(("status IN (%s, %s, %s)", list(ACTIVE_STATUSES)))
-    elif sender_type == SenderType.USER and direction == MessageDirection.OUT:
+    elif message.sender_type == SenderType.USER and direction == MessageDirection.OUT:
         where.append(("status NOT IN (%s, %s)", [ConversationStatus.RESOLVED, ConversationStatus.CLOSED]))
     if checks is not None:
         resend, *blocked = _check_queries(
@@ -417,56 +409,28 @@ def _one_statement_steps(
         public=public,
         now=now,
         assignments=assignments,
-        returning=(
-            "unread_for_agent",
-            "unread_for_contact",
-            "waiting_since",
-            "first_reply_created_at",
-            "status",
-            "assignee_opened_at",
-        ),
+        returning=_BUMP_RETURNS,
         returning_sql=[f"{next_id} AS message_id"],
         where=where,
     )
 
-    conversation.last_activity_at = now
-    if public:
-        conversation.last_message_preview = preview[:200]
-    message = Message(
-        conversation=conversation,
-        direction=direction,
-        sender_type=sender_type,
-        sender_contact=sender_contact,
-        sender_user=sender_user,
-        body=body,
-        content=formatting.render(body),
-        content_attributes=content_attributes or {},
-        client_id=client_id,
-        created_at=now,
-    )
+    _touched(conversation, now, preview if public else None)
     # The payloads with what the UPDATE decides left to PostgreSQL (jsonb_set below).
-    staff_template = dumps(
-        {
-            "message": events.message_payload(message, public=False, attachments=[]),
-            "conversation": events.conversation_staff(conversation),
-        }
-    )
+    staff_data, public_data = _payloads(message, [], public=public)
     staff_sql = (
         "jsonb_set(jsonb_set(jsonb_set(jsonb_set(jsonb_set(%s::jsonb, '{message,id}', to_jsonb(c.message_id)), "
         "'{conversation,status}', to_jsonb(c.status)), '{conversation,unread_for_agent}', to_jsonb(c.unread_for_agent)), "
         f"'{{conversation,waiting_since}}', {_iso_sql('c.waiting_since')}), "
         f"'{{conversation,assignee_opened_at}}', {_iso_sql('c.assignee_opened_at')})"
     )
-    payload_params: list[Any] = [staff_template]
+    payload_params: list[Any] = [dumps(staff_data)]
     public_sql = "NULL::jsonb"
-    if public:
+    if public_data is not None:
         public_sql = (
             "jsonb_set(jsonb_set(%s::jsonb, '{message,id}', to_jsonb(c.message_id)), "
             "'{unread_for_contact}', to_jsonb(c.unread_for_contact))"
         )
-        payload_params.append(
-            dumps({"message": events.message_payload(message, public=True, attachments=[]), "unread_for_contact": 0})
-        )
+        payload_params.append(dumps(public_data))
     inserts = [dbwrite.insert_select(message, "c", {"id": "c.message_id"})]
     inserts.append(
         (
@@ -483,14 +447,14 @@ def _one_statement_steps(
     )
     if audit_verb is not None:
         # SPEC §9: every staff send is audited, in the same statement.
-        audit = audit_row(Actor(user=sender_user), audit_verb, target=message, conversation=conversation)
+        audit = audit_row(Actor(user=message.sender_user), audit_verb, target=message, conversation=conversation)
         inserts.append(dbwrite.insert_select(audit, "c", {"target_id": "c.message_id::text"}))
     ctes = [f"c AS ({bump[0]})", f"p AS (SELECT {staff_sql} AS staff, {public_sql} AS public FROM c)"]  # noqa: S608
     ctes += [f"w{i} AS ({insert_sql})" for i, (insert_sql, _) in enumerate(inserts)]
     sql = (
-        f"WITH {', '.join(ctes)} SELECT c.last_seq, c.last_public_seq, c.unread_for_agent, c.unread_for_contact, "  # noqa: S608
-        "c.waiting_since, c.first_reply_created_at, c.status, c.assignee_opened_at, c.message_id, p.staff::text, "
-        "p.public::text FROM c, p"
+        f"WITH {', '.join(ctes)} SELECT c.last_seq, c.last_public_seq, "  # noqa: S608
+        + "".join(f"c.{column}, " for column in _BUMP_RETURNS)
+        + "c.message_id, p.staff::text, p.public::text FROM c, p"
     )
     params = [*bump[1], *payload_params, *(param for _, insert_params in inserts for param in insert_params)]
     row = yield dbwrite.Fetch(sql, params, alone=True)
@@ -498,26 +462,11 @@ def _one_statement_steps(
         if counted is not None:
             yield RefundHits(counted)
         return None
-    (
-        seq,
-        public_seq,
-        conversation.unread_for_agent,
-        conversation.unread_for_contact,
-        waiting_since,
-        first_reply,
-        conversation.status,
-        opened,
-        message.id,
-        staff_json,
-        public_json,
-    ) = row
-    conversation.waiting_since = as_datetime(waiting_since)
-    conversation.first_reply_created_at = as_datetime(first_reply)
-    conversation.assignee_opened_at = as_datetime(opened)
+    seq, public_seq, *returned, message.id, staff_json, public_json = row
+    _bumped(conversation, returned)
     conversation.last_seq = seq
     if public:
         conversation.last_public_seq = public_seq
-    message.conversation = conversation
     message._prefetched_attachments = []  # type: ignore[attr-defined]
     broadcast_event(
         conversation,
