@@ -73,6 +73,21 @@ class Command:
         return value
 
 
+NUL_REFUSED = "NUL characters (\\u0000) are not allowed."
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether a decoded JSON value holds the NUL character anywhere, keys included: PostgreSQL
+    stores it in neither text nor jsonb, so input carrying one is refused before any write."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(key) or contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(item) for item in value)
+    return False
+
+
 def parse_frame(text: str | None, *, allowed: frozenset[str], max_bytes: int) -> Command:
     """Raise FrameError (code bad_json / too_large / unknown_type / invalid) or return the command."""
     if text is None:
@@ -88,6 +103,8 @@ def parse_frame(text: str | None, *, allowed: frozenset[str], max_bytes: int) ->
     ref = data.pop("ref", None)
     if ref is not None and not (isinstance(ref, str | int) and not isinstance(ref, bool) and len(str(ref)) <= 64):
         raise FrameError("ref: a string or integer of at most 64 characters")
+    if "\\u0000" in text and contains_nul(data):  # JSON can only carry NUL escaped
+        raise FrameError(NUL_REFUSED, ref=ref)
     frame_type = data.pop("type", None)
     if not isinstance(frame_type, str):
         raise FrameError("type: a string is required", ref=ref)
