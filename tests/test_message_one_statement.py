@@ -128,3 +128,16 @@ def test_a_conversation_reassigned_behind_the_caller_is_written_the_long_way(cha
     assert after.last_seq == before + 1  # written once, by the step-by-step path
     assert sent.conversation.assignee_id is None
     assert ConversationEvent.objects.filter(conversation=conversation).count() == after.last_seq
+
+
+def test_a_declined_statement_leaves_the_callers_conversation_as_it_was(chat):  # noqa: F811
+    conversation = Conversation.objects.select_related(
+        "inbox", "branch", "region", "contact", "assignee", "contact_inbox"
+    ).get(pk=chat["conversation_id"])
+    client_id = new_client_id()
+    send_operator_message(conversation=conversation, user=chat["operator"], client_id=client_id, body="first")
+    send_operator_message(conversation=conversation, user=chat["operator"], client_id=new_client_id(), body="second")
+    before = (conversation.last_activity_at, conversation.last_message_preview)
+    again = send_operator_message(conversation=conversation, user=chat["operator"], client_id=client_id, body="first")
+    assert again.created is False
+    assert (conversation.last_activity_at, conversation.last_message_preview) == before

@@ -33,7 +33,6 @@ from messenger.models import (
     Contact,
     ContactInbox,
     Conversation,
-    ConversationEvent,
     ConversationStatus,
     Message,
     MessageDirection,
@@ -47,6 +46,7 @@ from messenger.realtime.eventlog import (
     broadcast_event,
     bump_sequences,
     bump_statement,
+    event_insert_from,
     record_event,
     sequences_from,
 )
@@ -414,6 +414,7 @@ def _one_statement_steps(
         where=where,
     )
 
+    touched = (conversation.last_activity_at, conversation.last_message_preview)
     _touched(conversation, now, preview if public else None)
     # The payloads with what the UPDATE decides left to PostgreSQL (jsonb_set below).
     staff_data, public_data = _payloads(message, [], public=public)
@@ -431,25 +432,25 @@ def _one_statement_steps(
             "'{unread_for_contact}', to_jsonb(c.unread_for_contact))"
         )
         payload_params.append(dumps(public_data))
-    inserts = [dbwrite.insert_select(message, "c", {"id": "c.message_id"})]
-    inserts.append(
-        (
-            f"INSERT INTO {ConversationEvent._meta.db_table} (conversation_id, seq, public_seq, type, payload, public_payload, created_at) "  # noqa: S608
-            f"SELECT %s, c.last_seq, {'c.last_public_seq' if public else 'NULL'}, %s, p.staff, "
-            f"{'jsonb_build_object(%s::text, %s::text, %s::text, p.public)' if public else 'NULL'}, %s FROM c, p",
-            [
-                conversation.pk,
-                "message.created",
-                *(["type", "message.created", "data"] if public else []),
-                connection.ops.adapt_datetimefield_value(now),
-            ],
-        )
-    )
+    inserts = [
+        dbwrite.insert_select(message, "c", {"id": "c.message_id"}),
+        event_insert_from(
+            "p",
+            conversation.pk,
+            type="message.created",
+            now=now,
+            payload_sql="p.staff",
+            public_data_sql="p.public" if public_data is not None else None,
+        ),
+    ]
     if audit_verb is not None:
         # SPEC §9: every staff send is audited, in the same statement.
         audit = audit_row(Actor(user=message.sender_user), audit_verb, target=message, conversation=conversation)
         inserts.append(dbwrite.insert_select(audit, "c", {"target_id": "c.message_id::text"}))
-    ctes = [f"c AS ({bump[0]})", f"p AS (SELECT {staff_sql} AS staff, {public_sql} AS public FROM c)"]  # noqa: S608
+    ctes = [
+        f"c AS ({bump[0]})",
+        f"p AS (SELECT c.last_seq, c.last_public_seq, {staff_sql} AS staff, {public_sql} AS public FROM c)",  # noqa: S608
+    ]
     ctes += [f"w{i} AS ({insert_sql})" for i, (insert_sql, _) in enumerate(inserts)]
     sql = (
         f"WITH {', '.join(ctes)} SELECT c.last_seq, c.last_public_seq, "  # noqa: S608
@@ -459,6 +460,7 @@ def _one_statement_steps(
     params = [*bump[1], *payload_params, *(param for _, insert_params in inserts for param in insert_params)]
     row = yield dbwrite.Fetch(sql, params, alone=True)
     if row is None:
+        conversation.last_activity_at, conversation.last_message_preview = touched  # nothing was written
         if counted is not None:
             yield RefundHits(counted)
         return None

@@ -94,6 +94,32 @@ def sequences_from(row: Sequence[Any] | None, *, conversation_id: int, public: b
     return Sequences(seq=row[0], public_seq=row[1] if public else None, returned=tuple(row[2:]))
 
 
+_EVENT_COLUMNS = "conversation_id, seq, public_seq, type, payload, public_payload, created_at"
+
+
+def event_insert_from(
+    source: str, conversation_id: int, *, type: str, now: datetime, payload_sql: str, public_data_sql: str | None
+) -> Statement:
+    """The event row's INSERT as ``INSERT ... SELECT ... FROM source``: ``source`` is a CTE of the
+    same statement with the numbers ``bump_statement`` returned (``last_seq``, ``last_public_seq``),
+    and the payloads are SQL expressions over it (the staff data, and ``public_data_sql`` the
+    visitor's, None for a staff-only event)."""
+    public_seq, public_payload = "NULL", "NULL"
+    params: list[Any] = [conversation_id, type]
+    if public_data_sql is not None:
+        public_seq, public_payload = (
+            f"{source}.last_public_seq",
+            f"jsonb_build_object('type', %s::text, 'data', {public_data_sql})",
+        )
+        params.append(type)
+    params.append(connection.ops.adapt_datetimefield_value(now))
+    sql = (
+        f"INSERT INTO {ConversationEvent._meta.db_table} ({_EVENT_COLUMNS}) "  # noqa: S608
+        f"SELECT %s, {source}.last_seq, {public_seq}, %s, {payload_sql}, {public_payload}, %s FROM {source}"
+    )
+    return sql, params
+
+
 def record_event(
     conversation: Conversation,
     *,
@@ -129,8 +155,7 @@ def record_event(
     # A plain INSERT: the event log is written on every change, the ORM's per-row cost showed
     # up in profiles of the message path.
     insert = (
-        f"INSERT INTO {ConversationEvent._meta.db_table} (conversation_id, seq, public_seq, type, payload, public_payload, created_at) "  # noqa: S608
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        f"INSERT INTO {ConversationEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
         [
             conversation.pk,
             sequences.seq,
