@@ -642,7 +642,7 @@ def hop_summary(prefix: Path) -> dict[str, Any]:
         log.unlink()
     # loop_lag: how late the servers' event loops woke a 50 ms timer; publish_delay: a commit's
     # hand-off to the loop → its frame published; fanout_delay: published → forwarded to a socket.
-    summary: dict[str, Any] = {
+    summary: dict[str, Any] = {"lines": {name: len(rows) for name, rows in sorted(samples.items())}} | {
         f"{name}_ms": {
             f"p{q}": round(percentile([row[0] for row in samples.get(name, [])], q) or 0, 2) for q in (50, 90, 99)
         }

@@ -303,6 +303,12 @@ class VisitorConsumer(BaseConsumer):
         hello = await database_sync_to_async(result.hello)()
         await self.send_frame(hello)
 
+    async def disconnect(self, code: int) -> None:
+        context = getattr(self, "context", None)
+        if context is not None:
+            context.send_ahead.close()  # its pre-counted send goes back to the limits
+        await super().disconnect(code)
+
     async def handle(self, command: Command) -> list[dict[str, Any]]:
         if command.type == "ping":
             return [{"type": "pong"}]

@@ -51,7 +51,7 @@ from messenger.realtime.eventlog import (
     sequences_from,
 )
 from messenger.realtime.groups import user_group
-from messenger.throttle import CountHits, RefundHits, VisitorLimits, refuse_denied
+from messenger.throttle import CountHits, RefundHits, VisitorLimits, WaitAhead, refuse_denied
 
 
 @dataclass(frozen=True)
@@ -374,19 +374,25 @@ def _one_statement_steps(
     ``_message_steps`` then takes its steps one by one and answers as it always does. The payloads
     are the ones ``record_event`` would store, built here with the values the UPDATE decides
     (the message id, counters, status, timestamps) set by PostgreSQL; the frames carry the stored
-    text. The visitor's limits are counted first; refunded when this does not write, since the
-    step-by-step path counts them again (after its resend check).
+    text. The visitor's limits are counted first (or were, after the socket's last send:
+    ``throttle.SendAhead``); refunded when this does not write, since the step-by-step path counts
+    them again (after its resend check).
     """
     conversation, direction, now = message.conversation, message.direction, message.created_at
     public = direction != MessageDirection.INTERNAL
-    counted = None
+    counted, ahead, limits = None, None, []
     if checks is not None and checks.limits is not None and checks.contact_inbox_id is not None:
-        counted = CountHits(
-            checks.limits.send_limits(contact_inbox_id=checks.contact_inbox_id, conversation_id=conversation.pk)
-        )
-        if not all(hit.allowed for hit in (yield counted)):
-            yield RefundHits(counted)  # a resend is answered before a refusal: the long way
-            return None
+        limits = checks.limits.send_limits(contact_inbox_id=checks.contact_inbox_id, conversation_id=conversation.pk)
+        ahead = checks.limits.ahead
+        if ahead is not None:
+            if ahead.counting is not None:
+                yield WaitAhead(ahead.counting)  # the last send's count for this one is not back yet
+            counted = ahead.take(limits)  # counted after the last send
+        if counted is None:
+            counted = CountHits(limits)
+            if not all(hit.allowed for hit in (yield counted)):
+                yield RefundHits(counted)  # a resend is answered before a refusal: the long way
+                return None
     where: list[tuple[str, list[Any]]] = [
         ("assignee_id IS NOT DISTINCT FROM %s", [conversation.assignee_id]),
         ("branch_id IS NOT DISTINCT FROM %s", [conversation.branch_id]),
@@ -464,6 +470,8 @@ def _one_statement_steps(
         if counted is not None:
             yield RefundHits(counted)
         return None
+    if ahead is not None:
+        ahead.prepare(limits)  # the next send's hits, counted while this one's frames go out
     seq, public_seq, *returned, message.id, staff_json, public_json = row
     _bumped(conversation, returned)
     conversation.last_seq = seq
