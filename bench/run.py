@@ -4,6 +4,7 @@
     .venv/bin/python bench/run.py --quick              # the short version (`make bench`)
     .venv/bin/python bench/run.py --targets messenger --visitors 200 --rate 500 --servers 2
     .venv/bin/python bench/run.py --targets messenger,persist --hop-times   # where a send waits
+    .venv/bin/python bench/run.py --targets messenger,persist --burst --seconds 5   # all at once
 
 Targets, all on loopback with PostgreSQL and Redis (channels-redis pub/sub layer):
 
@@ -379,6 +380,12 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
             return
 
     async def visitor_writer(client: Client, conversation: int | None) -> None:
+        if args.burst:  # one message each, all at the same moment
+            client_id = "v-" + uuid.uuid4().hex
+            tally.sent_at[client_id] = time.perf_counter()
+            tally.sent_wall[client_id] = time.time()
+            await client.send({"client_id": client_id, "direction": "in", "conversation": conversation, "body": "hi"})
+            return
         await asyncio.sleep(random.random() * interval)
         while not stop.is_set():
             client_id = "v-" + uuid.uuid4().hex
@@ -676,6 +683,12 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="the short version: about two minutes for every target")
     parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="every visitor sends one message at the same moment (to a conversation under way; with "
+        "--warmup 0 each starts one), then --seconds to deliver them",
+    )
+    parser.add_argument(
         "--hop-times",
         action="store_true",
         help="Messenger's socket commands: time waiting for a database thread, in it, and its CPU",
@@ -732,7 +745,9 @@ def main() -> None:
     summary: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} cores, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB",
-        "config": {k: getattr(args, k) for k in ("visitors", "operators", "rate", "seconds", "servers", "warmup")},
+        "config": {
+            k: getattr(args, k) for k in ("visitors", "operators", "rate", "seconds", "servers", "warmup", "burst")
+        },
         "targets": {name: {k: v for k, v in r.items() if not k.startswith("_")} for name, r in results.items()},
     }
     ours = results.get("messenger")

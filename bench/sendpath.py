@@ -1,13 +1,14 @@
 """The send paths alone: queries, wall time and CPU per socket command, in one thread.
 
-    .venv/bin/python bench/sendpath.py                 # 1000 visitor and 1000 operator sends
+    .venv/bin/python bench/sendpath.py                 # 1000 visitor and 1000 operator sends, 100 starts
     .venv/bin/python bench/sendpath.py --calls 300
 
 Runs ``check_visitor_command`` / ``check_operator_command`` for ``message.send`` exactly as the
 sockets do (throttles, resend check, sequence bump, inserts, commit) against the benchmark's
 PostgreSQL database and Redis, without a server: what one send costs before any contention, in
-this process (wall and CPU) and in PostgreSQL (the CPU of the connection's server process). The
-after-commit publish is left out (it belongs to the event loop, which ``bench/run.py`` measures).
+this process (wall and CPU) and in PostgreSQL (the CPU of the connection's server process); and a
+conversation's first message, which starts it (a tenth as many). The after-commit publish is left
+out (it belongs to the event loop, which ``bench/run.py`` measures).
 """
 
 from __future__ import annotations
@@ -123,6 +124,40 @@ def main() -> None:
             # PostgreSQL's own CPU for the same sends: its server process for this connection.
             "postgres_cpu_ms": round(1000 * (cpu_seconds(backend) - pg_started) / args.calls, 3),
         }
+    # A conversation's first message: the start (routing, assignment, the row and its events)
+    # with it, for sessions bootstrapped beforehand.
+    starts = max(1, args.calls // 10)
+    sessions = []
+    for _ in range(starts + 1):
+        boot = do_bootstrap(
+            widget_token=inbox.widget_token,
+            pubsub_token=None,
+            page={"url": "http://localhost/"},
+            origin="http://localhost",
+            ip="127.0.0.9",
+        )
+        session = ContactInbox.objects.select_related("contact", "inbox").get(pubsub_token=boot["pubsub_token"])
+        sessions.append(
+            commands.VisitorContext(contact_inbox=session, ip="127.0.0.9", page={"origin": "http://localhost"})
+        )
+
+    def start(context: Any) -> Any:
+        fields = {"type": "message.send", "client_id": uuid.uuid4().hex, "body": "hello, a question about my order"}
+        return commands.check_visitor_command(context, Command(type="message.send", ref="1", fields=fields))
+
+    with CaptureQueriesContext(connection) as queries:
+        start(sessions.pop())
+    backend = postgres_backend_pid()
+    started, cpu_started, pg_started = time.perf_counter(), time.process_time(), cpu_seconds(backend)
+    for context in sessions:
+        start(context)
+    results["start"] = {
+        "calls": starts,
+        "queries": len(queries.captured_queries),
+        "wall_ms": round(1000 * (time.perf_counter() - started) / starts, 3),
+        "cpu_ms": round(1000 * (time.process_time() - cpu_started) / starts, 3),
+        "postgres_cpu_ms": round(1000 * (cpu_seconds(backend) - pg_started) / starts, 3),
+    }
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"sendpath-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
