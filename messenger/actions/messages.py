@@ -471,7 +471,7 @@ def _one_statement_steps(
             yield RefundHits(counted)
         return None
     if ahead is not None:
-        ahead.prepare(limits)  # the next send's hits, counted while this one's frames go out
+        ahead.prepare(limits)  # the next send's hits, counted once this one's frames are out
     seq, public_seq, *returned, message.id, staff_json, public_json = row
     _bumped(conversation, returned)
     conversation.last_seq = seq
