@@ -79,20 +79,27 @@ def main() -> None:
     AgentProfile.objects.update_or_create(
         user=user, defaults={"branch": inbox.branch, "status": AgentStatus.ONLINE, "max_concurrent": 1_000_000}
     )
-    boot = do_bootstrap(
-        widget_token=inbox.widget_token,
-        pubsub_token=None,
-        page={"url": "http://localhost/"},
-        origin="http://localhost",
-        ip="127.0.0.9",
-    )
-    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(pubsub_token=boot["pubsub_token"])
-    visitor = commands.VisitorContext(contact_inbox=contact_inbox, ip="127.0.0.9", page={"origin": "http://localhost"})
+
+    def new_visitor() -> Any:
+        boot = do_bootstrap(
+            widget_token=inbox.widget_token,
+            pubsub_token=None,
+            page={"url": "http://localhost/"},
+            origin="http://localhost",
+            ip="127.0.0.9",
+        )
+        session = ContactInbox.objects.select_related("contact", "inbox").get(pubsub_token=boot["pubsub_token"])
+        return commands.VisitorContext(contact_inbox=session, ip="127.0.0.9", page={"origin": "http://localhost"})
+
+    def send_as(context: Any) -> Any:
+        fields = {"type": "message.send", "client_id": uuid.uuid4().hex, "body": "hello, a question about my order"}
+        return commands.check_visitor_command(context, Command(type="message.send", ref="1", fields=fields))
+
+    visitor = new_visitor()
     operator = commands.OperatorContext(user=user, scope=staff_scope(user))
 
     def visitor_send() -> Any:
-        fields = {"type": "message.send", "client_id": uuid.uuid4().hex, "body": "hello, a question about my order"}
-        return commands.check_visitor_command(visitor, Command(type="message.send", ref="1", fields=fields))
+        return send_as(visitor)
 
     visitor_send()  # starts the conversation
     conversation_id = visitor.conversation.pk
@@ -127,30 +134,14 @@ def main() -> None:
     # A conversation's first message: the start (routing, assignment, the row and its events)
     # with it, for sessions bootstrapped beforehand.
     starts = max(1, args.calls // 10)
-    sessions = []
-    for _ in range(starts + 1):
-        boot = do_bootstrap(
-            widget_token=inbox.widget_token,
-            pubsub_token=None,
-            page={"url": "http://localhost/"},
-            origin="http://localhost",
-            ip="127.0.0.9",
-        )
-        session = ContactInbox.objects.select_related("contact", "inbox").get(pubsub_token=boot["pubsub_token"])
-        sessions.append(
-            commands.VisitorContext(contact_inbox=session, ip="127.0.0.9", page={"origin": "http://localhost"})
-        )
-
-    def start(context: Any) -> Any:
-        fields = {"type": "message.send", "client_id": uuid.uuid4().hex, "body": "hello, a question about my order"}
-        return commands.check_visitor_command(context, Command(type="message.send", ref="1", fields=fields))
+    sessions = [new_visitor() for _ in range(starts + 1)]
 
     with CaptureQueriesContext(connection) as queries:
-        start(sessions.pop())
+        send_as(sessions.pop())
     backend = postgres_backend_pid()
     started, cpu_started, pg_started = time.perf_counter(), time.process_time(), cpu_seconds(backend)
     for context in sessions:
-        start(context)
+        send_as(context)
     results["start"] = {
         "calls": starts,
         "queries": len(queries.captured_queries),
