@@ -379,26 +379,26 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
         except Exception:  # noqa: BLE001
             return
 
+    async def visitor_send(client: Client, conversation: int | None) -> None:
+        client_id = "v-" + uuid.uuid4().hex
+        tally.sent_at[client_id] = time.perf_counter()
+        tally.sent_wall[client_id] = time.time()
+        await client.send(
+            {
+                "client_id": client_id,
+                "direction": "in",
+                "conversation": conversation,
+                "body": "hello, I have a question",
+            }
+        )
+
     async def visitor_writer(client: Client, conversation: int | None) -> None:
         if args.burst:  # one message each, all at the same moment
-            client_id = "v-" + uuid.uuid4().hex
-            tally.sent_at[client_id] = time.perf_counter()
-            tally.sent_wall[client_id] = time.time()
-            await client.send({"client_id": client_id, "direction": "in", "conversation": conversation, "body": "hi"})
+            await visitor_send(client, conversation)
             return
         await asyncio.sleep(random.random() * interval)
         while not stop.is_set():
-            client_id = "v-" + uuid.uuid4().hex
-            tally.sent_at[client_id] = time.perf_counter()
-            tally.sent_wall[client_id] = time.time()
-            await client.send(
-                {
-                    "client_id": client_id,
-                    "direction": "in",
-                    "conversation": conversation,
-                    "body": "hello, I have a question",
-                }
-            )
+            await visitor_send(client, conversation)
             await asyncio.sleep(interval)
 
     if args.warmup and target == "messenger":

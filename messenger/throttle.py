@@ -238,12 +238,8 @@ class CountHits:
         return await ahit_many(self.limits, now=self.now)
 
     def in_windows_of(self, now: float) -> bool:
-        """Whether ``now`` falls in the windows these hits were counted in."""
-        for _scope, _identity, rate in self.limits:
-            _limit, period = parse_rate(rate) if rate else (0, 1.0)
-            if int(self.now // period) != int(now // period):
-                return False
-        return True
+        """Whether ``now`` falls in the windows these hits were counted in (the same counters)."""
+        return _Plan(self.limits, now).counters == _Plan(self.limits, self.now).counters
 
 
 class RefundHits:
