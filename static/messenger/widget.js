@@ -493,7 +493,9 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
   /** Insert or update a stored message; returns true when it is new to the page. */
   function upsert(m, live) {
     if (m.conversation_id > (currentId || 0)) currentId = m.conversation_id;
-    const existing = messagesById.get(m.id) || (m.client_id && pendingByClient.get(m.client_id));
+    const stored = messagesById.has(m.id);
+    const pending = m.client_id && pendingByClient.get(m.client_id);
+    const existing = messagesById.get(m.id) || pending;
     const el = messageEl(m, false);
     if (existing) {
       const prev = existing.querySelector(".tick");
@@ -510,10 +512,10 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       el.dataset.out = m.id;
       if (observer) observer.observe(el);
     }
-    if (!existing) {
-      scrollDown();
-      if (live) emit("message", { message: m });
-    }
+    if (!existing) scrollDown();
+    // Once per message: when it arrives live, or when the visitor's own pending one is stored,
+    // whichever of its ack and its event comes first.
+    if (!stored && (live || pending)) emit("message", { message: m });
     return !existing;
   }
 
@@ -611,9 +613,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       captcha = captcha && captcha.answer != null ? null : captcha;
       const m = frame.data.message;
       if (frame.data.conversation_id) currentId = frame.data.conversation_id;
-      const wasPending = pendingByClient.has(m.client_id);
       upsert(m, false);
-      if (wasPending) emit("message", { message: m });
       return;
     }
     if (!item) return;
