@@ -27,8 +27,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import connection, models
 from django.db.models.sql import InsertQuery
+
+from messenger.db import offline
 
 Statement = tuple[str, list[Any]]
 
@@ -37,7 +39,7 @@ _sequences: dict[str, str] = {}
 
 def next_id_sql(model: type[models.Model]) -> str | None:
     """SQL that allocates the next primary key of ``model`` (PostgreSQL), or None elsewhere."""
-    if connection.vendor != "postgresql":
+    if offline().vendor != "postgresql":
         return None
     table = model._meta.db_table
     sequence = _sequences.get(table)
@@ -95,7 +97,7 @@ def insert_select(obj: models.Model, source: str, computed: dict[str, str]) -> S
 
 def _prepared(obj: models.Model, fields: list[models.Field]) -> list[Any]:
     """The values of ``fields`` as the insert compiler prepares them; ``obj`` is then saved."""
-    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the ``connection`` proxy looks it up
+    db = offline()
     params = [field.get_db_prep_save(field.pre_save(obj, True), connection=db) for field in fields]
     obj._state.adding = False
     obj._state.db = db.alias

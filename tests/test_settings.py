@@ -134,7 +134,7 @@ def test_redis_url_selects_the_pubsub_layer_redis_cache_and_redis_broker():
     # redis-py's 5 s default would tear idle WebSocket subscriptions down.
     assert host["socket_timeout"] is None
     assert found["layer_config"]["prefix"] == "pfx"
-    assert found["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert found["cache"] == "messenger.cache.RedisCache"
     assert found["cache_location"] == "redis://r:6380/2"
     assert found["q_cluster"]["redis"] == "redis://r:6380/2"
     assert "orm" not in found["q_cluster"]

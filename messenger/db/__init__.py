@@ -1,0 +1,22 @@
+"""Database helpers shared by the thread path and the event-loop path."""
+
+from __future__ import annotations
+
+import functools
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+
+@functools.cache
+def offline() -> BaseDatabaseWrapper:
+    """The default database's wrapper for what needs no connection — its vendor, its operations
+    (value adaptation, quoting), field preparation — the same object in every thread and task.
+
+    ``django.db.connection`` is per thread and, on the event loop, per asyncio task: every socket
+    command runs in a task of its own, and each one that touched it built a new wrapper (its
+    features, operations, introspection…, all cyclic garbage for the collector): one per message,
+    measured in docs/benchmarks.md. This one is built once, shares Django's settings dictionary
+    (so it follows the test database's name) and never connects.
+    """
+    return connections.create_connection(DEFAULT_DB_ALIAS)

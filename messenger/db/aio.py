@@ -27,9 +27,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
-from django.db import connection
 from psycopg import IntegrityError, OperationalError
 
+from messenger.db import offline
 from messenger.dbwrite import NeedsThread
 from messenger.realtime import broadcast, diagnostics
 
@@ -40,7 +40,7 @@ FALLBACK: Any = object()
 
 def enabled() -> bool:
     """On for PostgreSQL unless ``MESSENGER_ASYNC_DB_CONNECTIONS`` is 0."""
-    return connection.vendor == "postgresql" and settings.MESSENGER_ASYNC_DB_CONNECTIONS > 0
+    return offline().vendor == "postgresql" and settings.MESSENGER_ASYNC_DB_CONNECTIONS > 0
 
 
 class _Connections:
@@ -83,12 +83,13 @@ _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Connections] = wea
 async def _connect() -> Any:
     from psycopg import AsyncConnection
 
-    params = connection.get_connection_params()  # Django's own, built without connecting
+    django_connection = offline()
+    params = django_connection.get_connection_params()  # Django's own, built without connecting
     params.pop("cursor_factory", None)  # a sync class; the async default binds on the server too
     conn = await AsyncConnection.connect(autocommit=True, **params)
-    timezone_name = connection.timezone_name
+    timezone_name = django_connection.timezone_name
     if timezone_name and conn.info.parameter_status("TimeZone") != timezone_name:
-        await conn.execute(connection.ops.set_time_zone_sql(), [timezone_name])
+        await conn.execute(django_connection.ops.set_time_zone_sql(), [timezone_name])
     return conn
 
 

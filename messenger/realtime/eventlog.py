@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from messenger.db import offline
 from messenger.dbwrite import Fetch, Statement, execute
 from messenger.events import durable_frame, durable_frame_text
 from messenger.models import Conversation, ConversationEvent
@@ -67,7 +68,7 @@ def bump_statement(
     does not hold, nothing is updated and the statement returns no row.
     """
     table = Conversation._meta.db_table
-    adapt = connection.ops.adapt_datetimefield_value
+    adapt = offline().ops.adapt_datetimefield_value
     clauses = [
         "last_seq = last_seq + 1",
         f"last_public_seq = last_public_seq + {1 if public else 0}",
@@ -112,7 +113,7 @@ def event_insert_from(
             f"jsonb_build_object('type', %s::text, 'data', {public_data_sql})",
         )
         params.append(type)
-    params.append(connection.ops.adapt_datetimefield_value(now))
+    params.append(offline().ops.adapt_datetimefield_value(now))
     sql = (
         f"INSERT INTO {ConversationEvent._meta.db_table} ({_EVENT_COLUMNS}) "  # noqa: S608
         f"SELECT %s, {source}.last_seq, {public_seq}, %s, {payload_sql}, {public_payload}, %s FROM {source}"
@@ -139,8 +140,8 @@ def record_event(
     generator run by ``messenger.db.aio`` on its own connection: its transaction is not Django's,
     and the frames wait for its commit in ``broadcast.collecting``.
     """
-    assert transaction.get_connection().in_atomic_block or (
-        statements is not None and sequences is not None and collecting()
+    assert (statements is not None and sequences is not None and collecting()) or (
+        transaction.get_connection().in_atomic_block
     ), "record_event needs a transaction"
     now = now or timezone.now()
     if sequences is None:
@@ -163,7 +164,7 @@ def record_event(
             type,
             data_json,
             public_payload_json,
-            connection.ops.adapt_datetimefield_value(now),
+            offline().ops.adapt_datetimefield_value(now),
         ],
     )
     if statements is not None:
