@@ -493,6 +493,7 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
             for part in (tally.v2o[i * len(tally.v2o) // 4 : (i + 1) * len(tally.v2o) // 4] for i in range(4))
         ],
         "v2o_ms_by_second": by_second(tally, visitor_ids),
+        "v2o_p99_ms_by_second": by_second(tally, visitor_ids, 99),
         "o2v_ms": {f"p{q}": round((percentile(tally.o2v, q) or 0) * 1000, 2) for q in (50, 95, 99)},
         **(
             {
@@ -517,15 +518,16 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
     }
 
 
-def by_second(tally: Tally, visitor_ids: list[str]) -> list[float]:
-    """The v→o p50 (ms) of the messages that arrived in each second of the run."""
+def by_second(tally: Tally, visitor_ids: list[str], rank: float = 50) -> list[float]:
+    """The v→o p50 (or another percentile, ms) of the messages that arrived in each second of the
+    run: whether a tail is spread over the run or made in a few seconds."""
     if not visitor_ids or not tally.v2o_at:
         return []
     start = min(tally.sent_at[k] for k in visitor_ids)
     seconds: dict[int, list[float]] = {}
     for latency, at in zip(tally.v2o, tally.v2o_at, strict=True):
         seconds.setdefault(int(at - start), []).append(latency)
-    return [round((percentile(seconds.get(i, []), 50) or 0) * 1000, 1) for i in range(max(seconds) + 1)]
+    return [round((percentile(seconds.get(i, []), rank) or 0) * 1000, 1) for i in range(max(seconds) + 1)]
 
 
 def service_arguments(parser: argparse.ArgumentParser) -> None:
@@ -654,6 +656,16 @@ def hop_summary(prefix: Path) -> dict[str, Any]:
             f"p{q}": round(percentile([row[0] for row in samples.get(name, [])], q) or 0, 2) for q in (50, 90, 99)
         }
         for name in ("loop_lag", "publish_delay", "fanout_delay")
+    }
+    # gc_pause: the cyclic collector's pauses of the servers (the second value is the generation).
+    pauses = samples.get("gc_pause", [])
+    summary["gc_pause_ms"] = {
+        f"generation {generation}": {
+            "count": len(rows := [row[0] for row in pauses if round(row[1]) == generation]),
+            "p50": round(percentile(rows, 50) or 0, 2),
+            "max": round(max(rows, default=0), 2),
+        }
+        for generation in (0, 1, 2)
     }
     # The sends on the event loop (messenger/db/aio.py): "queue" is the wait for one of the
     # loop's connections, "wall" the transaction; they have no thread CPU of their own.

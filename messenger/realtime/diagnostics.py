@@ -7,7 +7,9 @@ When the setting holds a path prefix, each server process appends lines ``name v
   database thread, the time in it, the thread's CPU (``timed``, around ``messenger.consumers``' hops);
 * ``loop_lag``: how late the event loop woke a 50 ms timer — how far it is behind its frames;
 * ``publish_delay``: from a commit's hand-off to the event loop until its frame was published;
-* ``fanout_delay``: from the publish until a consumer of this process forwarded the frame.
+* ``fanout_delay``: from the publish until a consumer of this process forwarded the frame;
+* ``gc_pause``: each collection of the cyclic garbage collector (its duration, its generation) —
+  it stops the whole process, event loop and database threads alike.
 
 Lines are buffered and written by the loop-lag task every 50 ms, so recording costs a list append.
 ``bench/run.py --hop-times`` sets the prefix and summarises the lines.
@@ -16,6 +18,7 @@ Lines are buffered and written by the loop-lag task every 50 ms, so recording co
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from typing import Any
@@ -24,6 +27,7 @@ from django.conf import settings
 
 _lines: list[str] = []
 _task: asyncio.Future[None] | None = None
+_gc_started: float | None = None
 PERIOD = 0.05
 
 
@@ -56,9 +60,20 @@ def timed(name: str, run: Any) -> Any:
 def start() -> None:
     """Start the loop-lag task of this event loop, once (called on every socket connect)."""
     global _task
+    if _gc_timer not in gc.callbacks:
+        gc.callbacks.append(_gc_timer)
     task = _task
     if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
         _task = asyncio.ensure_future(_sample_and_flush())
+
+
+def _gc_timer(phase: str, info: dict[str, int]) -> None:
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+    elif _gc_started is not None and settings.MESSENGER_DB_HOP_LOG:
+        record("gc_pause", time.perf_counter() - _gc_started, info["generation"] / 1000)
+        _gc_started = None
 
 
 async def _sample_and_flush() -> None:
