@@ -7,8 +7,10 @@ import pytest
 import redis
 from channels.db import database_sync_to_async as db
 from django.conf import settings
+from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from messenger.db import offline
 from tests.conftest import new_client_id
 from tests.test_realtime_protocol import _start, _visitor, _world
 
@@ -60,3 +62,9 @@ async def test_sends_on_the_event_loop_build_no_database_wrapper(monkeypatch):
         assert ack["type"] == "ack", ack
     assert built == []  # it was one per send
     await visitor.close()
+
+
+def test_the_offline_wrapper_never_connects():
+    with pytest.raises(RuntimeError, match="never connects"):
+        offline().cursor()
+    assert offline().vendor == connection.vendor

@@ -17,6 +17,13 @@ def offline() -> BaseDatabaseWrapper:
     command runs in a task of its own, and each one that touched it built a new wrapper (its
     features, operations, introspection…, all cyclic garbage for the collector): one per message,
     measured in docs/benchmarks.md. This one is built once, shares Django's settings dictionary
-    (so it follows the test database's name) and never connects.
+    (so it follows the test database's name) and never connects: a use that would open a
+    connection raises instead of opening one shared by every thread.
     """
-    return connections.create_connection(DEFAULT_DB_ALIAS)
+    wrapper = connections.create_connection(DEFAULT_DB_ALIAS)
+    wrapper.connect = _refuse  # type: ignore[method-assign]
+    return wrapper
+
+
+def _refuse() -> None:
+    raise RuntimeError("messenger.db.offline() never connects: use django.db.connection for queries")
