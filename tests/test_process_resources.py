@@ -18,8 +18,8 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def _redis_connections() -> int:
-    info = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"]).info("clients")
-    return int(info["connected_clients"])
+    with redis.Redis.from_url(settings.CACHES["default"]["LOCATION"]) as client:
+        return int(client.info("clients")["connected_clients"])
 
 
 @pytest.mark.postgres
