@@ -63,8 +63,8 @@ return totals
 
 @functools.cache
 def _count_script(client: RedisCacheClient) -> Any:
-    """The counting script on the cache's Redis client, made once: ``get_client`` builds a new
-    client (with its table of response callbacks) on every call, a measurable share of a send's CPU."""
+    """The counting script on the cache's Redis client, made once per client (``messenger.cache``
+    keeps one per process; Django's own backend builds a client on every ``get_client``)."""
     return client.get_client(write=True).register_script(_COUNT_SCRIPT)
 
 
