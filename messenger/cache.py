@@ -28,16 +28,13 @@ class SharedRedisCacheClient(RedisCacheClient):
 
     def __init__(self, servers: list[str], **options: Any) -> None:
         super().__init__(servers, **options)
-        self._clients: dict[int, Any] = {}
+        self._clients: dict[int, Any] = {}  # by id() of the pool, which the client keeps alive
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        index = self._get_connection_pool_index(write)
-        client = self._clients.get(index)
+        pool = self._get_connection_pool(write)
+        client = self._clients.get(id(pool))
         if client is None:
-            with _lock:
-                if index not in self._pools:
-                    self._pools[index] = self._pool_class.from_url(self._servers[index], **self._pool_options)
-                client = self._clients.setdefault(index, self._client(connection_pool=self._pools[index]))
+            client = self._clients.setdefault(id(pool), self._client(connection_pool=pool))
         return client
 
 
