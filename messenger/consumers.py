@@ -345,7 +345,7 @@ class VisitorConsumer(BaseConsumer):
 
 
 class OperatorConsumer(BaseConsumer):
-    """``/ws/operator/`` — Django session auth (AuthMiddlewareStack)."""
+    """``/ws/operator/`` — Django session auth (``realtime.session.SessionUserMiddleware``)."""
 
     commands = OPERATOR_COMMANDS
     rate_multiplier = 10

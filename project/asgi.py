@@ -13,18 +13,18 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import get_resolver, path  # noqa: E402
 
 from messenger.consumers import OperatorConsumer, VisitorConsumer  # noqa: E402
+from messenger.realtime.session import SessionUserMiddleware  # noqa: E402
 from messenger.scheduler import EmbeddedSchedulerMiddleware  # noqa: E402
 
 websocket_routes = URLRouter(
     [
         path("ws/widget/", VisitorConsumer.as_asgi()),
-        path("ws/operator/", AllowedHostsOriginValidator(AuthMiddlewareStack(OperatorConsumer.as_asgi()))),
+        path("ws/operator/", AllowedHostsOriginValidator(SessionUserMiddleware(OperatorConsumer.as_asgi()))),
     ]
 )
 

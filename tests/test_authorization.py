@@ -258,6 +258,45 @@ async def test_anonymous_and_non_staff_operator_sockets_are_closed_4001():
     assert await _closed(await operator_socket(plain)) == CLOSE_UNAUTHENTICATED
 
 
+async def test_operator_socket_needs_a_live_session_whose_password_still_matches():
+    """The socket reads the Django session once, at connect (``realtime.session``): a logged-out
+    session or one from before a password change is refused, a live one is served."""
+    from channels.testing import WebsocketCommunicator
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from project.asgi import application
+    from tests.conftest import session_cookie
+
+    world = await db(_world)()
+    operator = world["op_north"]
+
+    def socket_with(cookie: str) -> Socket:
+        headers = [
+            (b"cookie", f"sessionid={cookie}".encode()),
+            (b"origin", b"http://testserver"),
+            (b"host", b"testserver"),
+        ]
+        return Socket(WebsocketCommunicator(application, "/ws/operator/", headers=headers))
+
+    live = await db(session_cookie)(operator)
+    socket = socket_with(live)
+    assert (await socket.connect())[0]
+    hello = await socket.recv()
+    assert hello["type"] == "hello" and hello["user"]["id"] == operator.pk, hello
+    await socket.close()
+
+    logged_out = await db(session_cookie)(operator)
+    await db(SessionStore(session_key=logged_out).delete)()
+    assert await _closed(socket_with(logged_out)) == CLOSE_UNAUTHENTICATED
+
+    def change_password() -> None:
+        operator.set_password("a new one")
+        operator.save()
+
+    await db(change_password)()
+    assert await _closed(socket_with(live)) == CLOSE_UNAUTHENTICATED
+
+
 async def test_forged_expired_and_foreign_session_tokens_are_closed_4001():
     world = await db(_world)()
     boot = await db(bootstrap)(world["inbox_north"])

@@ -42,7 +42,18 @@ class Contact(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name or self.email or self.phone or f"{_('Visitor')} #{self.pk}"
+        return self.name or self.email or self.phone or self._anonymous_label()
+
+    def _anonymous_label(self) -> str:
+        """The "Visitor #12" label, translated once per instance (in the language active then).
+
+        Every payload of a send names its contact, three times for a visitor's message, and a lazy
+        translation cost more than the rest of the payload (docs/benchmarks.md, item 19).
+        """
+        label = self.__dict__.get("_anonymous_label_of")
+        if label is None or label[0] != self.pk:
+            label = self.__dict__["_anonymous_label_of"] = (self.pk, f"{_('Visitor')} #{self.pk}")
+        return label[1]
 
 
 class ContactInbox(models.Model):
