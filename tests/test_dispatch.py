@@ -78,3 +78,25 @@ async def test_cancelling_the_consumer_leaves_no_task_behind():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert asyncio.all_tasks() == before
+
+
+async def test_an_idle_loop_holds_one_task_per_source_and_nothing_else():
+    """Every open socket holds this loop: waiting, it is its pumps and a bare future (item 20 of
+    docs/benchmarks.md), not a queue with a task for its ``get`` besides."""
+    idle: asyncio.Queue = asyncio.Queue()
+    seen: list[int] = []
+
+    async def dispatch(message):
+        seen.append(message)
+
+    before = asyncio.all_tasks()
+    task = asyncio.ensure_future(dispatch_all([idle.get, idle.get], dispatch))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(asyncio.all_tasks() - before) == 3  # the loop itself and one pump per source
+    idle.put_nowait(7)  # and a message that comes while it waits is dispatched
+    await _run_until(task, lambda: seen == [7], 10)
+    assert seen == [7]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections import deque
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -33,31 +34,44 @@ async def dispatch_all(sources: list[Any], dispatch: Any) -> None:
     ``asyncio.wait``: two turns of the event loop per frame. An operator's socket receives every
     event of a branch, and at 200 messages/s on a busy loop (a few ms per turn) that capped it
     near the arrival rate, so its frames queued for seconds (``fanout_delay`` in bench/run.py
-    --hop-times; docs/benchmarks.md). Here one pump task per source moves messages into a queue as
-    they come, and the consumer dispatches everything already waiting before it waits again.
+    --hop-times; docs/benchmarks.md). Here one pump task per source moves messages into a deque as
+    they come, and the consumer dispatches everything already waiting before it waits again, on a
+    bare future that a pump completes. Every socket holds this loop while it is open, so it is kept
+    small: an ``asyncio.Queue`` (four deques and an event), a task for its ``get`` and the
+    ``asyncio.wait`` around them cost 4 KiB per idle socket and a few percent of a server's CPU
+    in the fan-out (docs/benchmarks.md, item 20).
     """
-    inbox: asyncio.Queue[Any] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    inbox: deque[Any] = deque()
+    wakeup: asyncio.Future[None] | None = None
+
+    def wake(_: Any = None) -> None:
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     async def pump(source: Any) -> None:
         while True:
-            inbox.put_nowait(await source())
+            inbox.append(await source())
+            wake()
 
     pumps = [asyncio.ensure_future(pump(source)) for source in sources]
-    getter: asyncio.Future[Any] | None = None
+    for task in pumps:
+        task.add_done_callback(wake)  # a source that fails wakes the loop to raise its error
     try:
         while True:
-            while not inbox.empty():
-                await dispatch(inbox.get_nowait())
-            getter = asyncio.ensure_future(inbox.get())
-            done, _ = await asyncio.wait([getter, *pumps], return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                await dispatch(getter.result())
-                continue
-            for task in pumps:
-                if task.done():
-                    task.result()  # a source failed: raise its error, as channels does
+            while inbox:
+                await dispatch(inbox.popleft())
+            wakeup = loop.create_future()
+            if any(task.done() for task in pumps):
+                wakeup = None
+            else:
+                await wakeup
+                wakeup = None
+            if not inbox:
+                for task in pumps:
+                    if task.done():
+                        task.result()  # a source failed: raise its error, as channels does
     finally:
-        waiting = [*pumps, getter] if getter is not None else pumps
-        for task in waiting:
+        for task in pumps:
             task.cancel()
-        await asyncio.gather(*waiting, return_exceptions=True)
+        await asyncio.gather(*pumps, return_exceptions=True)
