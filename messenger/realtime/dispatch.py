@@ -61,10 +61,8 @@ async def dispatch_all(sources: list[Any], dispatch: Any) -> None:
         while True:
             while inbox:
                 await dispatch(inbox.popleft())
-            wakeup = loop.create_future()
-            if any(task.done() for task in pumps):
-                wakeup = None
-            else:
+            if not any(task.done() for task in pumps):
+                wakeup = loop.create_future()
                 await wakeup
                 wakeup = None
             if not inbox:
