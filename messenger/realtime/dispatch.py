@@ -38,7 +38,7 @@ async def dispatch_all(sources: list[Any], dispatch: Any) -> None:
     they come, and the consumer dispatches everything already waiting before it waits again, on a
     bare future that a pump completes. Every socket holds this loop while it is open, so it is kept
     small: an ``asyncio.Queue`` (four deques and an event), a task for its ``get`` and the
-    ``asyncio.wait`` around them cost 4 KiB per idle socket and a few percent of a server's CPU
+    ``asyncio.wait`` around them cost 5 KiB per idle socket and 4 % of a server's CPU
     in the fan-out (docs/benchmarks.md, item 20).
     """
     loop = asyncio.get_running_loop()
