@@ -7,11 +7,11 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from messenger import events
-from messenger.actions.messages import _iso_sql, send_operator_message
+from messenger.actions.messages import _check_queries, _iso_sql, send_operator_message
 from messenger.models import Conversation, ConversationEvent, Message
 from messenger.realtime import broadcast
 from messenger.realtime.eventlog import replay_frames
@@ -141,3 +141,30 @@ def test_a_declined_statement_leaves_the_callers_conversation_as_it_was(chat):  
     again = send_operator_message(conversation=conversation, user=chat["operator"], client_id=client_id, body="first")
     assert again.created is False
     assert (conversation.last_activity_at, conversation.last_message_preview) == before
+
+
+def _scans(plan: dict, in_subplan: bool = False):
+    """(relation, index, inside a subplan) of every scan node of an EXPLAIN (FORMAT JSON) plan."""
+    inside = in_subplan or plan.get("Parent Relationship") == "SubPlan"
+    if "Relation Name" in plan:
+        yield plan["Relation Name"], plan.get("Index Name"), inside
+    for child in plan.get("Plans", []):
+        yield from _scans(child, inside)
+
+
+def test_the_visitors_resend_check_reads_messages_first(chat):  # noqa: F811
+    # Every message's UPDATE of its conversation leaves a dead version in the conversation's
+    # indexes until a vacuum; a check that began with the contact inbox's conversations read them
+    # all, on every send. It begins with the unique index on client_id, and reads a conversation
+    # by its primary key only for a message found.
+    ci, _conversation = _known(chat)
+    ((sql, params), _blocked) = _check_queries(new_client_id(), contact_inbox_id=ci.pk, contact_id=ci.contact_id)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # as on a table of many rows
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        (plan,) = cursor.fetchone()[0]
+    scans = list(_scans(plan["Plan"]))
+    assert scans[0] == ("messenger_message", "message_client_id_unique", False), scans
+    assert [scan for scan in scans if scan[0] == "messenger_conversation"] == [
+        ("messenger_conversation", "messenger_conversation_pkey", True)
+    ], scans

@@ -137,6 +137,38 @@ def test_a_contact_blocked_after_connecting_is_refused_on_the_socket_path(chat):
     assert not Message.objects.filter(body="let me in").exists()
 
 
+def test_a_resend_finds_its_message_in_an_earlier_conversation_of_the_same_visitor(chat):
+    # The message was stored, its ack lost, the conversation resolved and a new one started: the
+    # resend, arriving on the new conversation, is answered with the stored message, not stored again.
+    ci, earlier = _known(chat)
+    client_id = new_client_id()
+    stored = send_on_socket(ci, earlier, client_id, "sent before the resolve")
+    Conversation.objects.filter(pk=earlier.pk).update(status="resolved")
+    newer = send_visitor_message(
+        contact_inbox=ci, client_id=new_client_id(), body="a new question", actor=Actor(contact=ci.contact)
+    ).conversation
+    assert newer.pk != earlier.pk
+    last_seq = Conversation.objects.get(pk=newer.pk).last_seq
+    again = send_on_socket(ci, newer, client_id, "sent before the resolve")
+    assert again.created is False and again.message.pk == stored.message.pk
+    assert Message.objects.filter(client_id=client_id).count() == 1
+    assert Conversation.objects.get(pk=newer.pk).last_seq == last_seq
+
+
+def test_another_visitors_client_id_is_not_a_resend(chat):
+    ci, conversation = _known(chat)
+    client_id = new_client_id()
+    send_on_socket(ci, conversation, client_id, "mine")
+    other = ContactInbox.objects.select_related("contact", "inbox").get(
+        pubsub_token=bootstrap(chat["inbox"])["pubsub_token"]
+    )
+    theirs = send_visitor_message(
+        contact_inbox=other, client_id=client_id, body="theirs", actor=Actor(contact=other.contact)
+    )
+    assert theirs.created is True
+    assert sorted(Message.objects.filter(client_id=client_id).values_list("body", flat=True)) == ["mine", "theirs"]
+
+
 def test_visitor_resend_is_one_query(chat, django_assert_num_queries):
     ci = ContactInbox.objects.select_related("contact", "inbox").get(pk=chat["contact_inbox"].pk)
     client_id = new_client_id()

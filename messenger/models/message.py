@@ -55,8 +55,10 @@ class Message(models.Model):
             models.Index(fields=["conversation", "id"], name="message_conv_id"),
         ]
         constraints = [
+            # client_id first: the resend check looks a client_id up before it knows the
+            # conversation (``messages._check_queries``).
             models.UniqueConstraint(
-                fields=["conversation", "client_id"],
+                fields=["client_id", "conversation"],
                 condition=Q(client_id__isnull=False),
                 name="message_client_id_unique",
             ),
