@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/sendpath.py                 # 1000 visitor and 1000 operator sends, 100 starts
     .venv/bin/python bench/sendpath.py --calls 300
+    .venv/bin/python bench/sendpath.py --history 5000   # the operator has resolved 5 000 conversations
 
 Runs ``check_visitor_command`` / ``check_operator_command`` for ``message.send`` exactly as the
 sockets do (throttles, resend check, sequence bump, inserts, commit) against the benchmark's
@@ -48,6 +49,9 @@ def postgres_backend_pid() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument(
+        "--history", type=int, default=0, help="resolved conversations the operator has at least, for the starts"
+    )
     service_arguments(parser)
     args = parser.parse_args()
     subprocess.run(
@@ -88,7 +92,10 @@ def main() -> None:
             origin="http://localhost",
             ip="127.0.0.9",
         )
-        session = ContactInbox.objects.select_related("contact", "inbox").get(pubsub_token=boot["pubsub_token"])
+        # As the widget socket loads it at connect (``widget.visitor_connect``).
+        session = ContactInbox.objects.select_related("contact", "inbox", "inbox__branch").get(
+            pubsub_token=boot["pubsub_token"]
+        )
         return commands.VisitorContext(contact_inbox=session, ip="127.0.0.9", page={"origin": "http://localhost"})
 
     def send_as(context: Any) -> Any:
@@ -135,6 +142,38 @@ def main() -> None:
     # with it, for sessions bootstrapped beforehand.
     starts = max(1, args.calls // 10)
     sessions = [new_visitor() for _ in range(starts + 1)]
+    # The operator is live, so each start is assigned to them (fairness ranking, claim); the
+    # conversations of earlier runs count as their history, resolved.
+    from django.utils import timezone
+
+    from messenger.models import AgentConnection, Conversation
+
+    Conversation.objects.filter(assignee=user, status__in=["open", "pending"]).exclude(pk=conversation_id).update(
+        status="resolved", resolved_at=timezone.now()
+    )
+    resolved = Conversation.objects.filter(assignee=user, status="resolved").count()
+    if resolved < args.history:
+        template = Conversation.objects.get(pk=conversation_id)
+        Conversation.objects.bulk_create(
+            (
+                Conversation(
+                    inbox_id=template.inbox_id,
+                    contact_id=template.contact_id,
+                    contact_inbox_id=template.contact_inbox_id,
+                    branch_id=template.branch_id,
+                    status="resolved",
+                    assignee=user,
+                    last_activity_at=template.last_activity_at,
+                    resolved_at=timezone.now(),
+                )
+                for _ in range(args.history - resolved)
+            ),
+            batch_size=2000,
+        )
+    vacuum(args)
+    AgentConnection.objects.update_or_create(
+        channel_name="bench-sendpath!1", defaults={"user": user, "last_heartbeat": timezone.now()}
+    )
 
     with CaptureQueriesContext(connection) as queries:
         send_as(sessions.pop())
@@ -144,6 +183,8 @@ def main() -> None:
         send_as(context)
     results["start"] = {
         "calls": starts,
+        "operator_history": Conversation.objects.filter(assignee=user, status="resolved").count(),
+        "assigned": Conversation.objects.filter(assignee=user, status="open").exclude(pk=conversation_id).count(),
         "queries": len(queries.captured_queries),
         "wall_ms": round(1000 * (time.perf_counter() - started) / starts, 3),
         "cpu_ms": round(1000 * (time.process_time() - cpu_started) / starts, 3),

@@ -289,3 +289,48 @@ def test_parallel_assigners_stay_fair():
     assert errors == []
     loads = [load(user) for user in operators]
     assert sum(loads) == 200 and max(loads) - min(loads) <= 1, loads
+
+
+@pytest.mark.django_db
+def test_ranking_operators_reads_their_open_conversations_not_their_history():
+    # An operator's load is counted in the index on (assignee, status): the conversations they
+    # resolved, however many, are not read each time a new conversation is routed.
+    if not is_postgres():
+        pytest.skip("table statistics are PostgreSQL's")
+    branch = make_branch()
+    inbox = make_inbox(branch)
+    operator = make_user(branch=branch, max_concurrent=10)
+    connect(operator)
+    start(inbox)  # open, assigned to the operator
+    history = start(inbox)
+    Conversation.objects.filter(pk=history.pk).update(status="resolved")
+    template = Conversation.objects.get(pk=history.pk)
+    Conversation.objects.bulk_create(
+        Conversation(
+            inbox=inbox,
+            contact_id=template.contact_id,
+            contact_inbox_id=template.contact_inbox_id,
+            branch=branch,
+            status="resolved",
+            assignee=operator,
+            last_activity_at=template.last_activity_at,
+        )
+        for _ in range(300)
+    )
+
+    def conversation_rows_read() -> int:
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                "SELECT seq_tup_read + COALESCE(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'messenger_conversation'"
+            )
+            return cursor.fetchone()[0]
+
+    with connections["default"].cursor() as cursor:
+        cursor.execute("ANALYZE messenger_conversation")
+        cursor.execute("SET LOCAL enable_seqscan = off")  # as on a table of many rows
+    before = conversation_rows_read()
+    candidates = eligible_candidates(branch.pk)
+    read = conversation_rows_read() - before
+    assert [(row["user_id"], row["open"]) for row in candidates] == [(operator.pk, 1)]
+    assert read <= 5, f"{read} conversation rows read to rank one operator with one open conversation"

@@ -2,6 +2,7 @@
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from messenger.actions.base import Actor
@@ -167,6 +168,35 @@ def test_another_visitors_client_id_is_not_a_resend(chat):
     )
     assert theirs.created is True
     assert sorted(Message.objects.filter(client_id=client_id).values_list("body", flat=True)) == ["mine", "theirs"]
+
+
+def test_a_first_message_asks_for_the_visitors_conversation_in_its_check(chat):
+    # The resend check also answers whether the visitor has an active conversation: a first message
+    # reads nothing more before it starts one.
+    other = ContactInbox.objects.select_related("contact", "inbox", "inbox__branch").get(
+        pubsub_token=bootstrap(chat["inbox"])["pubsub_token"]
+    )
+    with CaptureQueriesContext(connection) as queries:
+        sent = send_visitor_message(
+            contact_inbox=other, client_id=new_client_id(), body="hello", actor=Actor(contact=other.contact)
+        )
+    assert sent.created and sent.conversation.contact_inbox_id == other.pk
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    started = next(i for i, sql in enumerate(statements) if sql.startswith('INSERT INTO "messenger_conversation"'))
+    assert started == 1, statements[:started]
+
+
+def test_a_message_without_a_known_conversation_finds_the_active_one(chat):
+    ci = ContactInbox.objects.select_related("contact", "inbox", "inbox__branch").get(pk=chat["contact_inbox"].pk)
+    sent = send_visitor_message(
+        contact_inbox=ci, client_id=new_client_id(), body="again", actor=Actor(contact=ci.contact)
+    )
+    assert sent.conversation.pk == chat["conversation_id"]
+    Conversation.objects.filter(pk=chat["conversation_id"]).update(status="resolved")
+    after = send_visitor_message(
+        contact_inbox=ci, client_id=new_client_id(), body="anew", actor=Actor(contact=ci.contact)
+    )
+    assert after.conversation.pk != chat["conversation_id"]
 
 
 def test_visitor_resend_is_one_query(chat, django_assert_num_queries):

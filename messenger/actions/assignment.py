@@ -26,7 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import F, Func, IntegerField, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from messenger import events
@@ -83,6 +83,20 @@ def _count_assignment(user_id: int, now: datetime) -> None:
         cache.set(key, 1, timeout=period * 2)
 
 
+def _open_load(user_id: Any) -> QuerySet[Conversation]:
+    """The number of open and pending conversations assigned to ``user_id``, as a one-row subquery.
+
+    Counted in the index on (assignee, status), so only the open ones are read: a count over a
+    join of all the operator's conversations grew with every conversation they ever resolved.
+    """
+    return (
+        Conversation.objects.filter(assignee_id=user_id, status__in=OPEN_LOAD_STATUSES)
+        .order_by()
+        .annotate(open_count=Func(F("pk"), function="COUNT", output_field=IntegerField()))
+        .values("open_count")
+    )
+
+
 def eligible_candidates(
     branch_id: int | None, *, exclude_user_ids: set[int] | frozenset[int] = frozenset(), now: datetime | None = None
 ) -> list[dict[str, Any]]:
@@ -96,15 +110,12 @@ def eligible_candidates(
         available_profiles(now)
         .filter(branch_id=branch_id, role=AgentRole.OPERATOR)
         .exclude(user_id__in=exclude_user_ids)
-        .annotate(
-            open_count=Count(
-                "user__assigned_conversations", filter=Q(user__assigned_conversations__status__in=OPEN_LOAD_STATUSES)
-            )
-        )
-        .filter(open_count__lt=F("max_concurrent"))
+        .annotate(open_count=Subquery(_open_load(OuterRef("user_id"))))
         .order_by("open_count", F("last_assigned_at").asc(nulls_first=True), "user_id")
         .values("pk", "user_id", "open_count", "max_concurrent", "last_assigned_at", "status")
     )
+    # Under capacity, compared here: in the query the subquery would be evaluated twice.
+    profiles = [row for row in profiles if row["open_count"] < row["max_concurrent"]]
     limited = rate_limited_user_ids([row["user_id"] for row in profiles], now)
     return [
         {

@@ -520,7 +520,9 @@ def _existing(
     client_id: str, *, conversation_id: int | None = None, contact_inbox_id: int | None = None
 ) -> Message | None:
     """The message a resend refers to. The common answer is "no", asked in one plain query."""
-    message_id, _blocked = _resend_check(client_id, conversation_id=conversation_id, contact_inbox_id=contact_inbox_id)
+    message_id, _blocked, _current = _resend_check(
+        client_id, conversation_id=conversation_id, contact_inbox_id=contact_inbox_id
+    )
     return _stored(message_id)
 
 
@@ -530,20 +532,31 @@ def _resend_check(
     conversation_id: int | None = None,
     contact_inbox_id: int | None = None,
     contact_id: int | None = None,
-) -> tuple[int | None, bool]:
+    with_current: bool = False,
+) -> tuple[int | None, bool, int | None]:
     """(id of the message stored under ``client_id`` or None, whether ``contact_id`` is blocked
-    now), in one query: the send path asks both before writing anything."""
+    now, and with ``with_current`` the id of the contact inbox's active conversation or None), in
+    one query: the send path asks them all before writing anything."""
     queries = _check_queries(
         client_id, conversation_id=conversation_id, contact_inbox_id=contact_inbox_id, contact_id=contact_id
     )
+    if with_current:
+        # ``current_conversation``'s choice, asked here: a conversation's first message (no active
+        # one) reads nothing more, and a found one is read by its primary key.
+        queries.append(
+            (
+                f"SELECT id FROM {Conversation._meta.db_table} WHERE contact_inbox_id = %s AND status IN "  # noqa: S608
+                f"({', '.join(['%s'] * len(ACTIVE_STATUSES))}) ORDER BY created_at DESC, id DESC LIMIT 1",
+                [contact_inbox_id, *ACTIVE_STATUSES],
+            )
+        )
     sql = "SELECT " + ", ".join(f"({part})" for part, _ in queries)
     params = [param for _, part_params in queries for param in part_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    if row is None:
-        return None, False
-    return row[0], bool(row[1]) if len(row) > 1 else False
+    blocked = bool(row[1]) if contact_id is not None else False
+    return row[0], blocked, row[-1] if with_current else None
 
 
 def _check_queries(
@@ -597,6 +610,15 @@ def current_conversation(contact_inbox: ContactInbox) -> Conversation | None:
         .order_by("-created_at", "-id")
         .first()
     )
+
+
+def _conversation_by_id(conversation_id: int | None) -> Conversation | None:
+    """``current_conversation``'s answer once its id is known (None: there is none, or it is gone)."""
+    from messenger.access import CONVERSATION_RELATED
+
+    if conversation_id is None:
+        return None
+    return Conversation.objects.select_related(*CONVERSATION_RELATED).filter(pk=conversation_id).first()
 
 
 def latest_conversation(contact_inbox: ContactInbox) -> Conversation | None:
@@ -656,8 +678,11 @@ def send_visitor_message(
             return SendResult(message=message, created=True, conversation=known_conversation)
 
     # The contact is read fresh: a block made after the socket connected stops it too.
-    existing_id, blocked = _resend_check(
-        client_id, contact_inbox_id=contact_inbox.pk, contact_id=contact_inbox.contact_id
+    existing_id, blocked, current_id = _resend_check(
+        client_id,
+        contact_inbox_id=contact_inbox.pk,
+        contact_id=contact_inbox.contact_id,
+        with_current=conversation_id is None,
     )
     existing = _stored(existing_id)
     if existing is not None:
@@ -673,7 +698,7 @@ def send_visitor_message(
         if conversation.status not in ACTIVE_STATUSES:
             raise Conflict("This conversation is resolved; start a new one.", code="conversation_resolved")
     else:
-        conversation = current_conversation(contact_inbox)
+        conversation = _conversation_by_id(current_id)
     if conversation is not None:
         if limits is not None:
             limits.check_send(contact_inbox_id=contact_inbox.pk, conversation_id=conversation.pk)
