@@ -1,7 +1,7 @@
 """Pinned query counts of the hot paths: a regression here is a slower chat."""
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -17,6 +17,7 @@ from messenger.models import (
     ConversationEvent,
     Message,
 )
+from messenger.realtime.eventlog import PublicPart, record_event
 from messenger.throttle import VisitorLimits
 from tests.conftest import bootstrap, new_client_id
 from tests.factories import make_branch, make_inbox, make_user
@@ -286,3 +287,33 @@ def test_repeated_statements_are_prepared_on_postgresql(chat):
     assert any(
         statement.startswith("WITH c AS (UPDATE messenger_conversation SET last_seq") for statement in prepared
     ), prepared
+
+
+@pytest.mark.parametrize("public", [True, False])
+def test_an_event_is_numbered_and_stored_in_one_statement(chat, public):
+    # On PostgreSQL the UPDATE that allocates the numbers and the event's INSERT are one statement.
+    conversation = Conversation.objects.get(pk=chat["conversation_id"])
+    before = Conversation.objects.get(pk=conversation.pk)
+    part = PublicPart(type="conversation.updated", data={"status": "open"}) if public else None
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        sequences = record_event(conversation, type="conversation.updated", data={"changed": ["status"]}, public=part)
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    assert len(statements) == (1 if connection.vendor == "postgresql" else 2), statements
+    after = Conversation.objects.get(pk=conversation.pk)
+    assert sequences.seq == before.last_seq + 1 == after.last_seq == conversation.last_seq
+    assert sequences.public_seq == (before.last_public_seq + 1 if public else None)
+    assert after.last_public_seq == before.last_public_seq + (1 if public else 0)
+    event = ConversationEvent.objects.get(conversation=conversation, seq=sequences.seq)
+    assert (event.type, event.payload, event.public_seq) == (
+        "conversation.updated",
+        {"changed": ["status"]},
+        sequences.public_seq,
+    )
+    assert event.public_payload == ({"type": "conversation.updated", "data": {"status": "open"}} if public else None)
+
+
+def test_an_event_of_a_deleted_conversation_is_refused(chat):
+    conversation = Conversation.objects.get(pk=chat["conversation_id"])
+    Conversation.objects.filter(pk=conversation.pk).delete()
+    with pytest.raises(Conversation.DoesNotExist), transaction.atomic():
+        record_event(conversation, type="conversation.updated", data={})

@@ -144,33 +144,37 @@ def record_event(
         transaction.get_connection().in_atomic_block
     ), "record_event needs a transaction"
     now = now or timezone.now()
-    if sequences is None:
-        sequences = bump_sequences(conversation.pk, public=public is not None, now=now)
-    conversation.last_seq = sequences.seq
-    if sequences.public_seq is not None:
-        conversation.last_public_seq = sequences.public_seq
     # Each payload is serialised once: the same text goes into the event row and into the frame.
     data_json = dumps(data)
     public_data_json = dumps(public.data) if public is not None else None
     public_payload_json = f'{{"type":{dumps(public.type)},"data":{public_data_json}}}' if public is not None else None
-    # A plain INSERT: the event log is written on every change, the ORM's per-row cost showed
-    # up in profiles of the message path.
-    insert = (
-        f"INSERT INTO {ConversationEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
-        [
+    adapted_now = offline().ops.adapt_datetimefield_value(now)
+    if sequences is None and statements is None and offline().vendor == "postgresql":
+        # The numbers and the row in one statement, one round trip: the INSERT reads what the
+        # UPDATE allocated (the payloads do not carry the numbers; the frames do).
+        sequences = _bump_and_insert(
             conversation.pk,
-            sequences.seq,
-            sequences.public_seq,
-            type,
-            data_json,
-            public_payload_json,
-            offline().ops.adapt_datetimefield_value(now),
-        ],
-    )
-    if statements is not None:
-        statements.append(insert)
+            type=type,
+            public=public is not None,
+            now=now,
+            values=[data_json, public_payload_json, adapted_now],
+        )
     else:
-        execute([insert])
+        if sequences is None:
+            sequences = bump_sequences(conversation.pk, public=public is not None, now=now)
+        # A plain INSERT: the event log is written on every change, the ORM's per-row cost showed
+        # up in profiles of the message path.
+        insert = (
+            f"INSERT INTO {ConversationEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
+            [conversation.pk, sequences.seq, sequences.public_seq, type, data_json, public_payload_json, adapted_now],
+        )
+        if statements is not None:
+            statements.append(insert)
+        else:
+            execute([insert])
+    conversation.last_seq = sequences.seq
+    if sequences.public_seq is not None:
+        conversation.last_public_seq = sequences.public_seq
     broadcast_event(
         conversation,
         type=type,
@@ -182,6 +186,19 @@ def record_event(
         extra_groups=extra_groups,
     )
     return sequences
+
+
+def _bump_and_insert(conversation_id: int, *, type: str, public: bool, now: datetime, values: list[Any]) -> Sequences:
+    """PostgreSQL: ``bump_sequences`` and the event's INSERT as one statement; ``values`` are the
+    staff payload, the public payload (or None) and the time, as JSON texts and the adapted time."""
+    bump_sql, bump_params = bump_statement(conversation_id, public=public, now=now)
+    sql = (
+        f"WITH c AS ({bump_sql}) INSERT INTO {ConversationEvent._meta.db_table} ({_EVENT_COLUMNS}) "  # noqa: S608
+        f"SELECT %s, c.last_seq, {'c.last_public_seq' if public else 'NULL'}, %s, %s::jsonb, %s::jsonb, %s FROM c "
+        "RETURNING seq, public_seq"
+    )
+    row = Fetch(sql, [*bump_params, conversation_id, type, *values]).run()
+    return sequences_from(row, conversation_id=conversation_id, public=public)
 
 
 def broadcast_event(
