@@ -5,6 +5,7 @@
     .venv/bin/python bench/run.py --targets messenger --visitors 200 --rate 500 --servers 2
     .venv/bin/python bench/run.py --targets messenger,persist --hop-times   # where a send waits
     .venv/bin/python bench/run.py --targets messenger,persist --burst --seconds 5   # all at once
+    .venv/bin/python bench/run.py --targets messenger,persist --rate 500 --visitors 500 --no-replies
 
 Targets, all on loopback with PostgreSQL and Redis (channels-redis pub/sub layer):
 
@@ -15,8 +16,8 @@ Targets, all on loopback with PostgreSQL and Redis (channels-redis pub/sub layer
 * ``socketio``  — a minimal Node.js socket.io relay (bench/node/relay.js).
 
 N visitors in N conversations send ``rate`` messages/s in total; M operators receive them; the
-first operator answers each one. Reported per target: visitor→operator and operator→visitor
-delivery latency (p50/p95/p99), messages/s, loss and duplicates (for Messenger also checked
+first operator answers each one (not with ``--no-replies``: every message is then a visitor's).
+Reported per target: visitor→operator and operator→visitor delivery latency (p50/p95/p99), messages/s, loss and duplicates (for Messenger also checked
 against the database), server RSS, the CPU of the servers, PostgreSQL, Redis and the load
 generator; then Messenger's ratios to each reference. Results go to
 bench/results/ as JSON and a PNG of the latency distributions.
@@ -354,7 +355,7 @@ async def drive(target: str, ports: list[int], args: argparse.Namespace, setup: 
                         written = datetime.fromisoformat(frame["created_at"].replace("Z", "+00:00")).timestamp()
                         tally.v2o_before_write.append(written - tally.sent_wall[client_id])
                         tally.v2o_after_write.append(time.time() - written)
-                    if not stop.is_set():
+                    if args.replies and not stop.is_set():
                         reply_id = "r-" + uuid.uuid4().hex
                         tally.sent_at[reply_id] = time.perf_counter()
                         await client.send(
@@ -695,6 +696,12 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="the short version: about two minutes for every target")
     parser.add_argument(
+        "--no-replies",
+        dest="replies",
+        action="store_false",
+        help="operators do not answer: every persisted message is a visitor's (no o→v latency)",
+    )
+    parser.add_argument(
         "--burst",
         action="store_true",
         help="every visitor sends one message at the same moment (to a conversation under way; with "
@@ -758,7 +765,8 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} cores, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB",
         "config": {
-            k: getattr(args, k) for k in ("visitors", "operators", "rate", "seconds", "servers", "warmup", "burst")
+            k: getattr(args, k)
+            for k in ("visitors", "operators", "rate", "seconds", "servers", "warmup", "burst", "replies")
         },
         "targets": {name: {k: v for k, v in r.items() if not k.startswith("_")} for name, r in results.items()},
     }
