@@ -601,7 +601,10 @@ def _stored(message_id: int | None) -> Message | None:
 
 
 def current_conversation(contact_inbox: ContactInbox) -> Conversation | None:
-    """The visitor's active conversation (the newest open/pending/snoozed one), if any."""
+    """The visitor's active conversation (the newest open/pending/snoozed one), if any.
+
+    The send path asks the same in SQL, within its resend check (``_resend_check(with_current=True)``):
+    a change to the choice here is a change there."""
     from messenger.access import CONVERSATION_RELATED
 
     return (
