@@ -83,14 +83,19 @@ def _count_assignment(user_id: int, now: datetime) -> None:
         cache.set(key, 1, timeout=period * 2)
 
 
-def _open_load(user_id: Any) -> QuerySet[Conversation]:
-    """The number of open and pending conversations assigned to ``user_id``, as a one-row subquery.
+def open_load(user_id: Any) -> QuerySet[Conversation]:
+    """The conversations that count against ``user_id``'s capacity: open and pending ones."""
+    return Conversation.objects.filter(assignee_id=user_id, status__in=OPEN_LOAD_STATUSES)
+
+
+def _open_load_count(user_id: Any) -> QuerySet[Conversation]:
+    """``open_load`` counted, as a one-row subquery.
 
     Counted in the index on (assignee, status), so only the open ones are read: a count over a
     join of all the operator's conversations grew with every conversation they ever resolved.
     """
     return (
-        Conversation.objects.filter(assignee_id=user_id, status__in=OPEN_LOAD_STATUSES)
+        open_load(user_id)
         .order_by()
         .annotate(open_count=Func(F("pk"), function="COUNT", output_field=IntegerField()))
         .values("open_count")
@@ -110,7 +115,7 @@ def eligible_candidates(
         available_profiles(now)
         .filter(branch_id=branch_id, role=AgentRole.OPERATOR)
         .exclude(user_id__in=exclude_user_ids)
-        .annotate(open_count=Subquery(_open_load(OuterRef("user_id"))))
+        .annotate(open_count=Subquery(_open_load_count(OuterRef("user_id"))))
         .order_by("open_count", F("last_assigned_at").asc(nulls_first=True), "user_id")
         .values("pk", "user_id", "open_count", "max_concurrent", "last_assigned_at", "status")
     )
@@ -146,7 +151,7 @@ def _claim(candidate: dict[str, Any], now: datetime, *, wait: bool) -> tuple[str
             return "busy", None
     if profile is None:
         return "full", None
-    load = Conversation.objects.filter(assignee_id=profile.user_id, status__in=OPEN_LOAD_STATUSES).count()
+    load = open_load(profile.user_id).count()
     if load >= profile.max_concurrent:
         return "full", None
     if load != candidate["open"] or events.iso(profile.last_assigned_at) != candidate["last_assigned_at"]:

@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Sum
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -541,15 +542,9 @@ def _resend_check(
         client_id, conversation_id=conversation_id, contact_inbox_id=contact_inbox_id, contact_id=contact_id
     )
     if with_current:
-        # ``current_conversation``'s choice, asked here: a conversation's first message (no active
-        # one) reads nothing more, and a found one is read by its primary key.
-        queries.append(
-            (
-                f"SELECT id FROM {Conversation._meta.db_table} WHERE contact_inbox_id = %s AND status IN "  # noqa: S608
-                f"({', '.join(['%s'] * len(ACTIVE_STATUSES))}) ORDER BY created_at DESC, id DESC LIMIT 1",
-                [contact_inbox_id, *ACTIVE_STATUSES],
-            )
-        )
+        # Asked here, a conversation's first message (no active one) reads nothing more, and a
+        # found one is read by its primary key.
+        queries.append(_current_conversation_id_query(contact_inbox_id))
     sql = "SELECT " + ", ".join(f"({part})" for part, _ in queries)
     params = [param for _, part_params in queries for param in part_params]
     with connection.cursor() as cursor:
@@ -600,23 +595,29 @@ def _stored(message_id: int | None) -> Message | None:
     return Message.objects.select_related("conversation", "sender_contact", "sender_user").get(pk=message_id)
 
 
-def current_conversation(contact_inbox: ContactInbox) -> Conversation | None:
-    """The visitor's active conversation (the newest open/pending/snoozed one), if any.
-
-    The send path asks the same in SQL, within its resend check (``_resend_check(with_current=True)``):
-    a change to the choice here is a change there."""
-    from messenger.access import CONVERSATION_RELATED
-
+def _current_conversation_id_query(contact_inbox_id: int | None) -> tuple[str, list[Any]]:
+    """The id of the contact inbox's active conversation (the newest open/pending/snoozed one), as
+    a scalar query: ``current_conversation`` reads it, and the send path's resend check asks it
+    along with its own questions."""
+    placeholders = ", ".join(["%s"] * len(ACTIVE_STATUSES))
     return (
-        Conversation.objects.select_related(*CONVERSATION_RELATED)
-        .filter(contact_inbox=contact_inbox, status__in=ACTIVE_STATUSES)
-        .order_by("-created_at", "-id")
-        .first()
+        f"SELECT id FROM {Conversation._meta.db_table} WHERE contact_inbox_id = %s "  # noqa: S608
+        f"AND status IN ({placeholders}) ORDER BY created_at DESC, id DESC LIMIT 1",
+        [contact_inbox_id, *ACTIVE_STATUSES],
     )
 
 
+def current_conversation(contact_inbox: ContactInbox) -> Conversation | None:
+    """The visitor's active conversation, if any (``_current_conversation_id_query``), in one query."""
+    from messenger.access import CONVERSATION_RELATED
+
+    sql, params = _current_conversation_id_query(contact_inbox.pk)
+    current_id = RawSQL(f"({sql})", params)  # noqa: S611 — our own SQL, its values bound
+    return Conversation.objects.select_related(*CONVERSATION_RELATED).filter(pk=current_id).first()
+
+
 def _conversation_by_id(conversation_id: int | None) -> Conversation | None:
-    """``current_conversation``'s answer once its id is known (None: there is none, or it is gone)."""
+    """``current_conversation``'s answer once the id is known (None: there is none, or it is gone)."""
     from messenger.access import CONVERSATION_RELATED
 
     if conversation_id is None:
