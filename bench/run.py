@@ -700,7 +700,7 @@ def round_figures(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def spread(figures: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """Fewest, median and most of each latency over the rounds."""
+    """Fewest, median and most of each latency, and of the CPU, over the rounds."""
     return {
         key: [min(values), percentile(values, 50), max(values)]
         for key in ("v2o_p50_ms", "v2o_p99_ms", "cpu_s")
@@ -801,7 +801,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB",
         "config": {
             k: getattr(args, k)
-            for k in ("visitors", "operators", "rate", "seconds", "servers", "warmup", "burst", "replies")
+            for k in ("visitors", "operators", "rate", "seconds", "servers", "warmup", "burst", "replies", "rounds")
         },
         "targets": {name: {k: v for k, v in r.items() if not k.startswith("_")} for name, r in results.items()},
     }
