@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import time
 import uuid
 from typing import Any
@@ -480,10 +479,24 @@ def test_pre_chat_form_demanded_by_the_server_holds_the_message_until_sent(chrom
         page.context.close()
 
 
-def test_captcha_challenge_after_the_per_ip_threshold(chromium, live_server_factory):  # noqa: ANN001
+# The frames the widget's socket receives, kept on the page for the test to read.
+RECORD_FRAMES = """
+const NativeWebSocket = window.WebSocket;
+window.receivedFrames = [];
+window.WebSocket = class extends NativeWebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", (event) => window.receivedFrames.push(JSON.parse(event.data)));
+  }
+};
+"""
+
+
+def test_captcha_proof_of_work_is_solved_by_the_widget_after_the_per_ip_threshold(chromium, live_server_factory):  # noqa: ANN001
     server = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": "", "MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP": "1"})
     inbox = make_inbox(make_branch())
-    first, second = demo_page(chromium, server, inbox.widget_token), demo_page(chromium, server, inbox.widget_token)
+    first = demo_page(chromium, server, inbox.widget_token)
+    second = demo_page(chromium, server, inbox.widget_token, init_script=RECORD_FRAMES)
     try:
         wait_ready(first)
         first.evaluate("ProfiMessenger.open()")
@@ -491,23 +504,20 @@ def test_captcha_challenge_after_the_per_ip_threshold(chromium, live_server_fact
         first.wait_for_function(
             "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
         )
-        # A second new conversation from the same IP: the server asks for the challenge first.
+        # A second new conversation from the same IP: the server asks for a proof of work, which
+        # the widget solves on its own; the server verifies it and stores the message.
         wait_ready(second)
         second.evaluate("ProfiMessenger.open()")
         send_text(second, "second visitor")
-        form = widget(second).locator("form.captcha")
-        form.wait_for()
-        assert not Message.objects.filter(body="second visitor").exists()
-        question = form.locator("label").inner_text()
-        left, right = (int(n) for n in re.findall(r"(\d+)\s*\+\s*(\d+)", question)[0])
-        screenshot(second, "widget-captcha")
-        form.locator("input[name=captcha]").fill(str(left + right))
-        form.locator("button[type=submit]").click()
         second.wait_for_function(
-            "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
+            "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null",
+            timeout=20_000,
         )
         assert Message.objects.filter(body="second visitor").count() == 1
-        assert widget(second).locator("form.captcha").count() == 0
+        assert widget(second).locator(".captcha").count() == 0
+        refusals = [f for f in second.evaluate("window.receivedFrames") if f.get("code") == "captcha_required"]
+        assert refusals and refusals[0]["challenge"]["provider"] == "altcha"
+        assert refusals[0]["reason"] == "missing" and len(refusals) == 1
     finally:
         first.context.close()
         second.context.close()
