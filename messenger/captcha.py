@@ -46,16 +46,19 @@ REASONS: dict[Reason, str] = {
     "unavailable": "The CAPTCHA service could not be reached; please try again.",
 }
 
-# The provider's script (loaded by the widget only when that provider is chosen) and its
-# siteverify endpoint. Both providers share the render/callback and siteverify shapes.
+# The provider's script (loaded by the widget only when that provider is chosen), its siteverify
+# endpoint, and the sources a host page's CSP must allow for its script and frames. Both providers
+# share the render/callback and siteverify shapes.
 PROVIDERS: dict[str, dict[str, str]] = {
     "turnstile": {
         "script": "https://challenges.cloudflare.com/turnstile/v0/api.js?render=explicit",
         "verify_url": "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+        "csp_sources": "https://challenges.cloudflare.com",
     },
     "hcaptcha": {
         "script": "https://js.hcaptcha.com/1/api.js?render=explicit",
         "verify_url": "https://api.hcaptcha.com/siteverify",
+        "csp_sources": "https://hcaptcha.com https://*.hcaptcha.com",
     },
 }
 

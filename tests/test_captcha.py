@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,13 @@ def test_a_solution_passes_once():
     assert captcha.check(solution, ip="10.0.0.1") is None
     assert captcha.check(solution, ip="10.0.0.1") == "used"
     assert cache.get(f"captcha:used:{challenge['signature']}") == 1
+
+
+def test_a_solution_sent_at_once_from_many_places_passes_once():
+    solution = payload(captcha.new_challenge())
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        reasons = list(pool.map(lambda _: captcha.check(solution, ip=None), range(8)))
+    assert sorted(reasons, key=str) == [None] + ["used"] * 7
 
 
 def test_wrong_number_and_tampered_fields_are_refused_and_not_consumed():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 import time
 import uuid
 from typing import Any
@@ -522,3 +523,75 @@ def test_captcha_proof_of_work_is_solved_by_the_widget_after_the_per_ip_threshol
         first.context.close()
         second.context.close()
         server.stop(kill=True)
+
+
+# The provider's script as the browser gets it, faked at the network layer: a check the visitor
+# clicks, which hands the widget a token the loopback siteverify accepts once.
+FAKE_TURNSTILE = """
+window.turnstile = {
+  render(container, options) {
+    const button = document.createElement("button");
+    button.className = "fake-turnstile";
+    button.textContent = "I am human";
+    button.onclick = () => options.callback("good-token");
+    container.append(button);
+  },
+};
+"""
+
+
+def test_turnstile_script_loads_only_when_asked_and_its_token_is_verified_by_the_server(chromium, live_server_factory):  # noqa: ANN001
+    from tests.test_captcha import SECRET, SITE_KEY, FakeSiteverify
+
+    siteverify = FakeSiteverify()
+    threading.Thread(target=siteverify.serve_forever, daemon=True).start()
+    server = live_server_factory(
+        {
+            "DJANGO_ALLOW_ASYNC_UNSAFE": "",
+            "MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP": "1",
+            "MESSENGER_CAPTCHA": "turnstile",
+            "MESSENGER_CAPTCHA_SITE_KEY": SITE_KEY,
+            "MESSENGER_CAPTCHA_SECRET": SECRET,
+            "MESSENGER_CAPTCHA_VERIFY_URL": siteverify.url,
+        }
+    )
+    inbox = make_inbox(make_branch())
+    first = demo_page(chromium, server, inbox.widget_token)
+    second = demo_page(chromium, server, inbox.widget_token)
+    script_requests: list[str] = []
+
+    def provider_script(route: Any) -> None:
+        script_requests.append(route.request.url)
+        route.fulfill(body=FAKE_TURNSTILE, content_type="text/javascript")
+
+    second.route("https://challenges.cloudflare.com/**", provider_script)
+    try:
+        wait_ready(first)
+        first.evaluate("ProfiMessenger.open()")
+        send_text(first, "first visitor")
+        first.wait_for_function(
+            "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
+        )
+        assert script_requests == []
+        wait_ready(second)
+        second.evaluate("ProfiMessenger.open()")
+        assert script_requests == []
+        send_text(second, "second visitor")
+        check = widget(second).locator(".captcha .fake-turnstile")
+        check.wait_for()
+        assert script_requests == ["https://challenges.cloudflare.com/turnstile/v0/api.js?render=explicit"]
+        assert not Message.objects.filter(body="second visitor").exists()
+        assert siteverify.requests == []
+        check.click()
+        second.wait_for_function(
+            "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
+        )
+        assert Message.objects.filter(body="second visitor").count() == 1
+        assert [(r["secret"], r["response"]) for r in siteverify.requests] == [(SECRET, "good-token")]
+        assert widget(second).locator(".captcha").count() == 0
+    finally:
+        first.context.close()
+        second.context.close()
+        server.stop(kill=True)
+        siteverify.shutdown()
+        siteverify.server_close()
