@@ -110,7 +110,8 @@ def check(solution: Any, *, ip: str | None) -> Reason | None:
     """None when ``solution`` passes; else why not. Consumes an ALTCHA solution that passes."""
     if solution is None or solution == "":
         return "missing"
-    if not isinstance(solution, str) or len(solution) > MAX_SOLUTION_LENGTH:
+    # Payloads (base64) and tokens are ASCII: anything else, lone surrogates included, is not one.
+    if not isinstance(solution, str) or len(solution) > MAX_SOLUTION_LENGTH or not solution.isascii():
         return "invalid"
     if settings.MESSENGER_CAPTCHA == "altcha":
         return _check_altcha(solution)

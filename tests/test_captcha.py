@@ -128,10 +128,19 @@ def test_an_expired_challenge_is_refused():
         (base64.b64encode(b"[1, 2]").decode(), "invalid"),
         (base64.b64encode(b'{"algorithm": "SHA-256"}').decode(), "invalid"),
         ("A" * 5000, "invalid"),
+        ("\ud800", "invalid"),
     ],
 )
 def test_malformed_solutions_are_refused(solution, reason):
     assert captcha.check(solution, ip=None) == reason
+
+
+@pytest.mark.parametrize("provider", ["turnstile", "hcaptcha"])
+@pytest.mark.parametrize("token", ["\ud800", "tok\u00e9n", 7, "x" * 5000])
+def test_a_token_that_cannot_be_one_is_refused_without_asking_the_provider(provider, token, siteverify):
+    with _provider_settings(provider, siteverify.url):
+        assert captcha.check(token, ip="10.0.0.1") == "invalid"
+    assert siteverify.requests == []
 
 
 @pytest.mark.parametrize("number", ["5", True, -1, 1.0, None, 10**13])
