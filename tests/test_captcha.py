@@ -238,6 +238,8 @@ class _SiteverifyHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         fields = {k: v[-1] for k, v in urllib.parse.parse_qs(self.rfile.read(length).decode()).items()}
         self.server.requests.append(fields)
+        if fields.get("response") == "slow-token":
+            time.sleep(2.5)  # longer than the verify timeout the test sets
         if fields.get("secret") != SECRET:
             answer = {"success": False, "error-codes": ["invalid-input-secret"]}
         elif fields.get("response") in self.server.good_tokens:
@@ -320,6 +322,11 @@ async def test_provider_refusing_our_secret_or_unreachable_answers_unavailable(s
         started = time.monotonic()
         await _refused(visitor, "unavailable", captcha="good-token")
         assert time.monotonic() - started < 3
+    # A siteverify slower than the timeout: given up after it.
+    with _provider_settings("turnstile", siteverify.url), override_settings(MESSENGER_CAPTCHA_VERIFY_TIMEOUT_SECONDS=1):
+        started = time.monotonic()
+        await _refused(visitor, "unavailable", captcha="slow-token")
+        assert 1 <= time.monotonic() - started < 2.5
     await visitor.close()
     assert "good-token" in siteverify.good_tokens
 
