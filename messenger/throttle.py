@@ -397,6 +397,7 @@ class VisitorLimits:
     honeypot: Any = None
     # The socket's pre-counted next send (on the event loop only; None elsewhere).
     ahead: SendAhead | None = None
+    captcha_passed: bool = False
 
     def check_send(self, *, contact_inbox_id: int, conversation_id: int | None = None) -> None:
         """Honeypot, then the per-session and per-IP send rates and, once the conversation is
@@ -425,6 +426,14 @@ class VisitorLimits:
         from messenger import captcha
 
         threshold = settings.MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP
-        if self.ip and threshold > 0 and count("conversations-ip", self.ip, NEW_CONVERSATION_WINDOW) >= threshold:
-            captcha.require(self.captcha)
+        if (
+            not self.captcha_passed
+            and self.ip
+            and threshold > 0
+            and count("conversations-ip", self.ip, NEW_CONVERSATION_WINDOW) >= threshold
+        ):
+            captcha.require(self.captcha, ip=self.ip)
+            # A send that retries its start (the conversation resolved meanwhile) asks again with
+            # the same solution, which is single use: it has passed for this send.
+            self.captcha_passed = True
         hit("conversations-ip", self.ip, NEW_CONVERSATION_WINDOW)

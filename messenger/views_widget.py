@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from messenger.captcha import PROVIDERS
 
 DEMO_WIDGET_TOKEN = "demo-widget-token"
 
@@ -33,9 +36,14 @@ def demo(request: HttpRequest) -> HttpResponse:
             "load_on_scroll": request.GET.get("load_on_scroll") == "1",
         },
     )
-    # A host page as strict as a careful customer's: no inline script, only the widget's origin.
+    # A host page as strict as a careful customer's: no inline script, only the widget's origin,
+    # and the CAPTCHA provider's script and frames when one is chosen.
+    provider = PROVIDERS.get(settings.MESSENGER_CAPTCHA, {}).get("csp_sources", "")
+    extra = f" {provider}" if provider else ""
+    frames = f"frame-src 'self'{extra}; " if provider else ""
     response["Content-Security-Policy"] = (
-        f"default-src 'self'; script-src 'self' {origin}; connect-src 'self' {origin} {ws_origin}; "
+        f"default-src 'self'; script-src 'self' {origin}{extra}; "
+        f"connect-src 'self' {origin} {ws_origin}{extra}; {frames}"
         f"img-src 'self' data: blob: {origin}; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
         "base-uri 'self'; form-action 'self'; object-src 'none'"
     )

@@ -25,7 +25,7 @@
       opened: "{name} opened your conversation", preview: "Operators can see what you type before you send it.",
       resolved: "This conversation is resolved.", newConv: "Start a new conversation", earlier: "Earlier conversation",
       rate: "How did we do?", comment: "Comment (optional)", sendRating: "Send rating", thanks: "Thank you for your feedback!",
-      captcha: "Please answer to continue:", go: "Continue", name: "Name", email: "E-mail", phone: "Phone", save: "Save",
+      captcha: "Checking you're human…", captchaFailed: "We could not check that you're human.", name: "Name", email: "E-mail", phone: "Phone", save: "Save",
       saved: "Thanks, we will get back to you.", leaveContact: "Leave your contacts so that we can reply:",
       required: "{f}: required", badEmail: "{f}: not a valid e-mail", badPhone: "{f}: not a valid phone number",
       start: "Start chat", tooLarge: "{f}: too large (at most {s})", badType: "{f}: this file type is not allowed",
@@ -42,7 +42,7 @@
       opened: "{name} открыл(а) ваш диалог", preview: "Операторы видят текст, который вы набираете, ещё до отправки.",
       resolved: "Диалог завершён.", newConv: "Начать новый диалог", earlier: "Предыдущий диалог",
       rate: "Оцените, пожалуйста, разговор", comment: "Комментарий (необязательно)", sendRating: "Отправить оценку",
-      thanks: "Спасибо за отзыв!", captcha: "Ответьте, чтобы продолжить:", go: "Продолжить", name: "Имя", email: "E-mail",
+      thanks: "Спасибо за отзыв!", captcha: "Проверяем, что вы не робот…", captchaFailed: "Не удалось проверить, что вы не робот.", name: "Имя", email: "E-mail",
       phone: "Телефон", save: "Сохранить", saved: "Спасибо, мы свяжемся с вами.",
       leaveContact: "Оставьте контакты, чтобы мы могли ответить:", required: "{f}: обязательное поле",
       badEmail: "{f}: неверный e-mail", badPhone: "{f}: неверный номер телефона", start: "Начать чат",
@@ -424,22 +424,50 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     });
   }
 
+  // ALTCHA's proof of work: the number n whose SHA-256(salt + n) is the challenge. Each digest is
+  // awaited, so the page stays responsive while it searches (under a second on a laptop).
+  async function solveAltcha(c) {
+    const want = c.challenge.match(/../g).map((x) => parseInt(x, 16)), enc = new TextEncoder();
+    for (let n = 0; n <= c.maxnumber; n++) {
+      const d = new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode(c.salt + n)));
+      if (d.every((b, i) => b === want[i])) return btoa(JSON.stringify({ algorithm: c.algorithm, challenge: c.challenge, number: n, salt: c.salt, signature: c.signature }));
+    }
+    throw new Error("unsolved");
+  }
+
+  // Turnstile or hCaptcha: the provider's script, loaded only now; both render the same way.
+  function providerToken(c, box) {
+    return new Promise((resolve, reject) => {
+      const render = () => window[c.provider].render(box, { sitekey: c.site_key, callback: resolve, "error-callback": reject });
+      if (window[c.provider]) return render();
+      const s = D.createElement("script");
+      s.src = c.script;
+      s.async = true;
+      s.onload = render;
+      s.onerror = reject;
+      D.head.append(s);
+    });
+  }
+
   function showCaptcha(challenge) {
-    captcha = { id: challenge.id, answer: null };
+    if (captcha && captcha.answer == null) return; // one check at a time; its answer serves every queued message
+    // A refused answer (expired, used) brings a new challenge: a few tries, not an endless loop.
+    const tries = (captcha ? captcha.tries : 0) + 1;
+    captcha = { answer: null, tries };
     const old = ui.extra.querySelector(".captcha");
     if (old) old.remove();
-    const input = h("input", { name: "captcha", inputmode: "numeric", autocomplete: "off" });
-    const form = h("form", { class: "box captcha" }, [h("label", {}, [t.captcha + " " + challenge.question, input]), h("button", { class: "btn", type: "submit", text: t.go })]);
-    form.addEventListener("submit", (e) => {
-      e.preventDefault();
-      if (!input.value.trim()) return;
-      captcha.answer = input.value.trim();
-      form.remove();
+    const box = h("div", { class: "box captcha", role: "status" }, [h("div", { text: t.captcha })]);
+    ui.extra.append(box);
+    const work = tries > 3 ? Promise.reject() : challenge.provider === "altcha" ? solveAltcha(challenge) : providerToken(challenge, box);
+    work.then((answer) => {
+      captcha.answer = answer;
+      box.remove();
       for (const item of outbox) item.sentOn = 0;
       flush();
+    }, () => {
+      captcha = null;
+      box.firstChild.textContent = t.captchaFailed;
     });
-    ui.extra.append(form);
-    input.focus();
   }
 
   // --- messages ---------------------------------------------------------------------------------
@@ -599,7 +627,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       item.sentOn = socketSerial;
       const frame = { type: "message.send", ref: "m:" + item.client_id, client_id: item.client_id, body: item.body };
       if (item.attachment_ids && item.attachment_ids.length) frame.attachment_ids = item.attachment_ids;
-      if (captcha && captcha.answer != null) frame.captcha = { id: captcha.id, answer: captcha.answer };
+      if (captcha && captcha.answer != null) frame.captcha = captcha.answer;
       send(frame);
     }
   }
