@@ -9,16 +9,18 @@ import urllib.request
 import pytest
 import websockets
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.test import Client, override_settings
 
 from messenger.client_address import MAX_HOPS, client_address, parse_address, parse_trusted_proxies
 from messenger.models import ActivityEvent, Contact, ContactInbox, Conversation, Region, RoutingRule
 from messenger.routing import geo
 from messenger.selectors import conversation_detail
-from tests.conftest import bootstrap, new_client_id, visitor_socket
+from tests.conftest import Socket, bootstrap, new_client_id
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox, make_user
 from tests.live import run_async
 from tests.test_routing import LONDON_IP, build_city_db
+from tests.test_throttle import from_ip
 
 PROXY = "10.0.0.5"
 PROXIES = parse_trusted_proxies("10.0.0.0/24, 2001:db8:ff::/48")
@@ -137,20 +139,25 @@ def test_a_spoofed_header_from_an_untrusted_peer_is_ignored():
     assert set(Contact.objects.values_list("additional_attributes__ip", flat=True)) == {STRANGER}
 
 
+def _socket_through(inbox, boot: dict, *, peer: str, forwarded: list[bytes]) -> Socket:
+    """A visitor socket as the server sees it when ``peer`` connects and sends these headers."""
+    from project.asgi import application
+
+    path = f"/ws/widget/?widget_token={inbox.widget_token}&token={boot['session_token']}"
+    headers = [(b"origin", VISITOR_ORIGIN.encode()), *((b"x-forwarded-for", value) for value in forwarded)]
+    return Socket(WebsocketCommunicator(from_ip(application, peer), path, headers=headers))
+
+
 @pytest.mark.django_db(transaction=True)
 @override_settings(MESSENGER_TRUSTED_PROXIES=PROXIES)
 async def test_the_websocket_takes_the_same_address():
     inbox = await database_sync_to_async(lambda: make_inbox(make_branch()))()
-    forwarded = "6.6.6.6, 203.0.113.77"
-    for peer, headers, expected in (
-        (PROXY, [(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"203.0.113.77")], "203.0.113.77"),
-        (STRANGER, [(b"x-forwarded-for", forwarded.encode())], STRANGER),
+    for peer, forwarded, expected in (
+        (PROXY, [b"6.6.6.6", b"203.0.113.77"], "203.0.113.77"),
+        (STRANGER, [b"6.6.6.6, 203.0.113.77"], STRANGER),
     ):
         boot = await database_sync_to_async(bootstrap)(inbox)
-        socket = visitor_socket(inbox, boot)
-        # The server puts the TCP peer into the scope; the communicator has none of its own.
-        socket.communicator.scope["client"] = [peer, 40000]
-        socket.communicator.scope["headers"] += headers
+        socket = _socket_through(inbox, boot, peer=peer, forwarded=forwarded)
         assert (await socket.connect())[0]
         await socket.expect("hello")
         ack = await socket.command("message.send", client_id=new_client_id(), body="hello")
@@ -159,15 +166,29 @@ async def test_the_websocket_takes_the_same_address():
         conversation = await database_sync_to_async(Conversation.objects.get)(pk=ack["data"]["conversation_id"])
         assert conversation.additional_attributes["ip"] == expected
         audited = await database_sync_to_async(
-            lambda conversation=conversation: sorted(
-                set(
-                    ActivityEvent.objects.filter(conversation=conversation, actor_contact__isnull=False).values_list(
-                        "verb", "ip"
-                    )
+            lambda conversation=conversation: list(
+                ActivityEvent.objects.filter(conversation=conversation, actor_contact__isnull=False).values_list(
+                    "verb", "ip"
                 )
             )
         )()
         assert audited == [("conversation.created", expected)]
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(MESSENGER_TRUSTED_PROXIES=PROXIES, MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP=1)
+async def test_the_captcha_counter_counts_each_visitor_behind_the_proxy():
+    inbox = await database_sync_to_async(lambda: make_inbox(make_branch()))()
+    answers = []
+    for client in ("203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.1"):
+        boot = await database_sync_to_async(bootstrap)(inbox, ip=client)
+        socket = _socket_through(inbox, boot, peer=PROXY, forwarded=[f"6.6.6.6, {client}".encode()])
+        assert (await socket.connect())[0]
+        await socket.expect("hello")
+        reply = await socket.command("message.send", client_id=new_client_id(), body="hello")
+        answers.append(reply.get("code", reply["type"]))
+        await socket.close()
+    assert answers == ["ack", "ack", "ack", "captcha_required"]
 
 
 @pytest.mark.django_db
