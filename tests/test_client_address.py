@@ -3,6 +3,7 @@ WebSocket, used by the throttles, GeoIP routing, the audit log and the dashboard
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import urllib.request
 
@@ -11,6 +12,8 @@ import websockets
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client, override_settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from messenger.client_address import MAX_HOPS, client_address, parse_address, parse_trusted_proxies
 from messenger.models import ActivityEvent, Contact, ContactInbox, Conversation, Region, RoutingRule
@@ -93,6 +96,14 @@ def test_a_huge_header_is_read_from_its_tail_only():
     # A longer chain of trusted hops than anyone runs: the walk stops at MAX_HOPS.
     chain = ["6.6.6.6"] + [f"10.0.0.{index}" for index in range(1, MAX_HOPS + 5)]
     assert client_address(PROXY, [", ".join(chain)], trusted=PROXIES) == f"10.0.0.{len(chain) - MAX_HOPS}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from("0123456789abcdef.:[]%, \t\x00é"), max_size=60), max_size=4))
+def test_any_header_gives_the_peer_or_an_address(headers):
+    address = client_address(PROXY, headers, trusted=PROXIES)
+    assert address == PROXY or ipaddress.ip_address(address)
+    assert client_address(STRANGER, headers, trusted=PROXIES) == STRANGER
 
 
 def _bootstrap(client: Client, inbox, *, peer: str, forwarded: str | None = None):
