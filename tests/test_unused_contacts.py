@@ -92,6 +92,11 @@ def test_contacts_that_never_wrote_are_purged_once_idle(settings):
     again = bootstrap(inbox, pubsub_token=viewer["pubsub_token"])
     assert again["pubsub_token"] != viewer["pubsub_token"]
 
+    # Any number of them, a batch at a time.
+    Contact.objects.bulk_create([Contact(last_activity_at=timezone.now() - timedelta(days=40)) for _ in range(7)])
+    assert do_purge_unused_contacts(batch=3) == 7
+    assert ActivityEvent.objects.filter(verb="retention.unused_contacts_purged").first().payload["contacts"] == 7
+
     settings.MESSENGER_RETENTION_UNUSED_CONTACT_DAYS = 0  # off
     _idle(recent.contact_id, 400)
     assert do_purge_unused_contacts() == 0

@@ -142,31 +142,38 @@ def unused_contacts(cutoff: datetime) -> QuerySet[Contact]:
     )
 
 
-def do_purge_unused_contacts(*, now: datetime | None = None, limit: int = 1000) -> int:
+def do_purge_unused_contacts(*, now: datetime | None = None, batch: int = 1000) -> int:
     """Delete contacts (and their contact inboxes) that never wrote, idle for
-    ``MESSENGER_RETENTION_UNUSED_CONTACT_DAYS``. A widget still holding such a session is refused
-    on its next connect (4001) and bootstraps a fresh one, as after any lost session."""
+    ``MESSENGER_RETENTION_UNUSED_CONTACT_DAYS``, in batches until none is left: page views come by
+    the thousand a day. A widget still holding such a session is refused on its next connect
+    (4001) and bootstraps a fresh one, as after any lost session."""
     days = settings.MESSENGER_RETENTION_UNUSED_CONTACT_DAYS
     if days <= 0:
         return 0
     cutoff = (now or timezone.now()) - timedelta(days=days)
-    candidates = list(unused_contacts(cutoff).order_by("pk").values_list("pk", flat=True)[:limit])
-    if not candidates:
-        return 0
-    with transaction.atomic():
-        # Locked first, re-checked in a statement of its own: on PostgreSQL a conversation committed
-        # while the lock waited is seen by the new statement, not by one that started before it.
-        list(Contact.objects.select_for_update().filter(pk__in=candidates).values_list("pk", flat=True))
-        unused = list(unused_contacts(cutoff).filter(pk__in=candidates).values_list("pk", flat=True))
-        Contact.objects.filter(pk__in=unused).delete()
-        # Page views were once audited as "contact.created", with the visitor's IP: gone with them.
-        ActivityEvent.objects.filter(
-            verb="contact.created", target_type="contact", target_id__in=[str(pk) for pk in unused]
-        ).delete()
-        if unused:
-            audit(
-                Actor.system("retention"),
-                "retention.unused_contacts_purged",
-                payload={"contacts": len(unused), "idle_days": days},
-            )
-    return len(unused)
+    purged, after = 0, 0
+    while True:
+        candidates = list(
+            unused_contacts(cutoff).filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:batch]
+        )
+        if not candidates:
+            break
+        after = candidates[-1]
+        with transaction.atomic():
+            # Locked first, re-checked in a statement of its own: on PostgreSQL a conversation
+            # committed while the lock waited is seen by the new statement, not by one begun before.
+            list(Contact.objects.select_for_update().filter(pk__in=candidates).values_list("pk", flat=True))
+            unused = list(unused_contacts(cutoff).filter(pk__in=candidates).values_list("pk", flat=True))
+            Contact.objects.filter(pk__in=unused).delete()
+            # Page views were once audited as "contact.created", with the visitor's IP: gone with them.
+            ActivityEvent.objects.filter(
+                verb="contact.created", target_type="contact", target_id__in=[str(pk) for pk in unused]
+            ).delete()
+        purged += len(unused)
+    if purged:
+        audit(
+            Actor.system("retention"),
+            "retention.unused_contacts_purged",
+            payload={"contacts": purged, "idle_days": days},
+        )
+    return purged
