@@ -11,11 +11,12 @@ from django.utils.translation import gettext_lazy as _
 
 from messenger.actions.base import Actor
 from messenger.actions.privacy import do_anonymise_contact, do_export_contact
+from messenger.client_address import request_client_address
 from messenger.models import Contact
 
 
 def _actor(request: HttpRequest) -> Actor:
-    return Actor(user=request.user, ip=request.META.get("REMOTE_ADDR"))
+    return Actor(user=request.user, ip=request_client_address(request))
 
 
 @admin.action(description=_("Export data as JSON (GDPR)"), permissions=["view"])

@@ -23,6 +23,7 @@ from django.db import close_old_connections
 from messenger import events
 from messenger.actions import commands
 from messenger.actions.widget import visitor_connect
+from messenger.client_address import scope_client_address
 from messenger.errors import MessengerError
 from messenger.protocol import (
     CLOSE_DISABLED,
@@ -103,16 +104,6 @@ def header(scope: dict[str, Any], name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
-
-
-def client_ip(scope: dict[str, Any]) -> str | None:
-    forwarded = (
-        header(scope, b"x-forwarded-for") if getattr(settings, "MESSENGER_TRUST_X_FORWARDED_FOR", False) else None
-    )
-    if forwarded:
-        return forwarded.split(",")[0].strip()
-    client = scope.get("client")
-    return client[0] if client else None
 
 
 class BaseConsumer(AsyncWebsocketConsumer):
@@ -274,11 +265,12 @@ class VisitorConsumer(BaseConsumer):
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         origin = header(self.scope, b"origin")
+        ip = scope_client_address(self.scope)
         result = await database_sync_to_async(visitor_connect)(
             widget_token=(query.get("widget_token") or [""])[0],
             token=(query.get("token") or [""])[0],
             origin=origin,
-            ip=client_ip(self.scope),
+            ip=ip,
         )
         if result.origin_forbidden:
             await self.close()  # before accept: the handshake answers 403
@@ -290,9 +282,7 @@ class VisitorConsumer(BaseConsumer):
                 code=CLOSE_UNKNOWN_INBOX if result.error_code == "unknown_inbox" else CLOSE_UNAUTHENTICATED
             )
             return
-        self.context = commands.VisitorContext(
-            contact_inbox=result.contact_inbox, ip=client_ip(self.scope), page={"origin": origin}
-        )
+        self.context = commands.VisitorContext(contact_inbox=result.contact_inbox, ip=ip, page={"origin": origin})
         self.visitor_name = str(result.contact_inbox.contact)
         # The frame rate is the session's: every tab of this visitor draws on one budget.
         self.limiter.share(session_frame_budget(result.contact_inbox.pk))

@@ -47,11 +47,16 @@ def extra_jobs() -> dict[str, int]:
 
 
 def retention() -> dict[str, int]:
-    """Resolved → closed after N days; closed anonymous conversations purged after M months."""
-    from messenger.actions.schedule import do_close_resolved, do_purge_anonymous
+    """Resolved → closed after N days; closed anonymous conversations purged after M months;
+    contacts that never wrote purged after D idle days."""
+    from messenger.actions.schedule import do_close_resolved, do_purge_anonymous, do_purge_unused_contacts
 
     results: dict[str, int] = {}
-    for name, job in (("retention_closed", do_close_resolved), ("retention_purged", do_purge_anonymous)):
+    for name, job in (
+        ("retention_closed", do_close_resolved),
+        ("retention_purged", do_purge_anonymous),
+        ("retention_unused_contacts", do_purge_unused_contacts),
+    ):
         try:
             results[name] = job()
         except Exception:

@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from messenger.client_address import parse_trusted_proxies
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -94,6 +96,11 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Reverse proxies whose X-Forwarded-For is believed (messenger/client_address.py), parsed once here.
+try:
+    MESSENGER_TRUSTED_PROXIES = parse_trusted_proxies(env_str("MESSENGER_TRUSTED_PROXIES"))
+except ValueError as error:
+    raise ImproperlyConfigured(f"MESSENGER_TRUSTED_PROXIES: {error}") from error
 
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
@@ -320,6 +327,7 @@ MESSENGER_GEOIP_PATH = env_str("MESSENGER_GEOIP_PATH", str(BASE_DIR / "geoip" / 
 MESSENGER_ASSIGNMENT_RATE_LIMIT = env_str("MESSENGER_ASSIGNMENT_RATE_LIMIT", "")
 MESSENGER_RETENTION_CLOSE_AFTER_DAYS = env_int("MESSENGER_RETENTION_CLOSE_AFTER_DAYS", 7)
 MESSENGER_RETENTION_PURGE_AFTER_MONTHS = env_int("MESSENGER_RETENTION_PURGE_AFTER_MONTHS", 12)
+MESSENGER_RETENTION_UNUSED_CONTACT_DAYS = env_int("MESSENGER_RETENTION_UNUSED_CONTACT_DAYS", 30)
 MESSENGER_ATTACHMENT_MAX_SIZE = env_int("MESSENGER_ATTACHMENT_MAX_SIZE", 10 * 1024 * 1024)
 MESSENGER_ATTACHMENTS_PER_MESSAGE = env_int("MESSENGER_ATTACHMENTS_PER_MESSAGE", 15)
 MESSENGER_PRIVACY_URL = env_str("MESSENGER_PRIVACY_URL", "")

@@ -32,7 +32,7 @@ from django.utils import timezone
 from messenger import events
 from messenger.actions.base import Actor, audit
 from messenger.errors import InvalidInput, NotFound
-from messenger.models import AgentProfile, AgentRole, Branch, Conversation, ConversationStatus
+from messenger.models import AgentProfile, Branch, Conversation, ConversationStatus
 from messenger.realtime.broadcast import broadcast_on_commit
 from messenger.realtime.eventlog import PublicPart, record_event
 from messenger.realtime.groups import STAFF_ALL, branch_group
@@ -106,14 +106,14 @@ def eligible_candidates(
     branch_id: int | None, *, exclude_user_ids: set[int] | frozenset[int] = frozenset(), now: datetime | None = None
 ) -> list[dict[str, Any]]:
     """Available operators of the branch under capacity, with their load, best first (no locks)."""
-    from messenger.actions.presence import available_profiles
+    from messenger.actions.presence import assignable_profiles
 
     if branch_id is None:
         return []
     now = now or timezone.now()
     profiles = list(
-        available_profiles(now)
-        .filter(branch_id=branch_id, role=AgentRole.OPERATOR)
+        assignable_profiles(now)
+        .filter(branch_id=branch_id)
         .exclude(user_id__in=exclude_user_ids)
         .annotate(open_count=Subquery(_open_load_count(OuterRef("user_id"))))
         .order_by("open_count", F("last_assigned_at").asc(nulls_first=True), "user_id")
@@ -368,14 +368,14 @@ def do_backlog_sweep(*, branch_id: int | None, limit: int = 100, now: datetime |
 
 def do_backlog_sweep_all(*, now: datetime | None = None) -> int:
     """Every branch with a queue and at least one available operator (also: hours just opened)."""
-    from messenger.actions.presence import available_profiles
+    from messenger.actions.presence import assignable_profiles
 
     branch_ids = set(
         Conversation.objects.filter(assignee__isnull=True, status=ConversationStatus.OPEN, branch__isnull=False)
         .values_list("branch_id", flat=True)
         .distinct()
     )
-    staffed = set(available_profiles(now).filter(branch_id__in=branch_ids).values_list("branch_id", flat=True))
+    staffed = set(assignable_profiles(now).filter(branch_id__in=branch_ids).values_list("branch_id", flat=True))
     return sum(do_backlog_sweep(branch_id=branch_id, now=now) for branch_id in sorted(branch_ids & staffed))
 
 

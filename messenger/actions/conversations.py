@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from messenger import events
@@ -21,6 +21,7 @@ from messenger.access import CONVERSATION_RELATED
 from messenger.actions.base import Actor, audit
 from messenger.errors import Conflict, InvalidInput
 from messenger.models import (
+    Contact,
     ContactInbox,
     Conversation,
     ConversationPriority,
@@ -70,6 +71,11 @@ def do_start_conversation(
     now = timezone.now()
     inbox = contact_inbox.inbox
     with transaction.atomic():
+        if connection.features.has_select_for_update:
+            # Holds the contact against the purge of contacts that never wrote (``schedule``), which
+            # locks it, then looks for conversations: a first message racing it keeps its contact.
+            # (SQLite runs one writer at a time.)
+            Contact.objects.select_for_update(no_key=True).filter(pk=contact_inbox.contact_id).values_list("pk").first()
         decision = route_new_conversation(inbox=inbox, ip=ip, now=now)
         conversation = Conversation(
             inbox=inbox,

@@ -1,7 +1,9 @@
 """Operator presence: manual status × live sockets (AgentConnection rows refreshed by heartbeats).
 
 An operator is *available* when their status is online and at least one of their sockets sent a
-heartbeat within ``MESSENGER_PRESENCE_TIMEOUT_SECONDS``. Presence frames are ephemeral.
+heartbeat within ``MESSENGER_PRESENCE_TIMEOUT_SECONDS``; *assignable* when, besides, their role is
+operator (supervisors and admins are never offered chats). The widget's "operators available" and
+automatic assignment both ask ``assignable_profiles``. Presence frames are ephemeral.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from django.utils import timezone
 
 from messenger.actions.base import Actor, audit
 from messenger.errors import InvalidInput
-from messenger.models import AgentConnection, AgentProfile, AgentStatus, Inbox
+from messenger.models import AgentConnection, AgentProfile, AgentRole, AgentStatus, Inbox
 from messenger.realtime.broadcast import broadcast_on_commit
 from messenger.realtime.groups import inbox_group, staff_groups
 
@@ -33,8 +35,15 @@ def available_profiles(now: datetime | None = None) -> QuerySet[AgentProfile]:
     return AgentProfile.objects.filter(status=AgentStatus.ONLINE, user__is_active=True).filter(Exists(live))
 
 
+def assignable_profiles(now: datetime | None = None) -> QuerySet[AgentProfile]:
+    """Profiles automatic assignment may hand a chat (capacity and rate limit aside)."""
+    return available_profiles(now).filter(role=AgentRole.OPERATOR)
+
+
 def operators_available(inbox: Inbox, now: datetime | None = None) -> bool:
-    profiles = available_profiles(now)
+    """Someone who can be assigned the inbox's chats is there; one at capacity still counts: the
+    chat waits in the queue for them."""
+    profiles = assignable_profiles(now)
     if inbox.branch_id:
         profiles = profiles.filter(branch_id=inbox.branch_id)
     return profiles.exists()

@@ -6,6 +6,9 @@ Invariants:
   runs (several workers, the embedded ticker and q2 at once) change each row exactly once.
 * State changes go through the same doors as the dashboard (``do_change_status``); purging is
   audited with the counts only (the rows it describes are gone).
+* Every page view with the widget makes a contact (the widget's session hangs on it); one that
+  never wrote, never filled a form and was not blocked is deleted once idle for
+  ``MESSENGER_RETENTION_UNUSED_CONTACT_DAYS``, its contact inboxes with it.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from datetime import datetime, timedelta
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from messenger.actions.base import Actor, audit
-from messenger.models import Contact, Conversation, ConversationStatus
+from messenger.models import ActivityEvent, Contact, Conversation, ConversationStatus
 
 
 def do_wake_snoozed(*, now: datetime | None = None, limit: int = 500) -> int:
@@ -120,5 +123,57 @@ def do_purge_anonymous(*, now: datetime | None = None, limit: int = 1000) -> int
             Actor.system("retention"),
             "retention.purged",
             payload={"conversations": purged, "older_than_months": months},
+        )
+    return purged
+
+
+def unused_contacts(cutoff: datetime) -> QuerySet[Contact]:
+    """Visitors who only viewed pages, last seen (bootstrap) before ``cutoff``: no conversation (so
+    no message or attachment), no form filled, not blocked."""
+    return Contact.objects.filter(
+        Q(last_activity_at__lte=cutoff) | Q(last_activity_at__isnull=True, created_at__lte=cutoff),
+        ~Exists(Conversation.objects.filter(contact_id=OuterRef("pk"))),
+        name="",
+        email="",
+        phone="",
+        external_id="",
+        custom_attributes={},
+        blocked=False,
+    )
+
+
+def do_purge_unused_contacts(*, now: datetime | None = None, batch: int = 1000) -> int:
+    """Delete contacts (and their contact inboxes) that never wrote, idle for
+    ``MESSENGER_RETENTION_UNUSED_CONTACT_DAYS``, in batches until none is left: page views come by
+    the thousand a day. A widget still holding such a session is refused on its next connect
+    (4001) and bootstraps a fresh one, as after any lost session."""
+    days = settings.MESSENGER_RETENTION_UNUSED_CONTACT_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    purged, after = 0, 0
+    while True:
+        candidates = list(
+            unused_contacts(cutoff).filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:batch]
+        )
+        if not candidates:
+            break
+        after = candidates[-1]
+        with transaction.atomic():
+            # Locked first, re-checked in a statement of its own: on PostgreSQL a conversation
+            # committed while the lock waited is seen by the new statement, not by one begun before.
+            list(Contact.objects.select_for_update().filter(pk__in=candidates).values_list("pk", flat=True))
+            unused = list(unused_contacts(cutoff).filter(pk__in=candidates).values_list("pk", flat=True))
+            Contact.objects.filter(pk__in=unused).delete()
+            # Page views were once audited as "contact.created", with the visitor's IP: gone with them.
+            ActivityEvent.objects.filter(
+                verb="contact.created", target_type="contact", target_id__in=[str(pk) for pk in unused]
+            ).delete()
+        purged += len(unused)
+    if purged:
+        audit(
+            Actor.system("retention"),
+            "retention.unused_contacts_purged",
+            payload={"contacts": purged, "idle_days": days},
         )
     return purged

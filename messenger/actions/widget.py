@@ -205,8 +205,9 @@ def do_bootstrap(
     with transaction.atomic():
         if contact_inbox is None:
             contact = Contact.objects.create(additional_attributes=attributes, last_activity_at=now)
+            # No audit row: a page view is not a change anyone made, and the contact row itself
+            # records when and from where (retention removes it if the visitor never writes).
             contact_inbox = ContactInbox.objects.create(contact=contact, inbox=inbox)
-            audit(Actor(contact=contact, ip=ip), "contact.created", target=contact, payload={"inbox": inbox.pk})
         else:
             contact = contact_inbox.contact
             contact.additional_attributes = {**contact.additional_attributes, **attributes}

@@ -22,7 +22,8 @@ from messenger.actions.attachments import (
 )
 from messenger.actions.base import Actor
 from messenger.actions.widget import active_inbox, check_origin
-from messenger.api.util import request_ip, request_origin
+from messenger.api.util import request_origin
+from messenger.client_address import request_client_address
 from messenger.errors import InvalidInput, MessengerError, NotFound
 from messenger.models import ContactInbox
 from messenger.tokens import read_session_token
@@ -44,7 +45,7 @@ class WidgetAttachmentUploadView(APIView):
 
     def post(self, request: Request) -> Response:
         inbox = active_inbox(_field(request.data, "widget_token"))
-        ip = request_ip(request)
+        ip = request_client_address(request)
         check_origin(inbox, request_origin(request), ip=ip, channel="attachment")
         session = read_session_token(_field(request.data, "token"))
         contact_inbox = None

@@ -2,16 +2,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from django.conf import settings
 from django.http import HttpRequest
-
-
-def request_ip(request: HttpRequest) -> str | None:
-    if getattr(settings, "MESSENGER_TRUST_X_FORWARDED_FOR", False):
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.META.get("REMOTE_ADDR")
 
 
 def request_origin(request: HttpRequest) -> str | None:

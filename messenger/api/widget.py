@@ -10,7 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from messenger.actions.widget import do_bootstrap
-from messenger.api.util import request_ip, request_origin
+from messenger.api.util import request_origin
+from messenger.client_address import request_client_address
 
 
 class BootstrapInput(serializers.Serializer):
@@ -45,7 +46,7 @@ class WidgetBootstrapView(APIView):
             pubsub_token=data.validated_data.get("pubsub_token") or None,
             page=data.validated_data.get("page"),
             origin=request_origin(request),
-            ip=request_ip(request),
+            ip=request_client_address(request),
             language=data.validated_data.get("language", ""),
             honeypot=data.validated_data.get("website"),
         )
