@@ -112,15 +112,17 @@ class SessionWatch:
             self.task = asyncio.ensure_future(self.run())
 
     def discard(self, consumer: Any) -> None:
+        # The timer is not cancelled with the last socket: it may be closing others at that
+        # moment. It ends by itself at its next turn.
         self.sockets.pop(consumer, None)
-        if not self.sockets and self.task is not None:
-            self.task.cancel()
-            self.task = None
 
     async def run(self) -> None:
         while self.sockets:
             await asyncio.sleep(settings.MESSENGER_STAFF_SESSION_CHECK_SECONDS)
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # the watch of every socket of this process must outlive one bad check
+                logger.exception("operator session check failed")
 
     async def check(self) -> None:
         watched = dict(self.sockets)
@@ -136,7 +138,10 @@ class SessionWatch:
             if current == scope or consumer not in self.sockets:
                 continue
             self.discard(consumer)
-            await consumer.close(code=CLOSE_SESSION_ENDED if current is None else CLOSE_ACCESS_CHANGED)
+            try:
+                await consumer.close(code=CLOSE_SESSION_ENDED if current is None else CLOSE_ACCESS_CHANGED)
+            except Exception:  # noqa: BLE001 — the connection went away meanwhile
+                logger.debug("closing an operator socket failed", exc_info=True)
 
 
 def _staff_scopes_now(sockets: list[tuple[str, int]]) -> dict[tuple[str, int], StaffScope | None]:
