@@ -328,6 +328,21 @@ def test_a_few_wrong_passwords_then_the_right_one_log_in_and_start_the_count_afr
     assert not ActivityEvent.objects.filter(verb="staff.login_locked_out").exists()
 
 
+@pytest.mark.django_db
+@FAST_HASHER
+def test_a_lockout_ends_by_itself_after_the_cool_off():
+    from datetime import timedelta
+
+    get_user_model().objects.create_user("boss", password="the-right-one-42")
+    client = Client()
+    with override_settings(AXES_FAILURE_LIMIT=3, AXES_COOLOFF_TIME=timedelta(seconds=2)):
+        assert [_post_login(client, "/accounts/login/", "wrong").status_code for _ in range(3)] == [200, 200, 429]
+        assert _post_login(client, "/accounts/login/", "the-right-one-42").status_code == 429
+        time.sleep(2.2)  # counted from the last refused attempt
+        assert _post_login(client, "/accounts/login/", "the-right-one-42").status_code == 302
+    assert ActivityEvent.objects.filter(verb="staff.login_locked_out").count() == 1
+
+
 # --- The dashboard in a browser -------------------------------------------------------------------
 
 
