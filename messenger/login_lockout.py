@@ -1,5 +1,5 @@
 """Login lockout: the project's side of django-axes (settings ``AXES_*``; docs/security.md, "Staff
-logins"). Axes counts failures per user name and client address; here are the address it counts
+sessions and logins"). Axes counts failures per user name and client address; here are the address it counts
 by, the backend that refuses a locked-out login, and the answer to one — for the dashboard's and the
 admin's login alike: HTTP 429 with a page that says how long, and one audit row per lockout.
 """

@@ -215,18 +215,23 @@ else:
 
 # Login lockout (django-axes): failures are counted per user name and client address together,
 # for every login through django.contrib.auth (the dashboard's and the admin's). LockoutBackend
-# only refuses locked-out attempts; ModelBackend authenticates. docs/security.md, "Staff logins".
+# only refuses locked-out attempts; ModelBackend authenticates (docs/security.md, "Staff sessions
+# and logins").
 AUTHENTICATION_BACKENDS = ["messenger.login_lockout.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env_int("MESSENGER_LOGIN_FAILURE_LIMIT", 10)
-AXES_COOLOFF_TIME = timedelta(minutes=env_int("MESSENGER_LOGIN_LOCKOUT_MINUTES", 15)) or None
+MESSENGER_LOGIN_LOCKOUT_MINUTES = env_int("MESSENGER_LOGIN_LOCKOUT_MINUTES", 15)
+# 0: locked out until unlocked by hand (docs/runbook.md).
+AXES_COOLOFF_TIME = timedelta(minutes=MESSENGER_LOGIN_LOCKOUT_MINUTES) if MESSENGER_LOGIN_LOCKOUT_MINUTES else None
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # successful logins are not logged; lockouts are audited (ActivityEvent)
 AXES_CLIENT_IP_CALLABLE = "messenger.login_lockout.client_ip"
 AXES_LOCKOUT_CALLABLE = "messenger.login_lockout.lockout_response"
 AXES_VERBOSE = False
-if AXES_FAILURE_LIMIT < 1:
-    raise ImproperlyConfigured("MESSENGER_LOGIN_FAILURE_LIMIT must be at least 1")
+if AXES_FAILURE_LIMIT < 1 or MESSENGER_LOGIN_LOCKOUT_MINUTES < 0:
+    raise ImproperlyConfigured(
+        "MESSENGER_LOGIN_FAILURE_LIMIT must be at least 1, MESSENGER_LOGIN_LOCKOUT_MINUTES at least 0"
+    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
