@@ -43,6 +43,7 @@ from messenger.realtime import diagnostics, groups
 from messenger.realtime.broadcast import abroadcast_ephemeral, remember_server_loop
 from messenger.realtime.dispatch import serve
 from messenger.realtime.frame_budget import session_frame_budget
+from messenger.realtime.session import session_watch
 
 logger = logging.getLogger(__name__)
 
@@ -335,7 +336,8 @@ class VisitorConsumer(BaseConsumer):
 
 
 class OperatorConsumer(BaseConsumer):
-    """``/ws/operator/`` — Django session auth (``realtime.session.SessionUserMiddleware``)."""
+    """``/ws/operator/`` — Django session auth (``realtime.session.SessionUserMiddleware``), re-validated
+    while the socket is open (``realtime.session.SessionWatch``)."""
 
     commands = OPERATOR_COMMANDS
     rate_multiplier = 10
@@ -352,6 +354,8 @@ class OperatorConsumer(BaseConsumer):
             return
         self.context = commands.OperatorContext(user=user, scope=scope)
         self.user_name = events.user_name(user)
+        # Closed with 4003/4005 when the session ends or the role changes while the socket is open.
+        session_watch().add(self, session_key=self.scope["session"].session_key, scope=scope)
         if scope.sees_all:
             branch_ids = await database_sync_to_async(_all_branch_ids)()
             await self.join(*groups.supervisor_groups(branch_ids), groups.user_group(user.pk))
@@ -378,6 +382,7 @@ class OperatorConsumer(BaseConsumer):
         }
 
     async def disconnect(self, code: int) -> None:
+        session_watch().discard(self)
         await super().disconnect(code)
         if getattr(self, "context", None) is not None:
             from messenger.actions.presence import do_disconnect

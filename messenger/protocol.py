@@ -11,7 +11,12 @@ from messenger.errors import MessengerError
 
 CLOSE_DISABLED = 4000
 CLOSE_UNAUTHENTICATED = 4001
+# An operator socket whose session ended (logout, password change, deactivation, staff role
+# removed): the dashboard goes to the login page instead of reconnecting.
+CLOSE_SESSION_ENDED = 4003
 CLOSE_UNKNOWN_INBOX = 4004
+# An operator socket whose role or branch changed: its groups are stale, the dashboard reloads.
+CLOSE_ACCESS_CHANGED = 4005
 CLOSE_THROTTLED = 4008
 CLOSE_TOO_MANY_ERRORS = 4009
 

@@ -49,6 +49,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "fairness": reverse("operator-fairness"),
             "attachments": "/api/operator/attachments/",
             "logout": reverse("logout"),
+            "login": reverse("login"),
         },
     }
     return render(request, "messenger/dashboard.html", {"config": config, "scope": scope})

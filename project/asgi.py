@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP → Django; WebSocket → the messenger consumers.
 
 The visitor socket checks its Origin against the inbox's allowed domains itself; the operator
-socket must come from one of ALLOWED_HOSTS and carries the Django session.
+socket's Origin must be this site's own scheme, host and port (``realtime.origin``), and it carries
+the Django session.
 """
 
 import gc
@@ -14,17 +15,17 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import get_resolver, path  # noqa: E402
 
 from messenger.consumers import OperatorConsumer, VisitorConsumer  # noqa: E402
+from messenger.realtime.origin import OperatorOriginValidator  # noqa: E402
 from messenger.realtime.session import SessionUserMiddleware  # noqa: E402
 from messenger.scheduler import EmbeddedSchedulerMiddleware  # noqa: E402
 
 websocket_routes = URLRouter(
     [
         path("ws/widget/", VisitorConsumer.as_asgi()),
-        path("ws/operator/", AllowedHostsOriginValidator(SessionUserMiddleware(OperatorConsumer.as_asgi()))),
+        path("ws/operator/", OperatorOriginValidator(SessionUserMiddleware(OperatorConsumer.as_asgi()))),
     ]
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -118,6 +119,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_q",
+    "axes",
     "messenger",
 ]
 
@@ -133,6 +135,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "messenger.middleware.SecurityHeadersMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -216,6 +220,26 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# Login lockout (django-axes): failures are counted per user name and client address together,
+# for every login through django.contrib.auth (the dashboard's and the admin's). LockoutBackend
+# only refuses locked-out attempts; ModelBackend authenticates (docs/security.md, "Staff sessions
+# and logins").
+AUTHENTICATION_BACKENDS = ["messenger.login_lockout.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("MESSENGER_LOGIN_FAILURE_LIMIT", 10)
+MESSENGER_LOGIN_LOCKOUT_MINUTES = env_int("MESSENGER_LOGIN_LOCKOUT_MINUTES", 15)
+# 0: locked out until unlocked by hand (docs/runbook.md).
+AXES_COOLOFF_TIME = timedelta(minutes=MESSENGER_LOGIN_LOCKOUT_MINUTES) if MESSENGER_LOGIN_LOCKOUT_MINUTES else None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # successful logins are not logged; lockouts are audited (ActivityEvent)
+AXES_CLIENT_IP_CALLABLE = "messenger.login_lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "messenger.login_lockout.lockout_response"
+AXES_VERBOSE = False
+if AXES_FAILURE_LIMIT < 1 or MESSENGER_LOGIN_LOCKOUT_MINUTES < 0:
+    raise ImproperlyConfigured(
+        "MESSENGER_LOGIN_FAILURE_LIMIT must be at least 1, MESSENGER_LOGIN_LOCKOUT_MINUTES at least 0"
+    )
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -267,7 +291,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+    # axes logs every login at INFO; its failures and lockouts are at WARNING.
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # --- Messenger ---------------------------------------------------------------------------------
@@ -319,6 +348,12 @@ MESSENGER_ESCALATION_TIMEOUT_SECONDS = env_int("MESSENGER_ESCALATION_TIMEOUT_SEC
 MESSENGER_ESCALATION_MAX_STEPS = env_int("MESSENGER_ESCALATION_MAX_STEPS", 3)
 MESSENGER_PRESENCE_TIMEOUT_SECONDS = env_int("MESSENGER_PRESENCE_TIMEOUT_SECONDS", 60)
 MESSENGER_HEARTBEAT_SECONDS = env_int("MESSENGER_HEARTBEAT_SECONDS", 20)
+# How often each server process re-validates the sessions of its open operator sockets
+# (messenger/realtime/session.py): a logout, password change, deactivation or role change closes
+# them within this many seconds plus one database round trip.
+MESSENGER_STAFF_SESSION_CHECK_SECONDS = env_int("MESSENGER_STAFF_SESSION_CHECK_SECONDS", 2)
+if MESSENGER_STAFF_SESSION_CHECK_SECONDS < 1:
+    raise ImproperlyConfigured("MESSENGER_STAFF_SESSION_CHECK_SECONDS must be at least 1")
 MESSENGER_TYPING_TIMEOUT_SECONDS = env_int("MESSENGER_TYPING_TIMEOUT_SECONDS", 8)
 MESSENGER_TICK_SECONDS = env_int("MESSENGER_TICK_SECONDS", 2)
 MESSENGER_EMBEDDED_SCHEDULER = env_bool("MESSENGER_EMBEDDED_SCHEDULER", not REDIS_URL and not TESTING)

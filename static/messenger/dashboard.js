@@ -133,12 +133,22 @@
       try { frame = JSON.parse(event.data); } catch { return; }
       handleFrame(frame);
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
       clearInterval(socket.heartbeat);
       for (const [, waiter] of socket.pending) waiter.reject(new Error("disconnected"));
       socket.pending.clear();
       state.resuming.clear();
       setConnection("offline");
+      // Never reconnect forever on a session the server no longer accepts (docs/protocol.md,
+      // "Close codes"). 4001, no session: the login page. 4003, the session ended, and 4005, the
+      // role or branch changed: reload, so the page's own login check decides — the login page
+      // after a logout, the dashboard again when this browser holds a newer session (a password
+      // change here gives it a new session key) or the same user with new access.
+      if (event.code === 4001) {
+        location.assign(`${config.urls.login}?next=${encodeURIComponent(location.pathname)}`);
+        return;
+      }
+      if (event.code === 4003 || event.code === 4005) { location.reload(); return; }
       // Exponential backoff with jitter so a restarted server is not stormed by every dashboard.
       const delay = Math.min(30000, 500 * 2 ** socket.retry) * (0.5 + Math.random() / 2);
       socket.retry += 1;
