@@ -14,14 +14,21 @@ EMBEDDED_TESTS = $(wildcard tests/test_realtime_protocol.py tests/test_realtime_
 
 .PHONY: run test test-embedded lint services bench clean
 
+# The server needs requirements.txt only; the test tools (Playwright, schemathesis …) come with
+# requirements-dev.txt, for `make test` and `make lint`.
+$(BIN)/.installed-runtime: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
-	touch $@
+	touch $@ $(BIN)/.installed-runtime
 
-run: $(BIN)/.installed
+run: $(BIN)/.installed-runtime
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py migrate --noinput
-	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py demo_data
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py demo_data --host $(HOST) --port $(PORT)
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application
 
 lint: $(BIN)/.installed

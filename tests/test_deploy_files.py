@@ -324,3 +324,58 @@ def test_demo_data_is_complete_and_idempotent():
     assert inbox.allowed_domains == ["localhost"]
     assert inbox.effective_settings["widget"]["title"]
     assert CannedResponse.objects.filter(branch=None).count() >= 3 and Label.objects.count() >= 3
+
+
+@pytest.mark.django_db
+def test_demo_data_prints_the_urls_of_the_real_host_and_port():
+    out = io.StringIO()
+    call_command("demo_data", host="127.0.0.1", port=8123, stdout=out)
+    local = out.getvalue()
+    for url in ("http://127.0.0.1:8123/dashboard/", "http://127.0.0.1:8123/admin/", "http://localhost:8123/demo/"):
+        assert url in local
+    assert ":8000" not in local
+    # A wildcard bind is reached through the loopback address.
+    out = io.StringIO()
+    call_command("demo_data", host="0.0.0.0", port=9000, stdout=out)
+    assert "http://127.0.0.1:9000/dashboard/" in out.getvalue() and "http://localhost:9000/demo/" in out.getvalue()
+    # Another address: its URLs, and no demo page (the demo inbox allows localhost only).
+    out = io.StringIO()
+    call_command("demo_data", host="192.0.2.10", port=8123, stdout=out)
+    assert "http://192.0.2.10:8123/dashboard/" in out.getvalue()
+    assert "localhost:" not in out.getvalue()
+
+
+def make_dry_run(*arguments: str) -> list[str]:
+    """The commands ``make`` would run, every target taken as out of date."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-B", *arguments],
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_run_installs_the_runtime_only_and_serves_on_the_given_host_and_port():
+    commands = make_dry_run("run", "HOST=0.0.0.0", "PORT=8123")
+    assert [line for line in commands if "pip install" in line] == [
+        ".venv/bin/pip install -q --disable-pip-version-check -r requirements.txt"
+    ]
+    assert (
+        "env -u DATABASE_URL -u REDIS_URL .venv/bin/python manage.py demo_data --host 0.0.0.0 --port 8123" in commands
+    )
+    assert (
+        commands[-1] == "env -u DATABASE_URL -u REDIS_URL .venv/bin/daphne -b 0.0.0.0 -p 8123 project.asgi:application"
+    )
+    assert not any(
+        tool in (BASE_DIR / "requirements.txt").read_text() for tool in ("pytest", "playwright", "schemathesis")
+    )
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_lint_and_test_install_the_development_requirements():
+    for target in ("lint", "test-embedded"):
+        assert ".venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt" in make_dry_run(target)
