@@ -210,7 +210,7 @@ def test_caddyfile_proxies_every_web_replica_with_compression(compose):
     assert proxy["lb_policy"] == ["least_conn"]
 
 
-@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed (scripts/services.sh installs it)")
+@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed (apt-get install caddy)")
 def test_caddy_accepts_the_caddyfile():
     result = subprocess.run(
         ["caddy", "adapt", "--config", "deploy/Caddyfile", "--adapter", "caddyfile"],
