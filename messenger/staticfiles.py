@@ -49,12 +49,12 @@ class StableEntryPointsMixin(ManifestStaticFilesStorage):
             self.save(name, ContentFile(content))
 
 
-class StaticFilesStorage(CompressedManifestStaticFilesStorage, StableEntryPointsMixin):
+class ProductionStaticFilesStorage(CompressedManifestStaticFilesStorage, StableEntryPointsMixin):
     """WhiteNoise's hashed + gzip/brotli storage; compression runs after the entry points are
     rewritten, so their compressed copies match."""
 
 
 class StaticFilesMiddleware(WhiteNoiseMiddleware):
-    # One year, the longest lifetime caches are advised to honour (RFC 9111 §5.3), instead of
-    # WhiteNoise's ten.
+    # Hashed names are cached for one year, the conventional ceiling for far-future caching,
+    # instead of WhiteNoise's ten.
     FOREVER = 365 * 24 * 60 * 60

@@ -231,7 +231,7 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "messenger.staticfiles.StaticFilesStorage"
+        else "messenger.staticfiles.ProductionStaticFilesStorage"
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG

@@ -271,6 +271,8 @@ def test_dockerfile_installs_requirements_and_runs_daphne():
     dockerfile = (BASE_DIR / "Dockerfile").read_text()
     assert "requirements.txt" in dockerfile
     assert '"project.asgi:application"' in dockerfile
+    # Production's static files: hashed and compressed, which only DEBUG=0's storage writes.
+    assert "RUN SECRET_KEY=build-only DEBUG=0 python manage.py collectstatic --noinput -v0" in dockerfile
     ignored = (BASE_DIR / ".dockerignore").read_text().split()
     assert ".venv" in ignored and "db.sqlite3*" in ignored
 
