@@ -9,10 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
 import brotli
 import pytest
@@ -30,25 +27,11 @@ SHORT = "max-age=300, public"
 PRODUCTION = {"DEBUG": "0", "SECRET_KEY": "static-files-test-" + "k" * 40}
 
 
-@pytest.fixture(scope="module")
-def static_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("staticfiles")
-    env = {**os.environ, **PRODUCTION, "STATIC_ROOT": str(root), "DJANGO_SETTINGS_MODULE": "project.settings"}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return root
-
-
 @pytest.fixture
-def production(live_server_factory, static_root):  # noqa: ANN001
-    server = live_server_factory({**PRODUCTION, "STATIC_ROOT": str(static_root), "DJANGO_ALLOW_ASYNC_UNSAFE": ""})
+def production(live_server_factory, collected_static_root):  # noqa: ANN001
+    server = live_server_factory(
+        {**PRODUCTION, "STATIC_ROOT": str(collected_static_root), "DJANGO_ALLOW_ASYNC_UNSAFE": ""}
+    )
     yield server
     server.stop(kill=True)
 
