@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# `make run` answers to the local names and to HOST, so that every URL it prints works.
+ALLOWED_HOSTS ?= localhost,127.0.0.1,[::1],$(HOST)
 # The suite runs against real PostgreSQL and Redis (started by scripts/services.sh when missing).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
@@ -29,7 +31,7 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 run: $(BIN)/.installed-runtime
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py migrate --noinput
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py demo_data --host $(HOST) --port $(PORT)
-	env -u DATABASE_URL -u REDIS_URL $(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application
+	env -u DATABASE_URL -u REDIS_URL ALLOWED_HOSTS='$(ALLOWED_HOSTS)' $(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -349,9 +349,12 @@ def test_demo_data_prints_the_urls_of_the_real_host_and_port():
 
 def make_dry_run(*arguments: str) -> list[str]:
     """The commands ``make`` would run, every target taken as out of date."""
+    # Make takes variables from the environment too: only the arguments may set these.
+    env = {key: value for key, value in os.environ.items() if key not in ("HOST", "PORT", "ALLOWED_HOSTS")}
     result = subprocess.run(
         ["make", "--no-print-directory", "-n", "-B", *arguments],
         cwd=BASE_DIR,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -369,9 +372,12 @@ def test_make_run_installs_the_runtime_only_and_serves_on_the_given_host_and_por
     assert (
         "env -u DATABASE_URL -u REDIS_URL .venv/bin/python manage.py demo_data --host 0.0.0.0 --port 8123" in commands
     )
-    assert (
-        commands[-1] == "env -u DATABASE_URL -u REDIS_URL .venv/bin/daphne -b 0.0.0.0 -p 8123 project.asgi:application"
+    assert commands[-1] == (
+        "env -u DATABASE_URL -u REDIS_URL ALLOWED_HOSTS='localhost,127.0.0.1,[::1],0.0.0.0' "
+        ".venv/bin/daphne -b 0.0.0.0 -p 8123 project.asgi:application"
     )
+    # Another address is allowed too, so that the dashboard URL printed for it answers.
+    assert "ALLOWED_HOSTS='localhost,127.0.0.1,[::1],192.0.2.10'" in make_dry_run("run", "HOST=192.0.2.10")[-1]
     assert not any(
         tool in (BASE_DIR / "requirements.txt").read_text() for tool in ("pytest", "playwright", "schemathesis")
     )
