@@ -11,7 +11,8 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
-# Static files are served by WhiteNoise from STATIC_ROOT; collected at build time so the web
+# Static files are served by WhiteNoise from STATIC_ROOT: collected at build time, with DEBUG=0
+# so that they get hashed names and gzip and brotli copies (messenger/staticfiles.py), and the web
 # container needs no writable volume. DEBUG=0 needs a SECRET_KEY even for collectstatic.
 RUN SECRET_KEY=build-only DEBUG=0 python manage.py collectstatic --noinput -v0
 

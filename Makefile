@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# `make run` answers to the local names and to HOST, so that every URL it prints works.
+ALLOWED_HOSTS ?= localhost,127.0.0.1,[::1],$(HOST)
 # The suite runs against real PostgreSQL and Redis (started by scripts/services.sh when missing).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
@@ -14,15 +16,22 @@ EMBEDDED_TESTS = $(wildcard tests/test_realtime_protocol.py tests/test_realtime_
 
 .PHONY: run test test-embedded lint services bench clean
 
+# The server needs requirements.txt only; the test tools (Playwright, schemathesis …) come with
+# requirements-dev.txt, for `make test` and `make lint`.
+$(BIN)/.installed-runtime: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
-	touch $@
+	touch $@ $(BIN)/.installed-runtime
 
-run: $(BIN)/.installed
+run: $(BIN)/.installed-runtime
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py migrate --noinput
-	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py demo_data
-	env -u DATABASE_URL -u REDIS_URL $(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py demo_data --host $(HOST) --port $(PORT)
+	env -u DATABASE_URL -u REDIS_URL ALLOWED_HOSTS='$(ALLOWED_HOSTS)' $(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -511,17 +511,14 @@ class InboxAdmin(admin.ModelAdmin):
         if obj is None or not obj.pk:
             return _("Shown after the inbox is saved.")
         origin = widget_origin(_current_request.get())
-        plain = f'<script src="{origin}/static/messenger/widget.js" data-widget-token="{obj.widget_token}"></script>'
-        lazy = (
-            f'<script src="{origin}/static/messenger/widget-loader.js" data-widget-token="{obj.widget_token}" '
-            'data-load-after="3"></script>'
-        )
+        # One stable URL for both: the loader fetches the current widget.js (docs/widget.md).
+        embed = f'<script async src="{origin}/static/messenger/widget-loader.js" data-widget-token="{obj.widget_token}"'
         return format_html(
             "<p>{}</p><pre style='white-space: pre-wrap'>{}</pre><p>{}</p><pre style='white-space: pre-wrap'>{}</pre>",
             _("Paste before </body> on a page of an allowed domain:"),
-            plain,
+            embed + ' data-load-after="0"></script>',
             _("Or the lazy loader, which fetches the widget 3 seconds after the page loads:"),
-            lazy,
+            embed + ' data-load-after="3"></script>',
         )
 
 

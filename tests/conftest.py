@@ -160,4 +160,4 @@ def new_client_id() -> str:
     return uuid.uuid4().hex
 
 
-from tests.live import chromium, live_server_factory, live_server_proc  # noqa: E402, F401
+from tests.live import chromium, collected_static_root, live_server_factory, live_server_proc  # noqa: E402, F401

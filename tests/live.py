@@ -128,6 +128,30 @@ def live_server_proc(live_server_factory) -> LiveServer:  # noqa: ANN001
     return live_server_factory()
 
 
+@pytest.fixture(scope="session")
+def collected_static_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A STATIC_ROOT as production has it (``collectstatic`` with DEBUG=0: hashed names, gzip and
+    brotli copies). A DEBUG=0 server needs one: pass ``STATIC_ROOT`` to ``live_server_factory``."""
+    root = tmp_path_factory.mktemp("staticfiles")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))},
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "collectstatic-only",
+        "STATIC_ROOT": str(root),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return root
+
+
 def run_async(coroutine):  # noqa: ANN001, ANN201
     """asyncio.run in a thread of its own: Playwright's sync API leaves a loop running in this one."""
     import asyncio

@@ -40,3 +40,17 @@ def test_operator_http_requires_csrf():
     assert response.status_code == 403
     logout = client.post("/accounts/logout/")
     assert logout.status_code == 403
+
+
+def test_https_redirect_spares_health_and_believes_the_proxy_header(settings):
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SECURE_HSTS_SECONDS = 3600
+    client = Client()
+    plain = client.get("/accounts/login/")
+    assert (plain.status_code, plain["Location"]) == (301, "https://testserver/accounts/login/")
+    behind_tls = client.get("/accounts/login/", headers={"X-Forwarded-Proto": "https"})
+    assert behind_tls.status_code == 200
+    assert behind_tls["Strict-Transport-Security"] == "max-age=3600"
+    # The orchestrator's and the proxy's plain-HTTP probe gets the real answer, not a redirect.
+    assert client.get("/health/").status_code == 200

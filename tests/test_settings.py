@@ -182,3 +182,54 @@ def test_every_environment_variable_is_documented():
     )
     documented = (BASE_DIR / "docs/configuration.md").read_text()
     assert names and not {name for name in names if f"`{name}`" not in documented}
+
+
+HTTPS_PROBE = """
+import json, django
+from django.conf import settings
+django.setup()
+names = ("SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD",
+         "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_PROXY_SSL_HEADER", "SECURE_REDIRECT_EXEMPT")
+print(json.dumps({name: getattr(settings, name) for name in names}))
+"""
+
+
+def https_probe(**variables: str) -> dict:
+    result = run_python(HTTPS_PROBE, **variables)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_https_settings_come_from_the_environment():
+    production = {"DEBUG": "0", "SECRET_KEY": "x" * 50}
+    # Secure cookies by default in production; what needs TLS in front waits for the environment.
+    assert https_probe(**production) == {
+        "SECURE_SSL_REDIRECT": False,
+        "SECURE_HSTS_SECONDS": 0,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": False,
+        "SECURE_HSTS_PRELOAD": False,
+        "SESSION_COOKIE_SECURE": True,
+        "CSRF_COOKIE_SECURE": True,
+        "SECURE_PROXY_SSL_HEADER": None,
+        "SECURE_REDIRECT_EXEMPT": ["^health/$"],
+    }
+    assert https_probe(
+        **production,
+        SECURE_SSL_REDIRECT="1",
+        SECURE_HSTS_SECONDS="31536000",
+        SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
+        SECURE_HSTS_PRELOAD="1",
+        SESSION_COOKIE_SECURE="0",
+        CSRF_COOKIE_SECURE="0",
+        SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto",
+    ) == {
+        "SECURE_SSL_REDIRECT": True,
+        "SECURE_HSTS_SECONDS": 31536000,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+        "SECURE_HSTS_PRELOAD": True,
+        "SESSION_COOKIE_SECURE": False,
+        "CSRF_COOKIE_SECURE": False,
+        "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
+        "SECURE_REDIRECT_EXEMPT": ["^health/$"],
+    }
+    assert "SECURE_HSTS_SECONDS" in run_python(HTTPS_PROBE, SECURE_HSTS_SECONDS="a year").stderr

@@ -18,13 +18,19 @@
     if (done++) return;
     evs.forEach(function (e) { w.removeEventListener(e, load, true); });
     w.removeEventListener("scroll", load);
+    // collectstatic writes the hashed name into the first URL (messenger/staticfiles.py); the
+    // second stays plain: a loader cached from before a release may name a widget that is gone.
+    add(new URL("widget.js", s.src).href, new URL("./widget.js", s.src).href);
+  }
+  function add(src, fallback) {
     var x = d.createElement("script");
-    x.src = s.src.replace(/widget-loader(\.min)?\.js/, "widget.js");
+    x.src = src;
     x.async = true;
     x.setAttribute("data-widget-token", tok);
     ["data-language", "data-hide-launcher"].forEach(function (a) {
       if (s.hasAttribute(a)) x.setAttribute(a, s.getAttribute(a));
     });
+    if (fallback) x.onerror = function () { x.remove(); add(fallback); };
     (d.head || d.documentElement).appendChild(x);
   }
   var after = parseFloat(s.getAttribute("data-load-after"));

@@ -29,9 +29,8 @@ from messenger.models import (
 )
 
 DEMO_WIDGET_TOKEN = "demo-widget-token"
-DASHBOARD_URL = "http://127.0.0.1:8000/dashboard/"
-ADMIN_URL = "http://127.0.0.1:8000/admin/"
-DEMO_URL = "http://localhost:8000/demo/"
+# Addresses a server may listen on that a browser on this machine reaches as localhost.
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "0.0.0.0", "::", "::1", ""}  # noqa: S104 — names, not a bind
 
 # name → (time zone, region, GeoIP codes, holiday calendar)
 BRANCHES: dict[str, tuple[str, str, list[str], str]] = {
@@ -75,8 +74,15 @@ LABELS: dict[str, str] = {"billing": "#dc2626", "delivery": "#2563eb", "vip": "#
 class Command(BaseCommand):
     help = "Create or refresh the demo data (admin/admin, two branches, operators, the 'Demo shop' inbox)."
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="the address the server listens on, for the URLs printed"
+        )
+        parser.add_argument("--port", type=int, default=8000, help="its port, for the URLs printed")
+
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
+        self.host, self.port = options["host"], options["port"]
         branches = self.branches()
         self.users(branches)
         inbox = self.inbox(branches["Moscow"])
@@ -135,12 +141,24 @@ class Command(BaseCommand):
         return inbox
 
     def report(self, inbox: Inbox) -> None:
+        local = self.host in LOCAL_HOSTS
+        host = "127.0.0.1" if local else f"[{self.host}]" if ":" in self.host else self.host
+        origin = f"http://{host}:{self.port}"
         lines = [
             "Demo data ready.",
-            f"  Operator dashboard: {DASHBOARD_URL}",
+            f"  Operator dashboard: {origin}/dashboard/",
             "      operator1 / operator1, operator2 / operator2 (Moscow), operator3 / operator3 (Berlin)",
             "      supervisor / supervisor",
-            f"  Admin:              {ADMIN_URL}  (admin / admin)",
-            f"  Demo page:          {DEMO_URL}  (inbox '{inbox.name}', widget token {inbox.widget_token})",
+            f"  Admin:              {origin}/admin/  (admin / admin)",
         ]
+        if local:
+            # The page on localhost, the widget from 127.0.0.1: two origins, as on a real site.
+            lines.append(
+                f"  Demo page:          http://localhost:{self.port}/demo/"
+                f"  (inbox '{inbox.name}', widget token {inbox.widget_token})"
+            )
+        else:
+            lines.append(
+                "  Demo page:          only when the server listens on 127.0.0.1 or 0.0.0.0 (it allows localhost)"
+            )
         self.stdout.write(self.style.SUCCESS("\n".join(lines)))
