@@ -106,5 +106,4 @@ async def test_a_long_adversarial_message_leaves_the_event_loop_free():
         sending = False
         await ticker
         await visitor.close()
-    print("LAGS", sorted(lags)[-5:], len(lags))
     assert max(lags) < 0.5, sorted(lags)[-5:]
