@@ -134,5 +134,8 @@ def _interleave(parts: list[str], *columns: str | list[str]) -> str:
 
 
 def preview(body: str, limit: int = 140) -> str:
-    flat = " ".join(body.split())
+    """The body on one line (runs of whitespace made one space), cut at ``limit`` characters.
+    A send computes it on the event loop: only the first ``limit`` words are split apart (the
+    rest of the body, left whole, lies beyond the cut)."""
+    flat = " ".join(body.split(maxsplit=limit))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from messenger.formatting import render
+from messenger.formatting import preview, render
 from messenger.models import Message
 from tests.conftest import new_client_id
 from tests.formatting_corpus import adversarial_corpus
@@ -40,6 +40,14 @@ def test_every_adversarial_body_renders_within_a_second():
         started = time.perf_counter()
         render(body)
         assert time.perf_counter() - started < 1, name
+
+
+def test_the_preview_is_one_line_cut_at_its_limit():
+    assert preview("  Hello\n\n  there\t you ") == "Hello there you"
+    assert preview("word " * 100, limit=12) == "word word w…"
+    assert preview("a b", limit=1) == "…"
+    assert preview(" " * 1000 + "x" * 200 + " y", limit=5) == "xxxx…"
+    assert preview("a  " * 60_000) == " ".join(["a"] * 70) + "…"
 
 
 class _Tags(HTMLParser):
