@@ -144,6 +144,7 @@ def _message_steps(
     direction: str,
     sender_type: str,
     body: str,
+    content: str,
     client_id: str | None,
     sender_contact: Any = None,
     sender_user: Any = None,
@@ -154,7 +155,8 @@ def _message_steps(
 ) -> Generator[Any, Any, Message]:
     """The steps (``dbwrite``) that write the message, its counters, its event and (``audit_verb``)
     the sender's audit row, in one transaction that the driver holds: ``_store_message`` in a
-    thread, ``_astore`` on the event loop (``messenger.db.aio``).
+    thread, ``_astore`` on the event loop (``messenger.db.aio``). ``content`` is ``body`` rendered
+    (``formatting.render``), by the caller: on the event loop a long body renders in a thread.
 
     ``checks`` (``WriteChecks``) ride on the statement that locks the conversation: a resend raises
     ``AlreadyStored``, a blocked contact ``Forbidden``, and the visitor's limits may refuse; each
@@ -212,7 +214,7 @@ def _message_steps(
         sender_contact=sender_contact,
         sender_user=sender_user,
         body=body,
-        content=formatting.render(body),
+        content=content,
         content_attributes=content_attributes or {},
         client_id=client_id,
         created_at=now,
@@ -662,10 +664,13 @@ def send_visitor_message(
     from messenger.actions.conversations import do_start_conversation
 
     client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
+    content = formatting.render(body)
 
     def store(target: Conversation, checks: WriteChecks | None = None) -> Message:
         with transaction.atomic():
-            return _store_message(**_visitor_fields(contact_inbox, target, body, client_id, attachment_ids, checks))
+            return _store_message(
+                **_visitor_fields(contact_inbox, target, body, content, client_id, attachment_ids, checks)
+            )
 
     if _to_known_conversation(contact_inbox, conversation_id, known_conversation):
         # The socket's conversation: the resend and block checks ride on the sequence bump and the
@@ -753,7 +758,11 @@ def send_operator_message(
         raise Conflict("Reopen the conversation before replying.")
     try:
         with transaction.atomic():
-            message = _store_message(**_operator_fields(conversation, user, body, client_id, private, attachment_ids))
+            message = _store_message(
+                **_operator_fields(
+                    conversation, user, body, formatting.render(body), client_id, private, attachment_ids
+                )
+            )
     except AlreadyStored as stored:
         # A resend: the stored message, nothing new (the sequence bump was rolled back).
         return SendResult(message=_stored(stored.message_id), created=False, conversation=conversation)
@@ -761,7 +770,13 @@ def send_operator_message(
 
 
 def _operator_fields(
-    conversation: Conversation, user: Any, body: str, client_id: str, private: bool, attachment_ids: list[int]
+    conversation: Conversation,
+    user: Any,
+    body: str,
+    content: str,
+    client_id: str,
+    private: bool,
+    attachment_ids: list[int],
 ) -> dict[str, Any]:
     return {
         "conversation": conversation,
@@ -769,6 +784,7 @@ def _operator_fields(
         "sender_type": SenderType.USER,
         "sender_user": user,
         "body": body,
+        "content": content,
         "client_id": client_id,
         "attachment_ids": attachment_ids,
         "audit_verb": "message.note" if private else "message.sent",
@@ -780,6 +796,7 @@ def _visitor_fields(
     contact_inbox: ContactInbox,
     conversation: Conversation,
     body: str,
+    content: str,
     client_id: str,
     attachment_ids: list[int],
     checks: WriteChecks | None,
@@ -790,6 +807,7 @@ def _visitor_fields(
         "sender_type": SenderType.CONTACT,
         "sender_contact": contact_inbox.contact,
         "body": body,
+        "content": content,
         "client_id": client_id,
         "attachment_ids": attachment_ids,
         "checks": checks,
@@ -839,8 +857,10 @@ async def asend_visitor_message(
         return None
     client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
     checks = _visitor_checks(contact_inbox, client_id, limits)
+    content = await formatting.arender(body)
     message = await _astore(
-        _visitor_fields(contact_inbox, known_conversation, body, client_id, attachment_ids, checks), "visitor_send"
+        _visitor_fields(contact_inbox, known_conversation, body, content, client_id, attachment_ids, checks),
+        "visitor_send",
     )
     if message is None:
         return None
@@ -863,8 +883,9 @@ async def asend_operator_message(
     if not private and conversation.status in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED):
         return None
     client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
+    content = await formatting.arender(body)
     message = await _astore(
-        _operator_fields(conversation, user, body, client_id, private, attachment_ids), "operator_send"
+        _operator_fields(conversation, user, body, content, client_id, private, attachment_ids), "operator_send"
     )
     if message is None:
         return None
@@ -889,6 +910,7 @@ def send_automatic_message(
             direction=MessageDirection.INTERNAL if private else MessageDirection.OUT,
             sender_type=sender_type,
             body=body,
+            content=formatting.render(body),
             client_id=None,
             content_attributes={"kind": kind} if kind else {},
         )

@@ -67,25 +67,9 @@
     return `${Math.floor(seconds / 86400)}d`;
   };
 
-  /* The same rules as messenger/formatting.py (escape first, then code, links, bold, italic),
-   * used only for the composer preview; stored messages come rendered by the server. */
-  function renderFormatting(body) {
-    let text = escapeHtml(body.replace(/\r\n?/g, "\n"));
-    const stash = [];
-    const keep = (html) => { stash.push(html); return `\u0000${stash.length - 1}\u0000`; };
-    const anchor = (url, label) => `<a href="${url}" target="_blank" rel="noopener noreferrer nofollow">${label}</a>`;
-    text = text.replace(/`([^`\n]{1,500})`/g, (_, code) => keep(`<code>${code}</code>`));
-    text = text.replace(/\[([^\]\n]{1,200})\]\((https?:\/\/[^\s()<>"']+)\)/gi, (_, label, url) => keep(anchor(url, label)));
-    text = text.replace(/(?<!["'=])\bhttps?:\/\/[^\s<>"']+/gi, (url) => {
-      let trailing = "";
-      while (url && ".,;:!?)".includes(url[url.length - 1])) { trailing = url[url.length - 1] + trailing; url = url.slice(0, -1); }
-      return keep(anchor(url, url)) + trailing;
-    });
-    text = text.replace(/\*\*(?=\S)([\s\S]+?)(?<=\S)\*\*/g, "<strong>$1</strong>");
-    text = text.replace(/(?<![\w/])_(?=\S)([\s\S]+?)(?<=\S)_(?!\w)/g, "<em>$1</em>");
-    text = text.replace(/\n/g, "<br>");
-    return text.replace(/\u0000(\d+)\u0000/g, (_, index) => stash[Number(index)]);
-  }
+  // static/messenger/formatting.js: the server's rules (messenger/formatting.py), for the composer
+  // preview and a pending message; stored messages come rendered by the server.
+  const renderFormatting = window.MessengerFormatting.render;
 
   async function api(url, options = {}) {
     const response = await fetch(url, {
@@ -812,7 +796,7 @@
 
   function onComposerInput() {
     const text = body.value;
-    $("preview").innerHTML = /[*_`\[]|https?:\/\//.test(text) ? renderFormatting(text) : "";
+    $("preview").innerHTML = /[*_`\[]|https?:\/\//i.test(text) ? renderFormatting(text) : "";
     $("composer").dataset.mode = mode();
     renderCanned();
     if (!state.open || state.open.watch || mode() !== "reply") return; // notes must not show typing to the visitor
