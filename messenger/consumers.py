@@ -23,12 +23,14 @@ from django.db import close_old_connections
 from messenger import events
 from messenger.actions import commands
 from messenger.actions.widget import visitor_connect
-from messenger.errors import MessengerError
+from messenger.db.outage import DATABASE_OUTAGE_ERRORS, database_unavailable
+from messenger.errors import MessengerError, Unavailable
 from messenger.protocol import (
     CLOSE_DISABLED,
     CLOSE_THROTTLED,
     CLOSE_TOO_MANY_ERRORS,
     CLOSE_UNAUTHENTICATED,
+    CLOSE_UNAVAILABLE,
     CLOSE_UNKNOWN_INBOX,
     MAX_CONSECUTIVE_ERRORS,
     OPERATOR_COMMANDS,
@@ -48,6 +50,9 @@ logger = logging.getLogger(__name__)
 # Per-socket command lanes: a conversation's commands always share one (``lane_of``).
 LANES = 8
 SOCKET_CONCURRENCY = 2
+# Seconds a handshake may wait on the database (session, token, snapshot): daphne drops a
+# handshake that is not accepted within 5 s without an answer, and a client told 4013 retries.
+HANDSHAKE_DATABASE_SECONDS = 3.5
 
 
 def lane_of(conversation_id: Any) -> int:
@@ -141,7 +146,25 @@ class BaseConsumer(AsyncWebsocketConsumer):
             await self.send_frame({"type": "error", "code": "disabled", "message": "Messenger disabled"})
             await self.close(code=CLOSE_DISABLED)
             return
-        await super().websocket_connect(message)
+        try:
+            async with asyncio.timeout(HANDSHAKE_DATABASE_SECONDS):
+                await super().websocket_connect(message)
+        except (TimeoutError, Unavailable, *DATABASE_OUTAGE_ERRORS) as reason:
+            logger.warning("socket handshake: database unavailable (%r)", reason)
+            await self.close_unavailable()
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        self.accepted = True
+        await super().accept(subprotocol, headers)
+
+    async def close_unavailable(self) -> None:
+        """Accepted (a refused handshake would look like a forbidden origin), told why, closed with
+        4013: the clients reconnect with backoff."""
+        if not getattr(self, "accepted", False):
+            await self.accept()
+        error = database_unavailable()
+        await self.send_frame(events.error_frame(error.code, error.message))
+        await self.close(code=CLOSE_UNAVAILABLE)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale DB connections before every handler, through a hop to the one
@@ -227,6 +250,14 @@ class BaseConsumer(AsyncWebsocketConsumer):
             self.consecutive_errors = 0
         except MessengerError as error:
             await self.refuse(error, ref=command.ref)
+        except DATABASE_OUTAGE_ERRORS as reason:
+            # Not a refusal of the frame: it is not counted towards 4009, and the client resends
+            # (a message with its client_id, so it is stored once).
+            logger.warning("socket command: database unavailable (%r)", reason)
+            error = database_unavailable()
+            await self.send_frame(
+                events.error_frame(error.code, error.message, ref=command.ref, retry_after=error.retry_after)
+            )
         except Exception:
             logger.exception("socket command failed")
             await self.send_frame(
@@ -353,6 +384,8 @@ class OperatorConsumer(BaseConsumer):
     async def connect(self) -> None:
         from messenger.access import staff_scope
 
+        if self.scope.get("session_unavailable"):
+            raise database_unavailable()
         user = self.scope.get("user")
         scope = await database_sync_to_async(staff_scope)(user)
         await self.accept()

@@ -9,12 +9,20 @@ holds the session and the user themselves, and its frames go straight to the ser
 
 from __future__ import annotations
 
+import asyncio
 from importlib import import_module
 from typing import Any
 
 from channels.auth import get_user
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
+
+from messenger.db.outage import DATABASE_OUTAGE_ERRORS
+
+# Part of the handshake's database budget (``consumers.HANDSHAKE_DATABASE_SECONDS``): the
+# session is read before the consumer starts.
+HANDSHAKE_SESSION_SECONDS = 3
 
 
 class SessionUserMiddleware:
@@ -32,6 +40,12 @@ class SessionUserMiddleware:
                 break
         store = import_module(settings.SESSION_ENGINE).SessionStore
         session = store(cookies.get(settings.SESSION_COOKIE_NAME))
-        # Channels' own lookup: the user of the session, whose password hash it must still match.
-        user = await get_user({"session": session})
-        return await self.inner(dict(scope, cookies=cookies, session=session, user=user), receive, send)
+        extra: dict[str, Any] = {}
+        try:
+            # Channels' own lookup: the user of the session, whose password hash it must still match.
+            async with asyncio.timeout(HANDSHAKE_SESSION_SECONDS):
+                user = await get_user({"session": session})
+        except (TimeoutError, *DATABASE_OUTAGE_ERRORS):
+            # The consumer answers the handshake (4013), which it must accept first to do.
+            user, extra["session_unavailable"] = AnonymousUser(), True
+        return await self.inner(dict(scope, cookies=cookies, session=session, user=user, **extra), receive, send)
