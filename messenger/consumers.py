@@ -53,6 +53,10 @@ SOCKET_CONCURRENCY = 2
 # Seconds a handshake may wait on the database (session, token, snapshot): daphne drops a
 # handshake that is not accepted within 5 s without an answer, and a client told 4013 retries.
 HANDSHAKE_DATABASE_SECONDS = 3.5
+# Seconds a command's database hop may wait for a thread: the pool's timeout bounds a hop once it
+# runs, but during an outage the hops queue for the few threads, each holding one for that whole
+# timeout (a hop that has started is waited for: at most this plus the pool's timeout).
+DATABASE_HOP_SECONDS = 10
 
 
 def lane_of(conversation_id: Any) -> int:
@@ -73,6 +77,10 @@ def database_sync_to_async(func: Any) -> Any:
     Connections are handed back inside the call's own context: Django keeps them in context-local
     storage, and the housekeeping that channels runs around the call sits outside that context, so
     it never saw them — each socket kept one pooled connection until the pool ran dry.
+
+    A hop still waiting for a thread after ``DATABASE_HOP_SECONDS`` is given up: it never runs
+    (asgiref cancels its future) and answers ``Unavailable``. One already running is waited for
+    and answers as usual (during an outage: within the pool's timeout).
     """
 
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -81,9 +89,22 @@ def database_sync_to_async(func: Any) -> Any:
         finally:
             close_old_connections()
 
-    if diagnostics.enabled():
-        run = diagnostics.timed(getattr(func, "__name__", "?"), run)
-    return _database_sync_to_async(run, thread_sensitive=False, executor=_database_executor())
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        hop = run
+        if diagnostics.enabled():
+            hop = diagnostics.timed(getattr(func, "__name__", "?"), run)
+        deadline = asyncio.timeout(DATABASE_HOP_SECONDS)
+        try:
+            async with deadline:
+                return await _database_sync_to_async(hop, thread_sensitive=False, executor=_database_executor())(
+                    *args, **kwargs
+                )
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise database_unavailable() from None
+
+    return call
 
 
 _executor: ThreadPoolExecutor | None = None
@@ -248,9 +269,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
             for frame in frames:
                 await self.send_frame(frame)
             self.consecutive_errors = 0
-        except MessengerError as error:
-            await self.refuse(error, ref=command.ref)
-        except DATABASE_OUTAGE_ERRORS as reason:
+        except (Unavailable, *DATABASE_OUTAGE_ERRORS) as reason:
             # Not a refusal of the frame: it is not counted towards 4009, and the client resends
             # (a message with its client_id, so it is stored once).
             logger.warning("socket command: database unavailable (%r)", reason)
@@ -258,6 +277,8 @@ class BaseConsumer(AsyncWebsocketConsumer):
             await self.send_frame(
                 events.error_frame(error.code, error.message, ref=command.ref, retry_after=error.retry_after)
             )
+        except MessengerError as error:
+            await self.refuse(error, ref=command.ref)
         except Exception:
             logger.exception("socket command failed")
             await self.send_frame(
