@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -21,10 +22,13 @@ from messenger.realtime.broadcast import channel_layer_round_trip
 # ``timeout`` and left to finish in its thread.
 CHECK_SECONDS = 1.5
 
-# Threads shared by every /health/ request. A check left running holds one until its own timeout
-# (the pool's, Redis's): a burst of requests during an outage queues here and its checks report
-# ``timeout`` in time, rather than starting a thread per request.
-_checks_executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="messenger-health")
+# A check left running holds its thread until its own timeout (the pool's, Redis's) or for good
+# (a server that accepts and never answers). Each check runs at most once at a time: a request
+# that finds it still running waits on that same run, so a hung part costs one thread, never one
+# per request, and cannot starve the other checks.
+_checks_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="messenger-health")
+_running: dict[str, Future[dict[str, Any]]] = {}
+_running_lock = threading.Lock()
 
 
 def _check_database() -> dict[str, Any]:
@@ -96,14 +100,15 @@ def _timed(check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def health(request: HttpRequest) -> JsonResponse:
     """Every part checked at once, each within ``CHECK_SECONDS``; 503 naming the failing required
     parts (``failing``), 200 otherwise (optional parts that fail are listed in ``degraded``)."""
-    futures: dict[str, Future[dict[str, Any]]] = {
-        name: _checks_executor.submit(_timed, check) for name, (check, _required) in CHECKS.items()
-    }
+    with _running_lock:
+        for name, (check, _required) in CHECKS.items():
+            if name not in _running or _running[name].done():
+                _running[name] = _checks_executor.submit(_timed, check)
+        futures = dict(_running)
     wait_for_futures(futures.values(), timeout=CHECK_SECONDS)
     checks: dict[str, dict[str, Any]] = {}
     for name, future in futures.items():
         if not future.done():
-            future.cancel()  # still queued: never starts
             checks[name] = {"ok": False, "error": "timeout"}
         elif (error := future.exception()) is not None:
             # The type only: the page is public and a driver's message names hosts and ports.
