@@ -470,3 +470,56 @@ def test_postgres_down_answers_cleanly_and_quickly(private_postgres):
         "messenger_outage", "select body from messenger_message where body = 'during' order by id"
     ).split()
     assert bodies == ["during"]
+
+
+@pytest.mark.browser
+def test_widget_keeps_a_message_sent_during_the_outage_and_delivers_it_after(private_postgres, chromium):
+    """The widget in Chromium: a message sent while PostgreSQL is down is answered ``unavailable``,
+    stays pending (not failed) and is stored once by the widget's own resend after the restart."""
+    private_postgres.psql("postgres", "create database messenger_widget_outage")
+    env = private_env(private_postgres.url("messenger_widget_outage"))
+    manage(env, "migrate", "--noinput")
+    manage(env, "demo_data")
+    server = LiveServer(env)
+    delivered = "() => [...document.querySelector('profi-messenger').shadowRoot.querySelectorAll('.msg.in')].map((el) => [el.querySelector('.text').innerText.trim(), el.dataset.id || '', el.querySelector('.tick').dataset.state])"
+    try:
+        server.start()
+        context = chromium.new_context(viewport={"width": 1100, "height": 800})
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        try:
+            page.goto(f"{server.other_origin_url}/demo/?token={DEMO_WIDGET_TOKEN}")
+            page.wait_for_function(
+                "() => window.ProfiMessenger && !window.ProfiMessenger._stub"
+                " && window.ProfiMessenger.connection === 'online'"
+            )
+            page.evaluate("ProfiMessenger.open()")
+            box = page.locator("profi-messenger").locator("textarea.input")
+            box.fill("before")
+            box.press("Enter")
+            page.wait_for_function(f"() => ({delivered})().some(([text, id]) => text === 'before' && id)")
+
+            private_postgres.stop()
+            box.fill("during")
+            box.press("Enter")
+            # The server answers ``unavailable`` after the pool's 3 s; the widget waits
+            # ``retry_after`` (5 s) and sends again: both have happened by now.
+            page.wait_for_timeout(9_000)
+            during = [item for item in page.evaluate(f"({delivered})()") if item[0] == "during"]
+            assert during == [["during", "", "pending"]], during
+
+            private_postgres.start()
+            page.wait_for_function(
+                f"() => ({delivered})().some(([text, id]) => text === 'during' && id)", timeout=30_000
+            )
+            texts = [item[0] for item in page.evaluate(f"({delivered})()")]
+        finally:
+            context.close()
+    finally:
+        server.stop(kill=True)
+
+    assert texts == ["before", "during"]
+    bodies = private_postgres.psql(
+        "messenger_widget_outage", "select body from messenger_message where body in ('before', 'during') order by id"
+    ).split()
+    assert bodies == ["before", "during"]
