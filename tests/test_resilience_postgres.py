@@ -2,10 +2,11 @@
 
 The machine's shared PostgreSQL is never touched: the test runs ``initdb`` into a temporary
 directory and starts its own cluster on a free loopback port (as the ``postgres`` OS user), then a
-live server (daphne subprocess, in-memory channel layer) that uses it. While the database is down,
-a message cannot be stored: the client gets an error frame, the server keeps running and
-``/health/`` answers 503. After the restart the same socket works again, and resending the failed
-message's ``client_id`` stores it exactly once.
+live server (daphne subprocess, in-memory channel layer) that uses it. While the database is down
+the server keeps running and answers every client in bounded time (docs/runbook.md, "PostgreSQL
+is down"): HTTP with a JSON 503, a new socket with close code 4013, a send with an ``unavailable``
+error frame, ``/health/`` with a 503 naming ``database`` within 2 s. After the restart the same
+socket works again, and resending the failed message's ``client_id`` stores it exactly once.
 """
 
 from __future__ import annotations
