@@ -439,7 +439,7 @@ def test_postgres_down_answers_cleanly_and_quickly(private_postgres):
     for status, _headers, body, seconds in outcome["health_down"]:
         assert status == 503, (status, body[:300])
         report = json.loads(body)
-        assert seconds < 2.5, (seconds, report)
+        assert seconds < 2, (seconds, report)
         assert report["ok"] is False and report["failing"] == ["database"], report
         assert report["checks"]["database"]["ok"] is False, report
         assert report["checks"]["channel_layer"]["ok"] is True, report
@@ -524,3 +524,71 @@ def test_widget_keeps_a_message_sent_during_the_outage_and_delivers_it_after(pri
         "messenger_widget_outage", "select body from messenger_message where body in ('before', 'during') order by id"
     ).split()
     assert bodies == ["before", "during"]
+
+
+@pytest.mark.browser
+def test_dashboard_resends_a_reply_answered_unavailable_and_stores_it_once(private_postgres, chromium):
+    """The operator dashboard in Chromium: a reply sent while PostgreSQL is down is answered
+    ``unavailable``; the dashboard keeps it pending and sends it again with the same ``client_id``
+    until PostgreSQL is back, so it is stored once and nothing is marked failed."""
+    from websockets.sync.client import connect
+
+    private_postgres.psql("postgres", "create database messenger_dashboard_outage")
+    env = private_env(private_postgres.url("messenger_dashboard_outage"))
+    manage(env, "migrate", "--noinput")
+    manage(env, "demo_data")
+    server = LiveServer(env)
+    try:
+        server.start()
+        context = chromium.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        try:
+            page.goto(server.url + "/accounts/login/?next=/dashboard/")
+            page.fill("#id_username", "operator1")
+            page.fill("#id_password", "operator1")
+            page.click("button[type=submit]")
+            page.wait_for_url("**/dashboard/")
+            page.wait_for_selector("#connection[data-state=online]")
+
+            status, boot = http(server.url + "/api/widget/bootstrap/", data={"widget_token": DEMO_WIDGET_TOKEN})
+            assert status == 200, boot
+            visitor_url = (
+                f"ws://127.0.0.1:{server.port}/ws/widget/"
+                f"?widget_token={DEMO_WIDGET_TOKEN}&token={boot['session_token']}"
+            )
+            with connect(visitor_url, origin=ORIGIN, open_timeout=10) as visitor:
+                visitor.send(
+                    json.dumps({"type": "message.send", "ref": "v1", "client_id": new_client_id(), "body": "hi"})
+                )
+                while (frame := json.loads(visitor.recv(timeout=15))).get("ref") != "v1":
+                    pass
+            assert frame["type"] == "ack", frame
+            conversation_id = frame["data"]["conversation_id"]
+            page.locator(f'#conversations li[data-id="{conversation_id}"]').click()
+            page.locator("#messages .message", has_text="hi").wait_for()
+
+            private_postgres.stop()
+            page.fill("#body", "reply during the outage")
+            page.press("#body", "Control+Enter")
+            # Answered ``unavailable`` after the pool's 3 s, sent again after ``retry_after`` (5 s).
+            page.wait_for_timeout(9_000)
+            reply = page.locator("#messages .message", has_text="reply during the outage")
+            assert reply.count() == 1
+            assert "is-pending" in reply.get_attribute("class") and "is-failed" not in reply.get_attribute("class")
+            assert page.input_value("#body") == ""
+
+            private_postgres.start()
+            page.locator(
+                "#messages .message:not(.is-pending):not(.is-failed)", has_text="reply during the outage"
+            ).wait_for(timeout=40_000)
+            assert page.locator("#messages .message", has_text="reply during the outage").count() == 1
+        finally:
+            context.close()
+    finally:
+        server.stop(kill=True)
+
+    stored = private_postgres.psql(
+        "messenger_dashboard_outage", "select count(*) from messenger_message where body = 'reply during the outage'"
+    )
+    assert stored.strip() == "1"
