@@ -24,12 +24,14 @@ from messenger import events
 from messenger.actions import commands
 from messenger.actions.widget import visitor_connect
 from messenger.client_address import scope_client_address
-from messenger.errors import MessengerError
+from messenger.db.outage import DATABASE_OUTAGE_ERRORS, database_unavailable
+from messenger.errors import MessengerError, Unavailable
 from messenger.protocol import (
     CLOSE_DISABLED,
     CLOSE_THROTTLED,
     CLOSE_TOO_MANY_ERRORS,
     CLOSE_UNAUTHENTICATED,
+    CLOSE_UNAVAILABLE,
     CLOSE_UNKNOWN_INBOX,
     MAX_CONSECUTIVE_ERRORS,
     OPERATOR_COMMANDS,
@@ -50,6 +52,13 @@ logger = logging.getLogger(__name__)
 # Per-socket command lanes: a conversation's commands always share one (``lane_of``).
 LANES = 8
 SOCKET_CONCURRENCY = 2
+# Seconds a handshake may wait on the database (session, token, snapshot): daphne drops a
+# handshake that is not accepted within 5 s without an answer, and a client told 4013 retries.
+HANDSHAKE_DATABASE_SECONDS = 3.5
+# Seconds a command's database hop may wait for a thread: the pool's timeout bounds a hop once it
+# runs, but during an outage the hops queue for the few threads, each holding one for that whole
+# timeout (a hop that has started is waited for: at most this plus the pool's timeout).
+DATABASE_HOP_SECONDS = 10
 
 
 def lane_of(conversation_id: Any) -> int:
@@ -70,6 +79,10 @@ def database_sync_to_async(func: Any) -> Any:
     Connections are handed back inside the call's own context: Django keeps them in context-local
     storage, and the housekeeping that channels runs around the call sits outside that context, so
     it never saw them — each socket kept one pooled connection until the pool ran dry.
+
+    A hop still waiting for a thread after ``DATABASE_HOP_SECONDS`` is given up: it never runs
+    (asgiref cancels its future) and answers ``Unavailable``. One already running is waited for
+    and answers as usual (during an outage: within the pool's timeout).
     """
 
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -78,9 +91,22 @@ def database_sync_to_async(func: Any) -> Any:
         finally:
             close_old_connections()
 
-    if diagnostics.enabled():
-        run = diagnostics.timed(getattr(func, "__name__", "?"), run)
-    return _database_sync_to_async(run, thread_sensitive=False, executor=_database_executor())
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        hop = run
+        if diagnostics.enabled():
+            hop = diagnostics.timed(getattr(func, "__name__", "?"), run)
+        deadline = asyncio.timeout(DATABASE_HOP_SECONDS)
+        try:
+            async with deadline:
+                return await _database_sync_to_async(hop, thread_sensitive=False, executor=_database_executor())(
+                    *args, **kwargs
+                )
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise database_unavailable() from None
+
+    return call
 
 
 _executor: ThreadPoolExecutor | None = None
@@ -133,7 +159,25 @@ class BaseConsumer(AsyncWebsocketConsumer):
             await self.send_frame({"type": "error", "code": "disabled", "message": "Messenger disabled"})
             await self.close(code=CLOSE_DISABLED)
             return
-        await super().websocket_connect(message)
+        try:
+            async with asyncio.timeout(HANDSHAKE_DATABASE_SECONDS):
+                await super().websocket_connect(message)
+        except (TimeoutError, Unavailable, *DATABASE_OUTAGE_ERRORS) as reason:
+            logger.warning("socket handshake: database unavailable (%r)", reason)
+            await self.close_unavailable()
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        self.accepted = True
+        await super().accept(subprotocol, headers)
+
+    async def close_unavailable(self) -> None:
+        """Accepted (a refused handshake would look like a forbidden origin), told why, closed with
+        4013: the clients reconnect with backoff."""
+        if not getattr(self, "accepted", False):
+            await self.accept()
+        error = database_unavailable()
+        await self.send_frame(events.error_frame(error.code, error.message))
+        await self.close(code=CLOSE_UNAVAILABLE)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale DB connections before every handler, through a hop to the one
@@ -217,6 +261,14 @@ class BaseConsumer(AsyncWebsocketConsumer):
             for frame in frames:
                 await self.send_frame(frame)
             self.consecutive_errors = 0
+        except (Unavailable, *DATABASE_OUTAGE_ERRORS) as reason:
+            # Not a refusal of the frame: it is not counted towards 4009, and the client resends
+            # (a message with its client_id, so it is stored once).
+            logger.warning("socket command: database unavailable (%r)", reason)
+            error = database_unavailable()
+            await self.send_frame(
+                events.error_frame(error.code, error.message, ref=command.ref, retry_after=error.retry_after)
+            )
         except MessengerError as error:
             await self.refuse(error, ref=command.ref)
         except Exception:
@@ -345,6 +397,8 @@ class OperatorConsumer(BaseConsumer):
     async def connect(self) -> None:
         from messenger.access import staff_scope
 
+        if self.scope.get("session_unavailable"):
+            raise database_unavailable()
         user = self.scope.get("user")
         scope = await database_sync_to_async(staff_scope)(user)
         await self.accept()

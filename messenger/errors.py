@@ -60,3 +60,10 @@ class CaptchaRequired(MessengerError):
 
     code = "captcha_required"
     http_status = 403
+
+
+class Unavailable(MessengerError):
+    """The service is temporarily unavailable; try again shortly."""
+
+    code = "unavailable"
+    http_status = 503

@@ -19,6 +19,9 @@ CLOSE_UNKNOWN_INBOX = 4004
 CLOSE_ACCESS_CHANGED = 4005
 CLOSE_THROTTLED = 4008
 CLOSE_TOO_MANY_ERRORS = 4009
+# The database is unavailable during the handshake: try again later. RFC 6455's 1013 says the
+# same, but daphne (autobahn) can only send 1000 and 3000–4999.
+CLOSE_UNAVAILABLE = 4013
 
 MAX_CONSECUTIVE_ERRORS = 20
 

@@ -65,8 +65,14 @@ def parse_database_url(url: str) -> dict:
         options["pool"] = {
             "min_size": env_int("MESSENGER_DB_POOL_MIN", 2),
             "max_size": env_int("MESSENGER_DB_POOL_MAX", 20),
-            "timeout": 10,
+            # Seconds a request or socket command waits for a connection. During an outage every
+            # request waits this long before its 503 / ``unavailable`` (docs/runbook.md), and a
+            # socket handshake must be answered before daphne drops it (5 s).
+            "timeout": env_int("MESSENGER_DB_POOL_TIMEOUT", 3),
         }
+    # An unreachable host (packets dropped, not refused) would otherwise hold each new connection
+    # for the operating system's TCP timeout, minutes.
+    options.setdefault("connect_timeout", "2")
     # Server-side binding with prepared statements: PostgreSQL parses and plans a repeated
     # statement once per connection (measured: about a third less PostgreSQL CPU per send,
     # docs/benchmarks.md). ``?server_side_binding=0`` goes back to client-side binding (e.g.
@@ -135,6 +141,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "messenger.middleware.SecurityHeadersMiddleware",
+    "messenger.middleware.DatabaseUnavailableMiddleware",
     # Last, as django-axes requires: turns a locked-out login into its lockout answer.
     "axes.middleware.AxesMiddleware",
 ]

@@ -7,3 +7,5 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("messenger.urls")),
 ]
+
+handler500 = "messenger.middleware.server_error"

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,7 +68,8 @@ class LiveServer:
         """The same server under another host name: a second origin for the demo page."""
         return f"http://localhost:{self.port}"
 
-    def start(self) -> LiveServer:
+    def start(self, *, healthy: bool = True) -> LiveServer:
+        """Start and wait until ``/health/`` answers 200 (``healthy=False``: until it answers at all)."""
         self.log_path.parent.mkdir(exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 — kept open for the process's life
         self.process = subprocess.Popen(
@@ -84,6 +86,10 @@ class LiveServer:
             try:
                 urllib.request.urlopen(self.url + "/health/", timeout=2)  # noqa: S310
                 return self
+            except urllib.error.HTTPError:
+                if not healthy:
+                    return self
+                time.sleep(0.2)
             except Exception:  # noqa: BLE001
                 time.sleep(0.2)
         raise RuntimeError(f"server did not start: see {self.log_path}")

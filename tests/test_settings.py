@@ -114,7 +114,8 @@ def test_database_url_selects_postgresql_with_the_pool():
     assert found["engine"] == "messenger.db.postgresql"  # Django's, batching within the parameter limit
     assert (found["name"], found["user"], found["host"], found["port"]) == ("db", "u", "h", "5433")
     assert found["conn_max_age"] == 0
-    assert found["options"]["pool"] == {"min_size": 2, "max_size": 20, "timeout": 10}
+    assert found["options"]["pool"] == {"min_size": 2, "max_size": 20, "timeout": 3}
+    assert found["options"]["connect_timeout"] == "2"
     # The database alone does not bring Redis along.
     assert found["layer"] == "channels.layers.InMemoryChannelLayer"
 
@@ -122,6 +123,8 @@ def test_database_url_selects_postgresql_with_the_pool():
 def test_database_url_pool_sizes_and_pool_off():
     sized = probe(DATABASE_URL="postgresql://u@h/db", MESSENGER_DB_POOL_MIN="1", MESSENGER_DB_POOL_MAX="5")
     assert sized["options"]["pool"]["min_size"] == 1 and sized["options"]["pool"]["max_size"] == 5
+    assert probe(DATABASE_URL="postgres://u@h/db", MESSENGER_DB_POOL_TIMEOUT="7")["options"]["pool"]["timeout"] == 7
+    assert probe(DATABASE_URL="postgres://u@h/db?connect_timeout=9")["options"]["connect_timeout"] == "9"
     assert "pool" not in probe(DATABASE_URL="postgres://u@h/db?pool=0&sslmode=require")["options"]
     assert probe(DATABASE_URL="postgres://u@h/db?sslmode=require")["options"]["sslmode"] == "require"
 

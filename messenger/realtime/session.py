@@ -21,15 +21,21 @@ from asgiref.sync import sync_to_async
 from channels.auth import get_user
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.auth.models import AnonymousUser
 from django.db import close_old_connections
 from django.http.cookie import parse_cookie
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from messenger.access import StaffScope, staff_scope
+from messenger.db.outage import DATABASE_OUTAGE_ERRORS
 from messenger.protocol import CLOSE_ACCESS_CHANGED, CLOSE_SESSION_ENDED
 
 logger = logging.getLogger(__name__)
+
+# Part of the handshake's database budget (``consumers.HANDSHAKE_DATABASE_SECONDS``): the
+# session is read before the consumer starts.
+HANDSHAKE_SESSION_SECONDS = 3
 
 
 class SessionUserMiddleware:
@@ -47,9 +53,15 @@ class SessionUserMiddleware:
                 break
         store = import_module(settings.SESSION_ENGINE).SessionStore
         session = store(cookies.get(settings.SESSION_COOKIE_NAME))
-        # Channels' own lookup: the user of the session, whose password hash it must still match.
-        user = await get_user({"session": session})
-        return await self.inner(dict(scope, cookies=cookies, session=session, user=user), receive, send)
+        extra: dict[str, Any] = {}
+        try:
+            # Channels' own lookup: the user of the session, whose password hash it must still match.
+            async with asyncio.timeout(HANDSHAKE_SESSION_SECONDS):
+                user = await get_user({"session": session})
+        except (TimeoutError, *DATABASE_OUTAGE_ERRORS):
+            # The consumer answers the handshake (4013), which it must accept first to do.
+            user, extra["session_unavailable"] = AnonymousUser(), True
+        return await self.inner(dict(scope, cookies=cookies, session=session, user=user, **extra), receive, send)
 
 
 # --- Sessions that end while their socket is open ----------------------------------------------

@@ -59,6 +59,13 @@ def _get_reader() -> Any:
             return None
 
 
+def reader_state() -> str:
+    """``disabled``, ``loaded`` or ``missing`` (enabled, but the file cannot be opened): for /health/."""
+    if not settings.MESSENGER_GEOIP_ENABLED or not settings.MESSENGER_GEOIP_PATH:
+        return "disabled"
+    return "loaded" if _get_reader() is not None else "missing"
+
+
 def reset_reader() -> None:
     global _reader, _reader_path, _failed
     with _lock:

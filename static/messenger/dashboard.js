@@ -163,7 +163,7 @@
     if (frame.ref && socket.pending.has(frame.ref) && ["ack", "error", "conversation.snapshot"].includes(frame.type)) {
       const waiter = socket.pending.get(frame.ref);
       socket.pending.delete(frame.ref);
-      if (frame.type === "error") waiter.reject(Object.assign(new Error(frame.message), { code: frame.code }));
+      if (frame.type === "error") waiter.reject(Object.assign(new Error(frame.message), { code: frame.code, retryAfter: frame.retry_after }));
       else waiter.resolve(frame);
       return;
     }
@@ -835,13 +835,22 @@
     open.byClientId.set(clientId, pending);
     $("messages").append(pending.node);
     scrollToBottom();
-    try {
-      const ack = await command("message.send", { conversation_id: open.id, client_id: clientId, body: text, private: isNote, attachment_ids: attachments.map((item) => item.id) });
-      if (state.open === open) addMessage(ack.data.message);
-    } catch (error) {
-      pending.node.classList.add("is-failed");
-      pending.node.title = `${T.sendFailed}: ${error.message}`;
-      if (!body.value) body.value = text; // nothing typed is lost
+    const fields = { conversation_id: open.id, client_id: clientId, body: text, private: isNote, attachment_ids: attachments.map((item) => item.id) };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const ack = await command("message.send", fields);
+        if (state.open === open) addMessage(ack.data.message);
+      } catch (error) {
+        // The database is down for a moment: the same client_id goes again, so it is stored once.
+        if (error.code === "unavailable" && attempt < 5) {
+          await new Promise((resolve) => setTimeout(resolve, (error.retryAfter || 5) * 1000));
+          continue;
+        }
+        pending.node.classList.add("is-failed");
+        pending.node.title = `${T.sendFailed}: ${error.message}`;
+        if (!body.value) body.value = text; // nothing typed is lost
+      }
+      return;
     }
   }
 

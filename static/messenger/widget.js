@@ -657,7 +657,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       showPreChat();
       return;
     }
-    if (frame.code === "rate_limited" || frame.code === "server_error") {
+    if (frame.code === "rate_limited" || frame.code === "unavailable" || frame.code === "server_error") {
       setTimeout(() => { item.sentOn = 0; flush(); }, Math.max(1, frame.retry_after || 2) * 1000);
       return;
     }
