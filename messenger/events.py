@@ -12,6 +12,18 @@ from messenger.models import Attachment, Conversation, Message
 from messenger.tokens import attachment_token
 
 
+# daphne's WebSocket limit (1 MiB) applies to what the server sends as well as to what it receives:
+# a larger frame closes the receiving socket (1011). A message's body and its rendered content must
+# fit in one frame with room to spare for the rest of it, and a page of history in another.
+MESSAGE_TEXT_MAX_BYTES = 960 * 1024
+PAGE_TEXT_MAX_BYTES = 512 * 1024
+
+
+def text_bytes(body: str, content: str) -> int:
+    """What ``body`` and its rendered ``content`` take in a frame: JSON strings, UTF-8."""
+    return len(json.dumps(body, ensure_ascii=False).encode()) + len(json.dumps(content, ensure_ascii=False).encode())
+
+
 def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None

@@ -172,7 +172,10 @@ def tab_counters(scope: StaffScope) -> dict[str, Any]:
 def history_page(
     conversation: Conversation, *, before_id: int | None = None, limit: int = HISTORY_PAGE
 ) -> dict[str, Any]:
-    """Messages older than ``before_id`` (all directions, notes included), oldest first: two queries."""
+    """Messages older than ``before_id`` (all directions, notes included), oldest first: two queries.
+
+    A page also ends before its text passes ``events.PAGE_TEXT_MAX_BYTES`` (it holds at least one
+    message), so that it fits in one socket frame however long the messages are."""
     queryset = (
         Message.objects.filter(conversation_id=conversation.pk)
         .select_related("sender_contact", "sender_user")
@@ -183,7 +186,14 @@ def history_page(
         queryset = queryset.filter(id__lt=before_id)
     page = list(queryset[: limit + 1])
     more = len(page) > limit
-    page = list(reversed(page[:limit]))
+    page = page[:limit]
+    size = 0
+    for index, message in enumerate(page):
+        size += events.text_bytes(message.body, message.content)
+        if index and size > events.PAGE_TEXT_MAX_BYTES:
+            page, more = page[:index], True
+            break
+    page.reverse()
     for message in page:
         message.conversation = conversation
     return {

@@ -62,6 +62,15 @@ class SendResult:
     conversation: Conversation
 
 
+def fitting_content(content: str, body: str) -> str:
+    """``content`` (``body`` rendered), or ``too_large`` when the two would not fit in one frame
+    (``events.MESSAGE_TEXT_MAX_BYTES``): a body of short links or quotes grows several times over
+    when rendered."""
+    if events.text_bytes(body, content) > events.MESSAGE_TEXT_MAX_BYTES:
+        raise InvalidInput("body: too long once formatted; send it in parts", code="too_large")
+    return content
+
+
 def validate_message_input(client_id: Any, body: Any, attachment_ids: Any) -> tuple[str, str, list[int]]:
     if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
         raise InvalidInput("client_id: a string of 1 to 64 characters is required")
@@ -664,7 +673,7 @@ def send_visitor_message(
     from messenger.actions.conversations import do_start_conversation
 
     client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
-    content = formatting.render(body)
+    content = fitting_content(formatting.render(body), body)
 
     def store(target: Conversation, checks: WriteChecks | None = None) -> Message:
         with transaction.atomic():
@@ -751,6 +760,7 @@ def send_operator_message(
 ) -> SendResult:
     """Store a reply (``private``: an internal note). ``conversation`` came from ``access_*``."""
     client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
+    content = fitting_content(formatting.render(body), body)
     if not private and conversation.status in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED):
         existing = _existing(client_id, conversation_id=conversation.pk)
         if existing is not None:
@@ -759,9 +769,7 @@ def send_operator_message(
     try:
         with transaction.atomic():
             message = _store_message(
-                **_operator_fields(
-                    conversation, user, body, formatting.render(body), client_id, private, attachment_ids
-                )
+                **_operator_fields(conversation, user, body, content, client_id, private, attachment_ids)
             )
     except AlreadyStored as stored:
         # A resend: the stored message, nothing new (the sequence bump was rolled back).
@@ -857,7 +865,7 @@ async def asend_visitor_message(
         return None
     client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
     checks = _visitor_checks(contact_inbox, client_id, limits)
-    content = await formatting.arender(body)
+    content = fitting_content(await formatting.arender(body), body)
     message = await _astore(
         _visitor_fields(contact_inbox, known_conversation, body, content, client_id, attachment_ids, checks),
         "visitor_send",
@@ -883,7 +891,7 @@ async def asend_operator_message(
     if not private and conversation.status in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED):
         return None
     client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
-    content = await formatting.arender(body)
+    content = fitting_content(await formatting.arender(body), body)
     message = await _astore(
         _operator_fields(conversation, user, body, content, client_id, private, attachment_ids), "operator_send"
     )
