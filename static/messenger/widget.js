@@ -20,6 +20,7 @@
     en: {
       title: "Chat with us", placeholder: "Type a message…", send: "Send", close: "Close chat", open: "Open chat",
       attach: "Attach files", emoji: "Emoji", connecting: "Connecting…", online: "Online", reconnecting: "Reconnecting…",
+      interrupted: "Live updates interrupted — reconnecting…",
       offline: "We are offline now. Leave a message and we will reply as soon as we can.",
       typing: "{name} is typing…", operator: "Operator", queue: "You are #{n} in the queue", wait: ", about {m} min",
       opened: "{name} opened your conversation", preview: "Operators can see what you type before you send it.",
@@ -37,6 +38,7 @@
     ru: {
       title: "Напишите нам", placeholder: "Введите сообщение…", send: "Отправить", close: "Закрыть чат", open: "Открыть чат",
       attach: "Прикрепить файлы", emoji: "Эмодзи", connecting: "Подключение…", online: "В сети", reconnecting: "Переподключение…",
+      interrupted: "Связь прервана — восстанавливаем…",
       offline: "Сейчас мы не в сети. Оставьте сообщение — мы ответим, как только сможем.",
       typing: "{name} печатает…", operator: "Оператор", queue: "Вы №{n} в очереди", wait: ", примерно {m} мин",
       opened: "{name} открыл(а) ваш диалог", preview: "Операторы видят текст, который вы набираете, ещё до отправки.",
@@ -445,7 +447,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
   // --- messages ---------------------------------------------------------------------------------
   function conv(id) {
     let c = conversations.get(id);
-    if (!c) { c = { last: 0, resuming: false, status: "open" }; conversations.set(id, c); }
+    if (!c) { c = { last: 0, resuming: false, again: false, status: "open" }; conversations.set(id, c); }
     return c;
   }
 
@@ -779,7 +781,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       clearInterval(heartbeatTimer);
       for (const cb of waiting.values()) cb({ type: "error", code: "offline", message: t.reconnecting });
       waiting.clear();
-      for (const c of conversations.values()) c.resuming = false;
+      for (const c of conversations.values()) c.resuming = c.again = false;
       if (e.code === 4003 || e.code === 4004 || e.code === 4000) { stopped = true; setConn("reconnecting"); return; }
       setConn("reconnecting");
       if (e.code === 4001) { rebootstrap(); return; }
@@ -822,9 +824,11 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     if (f.type === "resume.done") {
       const c = conv(f.conversation_id);
       c.resuming = false;
-      if (f.last_id > c.last) resume(f.conversation_id);
+      // A frame dropped while the replay was in flight may be newer than the replay: ask again.
+      if (c.again || f.last_id > c.last) { c.again = false; resume(f.conversation_id); }
       return;
     }
+    if (f.type === "live") return onLive(f.data || {});
     if (f.type === "error" && f.code === "captcha_required" && f.challenge) return showCaptcha(f.challenge);
     if (typeof f.id === "number" && f.conversation_id) return onDurable(f);
   }
@@ -846,9 +850,17 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     markRead();
   }
 
+  function onLive(data) {
+    if (data.state === "interrupted") { setConn("interrupted"); return; }
+    // Live delivery is back: whatever was stored meanwhile is read from the event log.
+    setConn("online");
+    if (currentId) conv(currentId);
+    for (const id of conversations.keys()) resume(id);
+  }
+
   function resume(id) {
     const c = conv(id);
-    if (c.resuming) return;
+    if (c.resuming) { c.again = true; return; }
     c.resuming = true;
     send({ type: "resume", conversation_id: id, after: c.last });
   }

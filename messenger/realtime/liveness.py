@@ -1,0 +1,182 @@
+"""Whether this process's channel layer delivers, and what its sockets are told when that changes.
+
+A Redis outage loses frames without anyone seeing a gap: the pub/sub subscriptions come back by
+themselves, heartbeats keep flowing, and a message stored during the outage stays invisible until
+a later event of its conversation reveals the missing id. So each server process watches its own
+layer and tells its sockets (docs/protocol.md, "Live delivery"):
+
+* ``live`` ``interrupted`` when a probe round trip through the layer fails or a publish of this
+  process raises: clients show a degraded state (sends still work: the database is the truth);
+* ``live`` ``restored`` when a probe comes back again: the subscriptions of this process are back
+  (the probe's channel is re-subscribed in the same command as every group), so whatever a client
+  reads from the database now, and every frame after, reaches it. Clients resume every
+  conversation they hold.
+
+A process whose publish failed also sends ``restored`` through the layer, once it works again, to
+the groups it failed to reach: a socket on another process whose own layer never noticed (a blink
+between two of its probes, a stale connection of only the publisher) resumes too.
+
+Invariants:
+* One watch per event loop (the server's), started by the first socket that connects.
+* The in-memory layer cannot lose frames: no watch runs there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from typing import Any, Protocol
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from messenger import events
+from messenger.realtime.groups import FANOUT_HANDLER
+
+logger = logging.getLogger(__name__)
+
+# A subscriber that loses its Redis connection is deaf for at least a second (channels-redis waits
+# that long before it reconnects): a probe every half second falls into any such window.
+PROBE_INTERVAL = 0.5
+PROBE_TIMEOUT = 1.0
+
+
+class LiveSocket(Protocol):
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None: ...
+
+
+class LayerWatch:
+    """The probe task of one event loop, the sockets it tells, and the groups it owes a resume."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.delivering = True
+        self.sockets: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.unreached: set[str] = set()
+        self.sent = 0
+        self.echoed = 0
+        self.echo: asyncio.Future[None] | None = None
+        self.task = asyncio.ensure_future(self.run())
+
+    async def run(self) -> None:
+        channel = None
+        receiver = None
+        try:
+            while True:
+                try:
+                    if channel is None:
+                        channel = await asyncio.wait_for(self.layer.new_channel("live."), PROBE_TIMEOUT)
+                        receiver = asyncio.ensure_future(self.receive_echoes(channel))
+                    delivered = await self.probe(channel)
+                except Exception:  # noqa: BLE001 — the layer is down; the next probe tells when it is back
+                    logger.debug("channel layer probe failed", exc_info=True)
+                    delivered = False
+                if delivered and not self.delivering:
+                    await self.restored()
+                elif not delivered and self.delivering:
+                    self.interrupted()
+                await asyncio.sleep(PROBE_INTERVAL)
+        finally:
+            if receiver is not None:
+                receiver.cancel()
+
+    async def receive_echoes(self, channel: str) -> None:
+        # Never cancelled while the watch runs: channels-redis drops the channel's subscription
+        # when a receive is cancelled, and the probe must ride the subscriptions' connection.
+        while True:
+            message = await self.layer.receive(channel)
+            self.echoed = max(self.echoed, int(message.get("n", 0)))
+            if self.echo is not None and not self.echo.done() and self.echoed >= self.sent:
+                self.echo.set_result(None)
+
+    async def probe(self, channel: str) -> bool:
+        self.sent += 1
+        self.echo = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self.layer.send(channel, {"type": "live.probe", "n": self.sent}), PROBE_TIMEOUT)
+            await asyncio.wait_for(self.echo, PROBE_TIMEOUT)
+        except TimeoutError:
+            return False
+        return True
+
+    def interrupted(self) -> None:
+        """Synchronous, so that a failed publish marks the layer down before anything else runs."""
+        self.delivering = False
+        logger.warning("channel layer not delivering; clients are told live delivery is interrupted")
+        asyncio.ensure_future(self.tell_sockets(_text(events.live_frame(delivering=False))))
+
+    async def restored(self) -> None:
+        self.delivering = True
+        logger.warning("channel layer delivering again; clients resume from the database")
+        text = _text(events.live_frame(delivering=True))
+        await self.tell_sockets(text)
+        groups, self.unreached = sorted(self.unreached), set()
+        for group in groups:
+            try:
+                await self.layer.group_send(group, {"type": FANOUT_HANDLER, "frame": text})
+            except Exception:  # noqa: BLE001 — down again: owed until the next recovery
+                self.unreached.add(group)
+
+    async def tell_sockets(self, text: str) -> None:
+        for socket in list(self.sockets):
+            try:
+                await socket.send(text_data=text)
+            except Exception:  # noqa: BLE001 — a socket closing meanwhile
+                logger.debug("live frame not sent", exc_info=True)
+
+
+_watches: dict[asyncio.AbstractEventLoop, LayerWatch] = {}
+
+
+def _watch() -> LayerWatch | None:
+    """This loop's watch, started on first use; None on a layer that cannot lose frames."""
+    layer = get_channel_layer()
+    if layer is None or isinstance(layer, InMemoryChannelLayer):
+        return None
+    loop = asyncio.get_running_loop()
+    watch = _watches.get(loop)
+    if watch is None or watch.task.done():
+        for stale in [other for other in _watches if other.is_closed()]:
+            del _watches[stale]
+        watch = _watches[loop] = LayerWatch(layer)
+    return watch
+
+
+async def attach(socket: LiveSocket) -> None:
+    """A socket that has joined its groups and sent ``hello``: it hears of outages from now on."""
+    watch = _watch()
+    if watch is None:
+        return
+    watch.sockets.add(socket)
+    if not watch.delivering:
+        await socket.send(text_data=_text(events.live_frame(delivering=False)))
+
+
+def detach(socket: LiveSocket) -> None:
+    try:
+        watch = _watches.get(asyncio.get_running_loop())
+    except RuntimeError:
+        return
+    if watch is not None:
+        watch.sockets.discard(socket)
+
+
+def publish_failed(groups: list[str]) -> None:
+    """On the event loop: a publish to ``groups`` raised. The sockets of this process are told at
+    once, and the groups get ``restored`` when the layer delivers again."""
+    try:
+        watch = _watches.get(asyncio.get_running_loop())
+    except RuntimeError:
+        return  # a worker's one-off loop: the servers' probes see the same outage
+    if watch is None:
+        return
+    watch.unreached.update(groups)
+    if watch.delivering:
+        watch.interrupted()
+
+
+def _text(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"))
