@@ -37,9 +37,11 @@ from messenger.realtime.groups import FANOUT_HANDLER
 logger = logging.getLogger(__name__)
 
 # A subscriber that loses its Redis connection is deaf for at least a second (channels-redis waits
-# that long before it reconnects): a probe every half second falls into any such window.
+# that long before it reconnects): a probe every half second falls into any such window. A probe
+# is given two seconds to come back, so that a busy event loop (late, not lost) is not taken for
+# an outage: each false alarm would make every client of the process resume at once.
 PROBE_INTERVAL = 0.5
-PROBE_TIMEOUT = 1.0
+PROBE_TIMEOUT = 2.0
 
 
 class LiveSocket(Protocol):
