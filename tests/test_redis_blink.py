@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -120,6 +122,46 @@ def test_both_sides_see_what_the_other_sent_while_redis_was_down(chromium, priva
         # Each message shown once on each side.
         assert widget(page).locator(".msg", has_text="visitor during the outage").count() == 1
         assert olga.locator("#messages .message", has_text="operator during the outage").count() == 1
+    finally:
+        page.context.close()
+        olga.context.close()
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.skipif(not shutil.which("redis-cli"), reason="redis-cli is not installed")
+def test_a_blink_of_the_subscriptions_alone_is_caught_too(chromium, private_redis, live_server_factory):  # noqa: ANN001
+    """Redis stays up, but drops every pub/sub connection: publishes succeed into the void until the
+    subscribers reconnect, so no process sees a failure — only a probe that never came back."""
+    branch = make_branch()
+    inbox = make_inbox(branch)
+    make_user("olga", branch=branch)
+    env = {"REDIS_URL": private_redis.url, "DJANGO_ALLOW_ASYNC_UNSAFE": ""}
+    widget_server, dashboard_server = live_server_factory(env), live_server_factory(env)
+    page = demo_page(chromium, widget_server, inbox.widget_token)
+    olga = log_in(chromium, dashboard_server, "olga")
+    try:
+        wait_ready(page)
+        page.evaluate("ProfiMessenger.open()")
+        send_text(page, "hello before")
+        widget(page).locator(".msg.in[data-id]", has_text="hello before").wait_for()
+        row(olga, Conversation.objects.get(inbox=inbox).pk).click()
+        olga.locator("#messages .message", has_text="hello before").wait_for()
+        widget_sockets = count_sockets(page)
+
+        killed = subprocess.run(
+            [shutil.which("redis-cli"), "-p", str(private_redis.port), "client", "kill", "type", "pubsub"],
+            capture_output=True,
+            check=True,
+        )
+        assert int(killed.stdout) >= 2  # both servers' subscriptions
+        send_text(page, "visitor during the blink")
+        widget(page).locator(".msg.in[data-id]", has_text="visitor during the blink").wait_for()
+        olga.locator("#messages .message", has_text="visitor during the blink").wait_for(
+            timeout=CATCH_UP_SECONDS * 1000
+        )
+        assert olga.locator("#messages .message", has_text="visitor during the blink").count() == 1
+        assert widget_sockets == []
     finally:
         page.context.close()
         olga.context.close()

@@ -27,6 +27,7 @@ import asyncio
 import json
 import logging
 import weakref
+from collections import deque
 from typing import Any, Protocol
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -59,11 +60,16 @@ class LayerWatch:
         self.sockets: weakref.WeakSet[Any] = weakref.WeakSet()
         self.unreached: set[str] = set()
         self.sent = 0
-        self.echoed = 0
-        self.echo: asyncio.Future[None] | None = None
+        # Probes published and not echoed yet: (number, loop time of the publish), oldest first.
+        self.outstanding: deque[tuple[int, float]] = deque()
+        # Only a probe published after the interruption proves that publishing works again.
+        self.interrupted_at_probe = 0
         self.task = asyncio.ensure_future(self.run())
 
     async def run(self) -> None:
+        """A probe every ``PROBE_INTERVAL``, without waiting for the previous one to come back: the
+        first probe published after the subscriptions are back returns at once."""
+        loop = asyncio.get_running_loop()
         channel = None
         receiver = None
         try:
@@ -72,13 +78,15 @@ class LayerWatch:
                     if channel is None:
                         channel = await asyncio.wait_for(self.layer.new_channel("live."), PROBE_TIMEOUT)
                         receiver = asyncio.ensure_future(self.receive_echoes(channel))
-                    delivered = await self.probe(channel)
-                except Exception:  # noqa: BLE001 — the layer is down; the next probe tells when it is back
+                    self.sent += 1
+                    probe = {"type": "live.probe", "n": self.sent}
+                    await asyncio.wait_for(self.layer.send(channel, probe), PROBE_TIMEOUT)
+                    self.outstanding.append((self.sent, loop.time()))
+                    lost = loop.time() - self.outstanding[0][1] > PROBE_TIMEOUT
+                except Exception:  # noqa: BLE001 — the layer is down; a later probe tells when it is back
                     logger.debug("channel layer probe failed", exc_info=True)
-                    delivered = False
-                if delivered and not self.delivering:
-                    await self.restored()
-                elif not delivered and self.delivering:
+                    lost = True
+                if lost and self.delivering:
                     self.interrupted()
                 await asyncio.sleep(PROBE_INTERVAL)
         finally:
@@ -89,24 +97,21 @@ class LayerWatch:
         # Never cancelled while the watch runs: channels-redis drops the channel's subscription
         # when a receive is cancelled, and the probe must ride the subscriptions' connection.
         while True:
-            message = await self.layer.receive(channel)
-            self.echoed = max(self.echoed, int(message.get("n", 0)))
-            if self.echo is not None and not self.echo.done() and self.echoed >= self.sent:
-                self.echo.set_result(None)
-
-    async def probe(self, channel: str) -> bool:
-        self.sent += 1
-        self.echo = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait_for(self.layer.send(channel, {"type": "live.probe", "n": self.sent}), PROBE_TIMEOUT)
-            await asyncio.wait_for(self.echo, PROBE_TIMEOUT)
-        except TimeoutError:
-            return False
-        return True
+            number = int((await self.layer.receive(channel)).get("n", 0))
+            # Probes are published one after the other and Redis delivers them in that order: an
+            # echo that skips an older probe means the subscription was deaf for a moment (a blink
+            # shorter than PROBE_TIMEOUT) and is back — frames of that moment may be lost too.
+            skipped = bool(self.outstanding) and self.outstanding[0][0] < number
+            while self.outstanding and self.outstanding[0][0] <= number:
+                self.outstanding.popleft()
+            if (not self.delivering and number > self.interrupted_at_probe) or (self.delivering and skipped):
+                await self.restored()
 
     def interrupted(self) -> None:
         """Synchronous, so that a failed publish marks the layer down before anything else runs."""
         self.delivering = False
+        self.interrupted_at_probe = self.sent
+        self.outstanding.clear()  # lost with the outage: they must not interrupt the recovery
         logger.warning("channel layer not delivering; clients are told live delivery is interrupted")
         asyncio.ensure_future(self.tell_sockets(_text(events.live_frame(delivering=False))))
 
@@ -121,6 +126,8 @@ class LayerWatch:
                 await self.layer.group_send(group, {"type": FANOUT_HANDLER, "frame": text})
             except Exception:  # noqa: BLE001 — down again: owed until the next recovery
                 self.unreached.add(group)
+        if self.unreached and self.delivering:
+            self.interrupted()
 
     async def tell_sockets(self, text: str) -> None:
         for socket in list(self.sockets):
