@@ -78,13 +78,18 @@ class LayerWatch:
                     if channel is None:
                         channel = await asyncio.wait_for(self.layer.new_channel("live."), PROBE_TIMEOUT)
                         receiver = asyncio.ensure_future(self.receive_echoes(channel))
+                        watch_subscriber_reconnects(self.layer, self.subscriber_reconnected)
                     self.sent += 1
-                    probe = {"type": "live.probe", "n": self.sent}
-                    await asyncio.wait_for(self.layer.send(channel, probe), PROBE_TIMEOUT)
+                    # Counted before the publish: its echo may come back before the publish returns.
                     self.outstanding.append((self.sent, loop.time()))
-                    lost = loop.time() - self.outstanding[0][1] > PROBE_TIMEOUT
+                    await asyncio.wait_for(
+                        self.layer.send(channel, {"type": "live.probe", "n": self.sent}), PROBE_TIMEOUT
+                    )
+                    lost = bool(self.outstanding) and loop.time() - self.outstanding[0][1] > PROBE_TIMEOUT
                 except Exception:  # noqa: BLE001 — the layer is down; a later probe tells when it is back
                     logger.debug("channel layer probe failed", exc_info=True)
+                    if self.outstanding and self.outstanding[-1][0] == self.sent:
+                        self.outstanding.pop()
                     lost = True
                 if lost and self.delivering:
                     self.interrupted()
@@ -106,6 +111,12 @@ class LayerWatch:
                 self.outstanding.popleft()
             if (not self.delivering and number > self.interrupted_at_probe) or (self.delivering and skipped):
                 await self.restored()
+
+    def subscriber_reconnected(self, connection: Any) -> None:
+        """The pub/sub connection was lost and is back (its subscriptions were just renewed): frames
+        published in between reached nobody, however short the gap. The next probe confirms."""
+        if self.delivering:
+            self.interrupted()
 
     def interrupted(self) -> None:
         """Synchronous, so that a failed publish marks the layer down before anything else runs."""
@@ -135,6 +146,30 @@ class LayerWatch:
                 await socket.send(text_data=text)
             except Exception:  # noqa: BLE001 — a socket closing meanwhile
                 logger.debug("live frame not sent", exc_info=True)
+
+
+def watch_subscriber_reconnects(layer: Any, callback: Any) -> bool:
+    """Have ``callback`` (a method) called each time the layer's pub/sub connection of this event
+    loop reconnects; False on a layer that has none.
+
+    redis-py reconnects a dropped pub/sub connection inside the read that failed, when Redis is
+    reachable, and renews its subscriptions there: the gap lasts milliseconds, too short for a
+    probe to fall into, yet frames published in it are lost (Redis kills a subscriber whose output
+    buffer overflows, dropping what it held). redis-py's connect callbacks are public, but the
+    connection is reached through channels-redis's private attributes (channels-redis is pinned;
+    tests/test_redis_blink.py fails if this stops working).
+    """
+    get_layer = getattr(layer, "_get_layer", None)
+    if get_layer is None:
+        return False
+    found = False
+    for shard in getattr(get_layer(), "_shards", ()):
+        pubsub = getattr(shard, "_pubsub", None)
+        connection = getattr(pubsub, "connection", None)
+        if connection is not None:
+            connection.register_connect_callback(callback)
+            found = True
+    return found
 
 
 _watches: dict[asyncio.AbstractEventLoop, LayerWatch] = {}
