@@ -5,16 +5,17 @@ themselves, heartbeats keep flowing, and a message stored during the outage stay
 a later event of its conversation reveals the missing id. So each server process watches its own
 layer and tells its sockets (docs/protocol.md, "Live delivery"):
 
-* ``live`` ``interrupted`` when a probe round trip through the layer fails or a publish of this
-  process raises: clients show a degraded state (sends still work: the database is the truth);
+* ``live`` ``interrupted`` when a probe round trip through the layer fails, a publish of this
+  process raises or the pub/sub connection reconnects: clients show a degraded state (sends still
+  work: the database is the truth);
 * ``live`` ``restored`` when a probe comes back again: the subscriptions of this process are back
   (the probe's channel is re-subscribed in the same command as every group), so whatever a client
   reads from the database now, and every frame after, reaches it. Clients resume every
   conversation they hold.
 
 A process whose publish failed also sends ``restored`` through the layer, once it works again, to
-the groups it failed to reach: a socket on another process whose own layer never noticed (a blink
-between two of its probes, a stale connection of only the publisher) resumes too.
+the groups it failed to reach: a socket on another process whose own layer never noticed (a stale
+connection of only the publisher) resumes too.
 
 Invariants:
 * One watch per event loop (the server's), started by the first socket that connects.
