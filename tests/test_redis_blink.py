@@ -26,7 +26,7 @@ import pytest
 
 from messenger.models import Conversation, Message
 from tests.factories import make_branch, make_inbox, make_user
-from tests.live import run_async
+from tests.live import run_async, screenshot
 from tests.test_dashboard_browser import TIMEOUT, Visitor, log_in, row
 from tests.test_resilience import REDIS_SERVER, PrivateRedis
 from tests.test_widget_browser import Operator, demo_page, send_text, wait_ready, widget
@@ -91,9 +91,14 @@ def test_both_sides_see_what_the_other_sent_while_redis_was_down(chromium, priva
         private_redis.stop()
         # Both sides say so while live delivery is down.
         widget(page).locator(".root[data-conn=interrupted]").wait_for(state="attached")
-        assert widget(page).locator(".conn").inner_text() == "Live updates interrupted — reconnecting…"
+        assert widget(page).locator(".conn").inner_text() == "Reconnecting…"
+        assert widget(page).locator(".notice.live").inner_text() == (
+            "Live updates are interrupted. Your messages are still saved."
+        )
         olga.wait_for_selector("#connection[data-state=interrupted]")
         assert olga.inner_text("#connection") == "Live updates interrupted — reconnecting…"
+        screenshot(page, "widget-live-interrupted")
+        screenshot(olga, "dashboard-live-interrupted")
 
         # One message each way: both are stored and acked (the database is the truth).
         send_text(page, "visitor during the outage")
@@ -117,6 +122,7 @@ def test_both_sides_see_what_the_other_sent_while_redis_was_down(chromium, priva
         widget(page).locator(".msg.out", has_text="operator during the outage").wait_for(timeout=left())
         olga.locator("#messages .message", has_text="visitor during the outage").wait_for(timeout=left())
         widget(page).locator(".root[data-conn=online]").wait_for(state="attached", timeout=left())
+        assert widget(page).locator(".notice.live").is_hidden()
         olga.wait_for_selector("#connection[data-state=online]", timeout=left())
         assert time.monotonic() <= deadline
         assert widget_sockets == [] and dashboard_sockets == []  # nobody reconnected

@@ -20,7 +20,7 @@
     en: {
       title: "Chat with us", placeholder: "Type a message…", send: "Send", close: "Close chat", open: "Open chat",
       attach: "Attach files", emoji: "Emoji", connecting: "Connecting…", online: "Online", reconnecting: "Reconnecting…",
-      interrupted: "Live updates interrupted — reconnecting…",
+      interrupted: "Reconnecting…", liveDown: "Live updates are interrupted. Your messages are still saved.",
       offline: "We are offline now. Leave a message and we will reply as soon as we can.",
       typing: "{name} is typing…", operator: "Operator", queue: "You are #{n} in the queue", wait: ", about {m} min",
       opened: "{name} opened your conversation", preview: "Operators can see what you type before you send it.",
@@ -38,7 +38,7 @@
     ru: {
       title: "Напишите нам", placeholder: "Введите сообщение…", send: "Отправить", close: "Закрыть чат", open: "Открыть чат",
       attach: "Прикрепить файлы", emoji: "Эмодзи", connecting: "Подключение…", online: "В сети", reconnecting: "Переподключение…",
-      interrupted: "Связь прервана — восстанавливаем…",
+      interrupted: "Переподключение…", liveDown: "Обновления в реальном времени прервались. Ваши сообщения сохраняются.",
       offline: "Сейчас мы не в сети. Оставьте сообщение — мы ответим, как только сможем.",
       typing: "{name} печатает…", operator: "Оператор", queue: "Вы №{n} в очереди", wait: ", примерно {m} мин",
       opened: "{name} открыл(а) ваш диалог", preview: "Операторы видят текст, который вы набираете, ещё до отправки.",
@@ -192,6 +192,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     ui.conn = h("span", { class: "conn", role: "status", text: t.connecting });
     ui.close = h("button", { class: "x", type: "button", "aria-label": t.close, text: "×", onclick: () => api.close() });
     ui.offline = h("div", { class: "notice offline", hidden: true, role: "status" });
+    ui.live = h("div", { class: "notice offline live", hidden: true, role: "status", text: t.liveDown });
     ui.queue = h("div", { class: "notice queue", hidden: true, role: "status" });
     ui.info = h("div", { class: "notice info", hidden: true, role: "status" });
     ui.preview = h("div", { class: "notice preview", hidden: !(s.features && s.features.typing_preview), text: t.preview });
@@ -209,7 +210,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       : null;
     ui.panel = h("div", { class: "panel", role: "dialog", "aria-modal": "false", "aria-labelledby": titleId, hidden: true, onkeydown: onPanelKey }, [
       h("header", {}, [h("h2", { id: titleId, text: w.title || t.title }), ui.conn, ui.close]),
-      ui.offline, ui.queue, ui.info, ui.preview, ui.log, ui.typing, ui.extra, ui.composer, ui.privacy,
+      ui.live, ui.offline, ui.queue, ui.info, ui.preview, ui.log, ui.typing, ui.extra, ui.composer, ui.privacy,
     ]);
     setupDrop(ui.panel);
     root.append(ui.panel, ui.launcher);
@@ -257,6 +258,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
   function setConn(state) {
     root.setAttribute("data-conn", state);
     ui.conn.textContent = t[state];
+    ui.live.hidden = state !== "interrupted";
   }
 
   function setAvailability(data) {
