@@ -38,12 +38,14 @@ from messenger.realtime.groups import FANOUT_HANDLER
 
 logger = logging.getLogger(__name__)
 
-# A subscriber that loses its Redis connection is deaf for at least a second (channels-redis waits
-# that long before it reconnects): a probe every half second falls into any such window. A probe
-# is given two seconds to come back, so that a busy event loop (late, not lost) is not taken for
-# an outage: each false alarm would make every client of the process resume at once.
+# Probes find a Redis that cannot be reached (the publish fails at once) and a subscriber that
+# cannot get its connection back (its probes never return). A probe is given two seconds, counted
+# only while this event loop gets its turns (a turn later than LATE_TURN restarts the clock), so
+# that a busy process — late, not lost — is not taken for an outage: each false alarm would make
+# every client of the process resume at once.
 PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 2.0
+LATE_TURN = 0.5
 
 
 class LiveSocket(Protocol):
@@ -73,8 +75,13 @@ class LayerWatch:
         loop = asyncio.get_running_loop()
         channel = None
         receiver = None
+        last_turn = loop.time()
         try:
             while True:
+                if loop.time() - last_turn > PROBE_INTERVAL + LATE_TURN:
+                    # This loop was starved (a busy process, a busy machine): echoes may be waiting
+                    # unread in the socket. The probes in flight get their full time again.
+                    self.outstanding = deque((number, loop.time()) for number, _ in self.outstanding)
                 try:
                     if channel is None:
                         channel = await asyncio.wait_for(self.layer.new_channel("live."), PROBE_TIMEOUT)
@@ -94,6 +101,7 @@ class LayerWatch:
                     lost = True
                 if lost and self.delivering:
                     self.interrupted()
+                last_turn = loop.time()
                 await asyncio.sleep(PROBE_INTERVAL)
         finally:
             if receiver is not None:
