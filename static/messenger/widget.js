@@ -856,7 +856,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     if (data.state === "interrupted") { setConn("interrupted"); return; }
     // Live delivery is back: whatever was stored meanwhile is read from the event log.
     setConn("online");
-    if (currentId) conv(currentId);
+    if (currentId) conv(currentId); // known so far only from an ack, perhaps
     for (const id of conversations.keys()) resume(id);
   }
 
