@@ -4,8 +4,9 @@ and dashboard in Chromium against live server processes.
 Redis: two server processes share a Redis of the test's own, stopped and started under them. Each
 side sends one message while it is down and nothing happens afterwards: no later event reveals a
 gap, nobody reconnects. The servers notice the outage (a probe round trip through the layer, a
-failed publish), the clients show a degraded state, and when the layer delivers again the servers
-tell their sockets to resume (docs/protocol.md, "Live delivery").
+failed publish, the pub/sub connection reconnecting), the clients show a degraded state, and when
+the layer delivers again the servers tell their sockets to resume (docs/protocol.md, "Live
+delivery"). The same when Redis stays up but drops the subscriptions, where no publish fails.
 
 Replay: a proxy between the page and the server (Playwright's WebSocket routing) loses one live
 frame, holds the replay that the gap causes, and lets a newer live frame overtake it — the race of
