@@ -122,7 +122,7 @@ header h2{font-size:16px;margin:0;font-weight:600;flex:1;color:#fff}
 .x{background:transparent;border:0;color:#fff;font-size:22px;line-height:1;padding:2px 6px;border-radius:4px}
 .x:focus-visible,button:focus-visible,textarea:focus-visible,input:focus-visible{outline:2px solid #f59e0b;outline-offset:1px}
 .notice{padding:8px 12px;font-size:13px;background:#eff6ff;color:#1e3a8a;border-bottom:1px solid #dbeafe}
-.notice.offline{background:#fef3c7;color:#78350f;border-color:#fde68a}
+.notice.offline,.notice.live{background:#fef3c7;color:#78350f;border-color:#fde68a}
 .notice.warn{background:#fee2e2;color:#7f1d1d;border-color:#fecaca}
 .log{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f9fafb}
 .greeting{align-self:flex-start;background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:8px 10px;max-width:85%}
@@ -192,7 +192,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     ui.conn = h("span", { class: "conn", role: "status", text: t.connecting });
     ui.close = h("button", { class: "x", type: "button", "aria-label": t.close, text: "×", onclick: () => api.close() });
     ui.offline = h("div", { class: "notice offline", hidden: true, role: "status" });
-    ui.live = h("div", { class: "notice offline live", hidden: true, role: "status", text: t.liveDown });
+    ui.live = h("div", { class: "notice live", hidden: true, role: "status", text: t.liveDown });
     ui.queue = h("div", { class: "notice queue", hidden: true, role: "status" });
     ui.info = h("div", { class: "notice info", hidden: true, role: "status" });
     ui.preview = h("div", { class: "notice preview", hidden: !(s.features && s.features.typing_preview), text: t.preview });
