@@ -41,7 +41,7 @@ from messenger.protocol import (
     parse_frame,
     parse_rate,
 )
-from messenger.realtime import diagnostics, groups
+from messenger.realtime import diagnostics, groups, liveness
 from messenger.realtime.broadcast import abroadcast_ephemeral, remember_server_loop
 from messenger.realtime.dispatch import serve
 from messenger.realtime.frame_budget import session_frame_budget
@@ -197,6 +197,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
             self.joined.append(name)
 
     async def disconnect(self, code: int) -> None:
+        liveness.detach(self)
         for task in self.typing_timers.values():
             task.cancel()
         for task in list(getattr(self, "lane_tasks", ())):
@@ -345,6 +346,7 @@ class VisitorConsumer(BaseConsumer):
         # Subscribed first, then the snapshot (hello) is read: nothing can fall in between.
         hello = await database_sync_to_async(result.hello)()
         await self.send_frame(hello)
+        await liveness.attach(self)
 
     async def disconnect(self, code: int) -> None:
         context = getattr(self, "context", None)
@@ -417,6 +419,7 @@ class OperatorConsumer(BaseConsumer):
             await self.join(groups.branch_group(scope.branch_id), groups.user_group(user.pk))
         hello = await database_sync_to_async(self._connect_presence)()
         await self.send_frame(hello)
+        await liveness.attach(self)
 
     def _connect_presence(self) -> dict[str, Any]:
         from messenger.actions.presence import do_connect

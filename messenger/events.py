@@ -171,6 +171,11 @@ def typing_frame(
     return {"type": "typing.started" if started else "typing.stopped", "conversation_id": conversation_id, "data": data}
 
 
+def live_frame(*, delivering: bool) -> dict[str, Any]:
+    """Whether live delivery works: ``restored`` asks the client to resume every conversation."""
+    return {"type": "live", "data": {"state": "restored" if delivering else "interrupted"}}
+
+
 def error_frame(code: str, message: str, *, ref: Any = None, **extra: Any) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if ref is not None:

@@ -22,11 +22,10 @@ from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
-from messenger.realtime import diagnostics
+from messenger.realtime import diagnostics, liveness
+from messenger.realtime.groups import FANOUT_HANDLER
 
 logger = logging.getLogger(__name__)
-
-FANOUT_HANDLER = "fanout"
 
 
 def dumps(frame: dict[str, Any]) -> str:
@@ -75,9 +74,12 @@ class _Publisher:
             while not self.queue.empty() and len(batch) < 500:
                 batch.append(self.queue.get_nowait())
             try:
-                await _publish([(groups, text) for groups, text, _ in batch])
+                unreached = await _publish([(groups, text) for groups, text, _ in batch])
             except Exception:  # noqa: BLE001 — never let the publisher die
                 logger.warning("channel layer publish failed; clients will resume from the database", exc_info=True)
+                unreached = [group for groups, _, _ in batch for group in groups]
+            if unreached:
+                liveness.publish_failed(unreached)
             if diagnostics.enabled():
                 done = time.perf_counter()
                 for _, _, queued in batch:
@@ -98,24 +100,28 @@ def _enqueue(groups: list[str], text: str) -> None:
     publisher.queue.put_nowait((groups, text, time.perf_counter()))
 
 
-async def _publish(batch: list[tuple[list[str], str]]) -> None:
-    """Publish frames in order: one pipelined round trip on the Redis pub/sub layer."""
+async def _publish(batch: list[tuple[list[str], str]]) -> list[str]:
+    """Publish frames in order: one pipelined round trip on the Redis pub/sub layer. Returns the
+    groups that a frame could not be published to."""
     layer = get_channel_layer()
     if layer is None:
-        return
+        return []
     stamp = {"published": time.time()} if diagnostics.enabled() else {}
     items = [(list(dict.fromkeys(groups)), {"type": FANOUT_HANDLER, "frame": text, **stamp}) for groups, text in batch]
     try:
         if await _publish_pipelined(layer, items):
-            return
+            return []
     except Exception:  # noqa: BLE001 — fall back to the layer's own path below
         logger.debug("pipelined publish failed", exc_info=True)
+    unreached = []
     for groups, message in items:
         for group in groups:
             try:
                 await layer.group_send(group, message)
             except Exception:  # noqa: BLE001
                 logger.warning("channel layer send to %s failed", group, exc_info=True)
+                unreached.append(group)
+    return unreached
 
 
 async def _publish_pipelined(layer: Any, items: list[tuple[list[str], dict[str, Any]]]) -> bool:

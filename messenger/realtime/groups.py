@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The consumer handler every group frame is addressed to (``BaseConsumer.fanout``).
+FANOUT_HANDLER = "fanout"
+
 # Supervisor-only frames (alerts). Conversation events are not sent here: supervisors join every
 # branch group instead, which saves one publish per event.
 STAFF_ALL = "staff"

@@ -12,6 +12,7 @@
   const STRINGS = {
     en: {
       connecting: "Connecting…", online: "Live", offline: "Offline — reconnecting…",
+      interrupted: "Live updates interrupted — reconnecting…",
       nobody: "Unassigned", typing: "is typing", note: "Internal note", you: "You",
       newConversation: "New conversation", newMessage: "New message",
       noConversations: "No conversations", loadFailed: "Could not load", sendFailed: "Not sent",
@@ -25,6 +26,7 @@
     },
     ru: {
       connecting: "Подключение…", online: "На связи", offline: "Нет связи — переподключаемся…",
+      interrupted: "Обновления прерваны — восстанавливаем…",
       nobody: "Не назначен", typing: "печатает", note: "Внутренняя заметка", you: "Вы",
       newConversation: "Новый диалог", newMessage: "Новое сообщение",
       noConversations: "Диалогов нет", loadFailed: "Не удалось загрузить", sendFailed: "Не отправлено",
@@ -94,6 +96,7 @@
     open: null, // { id, watch, messages: Map, oldestId, hasMore, loading, lastReadSent }
     lastId: new Map(), // conversation id → highest applied event id
     resuming: new Set(),
+    resumeAgain: new Set(),
     typing: new Map(), // conversation id → { name, preview, timer }
     canned: [], operators: [], branches: [], labels: [],
     counters: {},
@@ -122,6 +125,7 @@
       for (const [, waiter] of socket.pending) waiter.reject(new Error("disconnected"));
       socket.pending.clear();
       state.resuming.clear();
+      state.resumeAgain.clear();
       setConnection("offline");
       // Never reconnect forever on a session the server no longer accepts (docs/protocol.md,
       // "Close codes"). 4001, no session: the login page. 4003, the session ended, and 4005, the
@@ -156,7 +160,7 @@
   function setConnection(stateName) {
     const node = $("connection");
     node.dataset.state = stateName;
-    node.textContent = stateName === "online" ? T.online : stateName === "offline" ? T.offline : T.connecting;
+    node.textContent = { online: T.online, offline: T.offline, interrupted: T.interrupted }[stateName] || T.connecting;
   }
 
   function handleFrame(frame) {
@@ -171,7 +175,8 @@
       case "hello": return onHello(frame);
       case "pong": return;
       case "error": console.warn("messenger:", frame.code, frame.message); return;
-      case "resume.done": state.resuming.delete(frame.conversation_id); return;
+      case "resume.done": return onResumeDone(frame.conversation_id);
+      case "live": return onLive(frame.data || {});
       case "typing.started": case "typing.stopped": return onTyping(frame);
       case "presence": return onPresence(frame.data || {});
       case "unread": return setUnread(frame.data.messages, frame.data.conversations);
@@ -188,11 +193,21 @@
     $("my-status").value = frame.user.status === "offline" ? "online" : frame.user.status;
     clearInterval(socket.heartbeat);
     socket.heartbeat = setInterval(() => send({ type: "ping" }), (frame.heartbeat || config.heartbeat || 20) * 1000);
+    if (reconnect) catchUp();
+    else loadList();
+  }
+
+  /* After a reconnect or an interruption of live delivery: whatever happened meanwhile is replayed
+   * from the event log, in order, and the list is read again. */
+  function catchUp() {
+    if (state.open) requestResume(state.open.id);
     loadList();
-    if (reconnect && state.open) {
-      // Whatever happened while offline is replayed from the event log, in order.
-      requestResume(state.open.id);
-    }
+  }
+
+  function onLive(data) {
+    if (data.state === "interrupted") { setConnection("interrupted"); return; }
+    setConnection("online");
+    catchUp();
   }
 
   /* Resume rules 1–4 of docs/protocol.md. */
@@ -208,12 +223,20 @@
   }
 
   function requestResume(conversationId) {
-    if (state.resuming.has(conversationId)) return;
+    // One replay in flight per conversation; a frame dropped meanwhile may be newer than what
+    // that replay reads, so another follows it.
+    if (state.resuming.has(conversationId)) { state.resumeAgain.add(conversationId); return; }
     const after = state.lastId.get(conversationId) || 0;
     state.resuming.add(conversationId);
-    command("resume", { conversation_id: conversationId, after })
-      .catch(() => {})
-      .finally(() => state.resuming.delete(conversationId));
+    command("resume", { conversation_id: conversationId, after }).catch(() => {
+      state.resuming.delete(conversationId);
+      state.resumeAgain.delete(conversationId);
+    });
+  }
+
+  function onResumeDone(conversationId) {
+    state.resuming.delete(conversationId);
+    if (state.resumeAgain.delete(conversationId)) requestResume(conversationId);
   }
 
   // --- applying events --------------------------------------------------------------------------
@@ -432,7 +455,9 @@
     if (!cursor) state.rows.clear();
     for (const row of page.results) {
       state.rows.set(row.id, row);
-      state.lastId.set(row.id, Math.max(state.lastId.get(row.id) || 0, row.last_seq));
+      // A conversation being replayed takes its id from the replay: raised here, the replay's
+      // frames would be dropped as duplicates.
+      if (!state.resuming.has(row.id)) state.lastId.set(row.id, Math.max(state.lastId.get(row.id) || 0, row.last_seq));
       addInboxOption(row.inbox);
     }
     state.nextCursor = page.next_cursor;

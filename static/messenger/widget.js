@@ -20,6 +20,7 @@
     en: {
       title: "Chat with us", placeholder: "Type a message…", send: "Send", close: "Close chat", open: "Open chat",
       attach: "Attach files", emoji: "Emoji", connecting: "Connecting…", online: "Online", reconnecting: "Reconnecting…",
+      interrupted: "Reconnecting…", liveDown: "Live updates are interrupted. Your messages are still saved.",
       offline: "We are offline now. Leave a message and we will reply as soon as we can.",
       typing: "{name} is typing…", operator: "Operator", queue: "You are #{n} in the queue", wait: ", about {m} min",
       opened: "{name} opened your conversation", preview: "Operators can see what you type before you send it.",
@@ -37,6 +38,7 @@
     ru: {
       title: "Напишите нам", placeholder: "Введите сообщение…", send: "Отправить", close: "Закрыть чат", open: "Открыть чат",
       attach: "Прикрепить файлы", emoji: "Эмодзи", connecting: "Подключение…", online: "В сети", reconnecting: "Переподключение…",
+      interrupted: "Переподключение…", liveDown: "Обновления в реальном времени прервались. Ваши сообщения сохраняются.",
       offline: "Сейчас мы не в сети. Оставьте сообщение — мы ответим, как только сможем.",
       typing: "{name} печатает…", operator: "Оператор", queue: "Вы №{n} в очереди", wait: ", примерно {m} мин",
       opened: "{name} открыл(а) ваш диалог", preview: "Операторы видят текст, который вы набираете, ещё до отправки.",
@@ -120,7 +122,7 @@ header h2{font-size:16px;margin:0;font-weight:600;flex:1;color:#fff}
 .x{background:transparent;border:0;color:#fff;font-size:22px;line-height:1;padding:2px 6px;border-radius:4px}
 .x:focus-visible,button:focus-visible,textarea:focus-visible,input:focus-visible{outline:2px solid #f59e0b;outline-offset:1px}
 .notice{padding:8px 12px;font-size:13px;background:#eff6ff;color:#1e3a8a;border-bottom:1px solid #dbeafe}
-.notice.offline{background:#fef3c7;color:#78350f;border-color:#fde68a}
+.notice.offline,.notice.live{background:#fef3c7;color:#78350f;border-color:#fde68a}
 .notice.warn{background:#fee2e2;color:#7f1d1d;border-color:#fecaca}
 .log{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f9fafb}
 .greeting{align-self:flex-start;background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:8px 10px;max-width:85%}
@@ -190,6 +192,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     ui.conn = h("span", { class: "conn", role: "status", text: t.connecting });
     ui.close = h("button", { class: "x", type: "button", "aria-label": t.close, text: "×", onclick: () => api.close() });
     ui.offline = h("div", { class: "notice offline", hidden: true, role: "status" });
+    ui.live = h("div", { class: "notice live", hidden: true, role: "status", text: t.liveDown });
     ui.queue = h("div", { class: "notice queue", hidden: true, role: "status" });
     ui.info = h("div", { class: "notice info", hidden: true, role: "status" });
     ui.preview = h("div", { class: "notice preview", hidden: !(s.features && s.features.typing_preview), text: t.preview });
@@ -207,7 +210,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       : null;
     ui.panel = h("div", { class: "panel", role: "dialog", "aria-modal": "false", "aria-labelledby": titleId, hidden: true, onkeydown: onPanelKey }, [
       h("header", {}, [h("h2", { id: titleId, text: w.title || t.title }), ui.conn, ui.close]),
-      ui.offline, ui.queue, ui.info, ui.preview, ui.log, ui.typing, ui.extra, ui.composer, ui.privacy,
+      ui.live, ui.offline, ui.queue, ui.info, ui.preview, ui.log, ui.typing, ui.extra, ui.composer, ui.privacy,
     ]);
     setupDrop(ui.panel);
     root.append(ui.panel, ui.launcher);
@@ -255,6 +258,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
   function setConn(state) {
     root.setAttribute("data-conn", state);
     ui.conn.textContent = t[state];
+    ui.live.hidden = state !== "interrupted";
   }
 
   function setAvailability(data) {
@@ -473,7 +477,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
   // --- messages ---------------------------------------------------------------------------------
   function conv(id) {
     let c = conversations.get(id);
-    if (!c) { c = { last: 0, resuming: false, status: "open" }; conversations.set(id, c); }
+    if (!c) { c = { last: 0, resuming: false, again: false, status: "open" }; conversations.set(id, c); }
     return c;
   }
 
@@ -807,7 +811,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       clearInterval(heartbeatTimer);
       for (const cb of waiting.values()) cb({ type: "error", code: "offline", message: t.reconnecting });
       waiting.clear();
-      for (const c of conversations.values()) c.resuming = false;
+      for (const c of conversations.values()) c.resuming = c.again = false;
       if (e.code === 4003 || e.code === 4004 || e.code === 4000) { stopped = true; setConn("reconnecting"); return; }
       setConn("reconnecting");
       if (e.code === 4001) { rebootstrap(); return; }
@@ -850,9 +854,11 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     if (f.type === "resume.done") {
       const c = conv(f.conversation_id);
       c.resuming = false;
-      if (f.last_id > c.last) resume(f.conversation_id);
+      // A frame dropped while the replay was in flight may be newer than the replay: ask again.
+      if (c.again || f.last_id > c.last) { c.again = false; resume(f.conversation_id); }
       return;
     }
+    if (f.type === "live") return onLive(f.data || {});
     if (f.type === "error" && f.code === "captcha_required" && f.challenge) return showCaptcha(f.challenge);
     if (typeof f.id === "number" && f.conversation_id) return onDurable(f);
   }
@@ -874,9 +880,17 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     markRead();
   }
 
+  function onLive(data) {
+    if (data.state === "interrupted") { setConn("interrupted"); return; }
+    // Live delivery is back: whatever was stored meanwhile is read from the event log.
+    setConn("online");
+    if (currentId) conv(currentId); // known so far only from an ack, perhaps
+    for (const id of conversations.keys()) resume(id);
+  }
+
   function resume(id) {
     const c = conv(id);
-    if (c.resuming) return;
+    if (c.resuming) { c.again = true; return; }
     c.resuming = true;
     send({ type: "resume", conversation_id: id, after: c.last });
   }
