@@ -11,7 +11,6 @@ from django.contrib.auth.models import AbstractBaseUser
 from messenger.models import Attachment, Conversation, Message
 from messenger.tokens import attachment_token
 
-
 # daphne's WebSocket limit (1 MiB) applies to what the server sends as well as to what it receives:
 # a larger frame closes the receiving socket (1011). A message's body and its rendered content must
 # fit in one frame with room to spare for the rest of it, and a page of history in another.
