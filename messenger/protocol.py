@@ -82,6 +82,7 @@ class Command:
 NUL_REFUSED = "NUL characters (\\u0000) are not allowed."
 SURROGATE_REFUSED = "Unpaired surrogates (\\ud800–\\udfff) are not allowed."
 NON_FINITE_REFUSED = "Numbers must be finite (no NaN, Infinity or overflowing numbers)."
+HUGE_INTEGER_REFUSED = "Integers must fit in 64 bits (-2^63 to 2^63 - 1)."
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -89,10 +90,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def unstorable(value: Any) -> str | None:
     """Why a decoded JSON value cannot be stored, or None: a NUL character (PostgreSQL stores it in
     neither text nor jsonb), a lone surrogate (JSON can escape one, UTF-8 cannot encode it, so
-    psycopg fails on it) or a number that is not finite (Python's decoder turns ``NaN`` and
-    ``1e400`` into floats that jsonb refuses), anywhere in it, keys included. Input carrying one is
-    refused before any write, with this reason. A loop, not recursion: JSON nests deeper than
-    Python's stack."""
+    psycopg fails on it), a number that is not finite (Python's decoder turns ``NaN`` and ``1e400``
+    into floats that jsonb refuses) or an integer beyond 64 bits (no id or counter column holds
+    one, and SQLite cannot even be queried with one), anywhere in it, keys included. Input carrying
+    one is refused before any write, with this reason. A loop, not recursion: JSON nests deeper
+    than Python's stack."""
     pending = [value]
     while pending:
         item = pending.pop()
@@ -104,6 +106,9 @@ def unstorable(value: Any) -> str | None:
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return NON_FINITE_REFUSED
+        elif isinstance(item, int):
+            if not -(2**63) <= item < 2**63:
+                return HUGE_INTEGER_REFUSED
         elif isinstance(item, dict):
             pending.extend(item.keys())
             pending.extend(item.values())

@@ -38,8 +38,9 @@ def test_unstorable_looks_everywhere():
     assert unstorable({"\udfff": 1})
     assert unstorable(["\udc00"])
     assert unstorable({"a": [float("nan")]}) and unstorable(float("inf")) and unstorable({"n": -float("inf")})
+    assert unstorable([2**63]) and unstorable({"n": -(2**63) - 1})
     # Ordinary text, escapes written out, astral characters (a pair in JSON, one character here).
-    assert unstorable({"a": ["\\u0000", "\\ud800", 1, None, 2.5, 2**70, True, {"b": "ж 😀"}]}) is None
+    assert unstorable({"a": ["\\u0000", "\\ud800", 1, None, 2.5, 2**63 - 1, -(2**63), True, {"b": "ж 😀"}]}) is None
     deep: Any = "\ud800"
     for _ in range(5000):  # deeper than Python's stack: no RecursionError
         deep = [deep]
@@ -303,3 +304,44 @@ def test_oversized_frames_and_invalid_utf8_get_documented_answers_from_daphne(li
         "oversized": 1009,
         "invalid_utf8": 1007,
     }
+
+
+async def test_values_the_fuzz_found_are_refused_cleanly():
+    """Integers beyond 64 bits (no column holds one; SQLite cannot even be queried with one), a
+    status that is not a string, an impossible date: `invalid`, where they were server errors."""
+    world = await db(_world)()
+    visitor = await _visitor(world["inbox"])
+    conversation_id = (await visitor.command("message.send", client_id=new_client_id(), body="hello"))["data"][
+        "conversation_id"
+    ]
+    operator = await operator_socket(world["operator"])
+    assert (await operator.connect())[0]
+    await operator.expect("hello")
+    before = await db(_stored)()
+    huge = 2**63
+    conversation = {"conversation_id": conversation_id}
+    for socket, frame, message in (
+        (visitor, {"type": "message.send", "client_id": "c", "body": "x", "attachment_ids": [huge]}, HUGE_REFUSED),
+        (visitor, {"type": "resume", "conversation_id": -huge - 1, "after": 0}, HUGE_REFUSED),
+        (visitor, {"type": "contact.update", "custom": {"n": huge}}, HUGE_REFUSED),
+        (operator, {"type": "conversation.assign", **conversation, "assignee_id": huge}, HUGE_REFUSED),
+        (operator, {"type": "conversation.transfer", **conversation, "branch_id": huge}, HUGE_REFUSED),
+        (operator, {"type": "conversation.status", **conversation, "status": []}, "status: a string is required"),
+        (
+            operator,
+            {"type": "conversation.status", **conversation, "status": "snoozed", "snoozed_until": "2030-13-01T00:00"},
+            "snoozed_until: an ISO 8601 date-time",
+        ),
+        (operator, {"type": "status.set", "status": {"away": True}}, "status: a string is required"),
+    ):
+        error = await _refused(socket, frame)
+        assert (error["code"], error["message"]) == ("invalid", message), (frame, error)
+    assert await db(_stored)() == before
+    # The largest 64-bit integer is a number like any other: no such conversation.
+    error = await _refused(operator, {"type": "conversation.priority", "conversation_id": huge - 1, "priority": 1})
+    assert error["code"] == "not_found"
+    await operator.close()
+    await visitor.close()
+
+
+HUGE_REFUSED = "Integers must fit in 64 bits (-2^63 to 2^63 - 1)."
