@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 import websockets
 from channels.db import database_sync_to_async as db
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import get_resolver
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rest_framework import parsers
 
 from messenger.api.parsers import JSONParser
@@ -27,6 +29,7 @@ from messenger.protocol import CLOSE_TOO_MANY_ERRORS, unstorable
 from tests.conftest import Socket, bootstrap, new_client_id, operator_socket, visitor_socket
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox, make_user
 from tests.live import run_async
+from tests.test_fuzz_frames import field_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -345,3 +348,40 @@ async def test_values_the_fuzz_found_are_refused_cleanly():
 
 
 HUGE_REFUSED = "Integers must fit in 64 bits (-2^63 to 2^63 - 1)."
+
+
+@override_settings(MESSENGER_WIDGET_BOOTSTRAP_RATE_PER_IP="100000/min")
+def test_any_json_value_in_any_bootstrap_field_is_answered_cleanly():
+    """The widget's one JSON endpoint, fuzzed like the socket commands (tests/test_fuzz_frames.py):
+    a JSON answer, never a server error, and a refusal creates nothing."""
+    inbox = make_inbox(make_branch())
+    good = {
+        "widget_token": inbox.widget_token,
+        "pubsub_token": "",
+        "page": {"url": VISITOR_ORIGIN + "/", "title": "Shop", "referrer": "", "language": "en", "user_agent": "UA"},
+        "language": "en",
+        "website": "",
+    }
+    page_keys = ["url", "title", "referrer", "language", "user_agent", "timezone", "screen"]
+    names = sorted(good) + [f"page.{key}" for key in page_keys]
+
+    @settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(fuzzed=st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True), data=st.data())
+    def property_(fuzzed: list[str], data: st.DataObject) -> None:
+        body = {**good, "page": dict(good["page"])}
+        for name in fuzzed:
+            value = data.draw(field_json, label=name)
+            if name.startswith("page.") and isinstance(body["page"], dict):
+                body["page"][name.removeprefix("page.")] = value
+            elif not name.startswith("page."):
+                body[name] = value
+        before = (Contact.objects.count(), ContactInbox.objects.count(), ActivityEvent.objects.count())
+        response = Client().post(
+            "/api/widget/bootstrap/", json.dumps(body), content_type="application/json", HTTP_ORIGIN=VISITOR_ORIGIN
+        )
+        assert response.status_code in (200, 400, 403, 404), (body, response.status_code, response.content[:300])
+        assert response["Content-Type"] == "application/json", (body, response.status_code)
+        if response.status_code != 200:
+            assert (Contact.objects.count(), ContactInbox.objects.count(), ActivityEvent.objects.count()) == before
+
+    property_()
