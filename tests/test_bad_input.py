@@ -232,6 +232,14 @@ def test_a_bootstrap_with_lone_surrogates_is_a_400_with_json_and_creates_nothing
             "/api/widget/bootstrap/", json.dumps(body), content_type="application/json", HTTP_ORIGIN=VISITOR_ORIGIN
         )
         assert (response.status_code, response.json()) == (400, {"detail": SURROGATE_REFUSED, "code": "invalid"})
+    # Bytes that are not UTF-8 at all: DRF's parser answers, JSON too.
+    response = Client().post(
+        "/api/widget/bootstrap/",
+        b'{"widget_token": "\xff"}',
+        content_type="application/json",
+        HTTP_ORIGIN=VISITOR_ORIGIN,
+    )
+    assert (response.status_code, response["Content-Type"]) == (400, "application/json")
     assert (Contact.objects.count(), ContactInbox.objects.count(), ActivityEvent.objects.count()) == (0, 0, 0)
     response = Client().post(
         "/api/widget/bootstrap/", json.dumps(good), content_type="application/json", HTTP_ORIGIN=VISITOR_ORIGIN
