@@ -33,6 +33,7 @@ from messenger.protocol import (
     CLOSE_UNAUTHENTICATED,
     CLOSE_UNAVAILABLE,
     CLOSE_UNKNOWN_INBOX,
+    MALFORMED_CODES,
     MAX_CONSECUTIVE_ERRORS,
     OPERATOR_COMMANDS,
     VISITOR_COMMANDS,
@@ -146,7 +147,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
             diagnostics.start()
         self.joined: list[str] = []
         self.typing_timers: dict[int, asyncio.Task[None]] = {}
-        self.consecutive_errors = 0
+        self.malformed_in_a_row = 0
         self.lanes: dict[int, deque[Command]] = {}
         self.lane_tasks: set[asyncio.Future[None]] = set()
         # At most this many of a socket's commands wait on the database at once: one busy
@@ -261,11 +262,12 @@ class BaseConsumer(AsyncWebsocketConsumer):
                 frames = await self.handle(command)
             for frame in frames:
                 await self.send_frame(frame)
-            self.consecutive_errors = 0
+            self.malformed_in_a_row = 0
         except (Unavailable, *DATABASE_OUTAGE_ERRORS) as reason:
             # Not a refusal of the frame: it is not counted towards 4009, and the client resends
             # (a message with its client_id, so it is stored once).
             logger.warning("socket command: database unavailable (%r)", reason)
+            self.malformed_in_a_row = 0
             error = database_unavailable()
             await self.send_frame(
                 events.error_frame(error.code, error.message, ref=command.ref, retry_after=error.retry_after)
@@ -274,20 +276,24 @@ class BaseConsumer(AsyncWebsocketConsumer):
             await self.refuse(error, ref=command.ref)
         except Exception:
             logger.exception("socket command failed")
+            self.malformed_in_a_row = 0  # the frame itself was well-formed
             await self.send_frame(
                 events.error_frame("server_error", "The server could not process this frame.", ref=command.ref)
             )
 
     async def refuse(self, error: MessengerError, *, ref: Any) -> None:
-        """An error frame for a refused frame; too many in a row close the socket."""
-        self.consecutive_errors += 1
+        """An error frame for a refused frame; too many malformed ones in a row close the socket."""
+        if error.code in MALFORMED_CODES:
+            self.malformed_in_a_row += 1
+        else:
+            self.malformed_in_a_row = 0
         own_ref = error.extra.pop("ref", None)
         ref = own_ref if own_ref is not None else ref
         extra = dict(error.extra)
         if error.retry_after:
             extra["retry_after"] = error.retry_after
         await self.send_frame(events.error_frame(error.code, error.message, ref=ref, **extra))
-        if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
+        if self.malformed_in_a_row >= MAX_CONSECUTIVE_ERRORS:
             await self.close(code=CLOSE_TOO_MANY_ERRORS)
 
     async def handle(self, command: Command) -> list[dict[str, Any]]:

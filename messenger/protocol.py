@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,6 +25,10 @@ CLOSE_TOO_MANY_ERRORS = 4009
 CLOSE_UNAVAILABLE = 4013
 
 MAX_CONSECUTIVE_ERRORS = 20
+# The refusals that make a frame malformed: only these count towards CLOSE_TOO_MANY_ERRORS. A
+# well-formed command refused for its state (not_found, forbidden, rate_limited …) is an answer the
+# client may meet in normal use, and it ends a run of malformed ones.
+MALFORMED_CODES = frozenset({"bad_json", "too_large", "unknown_type", "invalid"})
 
 # Commands both sides send.
 COMMON_COMMANDS = frozenset(
@@ -82,25 +87,51 @@ class Command:
 
 
 NUL_REFUSED = "NUL characters (\\u0000) are not allowed."
+SURROGATE_REFUSED = "Unpaired surrogates (\\ud800–\\udfff) are not allowed."
+NON_FINITE_REFUSED = "Numbers must be finite (no NaN, Infinity or overflowing numbers)."
+HUGE_INTEGER_REFUSED = "Integers must fit in 64 bits (-2^63 to 2^63 - 1)."
 
 
-def contains_nul(value: Any) -> bool:
-    """Whether a decoded JSON value holds the NUL character anywhere, keys included: PostgreSQL
-    stores it in neither text nor jsonb, so input carrying one is refused before any write."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(key) or contains_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(contains_nul(item) for item in value)
-    return False
+def unstorable(value: Any) -> str | None:
+    """Why a decoded JSON value cannot be stored, or None: a NUL character (PostgreSQL stores it in
+    neither text nor jsonb), a lone surrogate (JSON can escape one, UTF-8 cannot encode it, so
+    psycopg fails on it), a number that is not finite (Python's decoder turns ``NaN`` and ``1e400``
+    into floats that jsonb refuses) or an integer beyond 64 bits (no id or counter column holds
+    one, and SQLite cannot even be queried with one), anywhere in it, keys included. Input carrying
+    one is refused before any write, with this reason. A loop, not recursion: JSON nests deeper
+    than Python's stack."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return NUL_REFUSED
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")  # fails on a lone surrogate only; 4× a regex's speed here
+                except UnicodeEncodeError:
+                    return SURROGATE_REFUSED
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return NON_FINITE_REFUSED
+        elif isinstance(item, int):
+            if not -(2**63) <= item < 2**63:
+                return HUGE_INTEGER_REFUSED
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
 
 
 def parse_frame(text: str | None, *, allowed: frozenset[str], max_bytes: int) -> Command:
     """Raise FrameError (code bad_json / too_large / unknown_type / invalid) or return the command."""
     if text is None:
         raise FrameError("Binary frames are not supported.", code="bad_json")
-    if len(text) > max_bytes or len(text.encode("utf-8")) > max_bytes:
+    # surrogatepass: a str handed over in-process may hold a raw lone surrogate (one decoded from
+    # the wire cannot); it is refused below like an escaped one.
+    if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise FrameError(f"The frame exceeds {max_bytes} bytes.", code="too_large")
     try:
         data = json.loads(text)
@@ -111,8 +142,11 @@ def parse_frame(text: str | None, *, allowed: frozenset[str], max_bytes: int) ->
     ref = data.pop("ref", None)
     if ref is not None and not (isinstance(ref, str | int) and not isinstance(ref, bool) and len(str(ref)) <= 64):
         raise FrameError("ref: a string or integer of at most 64 characters")
-    if "\\u0000" in text and contains_nul(data):  # JSON can only carry NUL escaped
-        raise FrameError(NUL_REFUSED, ref=ref)
+    if unstorable(ref):  # not echoed: the error frame could not be encoded with it
+        raise FrameError(f"ref: {unstorable(ref)}")
+    reason = unstorable(data)
+    if reason:
+        raise FrameError(reason, ref=ref)
     frame_type = data.pop("type", None)
     if not isinstance(frame_type, str):
         raise FrameError("type: a string is required", ref=ref)

@@ -20,7 +20,10 @@ from django.urls import get_resolver, path  # noqa: E402
 from messenger.consumers import OperatorConsumer, VisitorConsumer  # noqa: E402
 from messenger.realtime.origin import OperatorOriginValidator  # noqa: E402
 from messenger.realtime.session import SessionUserMiddleware  # noqa: E402
+from messenger.realtime.transport import close_failed_connections  # noqa: E402
 from messenger.scheduler import EmbeddedSchedulerMiddleware  # noqa: E402
+
+close_failed_connections()  # a failed WebSocket gets its close code, not a dropped connection
 
 websocket_routes = URLRouter(
     [

@@ -244,7 +244,7 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
             messages.mark_read(conversation=conversation, reader="agent", up_to_message_id=up_to, user=context.user)
         return [events.ack_frame(command.ref)] if command.ref is not None else []
     if kind == "status.set":
-        profile = presence.do_set_status(user=context.user, status=command.fields.get("status"), actor=actor)
+        profile = presence.do_set_status(user=context.user, status=command.str_field("status"), actor=actor)
         return [events.ack_frame(command.ref, {"status": profile.status})]
     with transaction.atomic():
         conversation = _writable(context, command.fields.get("conversation_id"), lock=True)
@@ -261,12 +261,15 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
                 assignee_id=command.fields.get("assignee_id"),
             )
         elif kind == "conversation.status":
-            raw_until = command.fields.get("snoozed_until")
-            until = parse_datetime(raw_until) if isinstance(raw_until, str) else None
+            raw_until = command.str_field("snoozed_until", required=False, max_length=64)
+            try:
+                until = parse_datetime(raw_until) if raw_until is not None else None
+            except ValueError:  # well-formed but impossible, such as month 13
+                until = None
             if raw_until is not None and until is None:
                 raise InvalidInput("snoozed_until: an ISO 8601 date-time")
             conversations.do_change_status(
-                conversation=conversation, status=command.fields.get("status"), actor=actor, snoozed_until=until
+                conversation=conversation, status=command.str_field("status"), actor=actor, snoozed_until=until
             )
         elif kind == "conversation.priority":
             conversations.do_change_priority(
