@@ -12,7 +12,10 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 # The core, the widget API and the smoke test again on the embedded default.
 EMBEDDED_TESTS = $(wildcard tests/test_realtime_protocol.py tests/test_realtime_queries.py tests/test_realtime_smoke.py \
-	tests/test_embedded_smoke.py tests/test_models.py tests/test_attachments.py tests/test_authorization.py)
+	tests/test_embedded_smoke.py tests/test_models.py tests/test_attachments.py tests/test_authorization.py \
+	tests/test_formatting.py tests/test_bad_input.py tests/test_client_address.py tests/test_captcha.py \
+	tests/test_staff_sessions.py tests/test_unused_contacts.py tests/test_availability.py tests/test_frame_size.py \
+	tests/test_health.py)
 
 .PHONY: run test test-embedded lint services bench clean
 
