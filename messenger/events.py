@@ -23,6 +23,16 @@ def text_bytes(body: str, content: str) -> int:
     return len(json.dumps(body, ensure_ascii=False).encode()) + len(json.dumps(content, ensure_ascii=False).encode())
 
 
+def fitting_page(newest_first: list[Message]) -> list[Message]:
+    """The newest messages whose text stays within ``PAGE_TEXT_MAX_BYTES``; at least one."""
+    size = 0
+    for index, message in enumerate(newest_first):
+        size += text_bytes(message.body, message.content)
+        if index and size > PAGE_TEXT_MAX_BYTES:
+            return newest_first[:index]
+    return newest_first
+
+
 def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None

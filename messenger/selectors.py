@@ -184,15 +184,9 @@ def history_page(
     )
     if before_id:
         queryset = queryset.filter(id__lt=before_id)
-    page = list(queryset[: limit + 1])
-    more = len(page) > limit
-    page = page[:limit]
-    size = 0
-    for index, message in enumerate(page):
-        size += events.text_bytes(message.body, message.content)
-        if index and size > events.PAGE_TEXT_MAX_BYTES:
-            page, more = page[:index], True
-            break
+    rows = list(queryset[: limit + 1])
+    page = events.fitting_page(rows[:limit])
+    more = len(rows) > len(page)
     page.reverse()
     for message in page:
         message.conversation = conversation

@@ -103,3 +103,15 @@ def test_long_rendered_messages_and_their_history_fit_in_a_frame(live_server_fac
             break
         before = data["messages"][0]["id"]
     assert len(seen) + shown == 4
+
+    # The widget's history (bootstrap) keeps the newest messages within the same budget.
+    again = do_bootstrap(
+        widget_token=inbox.widget_token,
+        pubsub_token=boot["pubsub_token"],
+        page={},
+        origin="http://localhost",
+        ip="127.0.0.1",
+    )
+    (conversation,) = again["history"]
+    assert 1 <= len(conversation["messages"]) < 4
+    assert all(message["body"] == QUOTES for message in conversation["messages"])

@@ -151,7 +151,7 @@ def history(contact_inbox: ContactInbox) -> list[dict[str, Any]]:
         grouped[message.conversation_id].append(message)
     result = []
     for conversation in reversed(conversations):
-        page = list(reversed(grouped[conversation.pk][:HISTORY_MESSAGES]))
+        page = list(reversed(events.fitting_page(grouped[conversation.pk][:HISTORY_MESSAGES])))
         result.append(
             {
                 "conversation": events.conversation_public(conversation),
