@@ -497,12 +497,22 @@ window.WebSocket = class extends NativeWebSocket {
 """
 
 
-def test_captcha_proof_of_work_is_solved_by_the_widget_after_the_per_ip_threshold(chromium, live_server_factory):  # noqa: ANN001
+# A page served over plain HTTP from a public address is not a secure context: no crypto.subtle.
+NO_SUBTLE_CRYPTO = "Object.defineProperty(Crypto.prototype, 'subtle', { get: () => undefined, configurable: true });"
+
+
+@pytest.mark.parametrize("secure_context", [True, False], ids=["crypto.subtle", "plain-http"])
+def test_captcha_proof_of_work_is_solved_by_the_widget_after_the_per_ip_threshold(
+    chromium, live_server_factory, secure_context
+):  # noqa: ANN001
     server = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": "", "MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP": "1"})
     inbox = make_inbox(make_branch())
     first = demo_page(chromium, server, inbox.widget_token)
-    second = demo_page(chromium, server, inbox.widget_token, init_script=RECORD_FRAMES)
+    second = demo_page(
+        chromium, server, inbox.widget_token, init_script=RECORD_FRAMES + ("" if secure_context else NO_SUBTLE_CRYPTO)
+    )
     try:
+        assert second.evaluate("Boolean(window.crypto.subtle)") is secure_context
         wait_ready(first)
         first.evaluate("ProfiMessenger.open()")
         send_text(first, "first visitor")
