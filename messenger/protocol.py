@@ -142,8 +142,9 @@ def parse_frame(text: str | None, *, allowed: frozenset[str], max_bytes: int) ->
     ref = data.pop("ref", None)
     if ref is not None and not (isinstance(ref, str | int) and not isinstance(ref, bool) and len(str(ref)) <= 64):
         raise FrameError("ref: a string or integer of at most 64 characters")
-    if unstorable(ref):  # not echoed: the error frame could not be encoded with it
-        raise FrameError(f"ref: {unstorable(ref)}")
+    reason = unstorable(ref)
+    if reason:  # not echoed: the error frame could not be encoded with it
+        raise FrameError(f"ref: {reason}")
     reason = unstorable(data)
     if reason:
         raise FrameError(reason, ref=ref)

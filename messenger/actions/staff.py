@@ -7,7 +7,6 @@ would otherwise write a row per guess.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -20,20 +19,13 @@ LOCKOUT_VERB = "staff.login_locked_out"
 
 def do_record_login_lockout(*, username: str, ip: str | None, path: str, failures: int) -> ActivityEvent:
     """Audit row ``staff.login_locked_out``: the user name as typed (the user as target when one
-    has it), the client address, the login path and the count of failures that locked it."""
+    has it), the client address (``client_address``: a valid address or None), the login path and
+    the count of failures that locked it."""
     username = username.replace("\x00", "")[:150]
     user: Any = get_user_model()._default_manager.filter(**{get_user_model().USERNAME_FIELD: username}).first()
     return audit(
-        Actor(label="login", ip=ip if _is_address(ip) else None),
+        Actor(label="login", ip=ip),
         LOCKOUT_VERB,
         target=user,
         payload={"username": username, "path": path[:200], "failures": failures},
     )
-
-
-def _is_address(value: str | None) -> bool:
-    try:
-        ipaddress.ip_address(value or "")
-    except ValueError:
-        return False
-    return True
