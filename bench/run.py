@@ -673,7 +673,7 @@ def hop_summary(prefix: Path) -> dict[str, Any]:
         }
         for generation in (0, 1, 2)
     }
-    # The sends on the event loop (messenger/db/aio.py): "queue" is the wait for one of the
+    # The sends on the event loop (messenger/db/steps.py): "queue" is the wait for one of the
     # loop's connections, "wall" the transaction; they have no thread CPU of their own.
     for name in ("check_visitor_command", "check_operator_command", "visitor_send_async", "operator_send_async"):
         rows = samples.get(name, [])

@@ -354,12 +354,6 @@ class VisitorConsumer(BaseConsumer):
         await self.send_frame(hello)
         await liveness.attach(self)
 
-    async def disconnect(self, code: int) -> None:
-        context = getattr(self, "context", None)
-        if context is not None:
-            context.send_ahead.close()  # its pre-counted send goes back to the limits
-        await super().disconnect(code)
-
     async def handle(self, command: Command) -> list[dict[str, Any]]:
         if command.type == "ping":
             return [{"type": "pong"}]

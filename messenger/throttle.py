@@ -223,7 +223,8 @@ def refuse_denied(limits: list[tuple[str, Any, str]], hits: list[Hit]) -> None:
 
 
 class CountHits:
-    """A step of a write path (``dbwrite``): count ``limits``' hits, sending back the ``Hit``s."""
+    """A step of a write path (``messenger.db.steps``): count ``limits``' hits, sending back the
+    ``Hit``s."""
 
     transactional = False
 
@@ -237,152 +238,6 @@ class CountHits:
     async def arun(self, cursor: Any) -> list[Hit]:
         return await ahit_many(self.limits, now=self.now)
 
-    def in_windows_of(self, now: float) -> bool:
-        """Whether ``now`` falls in the windows these hits were counted in (the same counters)."""
-        return _Plan(self.limits, now).counters == _Plan(self.limits, self.now).counters
-
-
-class RefundHits:
-    """A step: take back the hits a ``CountHits`` counted (in the windows it counted them), for
-    a write path that goes on to count them again another way. Best effort: the cache down, the
-    counters stay as they are."""
-
-    transactional = False
-
-    def __init__(self, counted: CountHits) -> None:
-        self.counters = [
-            (key, -amount, timeout) for key, amount, timeout in _Plan(counted.limits, counted.now).counters
-        ]
-
-    def run(self) -> None:
-        if self.counters:
-            try:
-                increment_counters(self.counters)
-            except Exception as error:  # noqa: BLE001 — fail open, as the counting does
-                logger.warning("throttle cache unavailable; hits not refunded: %s", error)
-
-    async def arun(self, cursor: Any) -> None:
-        if self.counters:
-            try:
-                await _aincrement_counters(self.counters)
-            except Exception as error:  # noqa: BLE001
-                logger.warning("throttle cache unavailable; hits not refunded: %s", error)
-
-
-_background: set[asyncio.Task[None]] = set()
-
-
-def _in_background(work: Any) -> None:
-    task = asyncio.ensure_future(work)
-    _background.add(task)  # a reference until it is done: the loop keeps only weak ones
-    task.add_done_callback(_background.discard)
-
-
-class SendAhead:
-    """One visitor socket's next send, counted against its limits in the background after its
-    last one, so that the send itself does not wait for the cache.
-
-    A send on the event loop (``messages.asend_visitor_message``) counts the session's, the IP's
-    and the conversation's limits before it writes: a Redis round trip in front of the database's
-    (docs/benchmarks.md: a fifth of a message's delivery at 200 messages/s). Once a send is
-    written, ``prepare`` counts the same limits for the next one a moment later; the next send
-    ``take``s them and writes at once (sent before that count is back, it waits for it:
-    ``WaitAhead``; before it started, it counts its own).
-
-    Invariants:
-    * A pre-count is kept only while every counter it counted is at most half its limit; otherwise
-      it is taken back at once, and near a limit each send counts (and is refused) the ordinary
-      way, with its ``retry_after``.
-    * A pre-count serves only a send with the same limits (session, IP, conversation) in the same
-      windows; otherwise it is refunded and the send counts its own.
-    * One pre-count per socket, held for at most ``MESSENGER_SEND_AHEAD_SECONDS`` and refunded at
-      disconnect. Meanwhile it counts as a sent message would: sockets sharing a limit (tabs of a
-      session, visitors behind one IP) can reach it early only when more than half of it is held
-      by sockets that sent in those seconds. The limits err strict then, never lax.
-    * Used from the socket's event loop only (no lock).
-    """
-
-    START_AFTER = 0.02
-
-    def __init__(self, seconds: float | None = None) -> None:
-        self.seconds = settings.MESSENGER_SEND_AHEAD_SECONDS if seconds is None else seconds
-        self.counted: CountHits | None = None
-        self.counting: asyncio.Future[None] | None = None  # done when the count in flight is back
-        self.closed = False
-        self._expiry: asyncio.TimerHandle | None = None
-        self._start: asyncio.TimerHandle | None = None
-
-    def take(self, limits: list[tuple[str, Any, str]], *, now: float | None = None) -> CountHits | None:
-        """The pre-counted hits of ``limits``, now this send's; None when there are none that fit."""
-        counted = self._drop()
-        if counted is None:
-            return None
-        if counted.limits == limits and counted.in_windows_of(time.time() if now is None else now):
-            return counted
-        _in_background(RefundHits(counted).arun(None))
-        return None
-
-    def prepare(self, limits: list[tuple[str, Any, str]]) -> None:
-        """After a send: count ``limits`` for the next one, in the background, ``START_AFTER``
-        seconds later (once this send's frames are out: counting at once delayed them)."""
-        if self.seconds > 0 and not self.closed and self.counted is None and self.counting is None:
-            if self._start is None:
-                self._start = asyncio.get_running_loop().call_later(self.START_AFTER, self._begin, limits)
-
-    def _begin(self, limits: list[tuple[str, Any, str]]) -> None:
-        self._start = None
-        self.counting = asyncio.get_running_loop().create_future()
-        _in_background(self._count(limits, self.counting))
-
-    async def _count(self, limits: list[tuple[str, Any, str]], done: asyncio.Future[None]) -> None:
-        counted = CountHits(limits)
-        try:
-            hits = await counted.arun(None)
-            if self.closed or not all(hit.limit == 0 or 2 * hit.count <= hit.limit for hit in hits):
-                await RefundHits(counted).arun(None)
-                return
-            self.counted = counted
-            self._expiry = asyncio.get_running_loop().call_later(self.seconds, self.release)
-        finally:
-            self.counting = None
-            done.set_result(None)
-
-    def release(self) -> None:
-        """Refund a held pre-count (its time is up)."""
-        counted = self._drop()
-        if counted is not None:
-            _in_background(RefundHits(counted).arun(None))
-
-    def close(self) -> None:
-        """The socket is gone: refund what it holds, and what it is still counting once counted."""
-        self.closed = True
-        self.release()
-
-    def _drop(self) -> CountHits | None:
-        if self._start is not None:  # not started yet: the send at hand counts its own
-            self._start.cancel()
-            self._start = None
-        counted, self.counted = self.counted, None
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        return counted
-
-
-class WaitAhead:
-    """A step of a send on the event loop: wait for the socket's pre-count still in flight."""
-
-    transactional = False
-
-    def __init__(self, counting: asyncio.Future[None]) -> None:
-        self.counting = counting
-
-    def run(self) -> None:  # a send in a thread has no ``SendAhead``
-        return None
-
-    async def arun(self, cursor: Any) -> None:
-        await asyncio.shield(self.counting)
-
 
 @dataclass
 class VisitorLimits:
@@ -395,8 +250,6 @@ class VisitorLimits:
     ip: str | None
     captcha: Any = None
     honeypot: Any = None
-    # The socket's pre-counted next send (on the event loop only; None elsewhere).
-    ahead: SendAhead | None = None
     captcha_passed: bool = False
 
     def check_send(self, *, contact_inbox_id: int, conversation_id: int | None = None) -> None:

@@ -351,9 +351,6 @@ MESSENGER_WIDGET_SEND_RATE_PER_SESSION = env_str("MESSENGER_WIDGET_SEND_RATE_PER
 MESSENGER_WIDGET_SEND_RATE_PER_IP = env_str("MESSENGER_WIDGET_SEND_RATE_PER_IP", "300/min")
 MESSENGER_WIDGET_POLL_RATE_PER_SESSION = env_str("MESSENGER_WIDGET_POLL_RATE_PER_SESSION", "600/min")
 MESSENGER_CONVERSATION_FLOOD_LIMIT = env_str("MESSENGER_CONVERSATION_FLOOD_LIMIT", "20/min")
-# How long a visitor socket keeps its next send counted in advance (messenger.throttle.SendAhead);
-# 0 counts every send just before it is written.
-MESSENGER_SEND_AHEAD_SECONDS = env_int("MESSENGER_SEND_AHEAD_SECONDS", 15)
 MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP = env_int("MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP", 5)
 # The CAPTCHA past that threshold (messenger/captcha.py): ALTCHA's proof of work, or a provider.
 MESSENGER_CAPTCHA = env_str("MESSENGER_CAPTCHA", "altcha").strip().lower()
@@ -379,7 +376,7 @@ MESSENGER_FRAME_MAX_BYTES = env_int("MESSENGER_FRAME_MAX_BYTES", 655_360)
 # Database threads per server process for socket commands (see messenger/consumers.py).
 MESSENGER_DB_THREADS = env_int("MESSENGER_DB_THREADS", 2)
 # PostgreSQL: connections per server process for the message sends that run on the event loop
-# instead of a database thread (messenger/db/aio.py). 0: every send takes a database thread.
+# instead of a database thread (messenger/db/steps.py). 0: every send takes a database thread.
 MESSENGER_ASYNC_DB_CONNECTIONS = env_int("MESSENGER_ASYNC_DB_CONNECTIONS", 8)
 # Diagnostics: a path prefix; each process appends the timings of its socket commands' database
 # hops, its event loop's lag and its frames' publish and fan-out delays to ``<prefix>.<pid>``

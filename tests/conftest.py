@@ -26,11 +26,11 @@ def _close_pools(request):
 
 @pytest.fixture(autouse=True)
 def _close_async_connections():
-    """Each test's event loop opens its own (messenger/db/aio.py): closed with the test."""
+    """Each test's event loop opens its own (messenger/db/steps.py): closed with the test."""
     yield
-    from messenger.db import aio
+    from messenger.db import steps
 
-    aio.close_all()
+    steps.close_all()
 
 
 @pytest.fixture(autouse=True)

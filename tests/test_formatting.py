@@ -86,7 +86,7 @@ def test_no_body_yields_a_tag_or_attribute_of_its_own(body):
 @pytest.mark.django_db(transaction=True)
 async def test_a_long_adversarial_message_leaves_the_event_loop_free():
     """The slowest bodies of the corpus, sent over the visitor socket (on PostgreSQL the send runs
-    on the event loop, ``messenger.db.aio``): the loop keeps waking a 10 ms timer on time while
+    on the event loop, ``messenger.db.steps``): the loop keeps waking a 10 ms timer on time while
     each is stored, and the stored content is the rendered body."""
     inbox = await _setup()
     visitor = await _visitor(inbox)

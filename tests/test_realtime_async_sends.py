@@ -1,4 +1,4 @@
-"""Sends on the event loop (PostgreSQL, messenger/db/aio.py): a message to a conversation the
+"""Sends on the event loop (PostgreSQL, messenger/db/steps.py): a message to a conversation the
 socket knows does not wait for a database thread, and is stored, numbered, limited and delivered
 as on the thread's path."""
 

@@ -30,9 +30,8 @@ SAVEPOINT = 2
 
 
 def bump_and_inserts(rows: int) -> int:
-    """The sequence bump, then the INSERTs; on PostgreSQL one statement does both (a message
-    without attachments: ``messages._one_statement_steps``)."""
-    return 1 if connection.vendor == "postgresql" else 1 + rows
+    """The sequence bump, then the INSERTs: one statement on PostgreSQL, one each elsewhere."""
+    return 1 + (1 if connection.vendor == "postgresql" else rows)
 
 
 @pytest.fixture
@@ -285,22 +284,21 @@ def test_repeated_statements_are_prepared_on_postgresql(chat):
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
-    # The sequence bump with the message and event INSERTs: one statement, prepared like the rest.
-    assert any(
-        statement.startswith("WITH c AS (UPDATE messenger_conversation SET last_seq") for statement in prepared
-    ), prepared
+    # The sequence bump, then the message and event INSERTs as one statement: both prepared.
+    assert any(statement.startswith("UPDATE messenger_conversation SET last_seq") for statement in prepared), prepared
+    assert any(statement.startswith("WITH w0 AS (INSERT INTO") for statement in prepared), prepared
 
 
 @pytest.mark.parametrize("public", [True, False])
-def test_an_event_is_numbered_and_stored_in_one_statement(chat, public):
-    # On PostgreSQL the UPDATE that allocates the numbers and the event's INSERT are one statement.
+def test_an_event_is_numbered_then_stored(chat, public):
+    # The UPDATE that allocates the numbers, then the event's INSERT: one way on every database.
     conversation = Conversation.objects.get(pk=chat["conversation_id"])
     before = Conversation.objects.get(pk=conversation.pk)
     part = PublicPart(type="conversation.updated", data={"status": "open"}) if public else None
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         sequences = record_event(conversation, type="conversation.updated", data={"changed": ["status"]}, public=part)
     statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
-    assert len(statements) == (1 if connection.vendor == "postgresql" else 2), statements
+    assert len(statements) == 2, statements
     after = Conversation.objects.get(pk=conversation.pk)
     assert sequences.seq == before.last_seq + 1 == after.last_seq == conversation.last_seq
     assert sequences.public_seq == (before.last_public_seq + 1 if public else None)

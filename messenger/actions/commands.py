@@ -18,7 +18,7 @@ from messenger.errors import Forbidden, InvalidInput
 from messenger.models import ContactInbox, Conversation
 from messenger.protocol import Command, FrameError
 from messenger.realtime.eventlog import replay_frames
-from messenger.throttle import SendAhead, VisitorLimits
+from messenger.throttle import VisitorLimits
 
 HISTORY_PAGE = 50
 
@@ -30,8 +30,6 @@ class VisitorContext:
     page: dict[str, Any] = field(default_factory=dict)
     # The current conversation as of this socket's last send: saves a lookup per message.
     conversation: Conversation | None = None
-    # The next send's limits, counted after the last one (on the event loop).
-    send_ahead: SendAhead = field(default_factory=SendAhead)
 
     @property
     def actor(self) -> Actor:
@@ -112,7 +110,7 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
     raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
 
 
-def _visitor_send_fields(context: VisitorContext, command: Command, ahead: SendAhead | None = None) -> dict[str, Any]:
+def _visitor_send_fields(context: VisitorContext, command: Command) -> dict[str, Any]:
     return {
         "contact_inbox": context.contact_inbox,
         "client_id": command.fields.get("client_id"),
@@ -121,7 +119,7 @@ def _visitor_send_fields(context: VisitorContext, command: Command, ahead: SendA
         "conversation_id": command.fields.get("conversation_id"),
         "known_conversation": context.conversation,
         "limits": VisitorLimits(
-            ip=context.ip, captcha=command.fields.get("captcha"), honeypot=command.fields.get("website"), ahead=ahead
+            ip=context.ip, captcha=command.fields.get("captcha"), honeypot=command.fields.get("website")
         ),
     }
 
@@ -143,7 +141,7 @@ async def acheck_visitor_command(context: VisitorContext, command: Command) -> l
     when the command must run in a thread (``check_visitor_command``)."""
     if command.type != "message.send":
         return None
-    result = await messages.asend_visitor_message(**_visitor_send_fields(context, command, ahead=context.send_ahead))
+    result = await messages.asend_visitor_message(**_visitor_send_fields(context, command))
     return None if result is None else _visitor_sent(context, command, result)
 
 

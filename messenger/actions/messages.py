@@ -13,13 +13,12 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -27,7 +26,7 @@ from django.utils.dateparse import parse_datetime
 
 from messenger import dbwrite, events, formatting
 from messenger.actions.base import Actor, audit_row
-from messenger.db import aio
+from messenger.db import steps
 from messenger.errors import Conflict, Forbidden, InvalidInput, NotFound
 from messenger.models import (
     Attachment,
@@ -40,19 +39,10 @@ from messenger.models import (
     SenderType,
 )
 from messenger.models.conversation import ACTIVE_STATUSES
-from messenger.realtime.broadcast import broadcast_on_commit, dumps
-from messenger.realtime.eventlog import (
-    PublicPart,
-    Sequences,
-    broadcast_event,
-    bump_sequences,
-    bump_statement,
-    event_insert_from,
-    record_event,
-    sequences_from,
-)
+from messenger.realtime.broadcast import broadcast_on_commit
+from messenger.realtime.eventlog import PublicPart, bump_sequences, bump_statement, record_event, sequences_from
 from messenger.realtime.groups import user_group
-from messenger.throttle import CountHits, RefundHits, VisitorLimits, WaitAhead, refuse_denied
+from messenger.throttle import CountHits, VisitorLimits, refuse_denied
 
 
 @dataclass(frozen=True)
@@ -109,10 +99,10 @@ class AlreadyStored(Exception):
 @dataclass(frozen=True)
 class WriteChecks:
     """What a send checks in the statement that locks the conversation, a round trip fewer than
-    asking first: a resend of ``client_id`` (in this conversation, or in any conversation of
-    ``contact_inbox_id``), whether ``contact_id`` is blocked now; then ``limits`` (the visitor's
-    throttles, per ``contact_inbox_id``) once the conversation is known to be writable, before
-    any INSERT."""
+    asking first: a resend of ``client_id`` (by ``contact_id``, the visitor, in any of its
+    conversations; without it, in this conversation), whether ``contact_id`` is blocked now;
+    then ``limits`` (the visitor's throttles, per ``contact_inbox_id``) once the conversation is
+    known to be writable, before any INSERT."""
 
     client_id: str
     contact_inbox_id: int | None = None
@@ -130,21 +120,52 @@ def as_datetime(value: Any) -> datetime | None:
     return parsed
 
 
-# What a send's sequence bump returns (after the numbers), in this order.
+# The conversation's columns a send's sequence bump returns: every value of the conversation that
+# the send changes or re-checks, set on the caller's instance before the payload is built.
 _BUMP_RETURNS = (
+    "status",
+    "snoozed_until",
     "unread_for_agent",
     "unread_for_contact",
     "waiting_since",
     "first_reply_created_at",
-    "status",
     "assignee_opened_at",
+    "escalation_deadline",
+    "last_activity_at",
+    "last_message_preview",
+    "assignee_id",
+    "branch_id",
 )
+_BUMP_TIMES = {
+    "snoozed_until",
+    "waiting_since",
+    "first_reply_created_at",
+    "assignee_opened_at",
+    "escalation_deadline",
+    "last_activity_at",
+}
 
 
 def _store_message(**fields: Any) -> Message:
-    """Write the message, its counters, its event and (``audit_verb``) the sender's audit row, through
-    Django's connection (``_message_steps``). Must run inside ``transaction.atomic``."""
-    return dbwrite.run(_message_steps(**fields))
+    """Write the message, its counters, its event and (``audit_verb``) the sender's audit row in
+    one transaction (a savepoint inside the caller's), in a database thread (``_message_steps``).
+
+    Two tabs or processes sending the same ``client_id`` at once both pass the resend check; the
+    unique constraint stops the second INSERT, and this answers ``AlreadyStored`` with the first
+    one's message, as a later resend would be answered."""
+    checks: WriteChecks | None = fields.get("checks")
+    try:
+        with transaction.atomic():
+            return steps.run(_message_steps(**fields))
+    except IntegrityError:
+        if checks is None:
+            raise
+        stored_id = _resend_id(
+            checks.client_id, conversation_id=fields["conversation"].pk, contact_id=checks.contact_id
+        )
+        if stored_id is None:
+            raise
+        raise AlreadyStored(stored_id) from None
 
 
 def _message_steps(
@@ -161,35 +182,134 @@ def _message_steps(
     content_attributes: dict[str, Any] | None = None,
     audit_verb: str | None = None,
     checks: WriteChecks | None = None,
-) -> Generator[Any, Any, Message]:
-    """The steps (``dbwrite``) that write the message, its counters, its event and (``audit_verb``)
-    the sender's audit row, in one transaction that the driver holds: ``_store_message`` in a
-    thread, ``_astore`` on the event loop (``messenger.db.aio``). ``content`` is ``body`` rendered
-    (``formatting.render``), by the caller: on the event loop a long body renders in a thread.
+) -> steps.Steps[Message]:
+    """The one way a message is written, as steps (``messenger.db.steps``) that a database
+    thread (``_store_message``) or the event loop (``_astore``) runs in one transaction:
 
-    ``checks`` (``WriteChecks``) ride on the statement that locks the conversation: a resend raises
-    ``AlreadyStored``, a blocked contact ``Forbidden``, and the visitor's limits may refuse; each
-    rolls the transaction back, so nothing is written.
+    1. one UPDATE locks the conversation, allocates the event numbers and the message id, applies
+       the send's counters and timestamps, and returns every value the payload needs, with the
+       ``checks`` (a resend raises ``AlreadyStored``, a blocked contact ``Forbidden``);
+    2. what the caller read is re-checked against it (resolved or moved meanwhile:
+       ``StaleConversation``), then the visitor's limits are counted (``throttle.CountHits``);
+    3. the payloads are built once, in Python, from those values;
+    4. the message, its event and the audit row are INSERTed together.
 
-    On PostgreSQL a message without attachments is written by one statement
-    (``_one_statement_steps``); when that declines, or with attachments, the message id is
-    allocated by the statement that locks the conversation and the INSERTs leave together
-    (``dbwrite``): four round trips in all, BEGIN and COMMIT included.
+    Every refusal raises before step 4, and the transaction rolls back: nothing is written.
+    ``content`` is ``body`` rendered (``formatting.render``), by the caller: on the event loop a
+    long body renders in a thread.
     """
     now = timezone.now()
     public = direction != MessageDirection.INTERNAL
     preview = formatting.preview(body) or ("📎" if attachment_ids else "")
-    assignments: list[tuple[str, list[Any]]] = [("last_activity_at = %s", [now])]
+    returning_sql = [dbwrite.next_id_sql(Message)]
+    returning_params: list[Any] = []
+    if checks is not None:
+        for sql, params in _check_queries(
+            checks.client_id,
+            conversation_id=conversation.pk if checks.contact_id is None else None,
+            contact_id=checks.contact_id,
+        ):
+            returning_sql.append(f"({sql})")
+            returning_params += params
+    row = yield steps.Fetch(
+        *bump_statement(
+            conversation.pk,
+            public=public,
+            now=now,
+            assignments=_send_assignments(direction, sender_type, sender_user, now, preview[:200] if public else None),
+            returning=_BUMP_RETURNS,
+            returning_sql=returning_sql,
+            returning_params=returning_params,
+        )
+    )
+    sequences = sequences_from(row, conversation_id=conversation.pk, public=public)
+    values = dict(zip(_BUMP_RETURNS, sequences.returned, strict=False))
+    message_id, *found = sequences.returned[len(_BUMP_RETURNS) :]
+    if checks is not None:
+        if found[0] is not None:
+            raise AlreadyStored(found[0])
+        if checks.contact_id is not None and found[1]:
+            raise Forbidden("You cannot send messages.", code="blocked")
+    status = values["status"]
+    if direction == MessageDirection.IN and status not in ACTIVE_STATUSES:
+        # Resolved by an operator since the caller read it: undo (the transaction rolls back).
+        raise StaleConversation(conversation.pk)
+    if sender_type == SenderType.USER and (
+        values["branch_id"] != conversation.branch_id
+        or (direction == MessageDirection.OUT and status in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED))
+    ):
+        # A cached conversation moved or closed under the operator: access and state are re-checked.
+        raise StaleConversation(conversation.pk)
+    if checks is not None and checks.limits is not None and checks.contact_inbox_id is not None:
+        limits = checks.limits.send_limits(contact_inbox_id=checks.contact_inbox_id, conversation_id=conversation.pk)
+        refuse_denied(limits, (yield CountHits(limits)))
+    moved = values["assignee_id"] != conversation.assignee_id or values["branch_id"] != conversation.branch_id
+    for column, value in values.items():
+        setattr(conversation, column, as_datetime(value) if column in _BUMP_TIMES else value)
+    conversation.last_seq = sequences.seq
     if public:
-        assignments.append(("last_message_preview = %s", [preview[:200]]))
+        conversation.last_public_seq = sequences.public_seq
+    if moved:
+        # Reassigned or transferred since the caller read it: the payload names the new ones.
+        yield steps.Sync(lambda: conversation.refresh_from_db(fields=["assignee", "branch"]))
+    message = Message(
+        id=message_id,
+        conversation=conversation,
+        direction=direction,
+        sender_type=sender_type,
+        sender_contact=sender_contact,
+        sender_user=sender_user,
+        body=body,
+        content=content,
+        content_attributes=content_attributes or {},
+        client_id=client_id,
+        created_at=now,
+    )
+    attachments: list[Attachment] = []
+    if attachment_ids:
+        # The uploads point at the message before its row is written: foreign keys are checked
+        # at COMMIT.
+        attachments = yield steps.Sync(
+            lambda: _bind_attachments(message, attachment_ids, conversation, sender_type, sender_contact)
+        )
+    staff_data, public_data = _payloads(message, attachments, public=public)
+    statements = [dbwrite.insert_statement(message)]
+    record_event(
+        conversation,
+        type="message.created",
+        data=staff_data,
+        public=PublicPart(type="message.created", data=public_data) if public_data is not None else None,
+        now=now,
+        sequences=sequences,
+        statements=statements,
+    )
+    if audit_verb is not None:
+        # SPEC §9: every staff send is audited, in the same transaction.
+        statements.append(
+            dbwrite.insert_statement(
+                audit_row(Actor(user=sender_user), audit_verb, target=message, conversation=conversation)
+            )
+        )
+    yield steps.Run(statements)
+    message._prefetched_attachments = attachments  # type: ignore[attr-defined]
+    return message
+
+
+def _send_assignments(
+    direction: str, sender_type: str, sender_user: Any, now: datetime, preview: str | None
+) -> list[tuple[str, list[Any]]]:
+    """What a send sets on its conversation, as the sequence bump's ``SET`` clauses: activity,
+    the list's preview (``preview`` of a public message), and by who sent it the counters, the
+    timers and a snoozed conversation's wake-up, all decided under the row lock."""
+    assignments: list[tuple[str, list[Any]]] = [("last_activity_at = %s", [now])]
+    if preview is not None:
+        assignments.append(("last_message_preview = %s", [preview]))
     if direction == MessageDirection.IN:
         assignments += [
             ("waiting_since = COALESCE(waiting_since, %s)", [now]),
             ("unread_for_agent = unread_for_agent + 1", []),
             ("contact_last_seen_at = %s", [now]),
-        ]
-        # A visitor writing wakes a snoozed conversation; decided in SQL, under the row lock.
-        assignments += [
+            # A visitor writing wakes a snoozed conversation (SET sees the row as it was).
             (
                 "status = CASE WHEN status = %s THEN %s ELSE status END",
                 [ConversationStatus.SNOOZED, ConversationStatus.OPEN],
@@ -216,129 +336,7 @@ def _message_steps(
                         [sender_user.pk],
                     ),
                 ]
-    message = Message(
-        conversation=conversation,
-        direction=direction,
-        sender_type=sender_type,
-        sender_contact=sender_contact,
-        sender_user=sender_user,
-        body=body,
-        content=content,
-        content_attributes=content_attributes or {},
-        client_id=client_id,
-        created_at=now,
-    )
-    next_id = dbwrite.next_id_sql(Message)
-    if next_id and not attachment_ids:
-        stored = yield from _one_statement_steps(
-            message, audit_verb=audit_verb, checks=checks, assignments=assignments, next_id=next_id, preview=preview
-        )
-        if stored is not None:
-            return stored
-    returning_sql = [next_id] if next_id else []
-    returning_params: list[Any] = []
-    if checks is not None:
-        for sql, params in _check_queries(
-            checks.client_id,
-            conversation_id=conversation.pk if checks.contact_inbox_id is None else None,
-            contact_inbox_id=checks.contact_inbox_id,
-            contact_id=checks.contact_id,
-        ):
-            returning_sql.append(f"({sql})")
-            returning_params += params
-    row = yield dbwrite.Fetch(
-        *bump_statement(
-            conversation.pk,
-            public=public,
-            now=now,
-            assignments=assignments,
-            returning_sql=returning_sql,
-            returning_params=returning_params,
-            returning=(*_BUMP_RETURNS, "assignee_id", "branch_id"),
-        )
-    )
-    sequences = sequences_from(row, conversation_id=conversation.pk, public=public)
-    _bumped(conversation, sequences.returned[: len(_BUMP_RETURNS)])
-    assignee_id, branch_id, *extra = sequences.returned[len(_BUMP_RETURNS) :]
-    allocated, found = (extra[:1], extra[1:]) if next_id else ([], extra)
-    if checks is not None:
-        if found[0] is not None:
-            raise AlreadyStored(found[0])
-        if checks.contact_id is not None and found[1]:
-            raise Forbidden("You cannot send messages.", code="blocked")
-    if direction == MessageDirection.IN and conversation.status not in ACTIVE_STATUSES:
-        # Resolved by an operator since the caller read it: undo (the atomic block rolls back).
-        raise StaleConversation(conversation.pk)
-    if sender_type == SenderType.USER and (
-        branch_id != conversation.branch_id
-        or (
-            direction == MessageDirection.OUT
-            and conversation.status in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED)
-        )
-    ):
-        # A cached conversation moved or closed under the operator: access and state are re-checked.
-        raise StaleConversation(conversation.pk)
-    if assignee_id != conversation.assignee_id or branch_id != conversation.branch_id:
-        # Reassigned or transferred since the caller read it: events must follow the new branch.
-        yield dbwrite.Sync(lambda: conversation.refresh_from_db(fields=["assignee", "branch"]))
-    if checks is not None and checks.limits is not None and checks.contact_inbox_id is not None:
-        limits = checks.limits.send_limits(contact_inbox_id=checks.contact_inbox_id, conversation_id=conversation.pk)
-        refuse_denied(limits, (yield CountHits(limits)))
-    _touched(conversation, now, preview if public else None)
-    message.id = allocated[0] if allocated else None
-    statements: list[dbwrite.Statement] = []
-    if message.pk is None:
-        yield dbwrite.Sync(lambda: message.save(force_insert=True))
-    else:
-        statements.append(dbwrite.insert_statement(message))
-    attachments: list[Attachment] = []
-    if attachment_ids:
-        yield dbwrite.Run(statements)  # the message row first: the uploads point at it
-        statements = []
-        attachments = yield dbwrite.Sync(
-            lambda: _bind_attachments(message, attachment_ids, conversation, sender_type, sender_contact)
-        )
-    message.conversation = conversation
-    staff_data, public_data = _payloads(message, attachments, public=public)
-    public_part = PublicPart(type="message.created", data=public_data) if public_data is not None else None
-    record_event(
-        conversation,
-        type="message.created",
-        data=staff_data,
-        public=public_part,
-        now=now,
-        sequences=sequences,
-        statements=statements,
-    )
-    if audit_verb is not None:
-        # SPEC §9: every staff send is audited, in the same transaction.
-        statements.append(
-            dbwrite.insert_statement(
-                audit_row(Actor(user=sender_user), audit_verb, target=message, conversation=conversation)
-            )
-        )
-    yield dbwrite.Run(statements)
-    message._prefetched_attachments = attachments  # type: ignore[attr-defined]
-    return message
-
-
-def _touched(conversation: Conversation, now: datetime, preview: str | None) -> None:
-    """What a send sets on the conversation whatever its row says: activity, and (``preview`` of a
-    public message) the list's preview."""
-    conversation.last_activity_at = now
-    if preview is not None:
-        conversation.last_message_preview = preview[:200]
-
-
-def _bumped(conversation: Conversation, returned: Sequence[Any]) -> None:
-    """The columns (``_BUMP_RETURNS``) the sequence bump returned, onto the caller's conversation
-    (``as_datetime``: SQLite gives text)."""
-    unread_for_agent, unread_for_contact, waiting_since, first_reply, status, opened = returned
-    conversation.unread_for_agent, conversation.unread_for_contact = unread_for_agent, unread_for_contact
-    conversation.status = status
-    conversation.waiting_since = as_datetime(waiting_since)
-    conversation.first_reply_created_at = as_datetime(first_reply)
-    conversation.assignee_opened_at = as_datetime(opened)
+    return assignments
 
 
 def _payloads(
@@ -356,150 +354,6 @@ def _payloads(
         "message": events.message_payload(message, public=True, attachments=attachments),
         "unread_for_contact": conversation.unread_for_contact,
     }
-
-
-def _iso_sql(column: str) -> str:
-    """``events.iso`` of a timestamp column, as a JSON value (``null`` for NULL)."""
-    utc = f"({column} AT TIME ZONE 'UTC')"
-    return (
-        f"COALESCE(to_jsonb(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN mod(date_part('microseconds', {column})::int, 1000000) = 0 "
-        f"THEN '' ELSE to_char({utc}, '.US') END || 'Z'), 'null'::jsonb)"
-    )
-
-
-def _one_statement_steps(
-    message: Message,
-    *,
-    audit_verb: str | None,
-    checks: WriteChecks | None,
-    assignments: list[tuple[str, list[Any]]],
-    next_id: str,
-    preview: str,
-) -> Generator[Any, Any, Message | None]:
-    """PostgreSQL, no attachments: the whole write as one statement, one round trip on a
-    connection with no transaction open (``dbwrite.Fetch(alone=True)``).
-
-    The sequence bump's UPDATE is its first CTE, and the INSERTs (message, event, audit row) read
-    the id and numbers it allocated. Whatever ``_message_steps`` would refuse or redo is a
-    condition of that UPDATE instead: a resend, a blocked contact, a conversation resolved, moved or
-    reassigned since the caller read it. When one holds, nothing is written and this returns None;
-    ``_message_steps`` then takes its steps one by one and answers as it always does. The payloads
-    are the ones ``record_event`` would store, built here with the values the UPDATE decides
-    (the message id, counters, status, timestamps) set by PostgreSQL; the frames carry the stored
-    text. The visitor's limits are counted first (or were, after the socket's last send:
-    ``throttle.SendAhead``); refunded when this does not write, since the step-by-step path counts
-    them again (after its resend check).
-    """
-    conversation, direction, now = message.conversation, message.direction, message.created_at
-    public = direction != MessageDirection.INTERNAL
-    counted, ahead, limits = None, None, []
-    if checks is not None and checks.limits is not None and checks.contact_inbox_id is not None:
-        limits = checks.limits.send_limits(contact_inbox_id=checks.contact_inbox_id, conversation_id=conversation.pk)
-        ahead = checks.limits.ahead
-        if ahead is not None:
-            if ahead.counting is not None:
-                yield WaitAhead(ahead.counting)  # the last send's count for this one is not back yet
-            counted = ahead.take(limits)  # counted after the last send
-        if counted is None:
-            counted = CountHits(limits)
-            if not all(hit.allowed for hit in (yield counted)):
-                yield RefundHits(counted)  # a resend is answered before a refusal: the long way
-                return None
-    where: list[tuple[str, list[Any]]] = [
-        ("assignee_id IS NOT DISTINCT FROM %s", [conversation.assignee_id]),
-        ("branch_id IS NOT DISTINCT FROM %s", [conversation.branch_id]),
-    ]
-    if direction == MessageDirection.IN:
-        where.append(("status IN (%s, %s, %s)", list(ACTIVE_STATUSES)))
-    elif message.sender_type == SenderType.USER and direction == MessageDirection.OUT:
-        where.append(("status NOT IN (%s, %s)", [ConversationStatus.RESOLVED, ConversationStatus.CLOSED]))
-    if checks is not None:
-        resend, *blocked = _check_queries(
-            checks.client_id,
-            conversation_id=conversation.pk if checks.contact_inbox_id is None else None,
-            contact_inbox_id=checks.contact_inbox_id,
-            contact_id=checks.contact_id,
-        )
-        where.append((f"({resend[0]}) IS NULL", resend[1]))
-        where += [(f"({sql}) IS NOT TRUE", params) for sql, params in blocked]
-    bump = bump_statement(
-        conversation.pk,
-        public=public,
-        now=now,
-        assignments=assignments,
-        returning=_BUMP_RETURNS,
-        returning_sql=[f"{next_id} AS message_id"],
-        where=where,
-    )
-
-    touched = (conversation.last_activity_at, conversation.last_message_preview)
-    _touched(conversation, now, preview if public else None)
-    # The payloads with what the UPDATE decides left to PostgreSQL (jsonb_set below).
-    staff_data, public_data = _payloads(message, [], public=public)
-    staff_sql = (
-        "jsonb_set(jsonb_set(jsonb_set(jsonb_set(jsonb_set(%s::jsonb, '{message,id}', to_jsonb(c.message_id)), "
-        "'{conversation,status}', to_jsonb(c.status)), '{conversation,unread_for_agent}', to_jsonb(c.unread_for_agent)), "
-        f"'{{conversation,waiting_since}}', {_iso_sql('c.waiting_since')}), "
-        f"'{{conversation,assignee_opened_at}}', {_iso_sql('c.assignee_opened_at')})"
-    )
-    payload_params: list[Any] = [dumps(staff_data)]
-    public_sql = "NULL::jsonb"
-    if public_data is not None:
-        public_sql = (
-            "jsonb_set(jsonb_set(%s::jsonb, '{message,id}', to_jsonb(c.message_id)), "
-            "'{unread_for_contact}', to_jsonb(c.unread_for_contact))"
-        )
-        payload_params.append(dumps(public_data))
-    inserts = [
-        dbwrite.insert_select(message, "c", {"id": "c.message_id"}),
-        event_insert_from(
-            "p",
-            conversation.pk,
-            type="message.created",
-            now=now,
-            payload_sql="p.staff",
-            public_data_sql="p.public" if public_data is not None else None,
-        ),
-    ]
-    if audit_verb is not None:
-        # SPEC §9: every staff send is audited, in the same statement.
-        audit = audit_row(Actor(user=message.sender_user), audit_verb, target=message, conversation=conversation)
-        inserts.append(dbwrite.insert_select(audit, "c", {"target_id": "c.message_id::text"}))
-    ctes = [
-        f"c AS ({bump[0]})",
-        f"p AS (SELECT c.last_seq, c.last_public_seq, {staff_sql} AS staff, {public_sql} AS public FROM c)",  # noqa: S608
-    ]
-    ctes += [f"w{i} AS ({insert_sql})" for i, (insert_sql, _) in enumerate(inserts)]
-    sql = (
-        f"WITH {', '.join(ctes)} SELECT c.last_seq, c.last_public_seq, "  # noqa: S608
-        + "".join(f"c.{column}, " for column in _BUMP_RETURNS)
-        + "c.message_id, p.staff::text, p.public::text FROM c, p"
-    )
-    params = [*bump[1], *payload_params, *(param for _, insert_params in inserts for param in insert_params)]
-    row = yield dbwrite.Fetch(sql, params, alone=True)
-    if row is None:
-        conversation.last_activity_at, conversation.last_message_preview = touched  # nothing was written
-        if counted is not None:
-            yield RefundHits(counted)
-        return None
-    if ahead is not None:
-        ahead.prepare(limits)  # the next send's hits, counted once this one's frames are out
-    seq, public_seq, *returned, message.id, staff_json, public_json = row
-    _bumped(conversation, returned)
-    conversation.last_seq = seq
-    if public:
-        conversation.last_public_seq = public_seq
-    message._prefetched_attachments = []  # type: ignore[attr-defined]
-    broadcast_event(
-        conversation,
-        type="message.created",
-        sequences=Sequences(seq=seq, public_seq=public_seq if public else None),
-        now=now,
-        data_json=staff_json,
-        public_type="message.created" if public else None,
-        public_data_json=public_json,
-    )
-    return message
 
 
 def _bind_attachments(
@@ -528,14 +382,16 @@ def push_unread_totals(user_id: int) -> None:
     broadcast_on_commit([user_group(user_id)], frame)
 
 
-def _existing(
-    client_id: str, *, conversation_id: int | None = None, contact_inbox_id: int | None = None
-) -> Message | None:
-    """The message a resend refers to. The common answer is "no", asked in one plain query."""
-    message_id, _blocked, _current = _resend_check(
-        client_id, conversation_id=conversation_id, contact_inbox_id=contact_inbox_id
-    )
-    return _stored(message_id)
+def _existing(client_id: str, *, conversation_id: int) -> Message | None:
+    """The message a resend into ``conversation_id`` refers to, or None."""
+    return _stored(_resend_id(client_id, conversation_id=conversation_id))
+
+
+def _resend_id(client_id: str, *, conversation_id: int | None = None, contact_id: int | None = None) -> int | None:
+    """The id of the message stored under ``client_id``: by ``contact_id`` (a visitor's, in any of
+    its conversations) or in ``conversation_id``."""
+    message_id, _blocked, _current = _resend_check(client_id, conversation_id=conversation_id, contact_id=contact_id)
+    return message_id
 
 
 def _resend_check(
@@ -546,12 +402,10 @@ def _resend_check(
     contact_id: int | None = None,
     with_current: bool = False,
 ) -> tuple[int | None, bool, int | None]:
-    """(id of the message stored under ``client_id`` or None, whether ``contact_id`` is blocked
-    now, and with ``with_current`` the id of the contact inbox's active conversation or None), in
-    one query: the send path asks them all before writing anything."""
-    queries = _check_queries(
-        client_id, conversation_id=conversation_id, contact_inbox_id=contact_inbox_id, contact_id=contact_id
-    )
+    """(id of the message stored under ``client_id`` or None (``_check_queries``), whether
+    ``contact_id`` is blocked now, and with ``with_current`` the id of ``contact_inbox_id``'s
+    active conversation or None), in one query: the send path asks them all before writing."""
+    queries = _check_queries(client_id, conversation_id=conversation_id, contact_id=contact_id)
     if with_current:
         # Asked here, a conversation's first message (no active one) reads nothing more, and a
         # found one is read by its primary key.
@@ -566,38 +420,26 @@ def _resend_check(
 
 
 def _check_queries(
-    client_id: str,
-    *,
-    conversation_id: int | None = None,
-    contact_inbox_id: int | None = None,
-    contact_id: int | None = None,
+    client_id: str, *, conversation_id: int | None = None, contact_id: int | None = None
 ) -> list[tuple[str, list[Any]]]:
-    """Scalar queries: the id of the message stored under ``client_id`` (in the conversation, or in
-    any conversation of the contact inbox), then, with ``contact_id``, whether it is blocked."""
+    """Scalar queries: the id of the message stored under ``client_id`` — with ``contact_id``, sent
+    by that visitor in any conversation (a ``client_id`` is stored once per visitor), and whether
+    the visitor is blocked; without, in ``conversation_id`` (staff sends)."""
     message_table = Message._meta.db_table
-    if conversation_id is not None:
-        queries = [
+    if contact_id is None:
+        return [
             (
                 f"SELECT id FROM {message_table} WHERE conversation_id = %s AND client_id = %s LIMIT 1",  # noqa: S608
                 [conversation_id, client_id],
             )
         ]
-    else:
-        conversation_table = Conversation._meta.db_table
-        # Message first, through the unique index that begins with client_id: usually no row, and
-        # the conversation is read only for a row found. Conversation first, a bitmap scan of its
-        # contact inbox index read every dead version that the per-message UPDATEs leave there
-        # until a vacuum (docs/benchmarks.md, item 21).
-        queries = [
-            (
-                f"SELECT m.id FROM {message_table} m WHERE m.client_id = %s AND "  # noqa: S608
-                f"(SELECT c.contact_inbox_id FROM {conversation_table} c WHERE c.id = m.conversation_id) = %s LIMIT 1",
-                [client_id, contact_inbox_id],
-            )
-        ]
-    if contact_id is not None:
-        queries.append((f"SELECT blocked FROM {Contact._meta.db_table} WHERE id = %s", [contact_id]))  # noqa: S608
-    return queries
+    return [
+        (
+            f"SELECT id FROM {message_table} WHERE sender_contact_id = %s AND client_id = %s LIMIT 1",  # noqa: S608
+            [contact_id, client_id],
+        ),
+        (f"SELECT blocked FROM {Contact._meta.db_table} WHERE id = %s", [contact_id]),  # noqa: S608
+    ]
 
 
 def _stored(message_id: int | None) -> Message | None:
@@ -676,10 +518,10 @@ def send_visitor_message(
     content = fitting_content(formatting.render(body), body)
 
     def store(target: Conversation, checks: WriteChecks | None = None) -> Message:
-        with transaction.atomic():
-            return _store_message(
-                **_visitor_fields(contact_inbox, target, body, content, client_id, attachment_ids, checks)
-            )
+        checks = checks or _visitor_checks(contact_inbox, client_id, None)
+        return _store_message(
+            **_visitor_fields(contact_inbox, target, body, content, client_id, attachment_ids, checks)
+        )
 
     if _to_known_conversation(contact_inbox, conversation_id, known_conversation):
         # The socket's conversation: the resend and block checks ride on the sequence bump and the
@@ -733,6 +575,9 @@ def send_visitor_message(
 
     try:
         message = store(conversation)
+    except AlreadyStored as stored:  # the same client_id from another tab, stored meanwhile
+        existing = _stored(stored.message_id)
+        return SendResult(message=existing, created=False, conversation=existing.conversation)
     except StaleConversation:
         if conversation_id is not None:
             raise Conflict("This conversation is resolved; start a new one.", code="conversation_resolved") from None
@@ -767,10 +612,9 @@ def send_operator_message(
             return SendResult(message=existing, created=False, conversation=conversation)
         raise Conflict("Reopen the conversation before replying.")
     try:
-        with transaction.atomic():
-            message = _store_message(
-                **_operator_fields(conversation, user, body, content, client_id, private, attachment_ids)
-            )
+        message = _store_message(
+            **_operator_fields(conversation, user, body, content, client_id, private, attachment_ids)
+        )
     except AlreadyStored as stored:
         # A resend: the stored message, nothing new (the sequence bump was rolled back).
         return SendResult(message=_stored(stored.message_id), created=False, conversation=conversation)
@@ -852,14 +696,14 @@ async def asend_visitor_message(
     known_conversation: Conversation | None = None,
     limits: VisitorLimits | None = None,
 ) -> SendResult | None:
-    """``send_visitor_message``'s common case, run on the event loop (``messenger.db.aio``): a
+    """``send_visitor_message``'s common case, run on the event loop (``messenger.db.steps``): a
     message without attachments to the socket's current conversation. None when that is not the
     case, or when the store must run in a thread after all (a resend, a conversation resolved
     meanwhile, a step that needs the ORM): nothing was written, and the caller goes on with
     ``send_visitor_message``."""
     if (
         attachment_ids
-        or not aio.enabled()
+        or not steps.enabled()
         or not _to_known_conversation(contact_inbox, conversation_id, known_conversation)
     ):
         return None
@@ -886,7 +730,7 @@ async def asend_operator_message(
 ) -> SendResult | None:
     """``send_operator_message``'s common case on the event loop, as ``asend_visitor_message``:
     a reply or note without attachments to an open conversation the socket has written to."""
-    if attachment_ids or not aio.enabled():
+    if attachment_ids or not steps.enabled():
         return None
     if not private and conversation.status in (ConversationStatus.RESOLVED, ConversationStatus.CLOSED):
         return None
@@ -902,26 +746,25 @@ async def asend_operator_message(
 
 async def _astore(fields: dict[str, Any], name: str) -> Message | None:
     try:
-        message = await aio.run(_message_steps(**fields), name=name)
+        message = await steps.arun(_message_steps(**fields), name=name)
     except (AlreadyStored, StaleConversation):
         return None  # rolled back; the thread's path answers the resend or finds the next conversation
-    return None if message is aio.FALLBACK else message
+    return None if message is steps.FALLBACK else message
 
 
 def send_automatic_message(
     *, conversation: Conversation, body: str, sender_type: str = SenderType.BOT, private: bool = False, kind: str = ""
 ) -> Message:
     """Auto-replies and system notices (transfer, escalation). Never counts as a first reply."""
-    with transaction.atomic():
-        return _store_message(
-            conversation=conversation,
-            direction=MessageDirection.INTERNAL if private else MessageDirection.OUT,
-            sender_type=sender_type,
-            body=body,
-            content=formatting.render(body),
-            client_id=None,
-            content_attributes={"kind": kind} if kind else {},
-        )
+    return _store_message(
+        conversation=conversation,
+        direction=MessageDirection.INTERNAL if private else MessageDirection.OUT,
+        sender_type=sender_type,
+        body=body,
+        content=formatting.render(body),
+        client_id=None,
+        content_attributes={"kind": kind} if kind else {},
+    )
 
 
 def _receipt_target(reader: str) -> str:

@@ -166,7 +166,7 @@ def broadcast_text_on_commit(groups: Iterable[str], text: str) -> None:
     transaction.on_commit(lambda: _send(group_list, text), robust=True)
 
 
-# Frames of a transaction that is not Django's (``messenger.db.aio``): held here until it commits.
+# Frames of a transaction that is not Django's (``messenger.db.steps``): held here until it commits.
 _pending: ContextVar[list[tuple[list[str], str]] | None] = ContextVar("messenger_pending_frames", default=None)
 
 

@@ -10,16 +10,16 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from messenger.db import offline
-from messenger.dbwrite import Fetch, Statement, execute
+from messenger.dbwrite import Statement, execute
 from messenger.events import durable_frame, durable_frame_text
 from messenger.models import Conversation, ConversationEvent
 from messenger.realtime.broadcast import broadcast_text_on_commit, collecting, dumps
@@ -42,7 +42,9 @@ class Sequences:
 def bump_sequences(conversation_id: int, *, public: bool, now: datetime, **extra: Any) -> Sequences:
     """Allocate the next event numbers (locking the row) and apply extra ``SET`` clauses atomically
     (the statement and the ``extra`` it takes: ``bump_statement``)."""
-    row = Fetch(*bump_statement(conversation_id, public=public, now=now, **extra)).run()
+    with connection.cursor() as cursor:
+        cursor.execute(*bump_statement(conversation_id, public=public, now=now, **extra))
+        row = cursor.fetchone()
     return sequences_from(row, conversation_id=conversation_id, public=public)
 
 
@@ -58,7 +60,7 @@ def bump_statement(
     where: Sequence[tuple[str, Sequence[Any]]] = (),
 ) -> Statement:
     """The UPDATE that allocates the next event numbers, for ``bump_sequences`` or a caller that
-    runs it itself (``dbwrite.Fetch``).
+    runs it itself (``steps.Fetch``).
 
     ``assignments`` are ("column = <sql with %s>", [params]) pairs written by actions, for counters
     and timestamps that must change in the same statement (e.g. ``unread_for_agent + 1``);
@@ -98,83 +100,58 @@ def sequences_from(row: Sequence[Any] | None, *, conversation_id: int, public: b
 _EVENT_COLUMNS = "conversation_id, seq, public_seq, type, payload, public_payload, created_at"
 
 
-def event_insert_from(
-    source: str, conversation_id: int, *, type: str, now: datetime, payload_sql: str, public_data_sql: str | None
-) -> Statement:
-    """The event row's INSERT as ``INSERT ... SELECT ... FROM source``: ``source`` is a CTE of the
-    same statement with the numbers ``bump_statement`` returned (``last_seq``, ``last_public_seq``),
-    and the payloads are SQL expressions over it (the staff data, and ``public_data_sql`` the
-    visitor's, None for a staff-only event)."""
-    public_seq, public_payload = "NULL", "NULL"
-    params: list[Any] = [conversation_id, type]
-    if public_data_sql is not None:
-        public_seq, public_payload = (
-            f"{source}.last_public_seq",
-            f"jsonb_build_object('type', %s::text, 'data', {public_data_sql})",
-        )
-        params.append(type)
-    params.append(offline().ops.adapt_datetimefield_value(now))
-    sql = (
-        f"INSERT INTO {ConversationEvent._meta.db_table} ({_EVENT_COLUMNS}) "  # noqa: S608
-        f"SELECT %s, {source}.last_seq, {public_seq}, %s, {payload_sql}, {public_payload}, %s FROM {source}"
-    )
-    return sql, params
-
-
 def record_event(
     conversation: Conversation,
     *,
     type: str,
-    data: dict[str, Any],
+    data: dict[str, Any] | Callable[[], dict[str, Any]],
     public: PublicPart | None = None,
     now: datetime | None = None,
     sequences: Sequences | None = None,
     extra_groups: Iterable[str] = (),
     statements: list[Statement] | None = None,
 ) -> Sequences:
-    """Store one event and broadcast it after commit. Must run inside ``transaction.atomic``.
+    """Store one event and broadcast it after commit. Must run inside a transaction.
 
-    ``sequences`` is given when the caller already bumped them together with its own update.
-    ``statements``: the INSERT is appended there for the caller to run (``dbwrite.execute``, in
-    the same transaction) instead of being run here. With both, the caller may also be a step
-    generator run by ``messenger.db.aio`` on its own connection: its transaction is not Django's,
-    and the frames wait for its commit in ``broadcast.collecting``.
+    The numbers come first: ``sequences`` when the caller bumped them together with its own
+    update (``bump_statement``), else ``bump_sequences`` here. They are set on ``conversation``
+    before the payload is built, so ``data`` given as a callable (a payload with the
+    conversation's summary, whose ``last_seq`` is this event's id) sees them. The event row is
+    then one INSERT, run here or, with ``statements``, appended there for the caller to run with
+    its own (the message send's steps, which may run on the event loop: its transaction is not
+    Django's, and the frames wait for its commit in ``broadcast.collecting``).
     """
     assert (statements is not None and sequences is not None and collecting()) or (
         transaction.get_connection().in_atomic_block
     ), "record_event needs a transaction"
     now = now or timezone.now()
-    # Each payload is serialised once: the same text goes into the event row and into the frame.
-    data_json = dumps(data)
-    public_data_json = dumps(public.data) if public is not None else None
-    public_payload_json = f'{{"type":{dumps(public.type)},"data":{public_data_json}}}' if public is not None else None
-    adapted_now = offline().ops.adapt_datetimefield_value(now)
-    if sequences is None and statements is None and offline().vendor == "postgresql":
-        # The numbers and the row in one statement, one round trip: the INSERT reads what the
-        # UPDATE allocated (the payloads do not carry the numbers; the frames do).
-        sequences = _bump_and_insert(
-            conversation.pk,
-            type=type,
-            public=public is not None,
-            now=now,
-            values=[data_json, public_payload_json, adapted_now],
-        )
-    else:
-        if sequences is None:
-            sequences = bump_sequences(conversation.pk, public=public is not None, now=now)
-        # A plain INSERT: the event log is written on every change, the ORM's per-row cost showed
-        # up in profiles of the message path.
-        insert = (
-            f"INSERT INTO {ConversationEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
-            [conversation.pk, sequences.seq, sequences.public_seq, type, data_json, public_payload_json, adapted_now],
-        )
-        if statements is not None:
-            statements.append(insert)
-        else:
-            execute([insert])
+    if sequences is None:
+        sequences = bump_sequences(conversation.pk, public=public is not None, now=now)
     conversation.last_seq = sequences.seq
     if sequences.public_seq is not None:
         conversation.last_public_seq = sequences.public_seq
+    # Each payload is serialised once: the same text goes into the event row and into the frame.
+    data_json = dumps(data() if callable(data) else data)
+    public_data_json = dumps(public.data) if public is not None else None
+    public_payload_json = f'{{"type":{dumps(public.type)},"data":{public_data_json}}}' if public is not None else None
+    # A plain INSERT: the event log is written on every change, the ORM's per-row cost showed up
+    # in profiles of the message path.
+    insert = (
+        f"INSERT INTO {ConversationEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
+        [
+            conversation.pk,
+            sequences.seq,
+            sequences.public_seq,
+            type,
+            data_json,
+            public_payload_json,
+            offline().ops.adapt_datetimefield_value(now),
+        ],
+    )
+    if statements is not None:
+        statements.append(insert)
+    else:
+        execute([insert])
     broadcast_event(
         conversation,
         type=type,
@@ -186,19 +163,6 @@ def record_event(
         extra_groups=extra_groups,
     )
     return sequences
-
-
-def _bump_and_insert(conversation_id: int, *, type: str, public: bool, now: datetime, values: list[Any]) -> Sequences:
-    """PostgreSQL: ``bump_sequences`` and the event's INSERT as one statement; ``values`` are the
-    staff payload, the public payload (or None) and the time, as JSON texts and the adapted time."""
-    bump_sql, bump_params = bump_statement(conversation_id, public=public, now=now)
-    sql = (
-        f"WITH c AS ({bump_sql}) INSERT INTO {ConversationEvent._meta.db_table} ({_EVENT_COLUMNS}) "  # noqa: S608
-        f"SELECT %s, c.last_seq, {'c.last_public_seq' if public else 'NULL'}, %s, %s::jsonb, %s::jsonb, %s FROM c "
-        "RETURNING seq, public_seq"
-    )
-    row = Fetch(sql, [*bump_params, conversation_id, type, *values]).run()
-    return sequences_from(row, conversation_id=conversation_id, public=public)
 
 
 def broadcast_event(
