@@ -5,7 +5,8 @@ instance builds its own client with its own connection pool. A socket's commands
 ``sync_to_async`` threads of their own, so every one that touched the cache (a throttle, the frame
 budget) opened a pool and a Redis connection, and the throttle's script (made once per client)
 kept each of them alive: measured, about two Redis connections per open socket, growing with
-every socket the process had served (docs/benchmarks.md). redis-py's client and pool are
+every socket the process had served (docs/benchmarks.md, "Nothing per message for the garbage
+collector"). redis-py's client and pool are
 thread-safe; here every backend instance with the same servers and options shares one, and the
 client is built once per pool instead of on every call.
 """

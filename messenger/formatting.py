@@ -4,7 +4,8 @@
 punctuation left out) and line breaks. The output contains no attribute a visitor controls except
 an escaped ``href`` that starts with http:// or https://.
 
-How it stays linear (a 150 000-character body renders in a few milliseconds, docs/benchmarks.md):
+How it stays linear (a 150 000-character body renders in a few milliseconds: docs/benchmarks.md,
+"Formatting"):
 
 * Every pass is one C-level regular expression or string operation; no Python code runs per match.
   Code spans, links and bare URLs are cut out (``re.split``) and replaced by a one-character

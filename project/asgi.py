@@ -36,6 +36,7 @@ application = EmbeddedSchedulerMiddleware(ProtocolTypeRouter({"http": django_asg
 
 # Everything loaded at startup lives as long as the process — the views too, imported here rather
 # than by the first request: move it out of the cyclic collector's reach, so that a full
-# collection scans only what was made since (docs/benchmarks.md, item 18).
+# collection scans only what was made since (docs/benchmarks.md, "Nothing per message for the
+# garbage collector").
 get_resolver().url_patterns  # noqa: B018
 gc.freeze()

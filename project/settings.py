@@ -74,9 +74,9 @@ def parse_database_url(url: str) -> dict:
     # for the operating system's TCP timeout, minutes.
     options.setdefault("connect_timeout", "2")
     # Server-side binding with prepared statements: PostgreSQL parses and plans a repeated
-    # statement once per connection (measured: about a third less PostgreSQL CPU per send,
-    # docs/benchmarks.md). ``?server_side_binding=0`` goes back to client-side binding (e.g.
-    # behind a pooler that cannot keep prepared statements).
+    # statement once per connection (measured: a third to a half less PostgreSQL CPU per send,
+    # docs/benchmarks.md, "Prepared statements"). ``?server_side_binding=0`` goes back to
+    # client-side binding (e.g. behind a pooler that cannot keep prepared statements).
     options["server_side_binding"] = options.get("server_side_binding", "1") not in {"0", "false", "no"}
     options["prepare_threshold"] = int(options.get("prepare_threshold", 5)) if options["server_side_binding"] else None
     return {

@@ -81,8 +81,8 @@ async def test_cancelling_the_consumer_leaves_no_task_behind():
 
 
 async def test_an_idle_loop_holds_one_task_per_source_and_nothing_else():
-    """Every open socket holds this loop: waiting, it is its pumps and a bare future (item 20 of
-    docs/benchmarks.md), not a queue with a task for its ``get`` besides."""
+    """Every open socket holds this loop: waiting, it is its pumps and a bare future (docs/benchmarks.md,
+    "The consumers' dispatch loop"), not a queue with a task for its ``get`` besides."""
     idle: asyncio.Queue = asyncio.Queue()
     seen: list[int] = []
 

@@ -59,7 +59,7 @@ def test_a_real_dead_cache_fails_open(settings):
 
 
 def test_redis_counters_are_created_with_their_window_and_keep_it(settings):
-    # SET NX EX then INCRBY in one MULTI/EXEC on Redis: a counter never lives without its TTL.
+    # SET NX EX then INCRBY in one Lua script on Redis: a counter never lives without its TTL.
     if not settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
         pytest.skip("Redis only")
     from django.core.cache import cache

@@ -1,5 +1,6 @@
 """check_* doors for socket commands: validate, check permission, call the do_* action, and return
-the reply frame. Each runs in one ``database_sync_to_async`` hop of a consumer.
+the reply frames. Each ``check_*`` runs in one ``database_sync_to_async`` hop of a consumer; an
+``acheck_*`` runs a message send on the event loop instead, or returns None for the thread's door.
 """
 
 from __future__ import annotations

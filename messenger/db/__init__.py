@@ -15,10 +15,11 @@ def offline() -> BaseDatabaseWrapper:
 
     ``django.db.connection`` is per thread and, on the event loop, per asyncio task: every socket
     command runs in a task of its own, and each one that touched it built a new wrapper (its
-    features, operations, introspection…, all cyclic garbage for the collector): one per message,
-    measured in docs/benchmarks.md. This one is built once, shares Django's settings dictionary
-    (so it follows the test database's name) and never connects: a use that would open a
-    connection raises instead of opening one shared by every thread.
+    features, operations, introspection…, all cyclic garbage for the collector): one per message
+    (docs/benchmarks.md, "Nothing per message for the garbage collector"). This one is built once,
+    shares Django's settings dictionary (so it follows the test database's name) and never
+    connects: a use that would open a connection raises instead of opening one shared by every
+    thread.
     """
     wrapper = connections.create_connection(DEFAULT_DB_ALIAS)
     wrapper.connect = _refuse  # type: ignore[method-assign]

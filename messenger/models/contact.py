@@ -48,7 +48,8 @@ class Contact(models.Model):
         """The "Visitor #12" label, translated once per instance (in the language active then).
 
         Every payload of a send names its contact, three times for a visitor's message, and a lazy
-        translation cost more than the rest of the payload (docs/benchmarks.md, item 19).
+        translation cost more than the rest of the payload (docs/benchmarks.md, "The operator socket's
+        session").
         """
         label = self.__dict__.get("_anonymous_label_of")
         if label is None or label[0] != self.pk:

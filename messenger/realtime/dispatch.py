@@ -34,12 +34,12 @@ async def dispatch_all(sources: list[Any], dispatch: Any) -> None:
     ``asyncio.wait``: two turns of the event loop per frame. An operator's socket receives every
     event of a branch, and at 200 messages/s on a busy loop (a few ms per turn) that capped it
     near the arrival rate, so its frames queued for seconds (``fanout_delay`` in bench/run.py
-    --hop-times; docs/benchmarks.md). Here one pump task per source moves messages into a deque as
+    --hop-times). Here one pump task per source moves messages into a deque as
     they come, and the consumer dispatches everything already waiting before it waits again, on a
     bare future that a pump completes. Every socket holds this loop while it is open, so it is kept
     small: an ``asyncio.Queue`` (four deques and an event), a task for its ``get`` and the
     ``asyncio.wait`` around them cost 5 KiB per idle socket and 4 % of a server's CPU
-    in the fan-out (docs/benchmarks.md, item 20).
+    in the fan-out (docs/benchmarks.md, "The consumers' dispatch loop").
     """
     loop = asyncio.get_running_loop()
     inbox: deque[Any] = deque()

@@ -4,8 +4,9 @@ session re-validated while it stays open (``SessionWatch``).
 Channels' ``AuthMiddlewareStack`` finds the same user, and on top of that wraps every frame the
 socket sends (to save a session that a socket never changes) and serves the user through a lazy
 proxy. An operator's socket receives every event of its branch, so that was paid per frame:
-2–3 % of a server's CPU at 200 messages/s (docs/benchmarks.md, item 19). Here the socket's scope
-holds the session and the user themselves, and its frames go straight to the server.
+2–3 % of a server's CPU at 100 messages/s (docs/benchmarks.md, "The operator socket's session").
+Here the socket's scope holds the session and the user themselves, and its frames go straight to
+the server.
 """
 
 from __future__ import annotations
