@@ -2,7 +2,7 @@
 
 A message send writes a message row, its event row and (for staff) an audit row. Sent one by one
 through the ORM that is one round trip each, and under load every round trip is also a wait for
-a core and the GIL when the reply arrives (docs/benchmarks.md, "Send path alone"). So the message
+a core and the GIL when the reply arrives (docs/benchmarks.md, "Round trips while the conversation row is locked"). So the message
 id is allocated by the statement that locks the conversation (``next_id_sql``), and on
 PostgreSQL the rows' INSERTs go out together as one statement (``execute``).
 

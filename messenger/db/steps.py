@@ -9,7 +9,7 @@ run it:
   transaction (``transaction.atomic``) and frames leave from ``transaction.on_commit``.
 * ``arun`` — on the event loop, through an asynchronous PostgreSQL connection of the loop's
   own, so that a send waits for PostgreSQL without holding one of the few database threads
-  (docs/benchmarks.md, "Delivery"). It opens the transaction at the first step that needs
+  (docs/benchmarks.md, "Database threads and sends on the event loop"). It opens the transaction at the first step that needs
   one, commits when the steps are done, then publishes the frames they broadcast.
 
 A path that meets a step only Django's connection can run (``Sync``), touches Django's
