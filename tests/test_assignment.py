@@ -17,7 +17,8 @@ from messenger.actions.assignment import (
     eligible_candidates,
 )
 from messenger.actions.base import Actor
-from messenger.actions.conversations import do_change_status, lock_conversation
+from messenger.actions.conversations import do_change_status
+from messenger.actions.locks import lock_conversation
 from messenger.actions.presence import do_set_status
 from messenger.errors import InvalidInput, NotFound
 from messenger.models import ActivityEvent, AgentProfile, AgentStatus, Conversation, ConversationEvent, Message
