@@ -1,4 +1,9 @@
-"""The scheduler tick, and running it inside the web process in the embedded default.
+"""Every time-driven job, listed here and nowhere else, and the ticker of the embedded default.
+
+``TICK_JOBS`` run on every pass, every ``MESSENGER_TICK_SECONDS``; ``RETENTION_JOBS`` daily in
+production (``messenger.tasks.retention``) and, on the tick, at most once an hour (the embedded
+default has no q2 cluster). Each job is idempotent and safe to run concurrently: it locks each row
+and re-checks it.
 
 In production django-q2 runs ``messenger.tasks.tick`` (see setup_schedules). In the embedded
 default the in-memory channel layer does not cross processes, so the web process itself runs the
@@ -9,29 +14,62 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.core.cache import cache
+
+from messenger.actions.assignment import do_backlog_sweep_all, do_escalate_due
+from messenger.actions.presence import do_presence_sweep
+from messenger.actions.schedule import (
+    do_close_resolved,
+    do_purge_anonymous,
+    do_purge_unused_contacts,
+    do_wake_snoozed,
+)
 
 logger = logging.getLogger(__name__)
 
+# name → job, in the order of a pass: dead sockets first (their operators' unopened conversations
+# move on), then escalation, snoozed wake-ups, and the queue offered to whoever is free.
+TICK_JOBS: dict[str, Callable[[], int]] = {
+    "presence": do_presence_sweep,
+    "escalation": do_escalate_due,
+    "snooze": do_wake_snoozed,
+    "backlog": do_backlog_sweep_all,
+}
+# Resolved → closed after N days; closed anonymous conversations purged after M months; contacts
+# that never wrote purged after D idle days.
+RETENTION_JOBS: dict[str, Callable[[], int]] = {
+    "retention_closed": do_close_resolved,
+    "retention_purged": do_purge_anonymous,
+    "retention_unused_contacts": do_purge_unused_contacts,
+}
+RETENTION_GATE_KEY = "scheduler:retention:gate"
 
-def run_due_jobs() -> dict[str, int]:
-    """One pass of every time-driven job; each is idempotent and safe to run concurrently."""
-    from messenger.actions.assignment import do_escalate_due
-    from messenger.actions.presence import do_presence_sweep
 
+def _run(jobs: dict[str, Callable[[], int]]) -> dict[str, int]:
     results: dict[str, int] = {}
-    for name, job in (("presence", do_presence_sweep), ("escalation", do_escalate_due)):
+    for name, job in jobs.items():
         try:
             results[name] = job()
         except Exception:
             logger.exception("scheduled job %s failed", name)
-    from messenger import tasks
-
-    results.update(tasks.extra_jobs())
     return results
+
+
+def run_due_jobs() -> dict[str, int]:
+    """One pass: every tick job, and the retention jobs when they have not run within the hour."""
+    results = _run(TICK_JOBS)
+    if cache.add(RETENTION_GATE_KEY, 1, timeout=3600):
+        results.update(run_retention())
+    return results
+
+
+def run_retention() -> dict[str, int]:
+    return _run(RETENTION_JOBS)
 
 
 class EmbeddedSchedulerMiddleware:

@@ -1,6 +1,8 @@
-"""Reads for the operator dashboard. Every function runs a fixed number of queries whatever the
-number of rows (select_related / prefetch_related / aggregates), and takes rows that were already
-permission-checked (``messenger.access``) or a ``StaffScope`` to filter by.
+"""Reads: for the operator dashboard, and the ones actions share (who is available to take a
+chat). Every function runs a fixed number of queries whatever the number of rows (select_related
+/ prefetch_related / aggregates), and takes rows that were already permission-checked
+(``messenger.access``) or a ``StaffScope`` to filter by. Nothing here writes, and nothing here
+imports ``messenger.actions``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
@@ -19,16 +22,18 @@ from django.utils.dateparse import parse_datetime
 
 from messenger import events
 from messenger.access import CONVERSATION_RELATED, StaffScope, visible_conversations
-from messenger.actions.presence import live_cutoff
 from messenger.errors import InvalidInput
 from messenger.models import (
     ActivityEvent,
     AgentConnection,
     AgentProfile,
+    AgentRole,
+    AgentStatus,
     Branch,
     CannedResponse,
     Conversation,
     ConversationStatus,
+    Inbox,
     Label,
     Message,
 )
@@ -259,6 +264,41 @@ def canned_responses(scope: StaffScope) -> list[dict[str, Any]]:
         }
         for canned in queryset
     ]
+
+
+# --- presence: who can take a chat ----------------------------------------------------------------
+# An operator is *available* when their status is online and at least one of their sockets sent a
+# heartbeat within ``MESSENGER_PRESENCE_TIMEOUT_SECONDS``; *assignable* when, besides, their role
+# is operator (supervisors and admins are never offered chats). The widget's "operators available"
+# and automatic assignment both ask ``assignable_profiles``.
+
+
+def live_cutoff(now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) - timedelta(seconds=settings.MESSENGER_PRESENCE_TIMEOUT_SECONDS)
+
+
+def available_profiles(now: datetime | None = None) -> QuerySet[AgentProfile]:
+    """Profiles that may receive new chats: status online and a live socket."""
+    live = AgentConnection.objects.filter(user_id=OuterRef("user_id"), last_heartbeat__gte=live_cutoff(now))
+    return AgentProfile.objects.filter(status=AgentStatus.ONLINE, user__is_active=True).filter(Exists(live))
+
+
+def assignable_profiles(now: datetime | None = None) -> QuerySet[AgentProfile]:
+    """Profiles automatic assignment may hand a chat (capacity and rate limit aside)."""
+    return available_profiles(now).filter(role=AgentRole.OPERATOR)
+
+
+def operators_available(inbox: Inbox, now: datetime | None = None) -> bool:
+    """Someone who can be assigned the inbox's chats is there; one at capacity still counts: the
+    chat waits in the queue for them."""
+    profiles = assignable_profiles(now)
+    if inbox.branch_id:
+        profiles = profiles.filter(branch_id=inbox.branch_id)
+    return profiles.exists()
+
+
+def is_connected(user_id: int, now: datetime | None = None) -> bool:
+    return AgentConnection.objects.filter(user_id=user_id, last_heartbeat__gte=live_cutoff(now)).exists()
 
 
 def operators(now: datetime | None = None) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""django-q2 entry points. Each takes ids (or nothing), calls actions, and is safe to run twice.
+"""django-q2 entry points (``setup_schedules``): the tick loop and the daily retention. The jobs
+they run are listed in ``messenger.scheduler``; each is safe to run twice.
 
 django-q2's scheduler has minute granularity, so ``tick`` is scheduled every minute and itself
 loops, running ``run_due_jobs`` every ``MESSENGER_TICK_SECONDS``: escalation fires within seconds
@@ -9,7 +10,6 @@ anyway, the lock only saves work and a worker).
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from typing import Any
@@ -18,50 +18,19 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-logger = logging.getLogger(__name__)
+from messenger.scheduler import run_due_jobs, run_retention
 
 TICK_LOCK_KEY = "scheduler:tick:owner"
 TICK_HANDOVER_KEY = "scheduler:tick:handover"
 LAST_TICK_KEY = "scheduler:tick:last"
-RETENTION_GATE_KEY = "scheduler:retention:gate"
 # Below Q_CLUSTER["timeout"] (90 s) so a tick is never killed mid-pass, above the 60 s spacing
 # of the staggered schedules (plus the q2 scheduler's own 30 s polling) so ticks overlap.
 TICK_RUN_SECONDS = 80
 
 
-def extra_jobs() -> dict[str, int]:
-    """Jobs of this module run on every scheduler pass (after presence and escalation)."""
-    from messenger.actions.assignment import do_backlog_sweep_all
-    from messenger.actions.schedule import do_wake_snoozed
-
-    results: dict[str, int] = {}
-    for name, job in (("snooze", do_wake_snoozed), ("backlog", do_backlog_sweep_all)):
-        try:
-            results[name] = job()
-        except Exception:
-            logger.exception("scheduled job %s failed", name)
-    # The embedded default has no q2 cluster: retention rides on the tick, at most once an hour.
-    if cache.add(RETENTION_GATE_KEY, 1, timeout=3600):
-        results.update(retention())
-    return results
-
-
 def retention() -> dict[str, int]:
-    """Resolved → closed after N days; closed anonymous conversations purged after M months;
-    contacts that never wrote purged after D idle days."""
-    from messenger.actions.schedule import do_close_resolved, do_purge_anonymous, do_purge_unused_contacts
-
-    results: dict[str, int] = {}
-    for name, job in (
-        ("retention_closed", do_close_resolved),
-        ("retention_purged", do_purge_anonymous),
-        ("retention_unused_contacts", do_purge_unused_contacts),
-    ):
-        try:
-            results[name] = job()
-        except Exception:
-            logger.exception("retention job %s failed", name)
-    return results
+    """The retention jobs (``scheduler.RETENTION_JOBS``): django-q2's daily ``messenger.retention``."""
+    return run_retention()
 
 
 def _release(token: str) -> None:
@@ -75,8 +44,6 @@ def tick(run_seconds: float | None = None) -> dict[str, Any]:
     A newer tick asks the running one to hand over (``TICK_HANDOVER_KEY``) and takes the lock
     when it is released, so the loop never stops between two scheduled ticks.
     """
-    from messenger.scheduler import run_due_jobs
-
     interval = max(0.2, float(settings.MESSENGER_TICK_SECONDS))
     run_seconds = TICK_RUN_SECONDS if run_seconds is None else run_seconds
     lock_ttl = int(interval * 5) + 5

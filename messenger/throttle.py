@@ -13,20 +13,17 @@ Invariants:
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import hashlib
 import logging
 import math
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.cache.backends.redis import RedisCacheClient
 
+from messenger.cache import async_redis_script, redis_script
 from messenger.errors import InvalidInput, RateLimited
 from messenger.protocol import parse_rate
 
@@ -61,13 +58,6 @@ return totals
 """
 
 
-@functools.cache
-def _count_script(client: RedisCacheClient) -> Any:
-    """The counting script on the cache's Redis client, made once per client (``messenger.cache``
-    keeps one per process; Django's own backend builds a client on every ``get_client``)."""
-    return client.get_client(write=True).register_script(_COUNT_SCRIPT)
-
-
 def _script_arguments(counters: list[tuple[str, int, int]]) -> dict[str, list[Any]]:
     return {
         "keys": [cache.make_and_validate_key(key) for key, _, _ in counters],
@@ -78,9 +68,9 @@ def _script_arguments(counters: list[tuple[str, int, int]]) -> dict[str, list[An
 def increment_counters(counters: list[tuple[str, int, int]]) -> list[int]:
     """Add ``amount`` to each ``(key, amount, timeout)`` counter, creating it with its expiry when
     missing; the new totals. One round trip on Redis however many counters."""
-    client = getattr(cache, "_cache", None)  # ``cache`` is a proxy: this is the backend's client
-    if isinstance(client, RedisCacheClient):
-        return [int(value) for value in _count_script(client)(**_script_arguments(counters))]
+    script = redis_script(_COUNT_SCRIPT)
+    if script is not None:
+        return [int(value) for value in script(**_script_arguments(counters))]
     totals = []
     for key, amount, timeout in counters:
         try:
@@ -149,22 +139,12 @@ class _Plan:
         return [result for result in self.results if result is not None]
 
 
-_async_scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-
-
 async def _aincrement_counters(counters: list[tuple[str, int, int]]) -> list[int]:
     """``increment_counters`` through an asynchronous Redis client of this event loop (the same
     script); another cache backend is in-process and is counted directly."""
-    client = getattr(cache, "_cache", None)
-    if not isinstance(client, RedisCacheClient):
-        return increment_counters(counters)
-    loop = asyncio.get_running_loop()
-    script = _async_scripts.get(loop)
+    script = async_redis_script(_COUNT_SCRIPT)
     if script is None:
-        from redis.asyncio import Redis
-
-        options = {k: v for k, v in client._pool_options.items() if k != "parser_class"}  # a sync parser
-        script = _async_scripts[loop] = Redis.from_url(client._servers[0], **options).register_script(_COUNT_SCRIPT)
+        return increment_counters(counters)
     return [int(value) for value in await script(**_script_arguments(counters))]
 
 

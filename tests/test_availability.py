@@ -1,5 +1,5 @@
 """What the widget calls "operators available" is who automatic assignment may pick: supervisors and
-admins online do not count (messenger/actions/presence.py, ``assignable_profiles``)."""
+admins online do not count (messenger/selectors.py, ``assignable_profiles``)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ from django.db import connections
 from django.utils import timezone
 
 from messenger.actions.assignment import do_escalate_due
-from messenger.actions.conversations import do_mark_opened, lock_conversation
+from messenger.actions.conversations import do_mark_opened
+from messenger.actions.locks import lock_conversation
 from messenger.actions.messages import send_operator_message
 from messenger.models import ActivityEvent, Conversation, ConversationEvent, Message
 from messenger.realtime.groups import STAFF_ALL, branch_group

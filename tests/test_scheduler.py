@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from messenger import tasks
 from messenger.actions.base import Actor
-from messenger.actions.conversations import do_change_status, lock_conversation
+from messenger.actions.conversations import do_change_status
+from messenger.actions.locks import lock_conversation
 from messenger.actions.schedule import do_close_resolved, do_purge_anonymous, do_wake_snoozed
 from messenger.models import ActivityEvent, Contact, Conversation, Message
 from messenger.scheduler import run_due_jobs
@@ -83,9 +84,17 @@ def test_old_closed_conversations_of_anonymous_visitors_are_purged(settings):
 
 @pytest.mark.django_db
 def test_run_due_jobs_reports_every_job():
-    results = run_due_jobs()
-    assert set(results) >= {"presence", "escalation", "snooze", "backlog", "retention_closed", "retention_purged"}
+    assert set(run_due_jobs()) == {
+        "presence",
+        "escalation",
+        "snooze",
+        "backlog",
+        "retention_closed",
+        "retention_purged",
+        "retention_unused_contacts",
+    }
     assert set(run_due_jobs()) == {"presence", "escalation", "snooze", "backlog"}  # retention: once an hour
+    assert set(tasks.retention()) == {"retention_closed", "retention_purged", "retention_unused_contacts"}
 
 
 @pytest.mark.django_db
@@ -96,7 +105,7 @@ def test_backlog_sweep_job_assigns_waiting_conversations():
     assert waiting.assignee is None
     operator = make_user(branch=branch)
     connect(operator)
-    assert tasks.extra_jobs()["backlog"] == 1
+    assert run_due_jobs()["backlog"] == 1
     waiting.refresh_from_db()
     assert waiting.assignee == operator
 

@@ -31,11 +31,14 @@ from django.utils import timezone
 
 from messenger import events
 from messenger.actions.base import Actor, audit
+from messenger.actions.locks import lock_conversation
+from messenger.actions.messages import send_automatic_message
 from messenger.errors import InvalidInput, NotFound
 from messenger.models import AgentProfile, Branch, Conversation, ConversationStatus
 from messenger.realtime.broadcast import broadcast_on_commit
 from messenger.realtime.eventlog import PublicPart, record_event
 from messenger.realtime.groups import STAFF_ALL, branch_group
+from messenger.selectors import assignable_profiles, available_profiles
 
 logger = logging.getLogger(__name__)
 OPEN_LOAD_STATUSES = (ConversationStatus.OPEN, ConversationStatus.PENDING)
@@ -106,8 +109,6 @@ def eligible_candidates(
     branch_id: int | None, *, exclude_user_ids: set[int] | frozenset[int] = frozenset(), now: datetime | None = None
 ) -> list[dict[str, Any]]:
     """Available operators of the branch under capacity, with their load, best first (no locks)."""
-    from messenger.actions.presence import assignable_profiles
-
     if branch_id is None:
         return []
     now = now or timezone.now()
@@ -310,8 +311,6 @@ def do_auto_assign(
 
 def do_reassign_if_assignee_away(*, conversation: Conversation, actor: Actor) -> bool:
     """A reopened conversation whose assignee is not available goes to someone who is."""
-    from messenger.actions.presence import available_profiles
-
     if conversation.assignee_id and available_profiles().filter(user_id=conversation.assignee_id).exists():
         return False
     return do_auto_assign(
@@ -340,8 +339,6 @@ def _lapsed_assignee(conversation: Conversation) -> int | None:
 
 def do_backlog_sweep(*, branch_id: int | None, limit: int = 100, now: datetime | None = None) -> int:
     """Offer waiting unassigned conversations of the branch, oldest first, while anyone is free."""
-    from messenger.actions.conversations import lock_conversation
-
     if branch_id is None:
         return 0
     assigned = 0
@@ -368,8 +365,6 @@ def do_backlog_sweep(*, branch_id: int | None, limit: int = 100, now: datetime |
 
 def do_backlog_sweep_all(*, now: datetime | None = None) -> int:
     """Every branch with a queue and at least one available operator (also: hours just opened)."""
-    from messenger.actions.presence import assignable_profiles
-
     branch_ids = set(
         Conversation.objects.filter(assignee__isnull=True, status=ConversationStatus.OPEN, branch__isnull=False)
         .values_list("branch_id", flat=True)
@@ -396,8 +391,6 @@ def schedule_backlog_sweep(branch_id: int | None) -> None:
 
 def do_release_unopened(*, user: Any, reason: str) -> int:
     """The operator became unavailable: their unopened conversations go to someone else now."""
-    from messenger.actions.conversations import lock_conversation
-
     moved = 0
     ids = list(
         Conversation.objects.filter(
@@ -456,8 +449,6 @@ def do_transfer(
     Expects the conversation row locked. Audited, broadcast to the old and the new branch, and a
     staff-only system note in the history.
     """
-    from messenger.actions.messages import send_automatic_message
-
     old_branch_id = conversation.branch_id
     if assignee_id is not None:
         if not isinstance(assignee_id, int) or isinstance(assignee_id, bool):
@@ -562,8 +553,6 @@ def _fallback_for_escalation(conversation: Conversation, now: datetime) -> Branc
 
 def _escalate_one(conversation: Conversation, *, now: datetime) -> str:
     """One step of the chain for a locked, due conversation: "escalated", "queued" or "fallback"."""
-    from messenger.actions.messages import send_automatic_message
-
     actor = Actor.system("escalation")
     previous = conversation.assignee
     timeout = escalation_timeout(conversation)
@@ -627,8 +616,6 @@ def do_escalate_due(*, now: datetime | None = None, limit: int = 200) -> int:
     Safe with several workers: each row is locked and the deadline re-checked under the lock, and
     every step clears or moves the deadline, so a second worker finds nothing to do.
     """
-    from messenger.actions.conversations import lock_conversation
-
     now = now or timezone.now()
     escalated = 0
     due = list(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
+from messenger.actions.messages import send_automatic_message
 from messenger.models import Conversation, Message
 from messenger.routing.hours import conversation_is_open
 
@@ -17,8 +18,6 @@ def after_visitor_message(*, conversation: Conversation, message: Message, start
     """Called after the visitor's message committed; ``started``: it opened the conversation."""
     if not started or conversation.first_reply_created_at is not None:
         return None
-    from messenger.actions.messages import send_automatic_message
-
     settings = conversation.inbox.effective_settings
     if settings["working_hours"]["enabled"] and not conversation_is_open(conversation):
         text = (

@@ -1,7 +1,7 @@
 """Conversation lifecycle: start, status (snooze, resolve, reopen, close), priority, labels, rating.
 
 Invariants:
-* Every change locks the conversation row (``access_*(lock=True)`` or ``lock_conversation``),
+* Every change locks the conversation row (``access_*(lock=True)`` or ``locks.lock_conversation``),
   writes with ``save(update_fields=…)`` (never clobbering the event counters), writes its audit
   row and records exactly one durable event.
 * A visitor never gets a silent reopen: after resolve, the next visitor message starts a new
@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from messenger import events
-from messenger.access import CONVERSATION_RELATED
+from messenger.actions import assignment
 from messenger.actions.base import Actor, audit
 from messenger.errors import Conflict, InvalidInput
 from messenger.models import (
@@ -31,15 +31,6 @@ from messenger.models import (
 from messenger.realtime.eventlog import PublicPart, record_event
 
 STAFF_STATUSES = {s.value for s in ConversationStatus}
-
-
-def lock_conversation(conversation_id: int) -> Conversation:
-    """Re-read and lock a conversation row (inside a transaction)."""
-    return (
-        Conversation.objects.select_related(*CONVERSATION_RELATED)
-        .select_for_update(of=("self",))
-        .get(pk=conversation_id)
-    )
 
 
 def record_conversation_change(
@@ -65,7 +56,6 @@ def do_start_conversation(
     *, contact_inbox: ContactInbox, actor: Actor, page: dict[str, Any] | None = None, ip: str | None = None
 ) -> Conversation:
     """Create a conversation, route it (region → branch) and offer it to an operator."""
-    from messenger.actions import assignment
     from messenger.routing import route_new_conversation
 
     now = timezone.now()
@@ -109,8 +99,6 @@ def do_change_status(
     *, conversation: Conversation, status: str, actor: Actor, snoozed_until: datetime | None = None
 ) -> Conversation:
     """Expects ``conversation`` locked. Resolving asks for a rating (each time) when enabled."""
-    from messenger.actions import assignment
-
     if status not in STAFF_STATUSES:
         raise InvalidInput(f"status: unknown value {status!r}")
     if status == ConversationStatus.SNOOZED:

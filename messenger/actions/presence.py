@@ -1,56 +1,30 @@
 """Operator presence: manual status × live sockets (AgentConnection rows refreshed by heartbeats).
 
-An operator is *available* when their status is online and at least one of their sockets sent a
-heartbeat within ``MESSENGER_PRESENCE_TIMEOUT_SECONDS``; *assignable* when, besides, their role is
-operator (supervisors and admins are never offered chats). The widget's "operators available" and
-automatic assignment both ask ``assignable_profiles``. Presence frames are ephemeral.
+Who is available or assignable is a read (``messenger.selectors``: ``available_profiles``,
+``assignable_profiles``). Here: the changes — connect, heartbeat, disconnect, manual status,
+the sweep of dead sockets — and their follow-ups in ``assignment``: an operator who becomes
+available is offered the branch queue, one who becomes unavailable hands on the conversations they
+have not opened. Presence frames are ephemeral.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
+from messenger.actions.assignment import do_backlog_sweep, do_release_unopened
 from messenger.actions.base import Actor, audit
 from messenger.errors import InvalidInput
-from messenger.models import AgentConnection, AgentProfile, AgentRole, AgentStatus, Inbox
+from messenger.models import AgentConnection, AgentProfile, AgentStatus, Inbox
 from messenger.realtime.broadcast import broadcast_on_commit
 from messenger.realtime.groups import inbox_group, staff_groups
+from messenger.selectors import is_connected, live_cutoff, operators_available
 
 MANUAL_STATUSES = {AgentStatus.ONLINE, AgentStatus.AWAY, AgentStatus.BUSY}
-
-
-def live_cutoff(now: datetime | None = None) -> datetime:
-    return (now or timezone.now()) - timedelta(seconds=settings.MESSENGER_PRESENCE_TIMEOUT_SECONDS)
-
-
-def available_profiles(now: datetime | None = None) -> QuerySet[AgentProfile]:
-    """Profiles that may receive new chats: status online and a live socket."""
-    live = AgentConnection.objects.filter(user_id=OuterRef("user_id"), last_heartbeat__gte=live_cutoff(now))
-    return AgentProfile.objects.filter(status=AgentStatus.ONLINE, user__is_active=True).filter(Exists(live))
-
-
-def assignable_profiles(now: datetime | None = None) -> QuerySet[AgentProfile]:
-    """Profiles automatic assignment may hand a chat (capacity and rate limit aside)."""
-    return available_profiles(now).filter(role=AgentRole.OPERATOR)
-
-
-def operators_available(inbox: Inbox, now: datetime | None = None) -> bool:
-    """Someone who can be assigned the inbox's chats is there; one at capacity still counts: the
-    chat waits in the queue for them."""
-    profiles = assignable_profiles(now)
-    if inbox.branch_id:
-        profiles = profiles.filter(branch_id=inbox.branch_id)
-    return profiles.exists()
-
-
-def is_connected(user_id: int, now: datetime | None = None) -> bool:
-    return AgentConnection.objects.filter(user_id=user_id, last_heartbeat__gte=live_cutoff(now)).exists()
 
 
 def _broadcast_presence(profile: AgentProfile, *, connected: bool) -> None:
@@ -92,8 +66,6 @@ def do_connect(*, user: Any, channel_name: str) -> AgentProfile:
         if not was_connected:
             _broadcast_presence(profile, connected=True)
     if not was_connected and profile.status == AgentStatus.ONLINE:
-        from messenger.actions.assignment import do_backlog_sweep
-
         do_backlog_sweep(branch_id=profile.branch_id)
     return profile
 
@@ -116,8 +88,6 @@ def do_disconnect(*, user: Any, channel_name: str) -> None:
         if not still_connected:
             _broadcast_presence(profile, connected=False)
     if not still_connected:
-        from messenger.actions.assignment import do_release_unopened
-
         do_release_unopened(user=user, reason="operator disconnected")
 
 
@@ -133,8 +103,6 @@ def do_set_status(*, user: Any, status: Any, actor: Actor) -> AgentProfile:
         profile.save(update_fields=["status"])
         audit(actor, "agent.status", target=profile, payload={"from": previous, "to": status})
         _broadcast_presence(profile, connected=is_connected(user.pk))
-    from messenger.actions.assignment import do_backlog_sweep, do_release_unopened
-
     if status == AgentStatus.ONLINE:
         do_backlog_sweep(branch_id=profile.branch_id)
     elif status == AgentStatus.OFFLINE:

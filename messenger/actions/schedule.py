@@ -22,13 +22,13 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from messenger.actions.base import Actor, audit
+from messenger.actions.conversations import do_change_status
+from messenger.actions.locks import lock_conversation
 from messenger.models import ActivityEvent, Contact, Conversation, ConversationStatus
 
 
 def do_wake_snoozed(*, now: datetime | None = None, limit: int = 500) -> int:
     """Snoozed conversations whose ``snoozed_until`` has passed are open again (audited, broadcast)."""
-    from messenger.actions.conversations import do_change_status, lock_conversation
-
     now = now or timezone.now()
     due = list(
         Conversation.objects.filter(status=ConversationStatus.SNOOZED, snoozed_until__lte=now)
@@ -50,8 +50,6 @@ def do_wake_snoozed(*, now: datetime | None = None, limit: int = 500) -> int:
 
 def do_close_resolved(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Resolved conversations older than ``MESSENGER_RETENTION_CLOSE_AFTER_DAYS`` become closed."""
-    from messenger.actions.conversations import do_change_status, lock_conversation
-
     days = settings.MESSENGER_RETENTION_CLOSE_AFTER_DAYS
     if days <= 0:
         return 0

@@ -24,6 +24,7 @@ from messenger.actions.messages import latest_conversation, mark_delivered
 from messenger.errors import Forbidden, InvalidInput, NotFound
 from messenger.inbox_settings import domain_allowed
 from messenger.models import Contact, ContactInbox, Conversation, Inbox, Message, MessageDirection
+from messenger.selectors import operators_available
 from messenger.tokens import issue_session_token, read_session_token
 
 HISTORY_CONVERSATIONS = 5
@@ -121,7 +122,6 @@ def widget_settings_payload(inbox: Inbox, *, language: str = "") -> dict[str, An
 
 
 def availability(inbox: Inbox, now: datetime | None = None) -> dict[str, bool]:
-    from messenger.actions.presence import operators_available
     from messenger.routing.hours import inbox_is_open
 
     open_now = inbox_is_open(inbox, now)

@@ -22,7 +22,7 @@ from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
-from messenger.realtime import diagnostics, liveness
+from messenger.realtime import diagnostics, liveness, redis_adapter
 from messenger.realtime.groups import FANOUT_HANDLER
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ async def _publish(batch: list[tuple[list[str], str]]) -> list[str]:
     stamp = {"published": time.time()} if diagnostics.enabled() else {}
     items = [(list(dict.fromkeys(groups)), {"type": FANOUT_HANDLER, "frame": text, **stamp}) for groups, text in batch]
     try:
-        if await _publish_pipelined(layer, items):
+        if await redis_adapter.publish_pipelined(layer, items):
             return []
     except Exception:  # noqa: BLE001 — fall back to the layer's own path below
         logger.debug("pipelined publish failed", exc_info=True)
@@ -122,33 +122,6 @@ async def _publish(batch: list[tuple[list[str], str]]) -> list[str]:
                 logger.warning("channel layer send to %s failed", group, exc_info=True)
                 unreached.append(group)
     return unreached
-
-
-async def _publish_pipelined(layer: Any, items: list[tuple[list[str], dict[str, Any]]]) -> bool:
-    """Every PUBLISH of a batch in one Redis round trip, in order, without the layer's lock.
-
-    channels-redis's pub/sub layer publishes one group at a time behind a per-process lock, each
-    waiting for its reply on the (busy) event loop: measured here that serialised every broadcast
-    of a process and capped delivery well below what the database sustained. This uses the
-    layer's own channel names, serialiser and connection (channels-redis is pinned); any other
-    layer takes the plain path.
-    """
-    get_layer = getattr(layer, "_get_layer", None)
-    if get_layer is None:
-        return False
-    inner = get_layer()
-    shards = getattr(inner, "_shards", None)
-    if not shards or len(shards) != 1:
-        return False
-    shard = shards[0]
-    shard._ensure_redis()
-    pipeline = shard._redis.pipeline(transaction=False)
-    for groups, message in items:
-        payload = inner.channel_layer.serialize(message)
-        for group in groups:
-            pipeline.publish(inner._get_group_channel_name(group), payload)
-    await pipeline.execute()
-    return True
 
 
 def broadcast_on_commit(groups: Iterable[str], frame: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from messenger import events
+from messenger.realtime import redis_adapter
 from messenger.realtime.groups import FANOUT_HANDLER
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class LayerWatch:
                     if channel is None:
                         channel = await asyncio.wait_for(self.layer.new_channel("live."), PROBE_TIMEOUT)
                         receiver = asyncio.ensure_future(self.receive_echoes(channel))
-                        watch_subscriber_reconnects(self.layer, self.subscriber_reconnected)
+                        redis_adapter.on_pubsub_reconnect(self.layer, self.subscriber_reconnected)
                     self.sent += 1
                     # Counted before the publish: its echo may come back before the publish returns.
                     self.outstanding.append((self.sent, loop.time()))
@@ -123,7 +124,9 @@ class LayerWatch:
 
     def subscriber_reconnected(self, connection: Any) -> None:
         """The pub/sub connection was lost and is back (its subscriptions were just renewed): frames
-        published in between reached nobody, however short the gap. The next probe confirms."""
+        published in between reached nobody, however short the gap — redis-py reconnects inside the
+        read that failed, within milliseconds, too fast for a probe to be lost
+        (``redis_adapter.on_pubsub_reconnect``). The next probe confirms."""
         if self.delivering:
             self.interrupted()
 
@@ -155,30 +158,6 @@ class LayerWatch:
                 await socket.send(text_data=text)
             except Exception:  # noqa: BLE001 — a socket closing meanwhile
                 logger.debug("live frame not sent", exc_info=True)
-
-
-def watch_subscriber_reconnects(layer: Any, callback: Any) -> bool:
-    """Have ``callback`` (a method) called each time the layer's pub/sub connection of this event
-    loop reconnects; False on a layer that has none.
-
-    redis-py reconnects a dropped pub/sub connection inside the read that failed, when Redis is
-    reachable, and renews its subscriptions there: the gap lasts milliseconds, too short for a
-    probe to fall into, yet frames published in it are lost (Redis kills a subscriber whose output
-    buffer overflows, dropping what it held). redis-py's connect callbacks are public, but the
-    connection is reached through channels-redis's private attributes (channels-redis is pinned;
-    tests/test_redis_blink.py fails if this stops working).
-    """
-    get_layer = getattr(layer, "_get_layer", None)
-    if get_layer is None:
-        return False
-    found = False
-    for shard in getattr(get_layer(), "_shards", ()):
-        pubsub = getattr(shard, "_pubsub", None)
-        connection = getattr(pubsub, "connection", None)
-        if connection is not None:
-            connection.register_connect_callback(callback)
-            found = True
-    return found
 
 
 _watches: dict[asyncio.AbstractEventLoop, LayerWatch] = {}
