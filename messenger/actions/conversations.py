@@ -28,7 +28,7 @@ from messenger.models import (
     ConversationStatus,
     Label,
 )
-from messenger.realtime.eventlog import PublicPart, record_event
+from messenger.realtime.eventlog import record_event
 
 STAFF_STATUSES = {s.value for s in ConversationStatus}
 
@@ -46,19 +46,12 @@ def record_conversation_change(
     conversation: Conversation,
     changes: list[str],
     *,
-    type: str = "conversation.updated",
+    created: bool = False,
     extra_groups: tuple[str, ...] = (),
 ) -> None:
     """One durable event describing the conversation after ``changes`` (staff and visitor)."""
-    record_event(
-        conversation,
-        type=type,
-        data={"changes": changes, "conversation": events.conversation_staff(conversation)},
-        public=PublicPart(
-            type=type, data={"changes": changes, "conversation": events.conversation_public(conversation)}
-        ),
-        extra_groups=extra_groups,
-    )
+    event = events.conversation_changed(conversation, changes, created=created)
+    record_event(conversation, type=event.type, data=event.data, public=event.public, extra_groups=extra_groups)
 
 
 def do_start_conversation(
@@ -100,7 +93,7 @@ def do_start_conversation(
             conversation=conversation,
             payload={"routing": decision.log},
         )
-        record_conversation_change(conversation, ["created"], type="conversation.created")
+        record_conversation_change(conversation, ["created"], created=True)
         assignment.do_auto_assign(conversation=conversation, actor=Actor.system("routing"), now=now)
     return conversation
 
@@ -154,13 +147,8 @@ def do_change_status(
     )
     record_conversation_change(conversation, changes)
     if status == ConversationStatus.RESOLVED and conversation.rating_requested_at == now:
-        scale = conversation.inbox.effective_settings["rating"]["scale"]
-        record_event(
-            conversation,
-            type="rating.requested",
-            data={"scale": scale},
-            public=PublicPart(type="rating.requested", data={"scale": scale}),
-        )
+        event = events.rating_requested(scale=conversation.inbox.effective_settings["rating"]["scale"])
+        record_event(conversation, type=event.type, data=event.data, public=event.public)
     if status == ConversationStatus.OPEN and previous != ConversationStatus.OPEN:
         assignment.do_reassign_if_assignee_away(conversation=conversation, actor=actor)
     elif previous in assignment.OPEN_LOAD_STATUSES and status not in assignment.OPEN_LOAD_STATUSES:
@@ -184,11 +172,8 @@ def do_change_priority(*, conversation: Conversation, priority: Any, actor: Acto
         conversation=conversation,
         payload={"from": previous, "to": priority},
     )
-    record_event(
-        conversation,
-        type="conversation.updated",
-        data={"changes": ["priority"], "conversation": events.conversation_staff(conversation)},
-    )
+    event = events.conversation_changed(conversation, ["priority"], staff_only=True)
+    record_event(conversation, type=event.type, data=event.data)
     return conversation
 
 
@@ -202,9 +187,8 @@ def do_set_labels(*, conversation: Conversation, labels: Any, actor: Actor) -> C
             existing[name], _ = Label.objects.get_or_create(name=name)
     conversation.labels.set([existing[name] for name in wanted])
     audit(actor, "conversation.labels", target=conversation, conversation=conversation, payload={"labels": wanted})
-    staff = events.conversation_staff(conversation)
-    staff["labels"] = wanted
-    record_event(conversation, type="conversation.updated", data={"changes": ["labels"], "conversation": staff})
+    event = events.conversation_changed(conversation, ["labels"], staff_only=True, labels=wanted)
+    record_event(conversation, type=event.type, data=event.data)
     return conversation
 
 

@@ -345,17 +345,10 @@ def _payloads(
     message: Message, attachments: list[Attachment], *, public: bool
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The ``message.created`` event's staff data and (``public``) the visitor's."""
-    conversation = message.conversation
-    staff = {
-        "message": events.message_payload(message, public=False, attachments=attachments),
-        "conversation": events.conversation_staff(conversation),
-    }
-    if not public:
-        return staff, None
-    return staff, {
-        "message": events.message_payload(message, public=True, attachments=attachments),
-        "unread_for_contact": conversation.unread_for_contact,
-    }
+    event = events.message_created(message, message.conversation, attachments)
+    if not public or event.public is None:
+        return event.data, None
+    return event.data, event.public.data
 
 
 def _iso_sql(column: str) -> str:
@@ -521,10 +514,7 @@ def push_unread_totals(user_id: int) -> None:
     totals = Conversation.objects.filter(
         assignee_id=user_id, status__in=ACTIVE_STATUSES, unread_for_agent__gt=0
     ).aggregate(conversations=Count("id"), messages=Sum("unread_for_agent"))
-    frame = {
-        "type": "unread",
-        "data": {"conversations": totals["conversations"] or 0, "messages": totals["messages"] or 0},
-    }
+    frame = events.unread_frame(conversations=totals["conversations"] or 0, messages=totals["messages"] or 0)
     broadcast_on_commit([user_group(user_id)], frame)
 
 
@@ -944,18 +934,8 @@ def mark_delivered(*, conversation: Conversation, reader: str, up_to_message_id:
             conversation=conversation, direction=_receipt_target(reader), id__lte=up_to, delivered_at__isnull=True
         ).update(delivered_at=now)
         if changed:
-            data = {
-                "direction": _receipt_target(reader),
-                "up_to_message_id": up_to,
-                "changes": {"delivered_at": events.iso(now)},
-            }
-            record_event(
-                conversation,
-                type="message.updated",
-                data=data,
-                public=PublicPart(type="message.updated", data=data),
-                now=now,
-            )
+            event = events.messages_delivered(direction=_receipt_target(reader), up_to_message_id=up_to, at=now)
+            record_event(conversation, type=event.type, data=event.data, public=event.public, now=now)
     return changed
 
 
@@ -986,19 +966,10 @@ def mark_read(*, conversation: Conversation, reader: str, up_to_message_id: Any,
             conversation.unread_for_contact = 0
         else:
             conversation.unread_for_agent = 0
-        data = {
-            "reader": "contact" if reader == "contact" else "agent",
-            "up_to_message_id": up_to,
-            "read_at": events.iso(now),
-        }
-        record_event(
-            conversation,
-            type="conversation.read",
-            data=data,
-            public=PublicPart(type="conversation.read", data=data),
-            now=now,
-            sequences=sequences,
+        event = events.conversation_read(
+            reader="contact" if reader == "contact" else "agent", up_to_message_id=up_to, at=now
         )
+        record_event(conversation, type=event.type, data=event.data, public=event.public, now=now, sequences=sequences)
         if reader != "contact" and conversation.assignee_id:
             push_unread_totals(conversation.assignee_id)
     return changed

@@ -20,16 +20,10 @@ from django.utils import timezone
 
 from messenger.db import offline
 from messenger.dbwrite import Fetch, Statement, execute
-from messenger.events import durable_frame, durable_frame_text
+from messenger.events import PublicPart, durable_frame, durable_frame_text
 from messenger.models import Conversation, ConversationEvent
 from messenger.realtime.broadcast import broadcast_text_on_commit, collecting, dumps
 from messenger.realtime.groups import staff_groups, visitor_group
-
-
-@dataclass(frozen=True)
-class PublicPart:
-    type: str
-    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
