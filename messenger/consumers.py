@@ -157,7 +157,7 @@ class BaseConsumer(AsyncWebsocketConsumer):
         self.limiter = FrameLimiter(rate * self.rate_multiplier, period)
         if not settings.MESSENGER_ENABLED:
             await self.accept()
-            await self.send_frame({"type": "error", "code": "disabled", "message": "Messenger disabled"})
+            await self.send_frame(events.error_frame("disabled", "Messenger disabled"))
             await self.close(code=CLOSE_DISABLED)
             return
         try:
@@ -356,7 +356,7 @@ class VisitorConsumer(BaseConsumer):
 
     async def handle(self, command: Command) -> list[dict[str, Any]]:
         if command.type == "ping":
-            return [{"type": "pong"}]
+            return [events.pong_frame()]
         if command.type in ("typing.start", "typing.stop"):
             return await self.typing(command)
         frames = await commands.acheck_visitor_command(self.context, command)
@@ -425,18 +425,14 @@ class OperatorConsumer(BaseConsumer):
         from messenger.actions.presence import do_connect
 
         profile = do_connect(user=self.context.user, channel_name=self.channel_name)
-        return {
-            "type": "hello",
-            "role": "operator",
-            "user": {
-                "id": self.context.user.pk,
-                "name": self.user_name,
-                "role": self.context.scope.role,
-                "branch_id": profile.branch_id,
-                "status": profile.status,
-            },
-            "heartbeat": settings.MESSENGER_HEARTBEAT_SECONDS,
-        }
+        return events.operator_hello(
+            self.context.user,
+            name=self.user_name,
+            role=self.context.scope.role,
+            branch_id=profile.branch_id,
+            status=profile.status,
+            heartbeat=settings.MESSENGER_HEARTBEAT_SECONDS,
+        )
 
     async def disconnect(self, code: int) -> None:
         session_watch().discard(self)
@@ -454,7 +450,7 @@ class OperatorConsumer(BaseConsumer):
             from messenger.actions.presence import do_heartbeat
 
             await database_sync_to_async(do_heartbeat)(user=self.context.user, channel_name=self.channel_name)
-            return [{"type": "pong"}]
+            return [events.pong_frame()]
         if command.type in ("typing.start", "typing.stop"):
             return await self.typing(command)
         frames = await commands.acheck_operator_command(self.context, command)

@@ -8,6 +8,7 @@ from django.utils import timezone
 from messenger.actions.base import Actor
 from messenger.actions.messages import mark_read, send_operator_message, send_visitor_message
 from messenger.errors import Forbidden, RateLimited
+from messenger.events import Event, PublicPart
 from messenger.models import (
     ActivityEvent,
     AgentConnection,
@@ -17,7 +18,7 @@ from messenger.models import (
     ConversationEvent,
     Message,
 )
-from messenger.realtime.eventlog import PublicPart, record_event
+from messenger.realtime.eventlog import record_event
 from messenger.throttle import VisitorLimits
 from tests.conftest import bootstrap, new_client_id
 from tests.factories import make_branch, make_inbox, make_user
@@ -296,7 +297,7 @@ def test_an_event_is_numbered_then_stored(chat, public):
     before = Conversation.objects.get(pk=conversation.pk)
     part = PublicPart(type="conversation.updated", data={"status": "open"}) if public else None
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
-        sequences = record_event(conversation, type="conversation.updated", data={"changed": ["status"]}, public=part)
+        sequences = record_event(conversation, Event("conversation.updated", {"changed": ["status"]}, part))
     statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
     assert len(statements) == 2, statements
     after = Conversation.objects.get(pk=conversation.pk)
@@ -316,4 +317,4 @@ def test_an_event_of_a_deleted_conversation_is_refused(chat):
     conversation = Conversation.objects.get(pk=chat["conversation_id"])
     Conversation.objects.filter(pk=conversation.pk).delete()
     with pytest.raises(Conversation.DoesNotExist), transaction.atomic():
-        record_event(conversation, type="conversation.updated", data={})
+        record_event(conversation, Event("conversation.updated", {}))

@@ -36,7 +36,7 @@ from messenger.actions.messages import send_automatic_message
 from messenger.errors import InvalidInput, NotFound
 from messenger.models import AgentProfile, Branch, Conversation, ConversationStatus
 from messenger.realtime.broadcast import broadcast_on_commit
-from messenger.realtime.eventlog import PublicPart, record_event
+from messenger.realtime.eventlog import record_event
 from messenger.realtime.groups import STAFF_ALL, branch_group
 from messenger.selectors import assignable_profiles, available_profiles
 
@@ -235,23 +235,11 @@ def do_assign(
         conversation.escalation_count += 1
         fields.append("escalation_count")
     conversation.save(update_fields=fields)
-    audit(actor, f"assignment.{kind}", target=conversation, conversation=conversation, payload=log_entry)
-    staff = {
-        "from": events.user_brief(previous),
-        "to": events.user_brief(assignee),
-        "reason": reason or {},
-        "conversation": events.conversation_staff(conversation),
-    }
-    if kind in ("escalated", "escalation_queued"):
-        staff["step"] = conversation.escalation_count
+    audit(actor, events.ASSIGNMENT_EVENTS[kind].type, target=conversation, conversation=conversation, payload=log_entry)
     record_event(
         conversation,
-        type=f"assignment.{kind}",
-        data=staff,
-        public=PublicPart(
-            type="conversation.updated",
-            data={"changes": ["assignee"], "conversation": events.conversation_public(conversation)},
-        ),
+        lambda: events.assignment_changed(kind, conversation, previous=previous, assignee=assignee, reason=reason),
+        public=True,
         now=now,
     )
     return conversation
@@ -503,8 +491,8 @@ def do_transfer(
     # The old branch's operators must see it leave their list.
     record_event(
         conversation,
-        type="conversation.updated",
-        data={"changes": ["branch"], "conversation": events.conversation_staff(conversation)},
+        lambda: events.conversation_changed(conversation, ["branch"], staff_only=True),
+        public=False,
         extra_groups=old_group,
     )
     who = events.user_name(target_user) if target_user else target_branch.name
@@ -516,19 +504,7 @@ def do_transfer(
 
 def notify_supervisors(*, conversation: Conversation, reason: str, step: int) -> None:
     """An ephemeral ``supervisor.alert`` to supervisors and admins (the staff-wide group), after commit."""
-    broadcast_on_commit(
-        [STAFF_ALL],
-        {
-            "type": "supervisor.alert",
-            "data": {
-                "kind": "escalation",
-                "conversation_id": conversation.pk,
-                "branch_id": conversation.branch_id,
-                "step": step,
-                "reason": reason,
-            },
-        },
-    )
+    broadcast_on_commit([STAFF_ALL], events.supervisor_alert_frame(conversation, step=step, reason=reason))
 
 
 def _fallback_for_escalation(conversation: Conversation, now: datetime) -> Branch | None:

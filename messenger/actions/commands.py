@@ -54,14 +54,10 @@ class OperatorContext:
 def _resume(conversation: Conversation, after: int, *, public: bool) -> list[dict[str, Any]]:
     frames = replay_frames(conversation.pk, after=after, public=public)
     last = conversation.last_public_seq if public else conversation.last_seq
-    return [
-        *frames,
-        {
-            "type": "resume.done",
-            "conversation_id": conversation.pk,
-            "last_id": frames[-1]["id"] if frames else min(after, last),
-        },
-    ]
+    done = events.resume_done_frame(
+        conversation_id=conversation.pk, last_id=frames[-1]["id"] if frames else min(after, last)
+    )
+    return [*frames, done]
 
 
 # --- visitor ------------------------------------------------------------------------------------
@@ -96,18 +92,14 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
                 comment=command.fields.get("comment"),
                 actor=context.actor,
             )
-        return [events.ack_frame(command.ref, {"rating": {"score": conversation.rating_score}})]
+        return [events.rating_ack(command.ref, conversation)]
     if kind == "conversation.new":
-        return [events.ack_frame(command.ref, {"conversation_id": None})]
+        return [events.new_conversation_ack(command.ref)]
     if kind == "contact.update":
         from messenger.actions.contacts import do_update_contact_from_visitor
 
         contact = do_update_contact_from_visitor(contact_inbox=ci, fields=command.fields, actor=context.actor)
-        return [
-            events.ack_frame(
-                command.ref, {"contact": {"name": contact.name, "email": contact.email, "phone": contact.phone}}
-            )
-        ]
+        return [events.contact_ack(command.ref, contact)]
     raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
 
 
@@ -130,11 +122,7 @@ def _visitor_sent(context: VisitorContext, command: Command, result: messages.Se
     payload = events.message_payload(
         result.message, public=True, attachments=getattr(result.message, "_prefetched_attachments", None)
     )
-    return [
-        events.ack_frame(
-            command.ref, {"message": payload, "conversation_id": result.conversation.pk, "created": result.created}
-        )
-    ]
+    return [events.message_ack(command.ref, payload, created=result.created, conversation_id=result.conversation.pk)]
 
 
 async def acheck_visitor_command(context: VisitorContext, command: Command) -> list[dict[str, Any]] | None:
@@ -166,27 +154,28 @@ def _writable(context: OperatorContext, conversation_id: Any, *, lock: bool = Fa
     return conversation
 
 
-def conversation_snapshot(
-    conversation: Conversation, *, before_id: int | None = None, limit: int = HISTORY_PAGE
-) -> dict[str, Any]:
-    """Newest page of messages (all directions) plus the summary; staff only."""
+def conversation_snapshot(conversation: Conversation, *, ref: Any, watch: bool) -> dict[str, Any]:
+    """The ``conversation.snapshot`` frame: the newest page of messages (all directions) plus the
+    summary; staff only."""
     from messenger.selectors import history_page
 
-    summary = events.conversation_staff(conversation)
-    summary["labels"] = list(conversation.labels.values_list("name", flat=True))
-    summary["routing_log"] = conversation.routing_log
-    return {
-        "conversation": summary,
-        **history_page(conversation, before_id=before_id, limit=limit),
-        "last_id": conversation.last_seq,
-    }
+    labels = list(conversation.labels.values_list("name", flat=True))
+    page = history_page(conversation, limit=HISTORY_PAGE)
+    return events.snapshot_frame(
+        conversation,
+        ref=ref,
+        labels=labels,
+        messages=page["messages"],
+        has_more=page["has_more"],
+        watch=watch,
+    )
 
 
 def check_operator_command(context: OperatorContext, command: Command) -> list[dict[str, Any]]:
     kind = command.type
     actor = context.actor
     if kind == "ping":
-        return [{"type": "pong"}]
+        return [events.pong_frame()]
     if kind == "resume":
         conversation = access_conversation_for_staff(context.scope, command.int_field("conversation_id"))
         return _resume(conversation, command.int_field("after", minimum=0) or 0, public=False)
@@ -205,11 +194,7 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
             from messenger.actions.base import audit
 
             audit(actor, "conversation.watched", target=conversation, conversation=conversation)
-        snapshot = conversation_snapshot(conversation)
-        snapshot["watch"] = watch
-        return [
-            {"type": "conversation.snapshot", "conversation_id": conversation.pk, "ref": command.ref, "data": snapshot}
-        ]
+        return [conversation_snapshot(conversation, ref=command.ref, watch=watch)]
     if kind == "conversation.close_view":
         conversation_id = command.int_field("conversation_id")
         context.watching.discard(conversation_id)
@@ -244,7 +229,7 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
         return [events.ack_frame(command.ref)] if command.ref is not None else []
     if kind == "status.set":
         profile = presence.do_set_status(user=context.user, status=command.str_field("status"), actor=actor)
-        return [events.ack_frame(command.ref, {"status": profile.status})]
+        return [events.status_ack(command.ref, profile.status)]
     with transaction.atomic():
         conversation = _writable(context, command.fields.get("conversation_id"), lock=True)
         if kind == "conversation.assign":
@@ -278,7 +263,7 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
             conversations.do_set_labels(conversation=conversation, labels=command.fields.get("labels"), actor=actor)
         else:
             raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
-    return [events.ack_frame(command.ref, {"conversation": events.conversation_staff(conversation)})]
+    return [events.conversation_ack(command.ref, conversation)]
 
 
 def _operator_send_fields(context: OperatorContext, command: Command) -> dict[str, Any]:
@@ -300,7 +285,7 @@ def _operator_sent(
     payload = events.message_payload(
         result.message, public=False, attachments=getattr(result.message, "_prefetched_attachments", None)
     )
-    return [events.ack_frame(command.ref, {"message": payload, "created": result.created})]
+    return [events.message_ack(command.ref, payload, created=result.created)]
 
 
 async def acheck_operator_command(context: OperatorContext, command: Command) -> list[dict[str, Any]] | None:

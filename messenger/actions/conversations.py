@@ -28,7 +28,7 @@ from messenger.models import (
     ConversationStatus,
     Label,
 )
-from messenger.realtime.eventlog import PublicPart, record_event
+from messenger.realtime.eventlog import record_event
 
 STAFF_STATUSES = {s.value for s in ConversationStatus}
 
@@ -37,17 +37,14 @@ def record_conversation_change(
     conversation: Conversation,
     changes: list[str],
     *,
-    type: str = "conversation.updated",
+    created: bool = False,
     extra_groups: tuple[str, ...] = (),
 ) -> None:
     """One durable event describing the conversation after ``changes`` (staff and visitor)."""
     record_event(
         conversation,
-        type=type,
-        data={"changes": changes, "conversation": events.conversation_staff(conversation)},
-        public=PublicPart(
-            type=type, data={"changes": changes, "conversation": events.conversation_public(conversation)}
-        ),
+        lambda: events.conversation_changed(conversation, changes, created=created),
+        public=True,
         extra_groups=extra_groups,
     )
 
@@ -90,7 +87,7 @@ def do_start_conversation(
             conversation=conversation,
             payload={"routing": decision.log},
         )
-        record_conversation_change(conversation, ["created"], type="conversation.created")
+        record_conversation_change(conversation, ["created"], created=True)
         assignment.do_auto_assign(conversation=conversation, actor=Actor.system("routing"), now=now)
     return conversation
 
@@ -142,12 +139,8 @@ def do_change_status(
     )
     record_conversation_change(conversation, changes)
     if status == ConversationStatus.RESOLVED and conversation.rating_requested_at == now:
-        scale = conversation.inbox.effective_settings["rating"]["scale"]
         record_event(
-            conversation,
-            type="rating.requested",
-            data={"scale": scale},
-            public=PublicPart(type="rating.requested", data={"scale": scale}),
+            conversation, events.rating_requested(scale=conversation.inbox.effective_settings["rating"]["scale"])
         )
     if status == ConversationStatus.OPEN and previous != ConversationStatus.OPEN:
         assignment.do_reassign_if_assignee_away(conversation=conversation, actor=actor)
@@ -173,9 +166,7 @@ def do_change_priority(*, conversation: Conversation, priority: Any, actor: Acto
         payload={"from": previous, "to": priority},
     )
     record_event(
-        conversation,
-        type="conversation.updated",
-        data={"changes": ["priority"], "conversation": events.conversation_staff(conversation)},
+        conversation, lambda: events.conversation_changed(conversation, ["priority"], staff_only=True), public=False
     )
     return conversation
 
@@ -190,9 +181,11 @@ def do_set_labels(*, conversation: Conversation, labels: Any, actor: Actor) -> C
             existing[name], _ = Label.objects.get_or_create(name=name)
     conversation.labels.set([existing[name] for name in wanted])
     audit(actor, "conversation.labels", target=conversation, conversation=conversation, payload={"labels": wanted})
-    staff = events.conversation_staff(conversation)
-    staff["labels"] = wanted
-    record_event(conversation, type="conversation.updated", data={"changes": ["labels"], "conversation": staff})
+    record_event(
+        conversation,
+        lambda: events.conversation_changed(conversation, ["labels"], staff_only=True, labels=wanted),
+        public=False,
+    )
     return conversation
 
 

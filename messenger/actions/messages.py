@@ -40,7 +40,7 @@ from messenger.models import (
 )
 from messenger.models.conversation import ACTIVE_STATUSES
 from messenger.realtime.broadcast import broadcast_on_commit
-from messenger.realtime.eventlog import PublicPart, bump_sequences, bump_statement, record_event, sequences_from
+from messenger.realtime.eventlog import bump_sequences, bump_statement, record_event, sequences_from
 from messenger.realtime.groups import user_group
 from messenger.throttle import CountHits, VisitorLimits, refuse_denied
 
@@ -272,13 +272,10 @@ def _message_steps(
         attachments = yield steps.Sync(
             lambda: _bind_attachments(message, attachment_ids, conversation, sender_type, sender_contact)
         )
-    staff_data, public_data = _payloads(message, attachments, public=public)
     statements = [dbwrite.insert_statement(message)]
     record_event(
         conversation,
-        type="message.created",
-        data=staff_data,
-        public=PublicPart(type="message.created", data=public_data) if public_data is not None else None,
+        events.message_created(message, conversation, attachments),
         now=now,
         sequences=sequences,
         statements=statements,
@@ -339,23 +336,6 @@ def _send_assignments(
     return assignments
 
 
-def _payloads(
-    message: Message, attachments: list[Attachment], *, public: bool
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The ``message.created`` event's staff data and (``public``) the visitor's."""
-    conversation = message.conversation
-    staff = {
-        "message": events.message_payload(message, public=False, attachments=attachments),
-        "conversation": events.conversation_staff(conversation),
-    }
-    if not public:
-        return staff, None
-    return staff, {
-        "message": events.message_payload(message, public=True, attachments=attachments),
-        "unread_for_contact": conversation.unread_for_contact,
-    }
-
-
 def _bind_attachments(
     message: Message, attachment_ids: list[int], conversation: Conversation, sender_type: str, sender_contact: Any
 ) -> list[Attachment]:
@@ -375,10 +355,7 @@ def push_unread_totals(user_id: int) -> None:
     totals = Conversation.objects.filter(
         assignee_id=user_id, status__in=ACTIVE_STATUSES, unread_for_agent__gt=0
     ).aggregate(conversations=Count("id"), messages=Sum("unread_for_agent"))
-    frame = {
-        "type": "unread",
-        "data": {"conversations": totals["conversations"] or 0, "messages": totals["messages"] or 0},
-    }
+    frame = events.unread_frame(conversations=totals["conversations"] or 0, messages=totals["messages"] or 0)
     broadcast_on_commit([user_group(user_id)], frame)
 
 
@@ -787,18 +764,8 @@ def mark_delivered(*, conversation: Conversation, reader: str, up_to_message_id:
             conversation=conversation, direction=_receipt_target(reader), id__lte=up_to, delivered_at__isnull=True
         ).update(delivered_at=now)
         if changed:
-            data = {
-                "direction": _receipt_target(reader),
-                "up_to_message_id": up_to,
-                "changes": {"delivered_at": events.iso(now)},
-            }
-            record_event(
-                conversation,
-                type="message.updated",
-                data=data,
-                public=PublicPart(type="message.updated", data=data),
-                now=now,
-            )
+            event = events.messages_delivered(direction=_receipt_target(reader), up_to_message_id=up_to, at=now)
+            record_event(conversation, event, now=now)
     return changed
 
 
@@ -829,19 +796,10 @@ def mark_read(*, conversation: Conversation, reader: str, up_to_message_id: Any,
             conversation.unread_for_contact = 0
         else:
             conversation.unread_for_agent = 0
-        data = {
-            "reader": "contact" if reader == "contact" else "agent",
-            "up_to_message_id": up_to,
-            "read_at": events.iso(now),
-        }
-        record_event(
-            conversation,
-            type="conversation.read",
-            data=data,
-            public=PublicPart(type="conversation.read", data=data),
-            now=now,
-            sequences=sequences,
+        event = events.conversation_read(
+            reader="contact" if reader == "contact" else "agent", up_to_message_id=up_to, at=now
         )
+        record_event(conversation, event, now=now, sequences=sequences)
         if reader != "contact" and conversation.assignee_id:
             push_unread_totals(conversation.assignee_id)
     return changed

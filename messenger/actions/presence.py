@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from messenger import events
 from messenger.actions.assignment import do_backlog_sweep, do_release_unopened
 from messenger.actions.base import Actor, audit
 from messenger.errors import InvalidInput
@@ -28,7 +29,7 @@ MANUAL_STATUSES = {AgentStatus.ONLINE, AgentStatus.AWAY, AgentStatus.BUSY}
 
 
 def _broadcast_presence(profile: AgentProfile, *, connected: bool) -> None:
-    frame = {"type": "presence", "data": {"user_id": profile.user_id, "status": profile.status, "connected": connected}}
+    frame = events.staff_presence_frame(user_id=profile.user_id, status=profile.status, connected=connected)
     broadcast_on_commit(staff_groups(profile.branch_id), frame)
     inboxes = Inbox.objects.filter(is_active=True)
     if profile.branch_id:
@@ -39,13 +40,9 @@ def _broadcast_presence(profile: AgentProfile, *, connected: bool) -> None:
         open_now = inbox_is_open(inbox)
         broadcast_on_commit(
             [inbox_group(inbox.pk)],
-            {
-                "type": "presence",
-                "data": {
-                    "operators_available": open_now and operators_available(inbox),
-                    "within_working_hours": open_now,
-                },
-            },
+            events.visitor_presence_frame(
+                operators_available=open_now and operators_available(inbox), within_working_hours=open_now
+            ),
         )
 
 

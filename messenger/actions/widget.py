@@ -253,16 +253,12 @@ class VisitorConnect:
     def hello(self) -> dict[str, Any]:
         assert self.contact_inbox is not None
         conversation = latest_conversation(self.contact_inbox)
-        return {
-            "type": "hello",
-            "role": "visitor",
-            "conversation_id": conversation.pk if conversation else None,
-            "last_id": conversation.last_public_seq if conversation else 0,
-            "conversation": events.conversation_public(conversation) if conversation else None,
-            "queue": queue_info(conversation, inbox=self.contact_inbox.inbox),
-            "heartbeat": settings.MESSENGER_HEARTBEAT_SECONDS,
-            **availability(self.contact_inbox.inbox),
-        }
+        return events.visitor_hello(
+            conversation,
+            queue=queue_info(conversation, inbox=self.contact_inbox.inbox),
+            heartbeat=settings.MESSENGER_HEARTBEAT_SECONDS,
+            availability=availability(self.contact_inbox.inbox),
+        )
 
 
 def visitor_connect(*, widget_token: str, token: str, origin: str | None, ip: str | None) -> VisitorConnect:

@@ -42,19 +42,23 @@ def remember_server_loop() -> None:
 
 
 def _send(groups: Iterable[str], text: str) -> None:
+    """Where every frame of a committed transaction goes, whichever driver ran it: a worker thread
+    (``transaction.on_commit``) or an event loop (``publish_committed``)."""
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not None:
+        _enqueue(list(groups), text)  # on a loop: its own publisher, in commit order
+        return
     loop = _server_loop
     if loop is not None and loop.is_running() and not loop.is_closed():
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not loop:
-            # From a worker thread of the server: hand the frame to the loop's publisher and go
-            # on. Waiting for the publish held the thread (and the next command) for a Redis
-            # round trip on a busy loop: measured here, seconds of queueing at 200 messages/s.
-            # call_soon_threadsafe runs hand-offs in the order they were made (commit order).
-            loop.call_soon_threadsafe(_enqueue, list(groups), text)
-            return
+        # From a worker thread of the server: hand the frame to the loop's publisher and go
+        # on. Waiting for the publish held the thread (and the next command) for a Redis
+        # round trip on a busy loop: measured here, seconds of queueing at 200 messages/s.
+        # call_soon_threadsafe runs hand-offs in the order they were made (commit order).
+        loop.call_soon_threadsafe(_enqueue, list(groups), text)
+        return
     try:
         async_to_sync(_publish)([(list(groups), text)])
     except Exception:  # noqa: BLE001 — the fast path may fail; clients resume from the database
@@ -162,7 +166,7 @@ def collected() -> Iterator[list[tuple[list[str], str]]]:
 def publish_committed(frames: list[tuple[list[str], str]]) -> None:
     """On the event loop: queue committed frames for the loop's publisher, in order."""
     for groups, text in frames:
-        _enqueue(groups, text)
+        _send(groups, text)
 
 
 async def abroadcast_ephemeral(groups: Iterable[str], frame: dict[str, Any]) -> None:

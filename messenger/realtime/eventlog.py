@@ -20,16 +20,10 @@ from django.utils import timezone
 
 from messenger.db import offline
 from messenger.dbwrite import Statement, execute
-from messenger.events import durable_frame, durable_frame_text
+from messenger.events import Event, durable_frame, durable_frame_text
 from messenger.models import Conversation, ConversationEvent
 from messenger.realtime.broadcast import broadcast_text_on_commit, collecting, dumps
 from messenger.realtime.groups import staff_groups, visitor_group
-
-
-@dataclass(frozen=True)
-class PublicPart:
-    type: str
-    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -102,21 +96,22 @@ _EVENT_COLUMNS = "conversation_id, seq, public_seq, type, payload, public_payloa
 
 def record_event(
     conversation: Conversation,
+    event: Event | Callable[[], Event],
     *,
-    type: str,
-    data: dict[str, Any] | Callable[[], dict[str, Any]],
-    public: PublicPart | None = None,
+    public: bool | None = None,
     now: datetime | None = None,
     sequences: Sequences | None = None,
     extra_groups: Iterable[str] = (),
     statements: list[Statement] | None = None,
 ) -> Sequences:
-    """Store one event and broadcast it after commit. Must run inside a transaction.
+    """Store one event (``events.Event``) and broadcast it after commit. Must run inside a
+    transaction.
 
     The numbers come first: ``sequences`` when the caller bumped them together with its own
     update (``bump_statement``), else ``bump_sequences`` here. They are set on ``conversation``
-    before the payload is built, so ``data`` given as a callable (a payload with the
-    conversation's summary, whose ``last_seq`` is this event's id) sees them. The event row is
+    before the payload is built: an event whose payload carries the conversation's summary is
+    given as a callable (and ``public``: whether it has a visitor's side, which the numbering
+    needs first), so the summary's ``last_seq`` / ``last_id`` are this event's. The event row is
     then one INSERT, run here or, with ``statements``, appended there for the caller to run with
     its own (the message send's steps, which may run on the event loop: its transaction is not
     Django's, and the frames wait for its commit in ``broadcast.collecting``).
@@ -124,16 +119,23 @@ def record_event(
     assert (statements is not None and sequences is not None and collecting()) or (
         transaction.get_connection().in_atomic_block
     ), "record_event needs a transaction"
+    if not callable(event):
+        public = event.public is not None
+    assert public is not None, "an event given as a callable says whether it is public"
     now = now or timezone.now()
     if sequences is None:
-        sequences = bump_sequences(conversation.pk, public=public is not None, now=now)
+        sequences = bump_sequences(conversation.pk, public=public, now=now)
     conversation.last_seq = sequences.seq
     if sequences.public_seq is not None:
         conversation.last_public_seq = sequences.public_seq
+    built = event() if callable(event) else event
+    assert (built.public is not None) == public, f"{built.type}: numbered as public={public}"
     # Each payload is serialised once: the same text goes into the event row and into the frame.
-    data_json = dumps(data() if callable(data) else data)
-    public_data_json = dumps(public.data) if public is not None else None
-    public_payload_json = f'{{"type":{dumps(public.type)},"data":{public_data_json}}}' if public is not None else None
+    data_json = dumps(built.data)
+    public_data_json = dumps(built.public.data) if built.public is not None else None
+    public_payload_json = (
+        f'{{"type":{dumps(built.public.type)},"data":{public_data_json}}}' if built.public is not None else None
+    )
     # A plain INSERT: the event log is written on every change, the ORM's per-row cost showed up
     # in profiles of the message path.
     insert = (
@@ -142,7 +144,7 @@ def record_event(
             conversation.pk,
             sequences.seq,
             sequences.public_seq,
-            type,
+            built.type,
             data_json,
             public_payload_json,
             offline().ops.adapt_datetimefield_value(now),
@@ -154,11 +156,11 @@ def record_event(
         execute([insert])
     broadcast_event(
         conversation,
-        type=type,
+        type=built.type,
         sequences=sequences,
         now=now,
         data_json=data_json,
-        public_type=public.type if public is not None else None,
+        public_type=built.public.type if built.public is not None else None,
         public_data_json=public_data_json,
         extra_groups=extra_groups,
     )
