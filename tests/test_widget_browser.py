@@ -553,11 +553,14 @@ def test_a_file_that_starts_the_conversation_past_the_threshold_waits_for_the_ca
         )
         # The second visitor's first act is a file: the upload would start a conversation past the
         # threshold, so the server asks for the proof of work; the widget solves it and uploads again.
+        uploads: list[int] = []
+        second.on("response", lambda r: uploads.append(r.status) if "/api/widget/attachments/" in r.url else None)
         wait_ready(second)
         second.evaluate("ProfiMessenger.open()")
         paste_png(second)
         widget(second).locator(".chip[data-ready='1'] img").wait_for(timeout=20_000)
         assert widget(second).locator(".captcha").count() == 0
+        assert uploads == [403, 201]  # refused for the CAPTCHA, then accepted with its solution
         widget(second).locator("textarea.input").press("Enter")
         second.wait_for_function(
             "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
