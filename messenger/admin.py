@@ -1,8 +1,8 @@
 """Django admin for every Messenger model.
 
 Configuration rows (branches, regions, rules, inboxes, canned responses, labels, webhooks) are
-edited here directly. Conversation state (status, assignee, priority, labels, branch) and the
-message log are shown read-only: changing them here would skip the events, audit rows and
+edited here directly. Conversations are never added here (only a visitor starts one). Their state
+(status, assignee, priority, labels, branch) and the message log are shown read-only: changing them here would skip the events, audit rows and
 counters that ``messenger.actions`` keep, so those changes belong to the dashboard or to admin
 actions that call the actions. Logs (audit, conversation events, webhook deliveries, operator
 sockets) are view-only.
@@ -633,6 +633,11 @@ CONVERSATION_STATE_FIELDS = (
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
+    """No "add": a conversation is started by its visitor's first message or file, through the
+    visitor's one door (``intake.visitor_conversation``: routing, assignment, audit row, event, one
+    active conversation per visitor). An empty one made here would have no visitor waiting on it,
+    yet hold that visitor's one active place."""
+
     list_display = (
         "id",
         "contact",
@@ -652,8 +657,7 @@ class ConversationAdmin(admin.ModelAdmin):
     autocomplete_fields = ("contact",)
     raw_id_fields = ("contact_inbox",)
     inlines = (MessageInline,)
-    add_fieldsets = ((None, {"fields": ("inbox", "contact", "contact_inbox", "status", "priority")}),)
-    change_fieldsets = (
+    fieldsets = (
         (None, {"fields": ("identifier", "inbox", "contact", "branch", "region", "status", "priority", "labels")}),
         (
             _("Assignment"),
@@ -705,19 +709,13 @@ class ConversationAdmin(admin.ModelAdmin):
         ),
     )
 
-    def get_fieldsets(self, request: HttpRequest, obj: Conversation | None = None) -> Any:
-        return self.add_fieldsets if obj is None else self.change_fieldsets
+    # The inbox is fixed at creation and the branch is derived (Conversation.save enforces both).
+    readonly_fields = ("inbox", "contact", "contact_inbox", *CONVERSATION_STATE_FIELDS)
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Conversation | None = None) -> tuple[str, ...]:
-        if obj is None:
-            return ()
-        # The inbox is fixed at creation and the branch is derived (Conversation.save enforces both).
-        return ("inbox", "contact", "contact_inbox", *CONVERSATION_STATE_FIELDS)
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
     def save_model(self, request: HttpRequest, obj: Conversation, form: forms.ModelForm, change: bool) -> None:
-        if not change:
-            super().save_model(request, obj, form, change)
-            return
         # Only the attribute fields are editable; a full save would write back a status or
         # assignee that an action changed while this page was open.
         fields = [name for name in form.changed_data if name in ("additional_attributes", "custom_attributes")]

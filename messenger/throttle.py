@@ -223,8 +223,9 @@ class CountHits:
 class VisitorLimits:
     """What a visitor's transport knows about the sender: its IP, and the abuse fields of the frame.
 
-    Passed to ``send_visitor_message`` by the widget's socket; trusted server-side callers
-    (automation, imports, the public API) pass nothing and are not throttled.
+    Passed to the intake (``messenger.actions.intake``) by the widget's socket and upload view;
+    trusted server-side callers (automation, imports, the public API) pass nothing and are not
+    throttled.
     """
 
     ip: str | None
@@ -255,7 +256,8 @@ class VisitorLimits:
         _raise_first_denied([("flood", conversation_id, settings.MESSENGER_CONVERSATION_FLOOD_LIMIT)])
 
     def check_new_conversation(self) -> None:
-        """The CAPTCHA threshold: past it, starting a conversation needs a solved challenge."""
+        """The CAPTCHA threshold: past it, starting a conversation needs a solved challenge.
+        Counts nothing: ``count_new_conversation`` does, once one was started."""
         from messenger import captcha
 
         threshold = settings.MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP
@@ -269,4 +271,7 @@ class VisitorLimits:
             # A send that retries its start (the conversation resolved meanwhile) asks again with
             # the same solution, which is single use: it has passed for this send.
             self.captcha_passed = True
+
+    def count_new_conversation(self) -> None:
+        """One more conversation started from this IP (a start that joined another tab's does not count)."""
         hit("conversations-ip", self.ip, NEW_CONVERSATION_WINDOW)

@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from messenger.actions.base import Actor
-from messenger.actions.messages import send_visitor_message
+from messenger.actions.intake import send_visitor_message
 from messenger.models import Attachment, ContactInbox, Conversation, Message
 from messenger.routing import queue
 from messenger.throttle import VisitorLimits

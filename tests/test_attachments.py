@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from messenger.actions.base import Actor
-from messenger.actions.messages import send_visitor_message
+from messenger.actions.intake import send_visitor_message
 from messenger.errors import InvalidInput
 from messenger.models import ActivityEvent, Attachment, ContactInbox
 from tests.conftest import bootstrap

@@ -9,7 +9,7 @@ import pytest
 
 from messenger.actions.assignment import do_backlog_sweep_all
 from messenger.actions.base import Actor
-from messenger.actions.messages import send_visitor_message
+from messenger.actions.intake import send_visitor_message
 from messenger.actions.widget import availability
 from messenger.models import Message
 from messenger.routing import route_new_conversation

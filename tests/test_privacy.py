@@ -14,7 +14,8 @@ from django.test import Client, override_settings
 from messenger.actions.assignment import do_manual_assign, do_transfer
 from messenger.actions.base import Actor
 from messenger.actions.conversations import do_change_priority, do_change_status
-from messenger.actions.messages import send_operator_message, send_visitor_message
+from messenger.actions.intake import send_visitor_message
+from messenger.actions.messages import send_operator_message
 from messenger.actions.privacy import REMOVED, do_anonymise_contact
 from messenger.models import ActivityEvent, Attachment, Contact, ContactInbox, Conversation, ConversationEvent, Message
 from messenger.tokens import read_session_token

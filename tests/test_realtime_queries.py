@@ -6,7 +6,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from messenger.actions.base import Actor
-from messenger.actions.messages import mark_read, send_operator_message, send_visitor_message
+from messenger.actions.intake import send_visitor_message
+from messenger.actions.messages import mark_read, send_operator_message
 from messenger.errors import Forbidden, RateLimited
 from messenger.events import Event, PublicPart
 from messenger.models import (

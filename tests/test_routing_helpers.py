@@ -33,7 +33,10 @@ def visitor(inbox: Any, **contact: Any) -> ContactInbox:
 
 
 def start(inbox: Any, *, ip: str | None = None, **contact: Any) -> Conversation:
-    return do_start_conversation(contact_inbox=visitor(inbox, **contact), actor=Actor.system("test"), ip=ip)
+    conversation, _started = do_start_conversation(
+        contact_inbox=visitor(inbox, **contact), actor=Actor.system("test"), ip=ip
+    )
+    return conversation
 
 
 def is_postgres() -> bool:

@@ -539,6 +539,41 @@ def test_captcha_proof_of_work_is_solved_by_the_widget_after_the_per_ip_threshol
         server.stop(kill=True)
 
 
+def test_a_file_that_starts_the_conversation_past_the_threshold_waits_for_the_captcha(chromium, live_server_factory):  # noqa: ANN001
+    server = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": "", "MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP": "1"})
+    inbox = make_inbox(make_branch())
+    first = demo_page(chromium, server, inbox.widget_token)
+    second = demo_page(chromium, server, inbox.widget_token)
+    try:
+        wait_ready(first)
+        first.evaluate("ProfiMessenger.open()")
+        send_text(first, "first visitor")
+        first.wait_for_function(
+            "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
+        )
+        # The second visitor's first act is a file: the upload would start a conversation past the
+        # threshold, so the server asks for the proof of work; the widget solves it and uploads again.
+        uploads: list[int] = []
+        second.on("response", lambda r: uploads.append(r.status) if "/api/widget/attachments/" in r.url else None)
+        wait_ready(second)
+        second.evaluate("ProfiMessenger.open()")
+        paste_png(second)
+        widget(second).locator(".chip[data-ready='1'] img").wait_for(timeout=20_000)
+        assert widget(second).locator(".captcha").count() == 0
+        assert uploads == [403, 201]  # refused for the CAPTCHA, then accepted with its solution
+        widget(second).locator("textarea.input").press("Enter")
+        second.wait_for_function(
+            "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
+        )
+        attachment = Attachment.objects.select_related("conversation").get(conversation__inbox=inbox)
+        assert attachment.message_id is not None
+        assert Conversation.objects.filter(inbox=inbox).count() == 2
+    finally:
+        first.context.close()
+        second.context.close()
+        server.stop(kill=True)
+
+
 # The provider's script as the browser gets it, faked at the network layer: a check the visitor
 # clicks, which hands the widget a token the loopback siteverify accepts once.
 FAKE_TURNSTILE = """

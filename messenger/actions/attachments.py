@@ -5,6 +5,8 @@ Invariants:
   the browser's claim; a file whose detected type is not allowed by the inbox is refused.
 * An upload is bound to a conversation at once but to a message only when ``message.send`` names
   it (``messages._store_message``); until then nobody else can attach it.
+* A visitor's upload that starts a conversation starts it through the visitor's one door
+  (``intake.upload_visitor_attachment``): pre-chat form, CAPTCHA and the per-IP counter.
 * A download answers NotFound for anything but staff who may see the conversation, or a link token
   issued to that conversation's visitor: a forbidden file looks exactly like a missing one.
 """
@@ -22,7 +24,7 @@ from django.db import transaction
 
 from messenger.access import access_conversation_for_staff, staff_scope
 from messenger.actions.base import Actor, audit
-from messenger.errors import InvalidInput, NotFound
+from messenger.errors import Forbidden, InvalidInput, NotFound
 from messenger.models import Attachment, ContactInbox, Conversation, Inbox
 from messenger.tokens import read_attachment_token
 
@@ -129,25 +131,22 @@ def _store(
     return attachment
 
 
-def do_upload_visitor_attachment(
-    *, contact_inbox: ContactInbox, upload: Any, actor: Actor, page: dict[str, Any] | None = None
-) -> Attachment:
-    """Store a visitor's file in their active conversation (started here when there is none)."""
-    from messenger.actions.contacts import check_pre_chat_complete
-    from messenger.actions.conversations import do_start_conversation
-    from messenger.actions.messages import current_conversation
-    from messenger.errors import Forbidden
-
+def check_visitor_upload(*, contact_inbox: ContactInbox, upload: Any) -> DetectedFile:
+    """A visitor's file, before anything is stored: the contact may write, the inbox takes files,
+    and the file passes the inbox's limits (``check_file``)."""
     if contact_inbox.contact.blocked:
         raise Forbidden("You cannot send messages.", code="blocked")
     if not contact_inbox.inbox.effective_settings["features"].get("attachments", True):
         # The per-inbox flag: the widget hides the picker, the server refuses the upload.
         raise Forbidden("Attachments are turned off for this site.", code="attachments_disabled")
-    detected = check_file(contact_inbox.inbox, upload)
-    conversation = current_conversation(contact_inbox)
-    if conversation is None:
-        check_pre_chat_complete(contact_inbox=contact_inbox)
-        conversation = do_start_conversation(contact_inbox=contact_inbox, actor=actor, page=page, ip=actor.ip)
+    return check_file(contact_inbox.inbox, upload)
+
+
+def do_store_visitor_attachment(
+    *, conversation: Conversation, contact_inbox: ContactInbox, upload: Any, detected: DetectedFile, actor: Actor
+) -> Attachment:
+    """Store a visitor's checked file (``check_visitor_upload``) in ``conversation``, theirs
+    (``intake.upload_visitor_attachment`` finds or starts it)."""
     with transaction.atomic():
         attachment = _store(conversation=conversation, upload=upload, detected=detected, contact=contact_inbox.contact)
         audit(actor, "attachment.uploaded", target=attachment, conversation=conversation)

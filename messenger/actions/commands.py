@@ -13,7 +13,7 @@ from django.utils.dateparse import parse_datetime
 
 from messenger import events
 from messenger.access import StaffScope, access_conversation_for_staff, access_conversation_for_visitor
-from messenger.actions import assignment, conversations, messages, presence
+from messenger.actions import assignment, conversations, intake, messages, presence
 from messenger.actions.base import Actor
 from messenger.errors import Forbidden, InvalidInput
 from messenger.models import ContactInbox, Conversation
@@ -71,7 +71,7 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
         conversation = access_conversation_for_visitor(ci, command.int_field("conversation_id"))
         return _resume(conversation, command.int_field("after", minimum=0) or 0, public=True)
     if kind == "message.send":
-        result = messages.send_visitor_message(
+        result = intake.send_visitor_message(
             actor=context.actor, page=context.page, **_visitor_send_fields(context, command)
         )
         return _visitor_sent(context, command, result)

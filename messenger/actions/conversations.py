@@ -5,7 +5,10 @@ Invariants:
   writes with ``save(update_fields=…)`` (never clobbering the event counters), writes its audit
   row and records exactly one durable event.
 * A visitor never gets a silent reopen: after resolve, the next visitor message starts a new
-  conversation (see ``messages.send_visitor_message``).
+  conversation (see ``intake.send_visitor_message``).
+* A visitor (contact inbox) has at most one active conversation, held by the partial unique index
+  ``conversation_one_active_per_visitor``: a start that loses a race joins the winner's
+  conversation, and a status change that would make a second one active is a ``Conflict``.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from messenger import events
+from messenger.access import CONVERSATION_RELATED
 from messenger.actions import assignment
 from messenger.actions.base import Actor, audit
 from messenger.errors import Conflict, InvalidInput
@@ -28,6 +32,7 @@ from messenger.models import (
     ConversationStatus,
     Label,
 )
+from messenger.models.conversation import ACTIVE_STATUSES
 from messenger.realtime.eventlog import record_event
 
 STAFF_STATUSES = {s.value for s in ConversationStatus}
@@ -49,10 +54,24 @@ def record_conversation_change(
     )
 
 
+def active_conversation(contact_inbox_id: int) -> Conversation | None:
+    """The visitor's active conversation (at most one: ``conversation_one_active_per_visitor``)."""
+    return (
+        Conversation.objects.select_related(*CONVERSATION_RELATED)
+        .filter(contact_inbox_id=contact_inbox_id, status__in=ACTIVE_STATUSES)
+        .first()
+    )
+
+
 def do_start_conversation(
     *, contact_inbox: ContactInbox, actor: Actor, page: dict[str, Any] | None = None, ip: str | None = None
-) -> Conversation:
-    """Create a conversation, route it (region → branch) and offer it to an operator."""
+) -> tuple[Conversation, bool]:
+    """Create a conversation, route it (region → branch) and offer it to an operator: (it, True).
+
+    Trusts its caller: a visitor's transport reaches it through ``intake.visitor_conversation``,
+    once the visitor was found to have no active conversation. When another start for the same visitor (a second tab) committed first, the
+    unique index refuses this one: nothing is written and the answer is (the winner's, False).
+    """
     from messenger.routing import route_new_conversation
 
     now = timezone.now()
@@ -76,7 +95,16 @@ def do_start_conversation(
         )
         conversation.branch = decision.branch
         conversation.allow_branch_change()
-        conversation.save()
+        try:
+            with transaction.atomic():  # a savepoint: losing the race below leaves the rest usable
+                conversation.save()
+        except IntegrityError:
+            # Another start for this visitor committed first (PostgreSQL: it held the contact's
+            # lock above until then); its conversation is the visitor's.
+            winner = active_conversation(contact_inbox.pk)
+            if winner is None:
+                raise
+            return winner, False
         if decision.region is not None and contact_inbox.contact.region_id != decision.region.pk:
             contact_inbox.contact.region = decision.region
             contact_inbox.contact.save(update_fields=["region"])
@@ -89,13 +117,17 @@ def do_start_conversation(
         )
         record_conversation_change(conversation, ["created"], created=True)
         assignment.do_auto_assign(conversation=conversation, actor=Actor.system("routing"), now=now)
-    return conversation
+    return conversation, True
 
 
 def do_change_status(
     *, conversation: Conversation, status: str, actor: Actor, snoozed_until: datetime | None = None
 ) -> Conversation:
-    """Expects ``conversation`` locked. Resolving asks for a rating (each time) when enabled."""
+    """Expects ``conversation`` locked. Resolving asks for a rating (each time) when enabled.
+
+    Making a resolved or closed conversation active again (reopen) while its visitor has another
+    active one is a ``Conflict`` naming that one (``conversation_id``): nothing changes.
+    """
     if status not in STAFF_STATUSES:
         raise InvalidInput(f"status: unknown value {status!r}")
     if status == ConversationStatus.SNOOZED:
@@ -129,7 +161,10 @@ def do_change_status(
         conversation.resolved_at = None
         conversation.rating_requested_at = None
         fields += ["resolved_at", "rating_requested_at"]
-    conversation.save(update_fields=fields)
+    if status in ACTIVE_STATUSES and previous not in ACTIVE_STATUSES:
+        _save_reactivated(conversation, fields)
+    else:
+        conversation.save(update_fields=fields)
     audit(
         actor,
         "conversation.status",
@@ -148,6 +183,22 @@ def do_change_status(
         # The assignee has room again: offer the branch queue once this commits.
         assignment.schedule_backlog_sweep(conversation.branch_id)
     return conversation
+
+
+def _save_reactivated(conversation: Conversation, fields: list[str]) -> None:
+    """Save a conversation that becomes active again; the unique index decides whether it may."""
+    try:
+        with transaction.atomic():  # a savepoint: the caller's transaction stays usable
+            conversation.save(update_fields=fields)
+    except IntegrityError:
+        other = active_conversation(conversation.contact_inbox_id) if conversation.contact_inbox_id else None
+        if other is None:
+            raise
+        conversation.refresh_from_db(fields=fields)
+        raise Conflict(
+            f"The visitor has another active conversation (#{other.pk}); resolve it before reopening this one.",
+            conversation_id=other.pk,
+        ) from None
 
 
 def do_change_priority(*, conversation: Conversation, priority: Any, actor: Actor) -> Conversation:

@@ -1,10 +1,12 @@
-"""Messages: send (visitor, operator, note, system/bot), delivered and read receipts.
+"""Messages: store (visitor, operator, note, system/bot), delivered and read receipts. A visitor's
+send, which may start a conversation, is a workflow above this module (``intake``).
 
 Invariants:
-* One door: the widget, the dashboard, the public API and automation all store messages through
-  ``_store_message``.
-* A ``client_id`` is stored once per conversation (unique constraint); a resend answers the stored
-  message and creates nothing.
+* One way to write a message: ``_message_steps``, run in a thread (``_store_message``) or on the
+  event loop (``_astore``); the widget, the dashboard, the public API and automation all use it.
+* A ``client_id`` is stored once per conversation and once per visitor (unique constraints); a
+  resend, or the same ``client_id`` from another tab, answers the stored message and creates
+  nothing.
 * The sequence bump, the message row, the counters and the event row are one transaction; frames
   leave after commit.
 * Human operator replies set ``first_reply_created_at`` and clear ``waiting_since``; bot and system
@@ -467,110 +469,6 @@ def latest_conversation(contact_inbox: ContactInbox) -> Conversation | None:
     )
 
 
-def send_visitor_message(
-    *,
-    contact_inbox: ContactInbox,
-    client_id: Any,
-    body: Any,
-    attachment_ids: Any = None,
-    conversation_id: Any = None,
-    actor: Actor,
-    page: dict[str, Any] | None = None,
-    known_conversation: Conversation | None = None,
-    limits: VisitorLimits | None = None,
-) -> SendResult:
-    """Store a visitor's message; starts a conversation when the visitor has no active one.
-
-    ``known_conversation`` is the socket's cached current conversation: it saves the lookup, and
-    the sequence bump re-checks its status under the row lock (``StaleConversation``), looks for a
-    resend and reads the contact's block in the same statement (``WriteChecks``).
-    ``limits`` (from the visitor's transport): honeypot, send rates, flood limit and CAPTCHA, all
-    checked before anything is written.
-    """
-    from messenger.actions import automation
-    from messenger.actions.contacts import check_pre_chat_complete
-    from messenger.actions.conversations import do_start_conversation
-
-    client_id, body, attachment_ids = validate_message_input(client_id, body, attachment_ids)
-    content = fitting_content(formatting.render(body), body)
-
-    def store(target: Conversation, checks: WriteChecks | None = None) -> Message:
-        checks = checks or _visitor_checks(contact_inbox, client_id, None)
-        return _store_message(
-            **_visitor_fields(contact_inbox, target, body, content, client_id, attachment_ids, checks)
-        )
-
-    if _to_known_conversation(contact_inbox, conversation_id, known_conversation):
-        # The socket's conversation: the resend and block checks ride on the sequence bump and the
-        # throttles follow under the row lock, in the order of the full path below.
-        checks = _visitor_checks(contact_inbox, client_id, limits)
-        try:
-            message = store(known_conversation, checks)
-        except AlreadyStored as stored:
-            existing = _stored(stored.message_id)
-            return SendResult(message=existing, created=False, conversation=existing.conversation)
-        except StaleConversation:
-            pass  # resolved under the visitor: the full path below finds or starts the next one
-        else:
-            return SendResult(message=message, created=True, conversation=known_conversation)
-
-    # The contact is read fresh: a block made after the socket connected stops it too.
-    existing_id, blocked, current_id = _resend_check(
-        client_id,
-        contact_inbox_id=contact_inbox.pk,
-        contact_id=contact_inbox.contact_id,
-        with_current=conversation_id is None,
-    )
-    existing = _stored(existing_id)
-    if existing is not None:
-        return SendResult(message=existing, created=False, conversation=existing.conversation)
-    if blocked:
-        raise Forbidden("You cannot send messages.", code="blocked")
-
-    started = False
-    if conversation_id is not None:
-        from messenger.access import access_conversation_for_visitor
-
-        conversation = access_conversation_for_visitor(contact_inbox, conversation_id)
-        if conversation.status not in ACTIVE_STATUSES:
-            raise Conflict("This conversation is resolved; start a new one.", code="conversation_resolved")
-    else:
-        conversation = _conversation_by_id(current_id)
-    if conversation is not None:
-        if limits is not None:
-            limits.check_send(contact_inbox_id=contact_inbox.pk, conversation_id=conversation.pk)
-    else:
-        # Every limit is checked before the conversation is created: a refused send stores nothing.
-        if limits is not None:
-            limits.check_send(contact_inbox_id=contact_inbox.pk)
-            check_pre_chat_complete(contact_inbox=contact_inbox)
-            limits.check_new_conversation()
-        conversation = do_start_conversation(contact_inbox=contact_inbox, actor=actor, page=page, ip=actor.ip)
-        started = True
-        if limits is not None:
-            limits.check_flood(conversation_id=conversation.pk)
-
-    try:
-        message = store(conversation)
-    except AlreadyStored as stored:  # the same client_id from another tab, stored meanwhile
-        existing = _stored(stored.message_id)
-        return SendResult(message=existing, created=False, conversation=existing.conversation)
-    except StaleConversation:
-        if conversation_id is not None:
-            raise Conflict("This conversation is resolved; start a new one.", code="conversation_resolved") from None
-        conversation = current_conversation(contact_inbox)
-        if conversation is None:
-            # Resolved under the visitor: the new conversation passes the same gates as any other.
-            if limits is not None:
-                check_pre_chat_complete(contact_inbox=contact_inbox)
-                limits.check_new_conversation()
-            conversation = do_start_conversation(contact_inbox=contact_inbox, actor=actor, page=page, ip=actor.ip)
-            started = True
-        message = store(conversation)
-    automation.after_visitor_message(conversation=conversation, message=message, started=started)
-    return SendResult(message=message, created=True, conversation=conversation)
-
-
 def send_operator_message(
     *,
     conversation: Conversation,
@@ -673,11 +571,11 @@ async def asend_visitor_message(
     known_conversation: Conversation | None = None,
     limits: VisitorLimits | None = None,
 ) -> SendResult | None:
-    """``send_visitor_message``'s common case, run on the event loop (``messenger.db.steps``): a
+    """``intake.send_visitor_message``'s common case, run on the event loop (``db.steps``): a
     message without attachments to the socket's current conversation. None when that is not the
     case, or when the store must run in a thread after all (a resend, a conversation resolved
     meanwhile, a step that needs the ORM): nothing was written, and the caller goes on with
-    ``send_visitor_message``."""
+    ``intake.send_visitor_message``."""
     if (
         attachment_ids
         or not steps.enabled()

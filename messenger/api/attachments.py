@@ -14,18 +14,15 @@ from rest_framework.views import APIView
 
 from messenger import events
 from messenger.access import access_conversation_for_staff, staff_scope
-from messenger.actions.attachments import (
-    IMAGE_TYPES,
-    access_attachment,
-    do_upload_operator_attachment,
-    do_upload_visitor_attachment,
-)
+from messenger.actions.attachments import IMAGE_TYPES, access_attachment, do_upload_operator_attachment
 from messenger.actions.base import Actor
+from messenger.actions.intake import upload_visitor_attachment
 from messenger.actions.widget import active_inbox, check_origin
 from messenger.api.util import request_origin
 from messenger.client_address import request_client_address
 from messenger.errors import InvalidInput, MessengerError, NotFound
 from messenger.models import ContactInbox
+from messenger.throttle import VisitorLimits
 from messenger.tokens import read_session_token
 
 
@@ -37,7 +34,8 @@ def _field(data: Any, name: str) -> str:
 
 
 class WidgetAttachmentUploadView(APIView):
-    """POST /api/widget/attachments/ — multipart ``widget_token``, ``token`` (session), ``file``."""
+    """POST /api/widget/attachments/ — multipart ``widget_token``, ``token`` (session), ``file``, and
+    ``captcha`` when the upload would start a conversation past the CAPTCHA threshold."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -57,10 +55,11 @@ class WidgetAttachmentUploadView(APIView):
             )
         if contact_inbox is None:
             raise NotFound("Unknown session.", code="unauthenticated")
-        attachment = do_upload_visitor_attachment(
+        attachment = upload_visitor_attachment(
             contact_inbox=contact_inbox,
             upload=request.FILES.get("file"),
             actor=Actor(contact=contact_inbox.contact, ip=ip),
+            limits=VisitorLimits(ip=ip, captcha=request.data.get("captcha")),
             page={"origin": request_origin(request) or ""},
         )
         return Response(

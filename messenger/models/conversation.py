@@ -124,6 +124,16 @@ class Conversation(models.Model):
             models.Index(fields=["contact_inbox", "-created_at"], name="conv_contactinbox_created"),
             models.Index(fields=["status", "resolved_at"], name="conv_status_resolved"),
         ]
+        constraints = [
+            # One active conversation per visitor: two tabs starting at once get one conversation
+            # (the start that loses the race joins the winner's: ``do_start_conversation``), and a
+            # reopen beside a newer active conversation is refused (``do_change_status``).
+            models.UniqueConstraint(
+                fields=["contact_inbox"],
+                condition=models.Q(status__in=ACTIVE_STATUSES),
+                name="conversation_one_active_per_visitor",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.contact}"

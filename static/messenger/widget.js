@@ -508,6 +508,8 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       box.remove();
       for (const item of outbox) item.sentOn = 0;
       flush();
+      // One file after another: the first starts the conversation, the others join it.
+      staged.filter((s) => s.waitsForCaptcha).reduce((done, s) => done.then(() => upload(s)), Promise.resolve());
     }, () => {
       captcha = null;
       box.firstChild.textContent = t.captchaFailed;
@@ -768,11 +770,21 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     const form = new FormData();
     form.append("widget_token", token);
     form.append("token", boot.session_token);
+    // A file can start the conversation: past the CAPTCHA threshold it carries the solution too.
+    const answer = captcha && captcha.answer != null ? captcha.answer : null;
+    if (answer != null) form.append("captcha", answer);
     form.append("file", entry.file, entry.name);
-    fetch(SERVER + "/api/widget/attachments/", { method: "POST", body: form, credentials: "omit" })
+    entry.waitsForCaptcha = false;
+    return fetch(SERVER + "/api/widget/attachments/", { method: "POST", body: form, credentials: "omit" })
       .then((r) => r.json().then((data) => ({ ok: r.ok, data })))
       .then(({ ok, data }) => {
+        if (!ok && data && data.code === "captcha_required" && data.challenge) {
+          entry.waitsForCaptcha = true; // uploaded again once the challenge is solved (showCaptcha)
+          showCaptcha(data.challenge);
+          return;
+        }
         if (!ok) throw new Error((data && data.detail) || "");
+        if (answer != null && captcha && captcha.answer === answer) captcha = null; // one solution, one conversation
         entry.attachment = data.attachment;
         renderStaged();
       })
