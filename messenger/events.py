@@ -588,6 +588,7 @@ class ErrorFrame(TypedDict):
     challenge: NotRequired[dict[str, Any]]
     reason: NotRequired[str]
     retry_after: NotRequired[int]
+    conversation_id: NotRequired[int]
 
 
 class ContactDetails(TypedDict):
@@ -769,9 +770,11 @@ def error_frame(
     challenge: dict[str, Any] | None = None,
     reason: str | None = None,
     retry_after: int | None = None,
+    conversation_id: int | None = None,
 ) -> ErrorFrame:
-    """``fields`` (``pre_chat_required``), ``challenge`` and ``reason`` (``captcha_required``) are
-    sent when given; ``retry_after`` whenever it is passed, even None."""
+    """``fields`` (``pre_chat_required``), ``challenge`` and ``reason`` (``captcha_required``) and
+    ``conversation_id`` (``conflict`` on a reopen: the active one) are sent when given;
+    ``retry_after`` whenever it is passed, even None."""
     frame: ErrorFrame = {"type": ERROR.type, "code": code, "message": message}
     if ref is not None:
         frame["ref"] = ref
@@ -783,6 +786,8 @@ def error_frame(
         frame["reason"] = reason
     if retry_after is not None:
         frame["retry_after"] = retry_after
+    if conversation_id is not None:
+        frame["conversation_id"] = conversation_id
     return frame
 
 

@@ -21,13 +21,9 @@ from messenger.actions.assignment import do_escalate_due
 from messenger.actions.base import Actor
 from messenger.actions.commands import OperatorContext, VisitorContext, check_operator_command, check_visitor_command
 from messenger.actions.conversations import do_change_priority, do_change_status
+from messenger.actions.intake import send_visitor_message
 from messenger.actions.locks import lock_conversation
-from messenger.actions.messages import (
-    asend_operator_message,
-    asend_visitor_message,
-    send_operator_message,
-    send_visitor_message,
-)
+from messenger.actions.messages import asend_operator_message, asend_visitor_message, send_operator_message
 from messenger.actions.presence import do_set_status
 from messenger.actions.schedule import do_wake_snoozed
 from messenger.models import ContactInbox, Conversation, Message

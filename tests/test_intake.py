@@ -20,6 +20,7 @@ from messenger import throttle
 from messenger.actions import conversations
 from messenger.actions.base import Actor
 from messenger.actions.intake import send_visitor_message
+from messenger.actions.locks import lock_conversation
 from messenger.errors import CaptchaRequired, Conflict
 from messenger.models import ActivityEvent, Attachment, ContactInbox, Conversation, ConversationEvent, Message
 from messenger.throttle import NEW_CONVERSATION_WINDOW, VisitorLimits
@@ -291,9 +292,7 @@ def _resolved_then_new(inbox: Any) -> tuple[Conversation, Conversation]:
 
     old = send()
     with transaction.atomic():
-        conversations.do_change_status(
-            conversation=conversations.lock_conversation(old.pk), status="resolved", actor=Actor.system()
-        )
+        conversations.do_change_status(conversation=lock_conversation(old.pk), status="resolved", actor=Actor.system())
     new = send()
     assert new.pk != old.pk
     return old, new
@@ -310,7 +309,7 @@ def test_reopening_beside_another_active_conversation_is_a_conflict(status):
     before = (ActivityEvent.objects.count(), ConversationEvent.objects.filter(conversation=old).count())
     until = timezone.now() + timedelta(hours=1) if status == "snoozed" else None
     with pytest.raises(Conflict) as refused, transaction.atomic():
-        conversation = conversations.lock_conversation(old.pk)
+        conversation = lock_conversation(old.pk)
         conversations.do_change_status(
             conversation=conversation, status=status, actor=Actor.system(), snoozed_until=until
         )
@@ -324,12 +323,10 @@ def test_reopening_beside_another_active_conversation_is_a_conflict(status):
 
     # Once the newer one is resolved, the old one reopens.
     with transaction.atomic():
-        conversations.do_change_status(
-            conversation=conversations.lock_conversation(new.pk), status="resolved", actor=Actor.system()
-        )
+        conversations.do_change_status(conversation=lock_conversation(new.pk), status="resolved", actor=Actor.system())
     with transaction.atomic():
         reopened = conversations.do_change_status(
-            conversation=conversations.lock_conversation(old.pk),
+            conversation=lock_conversation(old.pk),
             status=status,
             actor=Actor.system(),
             snoozed_until=until,
