@@ -396,6 +396,14 @@ if MESSENGER_STAFF_SESSION_CHECK_SECONDS < 1:
 MESSENGER_TYPING_TIMEOUT_SECONDS = env_int("MESSENGER_TYPING_TIMEOUT_SECONDS", 8)
 MESSENGER_TICK_SECONDS = env_int("MESSENGER_TICK_SECONDS", 2)
 MESSENGER_EMBEDDED_SCHEDULER = env_bool("MESSENGER_EMBEDDED_SCHEDULER", not REDIS_URL and not TESTING)
+# Where the outboxes' work runs (messenger/jobs.py): django-q2's worker in production, threads of
+# the web process in the embedded default (no q2 cluster there), at once in the test suite.
+MESSENGER_JOBS = env_str(
+    "MESSENGER_JOBS", "inline" if TESTING else ("threads" if MESSENGER_EMBEDDED_SCHEDULER else "q2")
+)
+if MESSENGER_JOBS not in ("q2", "threads", "inline"):
+    raise ImproperlyConfigured("MESSENGER_JOBS must be q2, threads or inline")
+MESSENGER_JOB_THREADS = env_int("MESSENGER_JOB_THREADS", 4)
 MESSENGER_GEOIP_ENABLED = env_bool("MESSENGER_GEOIP_ENABLED", True)
 MESSENGER_GEOIP_PATH = env_str("MESSENGER_GEOIP_PATH", str(BASE_DIR / "geoip" / "GeoLite2-City.mmdb"))
 MESSENGER_ASSIGNMENT_RATE_LIMIT = env_str("MESSENGER_ASSIGNMENT_RATE_LIMIT", "")
