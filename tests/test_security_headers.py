@@ -32,6 +32,12 @@ def test_api_answers_are_nosniff_json():
     assert response.status_code == 404
     assert response["Content-Type"].startswith("application/json")
     assert response["X-Content-Type-Options"] == "nosniff"
+    # An address under /api/ that no route takes (an id that is not a number) answers JSON too.
+    unknown = Client().get("/api/attachments/not-a-number/")
+    assert unknown.status_code == 404
+    assert unknown.json() == {"detail": "Not found.", "code": "not_found"}
+    page = Client().get("/no-such-page/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
 
 
 def test_operator_http_requires_csrf():
