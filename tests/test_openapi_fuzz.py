@@ -125,9 +125,9 @@ def test_every_answer_is_documented(case: Any, credentials: Credentials) -> None
 
 
 def call(method: str, path: str, credentials: Credentials, **parts: Any) -> Any:
-    """One request through the schema's operation, validated like the fuzzed ones."""
-    template, path_parameters = path, parts.pop("path_parameters", {})
-    case = schema[template][method].Case(path_parameters=path_parameters, **parts)
+    """One request to the operation documented at ``path`` (the template, e.g. ``{attachment_id}``,
+    filled from ``path_parameters``), validated like the fuzzed ones."""
+    case = schema[path][method].Case(**parts)
     return case.call_and_validate(checks=CHECKS, headers=credentials.headers, cookies=credentials.cookies)
 
 
