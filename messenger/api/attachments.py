@@ -22,7 +22,7 @@ from messenger.actions.attachments import IMAGE_TYPES, access_attachment, do_upl
 from messenger.actions.base import Actor
 from messenger.actions.intake import upload_visitor_attachment
 from messenger.actions.widget import active_inbox, check_origin
-from messenger.api.schema import ErrorSerializer, errors, shape_serializer
+from messenger.api.schema import ERROR_DESCRIPTIONS, ErrorSerializer, errors, shape_serializer
 from messenger.api.util import request_origin
 from messenger.api.widget import WIDGET_AUTH
 from messenger.client_address import request_client_address
@@ -77,7 +77,7 @@ class WidgetAttachmentUploadView(APIView):
         "carries the visitor's download token.",
         auth=[],
         request={"multipart/form-data": WidgetUploadInput},
-        responses={201: shape_serializer(Uploaded), **errors(400, 403, 404, 409, 415, 429)},
+        responses={201: shape_serializer(Uploaded), **errors(400, 403, 404, 409, 415, 429, 503)},
     )
     def post(self, request: Request) -> Response:
         inbox = active_inbox(_field(request.data, "widget_token"))
@@ -119,7 +119,7 @@ class OperatorAttachmentUploadView(APIView):
         "(send it with the message over the operator socket). The session cookie and a CSRF token "
         "(`X-CSRFToken`) are required.",
         request={"multipart/form-data": OperatorUploadInput},
-        responses={201: shape_serializer(Uploaded), **errors(400, 403, 404, 415)},
+        responses={201: shape_serializer(Uploaded), **errors(400, 403, 404, 415, 503)},
     )
     def post(self, request: Request) -> Response:
         conversation = access_conversation_for_staff(staff_scope(request.user), request.data.get("conversation_id"))
@@ -172,6 +172,7 @@ class AttachmentDownloadView(APIView):
         responses={
             **{(200, media_type): OpenApiResponse(OpenApiTypes.BINARY) for media_type in DOWNLOAD_MEDIA_TYPES},
             (404, "application/json"): OpenApiResponse(ErrorSerializer, description="No such file."),
+            (503, "application/json"): OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[503]),
         },
     )
     def get(self, request: Request, attachment_id: int) -> HttpResponse:

@@ -95,7 +95,7 @@ class ConversationListView(StaffView):
         + " Newest activity first, keyset-paginated: pass `next_cursor` back as `cursor` for the next page. "
         "The first page also has the tab counters.",
         parameters=[ConversationListInput],
-        responses={200: shape_serializer(ConversationList), **errors(400, 403)},
+        responses={200: shape_serializer(ConversationList), **errors(400, 403, 503)},
     )
     def get(self, request: Request) -> Response:
         data = ConversationListInput(data=request.query_params)
@@ -133,7 +133,7 @@ class ConversationMessagesView(StaffView):
         summary="A page of a conversation's messages",
         description=STAFF + " Messages older than `before` (all of them, internal notes included), oldest first.",
         parameters=[HistoryInput],
-        responses={200: shape_serializer(selectors.HistoryPage), **errors(400, 403, 404)},
+        responses={200: shape_serializer(selectors.HistoryPage), **errors(400, 403, 404, 503)},
     )
     def get(self, request: Request, conversation_id: int) -> Response:
         data = HistoryInput(data=request.query_params)
@@ -154,7 +154,7 @@ class ConversationDetailView(StaffView):
         tags=TAGS,
         summary="One conversation",
         description=STAFF + " The summary, the contact, the page, earlier conversations and the routing log.",
-        responses={200: shape_serializer(ConversationDetailResponse), **errors(403, 404)},
+        responses={200: shape_serializer(ConversationDetailResponse), **errors(403, 404, 503)},
     )
     def get(self, request: Request, conversation_id: int) -> Response:
         conversation = access_conversation_for_staff(self.scope(request), conversation_id)
@@ -167,7 +167,7 @@ class CannedResponseListView(StaffView):
         tags=TAGS,
         summary="Canned responses",
         description=STAFF + " The shared ones and those of the operator's branch.",
-        responses={200: shape_serializer(CannedResponseList), **errors(403)},
+        responses={200: shape_serializer(CannedResponseList), **errors(403, 503)},
     )
     def get(self, request: Request) -> Response:
         return Response({"results": selectors.canned_responses(self.scope(request))})
@@ -179,7 +179,7 @@ class OperatorListView(StaffView):
         tags=TAGS,
         summary="Operators",
         description=STAFF + " Every active operator with branch, status, live socket and load.",
-        responses={200: shape_serializer(OperatorList), **errors(403)},
+        responses={200: shape_serializer(OperatorList), **errors(403, 503)},
     )
     def get(self, request: Request) -> Response:
         return Response({"results": selectors.operators()})
@@ -191,7 +191,7 @@ class BranchListView(StaffView):
         tags=TAGS,
         summary="Branches",
         description=STAFF + " The active branches.",
-        responses={200: shape_serializer(BranchList), **errors(403)},
+        responses={200: shape_serializer(BranchList), **errors(403, 503)},
     )
     def get(self, request: Request) -> Response:
         return Response({"results": selectors.branches()})
@@ -203,7 +203,7 @@ class LabelListView(StaffView):
         tags=TAGS,
         summary="Labels",
         description=STAFF,
-        responses={200: shape_serializer(LabelList), **errors(403)},
+        responses={200: shape_serializer(LabelList), **errors(403, 503)},
     )
     def get(self, request: Request) -> Response:
         return Response({"results": selectors.labels()})
@@ -220,7 +220,7 @@ class FairnessView(APIView):
         summary="Assignment fairness",
         description="For supervisors and admins (session cookie): assignments per operator today and "
         "this week, the spread between operators, and the current load.",
-        responses={200: shape_serializer(selectors.Fairness), **errors(403)},
+        responses={200: shape_serializer(selectors.Fairness), **errors(403, 503)},
     )
     def get(self, request: Request) -> Response:
         return Response(selectors.fairness())

@@ -21,7 +21,7 @@ from rest_framework import serializers
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="What went wrong, for a person.")
     code = serializers.CharField(required=False, help_text="A stable machine-readable code, e.g. `not_found`.")
-    retry_after = serializers.IntegerField(required=False, help_text="Seconds to wait (429 only).")
+    retry_after = serializers.IntegerField(required=False, help_text="Seconds to wait (429 and 503).")
     errors = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
@@ -38,6 +38,7 @@ ERROR_DESCRIPTIONS = {
     413: "Too large.",
     415: "Unsupported media type.",
     429: "Too many requests; see `Retry-After`.",
+    503: "The database is unavailable for a moment; see `Retry-After`.",
 }
 
 

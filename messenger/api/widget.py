@@ -60,7 +60,7 @@ class WidgetBootstrapView(APIView):
         "the widget's settings and whether operators are available. Throttled per IP and per widget token.",
         auth=[],
         request=BootstrapInput,
-        responses={200: shape_serializer(Bootstrap), **errors(400, 403, 404, 415, 429)},
+        responses={200: shape_serializer(Bootstrap), **errors(400, 403, 404, 415, 429, 503)},
     )
     def post(self, request: Request) -> Response:
         data = BootstrapInput(data=request.data)
