@@ -71,6 +71,15 @@ class DatabaseUnavailableMiddleware:
         return None
 
 
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler404`` (with ``DEBUG=0``): under ``/api/`` the JSON error body every API answer has
+    (``messenger.api.schema.ErrorSerializer``), e.g. for a path whose id is not a number; elsewhere
+    Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     """``handler500`` (with ``DEBUG=0``): a database outage outside a view — a session saved by its
     middleware, say — answers 503 too; anything else Django's 500 page."""

@@ -11,7 +11,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
@@ -58,9 +58,117 @@ class ConversationFilters:
     query: str = ""
 
 
+class ConversationRow(events.StaffConversation):
+    """A row of the conversation list: the staff summary plus what the list shows."""
+
+    labels: list[str]
+    is_active: bool
+
+
+class TabCounters(TypedDict):
+    mine: int
+    mine_unread: int
+    mine_unread_messages: int
+    unassigned: int
+    branch: int
+    all: int
+    all_unread: int
+
+
+class HistoryPage(TypedDict):
+    messages: list[events.MessageData]
+    has_more: bool
+
+
+class ContactDetail(events.ContactRef):
+    blocked: bool
+    region: str | None
+    browser: str
+    os: str
+    language: str
+    timezone: str
+    ip: str
+    custom: dict[str, Any]
+    created_at: str | None
+
+
+class PageInfo(TypedDict):
+    url: str
+    title: str
+    referrer: str
+
+
+class EarlierConversation(TypedDict):
+    id: int
+    status: str
+    created_at: str | None
+    last_message_preview: str
+
+
+class ConversationDetail(ConversationRow):
+    """One conversation for the side panel; ``contact`` is the fuller ``ContactDetail``."""
+
+    contact: ContactDetail  # type: ignore[misc]  # a ContactRef with more fields
+    routing_log: list[dict[str, Any]]
+    page: PageInfo
+    earlier_conversations: list[EarlierConversation]
+
+
+class CannedResponseRow(TypedDict):
+    id: int
+    short_code: str
+    text: str
+    branch: str | None
+
+
+class OperatorRow(TypedDict):
+    id: int
+    name: str
+    role: str
+    branch: events.Ref | None
+    status: str
+    connected: bool
+    load: int
+    max_concurrent: int
+
+
+class BranchRow(TypedDict):
+    id: int
+    name: str
+    timezone: str
+
+
+class LabelRow(TypedDict):
+    id: int
+    name: str
+    color: str
+
+
+class FairnessRow(OperatorRow):
+    today: int
+    week: int
+
+
+class FairnessSince(TypedDict):
+    today: str | None
+    week: str | None
+
+
+class FairnessSpread(TypedDict):
+    today: int
+    week: int
+    load: int
+
+
+class Fairness(TypedDict):
+    since: FairnessSince
+    operators: list[FairnessRow]
+    spread: FairnessSpread
+
+
 @dataclass(frozen=True)
 class Page:
-    rows: list[dict[str, Any]]
+    rows: list[ConversationRow]
     next_cursor: str | None
 
 
@@ -143,15 +251,15 @@ def conversation_rows(
     )
 
 
-def conversation_row(conversation: Conversation) -> dict[str, Any]:
+def conversation_row(conversation: Conversation) -> ConversationRow:
     """The staff summary plus what the list shows; labels must be prefetched or cheap to load."""
-    row = events.conversation_staff(conversation)
+    row: Any = events.conversation_staff(conversation)
     row["labels"] = [label.name for label in conversation.labels.all()]
     row["is_active"] = conversation.is_active
     return row
 
 
-def tab_counters(scope: StaffScope) -> dict[str, Any]:
+def tab_counters(scope: StaffScope) -> TabCounters:
     """Open conversations and unread ones per tab, plus the badge totals, in one aggregate query."""
     active = Q(status__in=ACTIVE_STATUSES)
     mine = Q(assignee_id=scope.user_id)
@@ -174,9 +282,7 @@ def tab_counters(scope: StaffScope) -> dict[str, Any]:
 # --- one conversation ----------------------------------------------------------------------------
 
 
-def history_page(
-    conversation: Conversation, *, before_id: int | None = None, limit: int = HISTORY_PAGE
-) -> dict[str, Any]:
+def history_page(conversation: Conversation, *, before_id: int | None = None, limit: int = HISTORY_PAGE) -> HistoryPage:
     """Messages older than ``before_id`` (all directions, notes included), oldest first: two queries.
 
     A page also ends before its text passes ``events.PAGE_TEXT_MAX_BYTES`` (it holds at least one
@@ -204,9 +310,9 @@ def history_page(
     }
 
 
-def conversation_detail(conversation: Conversation) -> dict[str, Any]:
+def conversation_detail(conversation: Conversation) -> ConversationDetail:
     """Summary, contact, page and browser, earlier conversations, routing reasons, labels."""
-    row = events.conversation_staff(conversation)
+    row: Any = events.conversation_staff(conversation)
     row["labels"] = list(conversation.labels.order_by("name").values_list("name", flat=True))
     row["routing_log"] = conversation.routing_log or []
     row["is_active"] = conversation.is_active
@@ -251,7 +357,7 @@ def conversation_detail(conversation: Conversation) -> dict[str, Any]:
 # --- pickers -------------------------------------------------------------------------------------
 
 
-def canned_responses(scope: StaffScope) -> list[dict[str, Any]]:
+def canned_responses(scope: StaffScope) -> list[CannedResponseRow]:
     queryset = CannedResponse.objects.select_related("branch").order_by("short_code", "id")
     if not scope.sees_all:
         queryset = queryset.filter(Q(branch__isnull=True) | Q(branch_id=scope.branch_id))
@@ -301,7 +407,7 @@ def is_connected(user_id: int, now: datetime | None = None) -> bool:
     return AgentConnection.objects.filter(user_id=user_id, last_heartbeat__gte=live_cutoff(now)).exists()
 
 
-def operators(now: datetime | None = None) -> list[dict[str, Any]]:
+def operators(now: datetime | None = None) -> list[OperatorRow]:
     """Every operator with branch, manual status, live socket and load: one query."""
     load = (
         Conversation.objects.filter(assignee_id=OuterRef("user_id"), status__in=ACTIVE_STATUSES)
@@ -332,18 +438,18 @@ def operators(now: datetime | None = None) -> list[dict[str, Any]]:
     ]
 
 
-def branches() -> list[dict[str, Any]]:
+def branches() -> list[BranchRow]:
     return [
         {"id": branch.pk, "name": branch.name, "timezone": branch.timezone}
         for branch in Branch.objects.filter(is_active=True).order_by("name")
     ]
 
 
-def labels() -> list[dict[str, Any]]:
+def labels() -> list[LabelRow]:
     return [{"id": label.pk, "name": label.name, "color": label.color} for label in Label.objects.order_by("name")]
 
 
-def fairness(now: datetime | None = None) -> dict[str, Any]:
+def fairness(now: datetime | None = None) -> Fairness:
     """Assignments per operator today and this week (from the audit log), the spread, current load."""
     now = timezone.localtime(now or timezone.now())
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)

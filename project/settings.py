@@ -124,6 +124,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "axes",
     "messenger",
@@ -322,6 +323,13 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Messenger API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request bodies get components of their own, so that a file upload is `format: binary`.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # /api/docs/ (Swagger UI) from our own static files, never a CDN; no call to the online validator.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # Its check generates the whole OpenAPI schema and reports the schema's gaps as warnings:
     # not a deployment matter, and `check --deploy` must come out clean for a production setup.
     "ENABLE_DJANGO_DEPLOY_CHECK": False,

@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("messenger.urls")),
 ]
 
+handler404 = "messenger.middleware.page_not_found"
 handler500 = "messenger.middleware.server_error"

@@ -142,6 +142,12 @@ def test_download_permissions_and_headers():
     assert response["Content-Disposition"].startswith("inline")
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    # What an <img> asks for is no reason to refuse the file (no 406).
+    response = Client().get(image["url"], HTTP_ACCEPT="image/avif,image/webp,image/apng,image/*")
+    assert (response.status_code, response["Content-Type"]) == (200, "image/png")
+    # Nor for a POST: the address answers GET (and HEAD) only, in JSON like every error.
+    response = Client().post(image["url"])
+    assert (response.status_code, response.json()["detail"]) == (405, 'Method "POST" not allowed.')
 
     response = Client().get(text["url"])
     assert response.status_code == 200

@@ -1,5 +1,7 @@
 """Headers every page and API answer carries, and CSRF on the operator's HTTP side."""
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -30,6 +32,12 @@ def test_api_answers_are_nosniff_json():
     assert response.status_code == 404
     assert response["Content-Type"].startswith("application/json")
     assert response["X-Content-Type-Options"] == "nosniff"
+    # An address under /api/ that no route takes (an id that is not a number) answers JSON too.
+    unknown = Client().get("/api/attachments/not-a-number/")
+    assert unknown.status_code == 404
+    assert unknown.json() == {"detail": "Not found.", "code": "not_found"}
+    page = Client().get("/no-such-page/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
 
 
 def test_operator_http_requires_csrf():
@@ -54,3 +62,22 @@ def test_https_redirect_spares_health_and_believes_the_proxy_header(settings):
     assert behind_tls["Strict-Transport-Security"] == "max-age=3600"
     # The orchestrator's and the proxy's plain-HTTP probe gets the real answer, not a redirect.
     assert client.get("/health/").status_code == 200
+
+
+def test_api_docs_page_runs_no_inline_script_under_our_csp():
+    """Swagger UI at /api/docs/: our CSP (script-src 'self', no 'unsafe-inline'), every script a
+    file of ours, its own start-up script included."""
+    client = Client()
+    page = client.get("/api/docs/")
+    assert page.status_code == 200
+    csp = page["Content-Security-Policy"]
+    script_src = next(part for part in csp.split(";") if part.strip().startswith("script-src"))
+    assert script_src.strip() == "script-src 'self'"
+    html = page.content.decode()
+    scripts = re.findall(r"<script([^>]*)>", html)
+    assert scripts and all(re.fullmatch(r' src="/[^"/][^"]*"', attributes) for attributes in scripts), scripts
+    assert '<script src="/api/docs/?script="></script>' in html
+    assert "cdn" not in html.lower() and "//" not in "".join(re.findall(r'(?:src|href)="([^"]*)"', html))
+    script = client.get("/api/docs/?script=")
+    assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
+    assert '"validatorUrl": null' in script.content.decode()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db import transaction
@@ -29,6 +29,53 @@ from messenger.tokens import issue_session_token, read_session_token
 
 HISTORY_CONVERSATIONS = 5
 HISTORY_MESSAGES = 100
+
+
+class OfflineSettings(TypedDict):
+    enabled: bool
+    message: str
+    collect_contact: bool
+
+
+class WidgetSettings(TypedDict):
+    """The inbox's effective settings the widget needs (docs/widget.md; shapes in inbox_settings)."""
+
+    widget: dict[str, Any]
+    offline: OfflineSettings
+    privacy: dict[str, Any]
+    rating: dict[str, Any]
+    features: dict[str, bool]
+    pre_chat: dict[str, Any]
+    attachments: dict[str, Any]
+    language: str
+
+
+class HistoryEntry(TypedDict):
+    conversation: events.PublicConversation
+    messages: list[events.MessageData]
+
+
+class VisitorContact(TypedDict):
+    name: str
+    email: str
+    phone: str
+
+
+class Bootstrap(TypedDict):
+    """What bootstrap answers: the session, history, settings and availability."""
+
+    session_token: str
+    pubsub_token: str
+    visitor_id: str
+    contact: VisitorContact
+    conversation: events.PublicConversation | None
+    history: list[HistoryEntry]
+    ws_url: str
+    settings: WidgetSettings
+    queue: events.QueuePlace | None
+    heartbeat: int
+    operators_available: bool
+    within_working_hours: bool
 
 
 def active_inbox(widget_token: Any) -> Inbox:
@@ -103,7 +150,7 @@ def _browser(user_agent: str) -> dict[str, str]:
     return {"browser": browser, "os": system}
 
 
-def widget_settings_payload(inbox: Inbox, *, language: str = "") -> dict[str, Any]:
+def widget_settings_payload(inbox: Inbox, *, language: str = "") -> WidgetSettings:
     effective = inbox.effective_settings
     return {
         "widget": effective["widget"],
@@ -128,7 +175,7 @@ def availability(inbox: Inbox, now: datetime | None = None) -> dict[str, bool]:
     return {"operators_available": open_now and operators_available(inbox, now), "within_working_hours": open_now}
 
 
-def history(contact_inbox: ContactInbox) -> list[dict[str, Any]]:
+def history(contact_inbox: ContactInbox) -> list[HistoryEntry]:
     """The visitor's newest conversations, oldest first, with their public messages."""
     conversations = list(
         Conversation.objects.select_related("assignee")
@@ -149,7 +196,7 @@ def history(contact_inbox: ContactInbox) -> list[dict[str, Any]]:
     for message in rows:
         message.conversation = by_id[message.conversation_id]
         grouped[message.conversation_id].append(message)
-    result = []
+    result: list[HistoryEntry] = []
     for conversation in reversed(conversations):
         page = list(reversed(events.fitting_page(grouped[conversation.pk][:HISTORY_MESSAGES])))
         result.append(
@@ -181,7 +228,7 @@ def do_bootstrap(
     ip: str | None,
     language: str = "",
     honeypot: Any = None,
-) -> dict[str, Any]:
+) -> Bootstrap:
     """Find or create the visitor, then everything the widget needs to render.
 
     Throttled per IP and per widget token before any lookup; ``honeypot`` (the hidden ``website``

@@ -2,10 +2,11 @@
 (``messenger.actions.commands``); these views only parse, check access and call a selector.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: a TypedDict tells its optional keys (``NotRequired``)
+# only from annotations evaluated when it is defined.
+from typing import Any, NotRequired, TypedDict
 
-from typing import Any
-
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -14,7 +15,38 @@ from rest_framework.views import APIView
 
 from messenger import selectors
 from messenger.access import StaffScope, access_conversation_for_staff, staff_scope
+from messenger.api.schema import errors, shape_serializer
 from messenger.models import ConversationStatus
+
+TAGS = ["operator"]
+STAFF = "For logged-in staff of the messenger (session cookie); an operator sees their branch and their own chats."
+
+
+class ConversationList(TypedDict):
+    results: list[selectors.ConversationRow]
+    next_cursor: str | None
+    # Only on the first page (no ``cursor``).
+    counters: NotRequired[selectors.TabCounters]
+
+
+class ConversationDetailResponse(TypedDict):
+    conversation: selectors.ConversationDetail
+
+
+class CannedResponseList(TypedDict):
+    results: list[selectors.CannedResponseRow]
+
+
+class OperatorList(TypedDict):
+    results: list[selectors.OperatorRow]
+
+
+class BranchList(TypedDict):
+    results: list[selectors.BranchRow]
+
+
+class LabelList(TypedDict):
+    results: list[selectors.LabelRow]
 
 
 class IsMessengerStaff(BasePermission):
@@ -55,6 +87,16 @@ class ConversationListInput(serializers.Serializer):
 class ConversationListView(StaffView):
     """GET /api/operator/conversations/ — keyset-paginated by (last_activity_at, id)."""
 
+    @extend_schema(
+        operation_id="operator_conversation_list",
+        tags=TAGS,
+        summary="List conversations",
+        description=STAFF
+        + " Newest activity first, keyset-paginated: pass `next_cursor` back as `cursor` for the next page. "
+        "The first page also has the tab counters.",
+        parameters=[ConversationListInput],
+        responses={200: shape_serializer(ConversationList), **errors(400, 403, 503)},
+    )
     def get(self, request: Request) -> Response:
         data = ConversationListInput(data=request.query_params)
         data.is_valid(raise_exception=True)
@@ -85,6 +127,14 @@ class HistoryInput(serializers.Serializer):
 class ConversationMessagesView(StaffView):
     """GET /api/operator/conversations/<id>/messages/?before=<message id> — older pages."""
 
+    @extend_schema(
+        operation_id="operator_conversation_messages",
+        tags=TAGS,
+        summary="A page of a conversation's messages",
+        description=STAFF + " Messages older than `before` (all of them, internal notes included), oldest first.",
+        parameters=[HistoryInput],
+        responses={200: shape_serializer(selectors.HistoryPage), **errors(400, 403, 404, 503)},
+    )
     def get(self, request: Request, conversation_id: int) -> Response:
         data = HistoryInput(data=request.query_params)
         data.is_valid(raise_exception=True)
@@ -99,27 +149,62 @@ class ConversationMessagesView(StaffView):
 class ConversationDetailView(StaffView):
     """GET /api/operator/conversations/<id>/ — summary, contact, earlier conversations, routing log."""
 
+    @extend_schema(
+        operation_id="operator_conversation_detail",
+        tags=TAGS,
+        summary="One conversation",
+        description=STAFF + " The summary, the contact, the page, earlier conversations and the routing log.",
+        responses={200: shape_serializer(ConversationDetailResponse), **errors(403, 404, 503)},
+    )
     def get(self, request: Request, conversation_id: int) -> Response:
         conversation = access_conversation_for_staff(self.scope(request), conversation_id)
         return Response({"conversation": selectors.conversation_detail(conversation)})
 
 
 class CannedResponseListView(StaffView):
+    @extend_schema(
+        operation_id="operator_canned_response_list",
+        tags=TAGS,
+        summary="Canned responses",
+        description=STAFF + " The shared ones and those of the operator's branch.",
+        responses={200: shape_serializer(CannedResponseList), **errors(403, 503)},
+    )
     def get(self, request: Request) -> Response:
         return Response({"results": selectors.canned_responses(self.scope(request))})
 
 
 class OperatorListView(StaffView):
+    @extend_schema(
+        operation_id="operator_operator_list",
+        tags=TAGS,
+        summary="Operators",
+        description=STAFF + " Every active operator with branch, status, live socket and load.",
+        responses={200: shape_serializer(OperatorList), **errors(403, 503)},
+    )
     def get(self, request: Request) -> Response:
         return Response({"results": selectors.operators()})
 
 
 class BranchListView(StaffView):
+    @extend_schema(
+        operation_id="operator_branch_list",
+        tags=TAGS,
+        summary="Branches",
+        description=STAFF + " The active branches.",
+        responses={200: shape_serializer(BranchList), **errors(403, 503)},
+    )
     def get(self, request: Request) -> Response:
         return Response({"results": selectors.branches()})
 
 
 class LabelListView(StaffView):
+    @extend_schema(
+        operation_id="operator_label_list",
+        tags=TAGS,
+        summary="Labels",
+        description=STAFF,
+        responses={200: shape_serializer(LabelList), **errors(403, 503)},
+    )
     def get(self, request: Request) -> Response:
         return Response({"results": selectors.labels()})
 
@@ -129,5 +214,13 @@ class FairnessView(APIView):
 
     permission_classes = [IsSupervisor]
 
+    @extend_schema(
+        operation_id="operator_fairness",
+        tags=TAGS,
+        summary="Assignment fairness",
+        description="For supervisors and admins (session cookie): assignments per operator today and "
+        "this week, the spread between operators, and the current load.",
+        responses={200: shape_serializer(selectors.Fairness), **errors(403, 503)},
+    )
     def get(self, request: Request) -> Response:
         return Response(selectors.fairness())
