@@ -7,6 +7,7 @@ from messenger.views import health
 urlpatterns = [
     path("api/widget/bootstrap/", WidgetBootstrapView.as_view(), name="widget-bootstrap"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/v1/", include("messenger.api.v1.urls")),
     path("health/", health, name="health"),
     path("", include("messenger.urls_widget")),
     path("", include("messenger.urls_dashboard")),

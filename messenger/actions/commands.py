@@ -12,11 +12,16 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from messenger import events
-from messenger.access import StaffScope, access_conversation_for_staff, access_conversation_for_visitor
+from messenger.access import (
+    StaffScope,
+    access_contact_for_staff,
+    access_conversation_for_staff,
+    access_conversation_for_visitor,
+)
 from messenger.actions import assignment, conversations, intake, messages, presence
 from messenger.actions.base import Actor
 from messenger.errors import Forbidden, InvalidInput
-from messenger.models import ContactInbox, Conversation
+from messenger.models import Contact, ContactInbox, Conversation
 from messenger.protocol import Command, FrameError
 from messenger.realtime.eventlog import replay_frames
 from messenger.throttle import VisitorLimits
@@ -200,22 +205,8 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
         context.watching.discard(conversation_id)
         return [events.ack_frame(command.ref)] if command.ref is not None else []
     if kind == "message.send":
-        conversation_id = command.fields.get("conversation_id")
-        cached = context.writable.get(conversation_id) if isinstance(conversation_id, int) else None
-        conversation = (
-            cached if cached is not None and cached.pk not in context.watching else _writable(context, conversation_id)
-        )
-
-        def send(target: Conversation) -> messages.SendResult:
-            return messages.send_operator_message(conversation=target, **_operator_send_fields(context, command))
-
-        try:
-            result = send(conversation)
-        except messages.StaleConversation:
-            context.writable.pop(conversation.pk, None)
-            conversation = _writable(context, conversation.pk)
-            result = send(conversation)
-        return _operator_sent(context, command, conversation, result)
+        result = check_operator_send(context, command)
+        return _operator_sent(context, command, result.conversation, result)
     if kind in ("message.delivered", "conversation.read"):
         conversation = access_conversation_for_staff(context.scope, command.int_field("conversation_id"))
         if conversation.pk in context.watching:
@@ -230,6 +221,33 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
     if kind == "status.set":
         profile = presence.do_set_status(user=context.user, status=command.str_field("status"), actor=actor)
         return [events.status_ack(command.ref, profile.status)]
+    return [events.conversation_ack(command.ref, check_conversation_change(context, command))]
+
+
+def check_operator_send(context: OperatorContext, command: Command) -> messages.SendResult:
+    """``message.send`` from staff (the socket and the REST API): a reply, or a note when
+    ``private``; a resend of a stored ``client_id`` answers that message (``created`` False)."""
+    conversation_id = command.fields.get("conversation_id")
+    cached = context.writable.get(conversation_id) if isinstance(conversation_id, int) else None
+    conversation = (
+        cached if cached is not None and cached.pk not in context.watching else _writable(context, conversation_id)
+    )
+
+    def send(target: Conversation) -> messages.SendResult:
+        return messages.send_operator_message(conversation=target, **_operator_send_fields(context, command))
+
+    try:
+        return send(conversation)
+    except messages.StaleConversation:
+        context.writable.pop(conversation.pk, None)
+        return send(_writable(context, conversation.pk))
+
+
+def check_conversation_change(context: OperatorContext, command: Command) -> Conversation:
+    """``conversation.assign`` / ``transfer`` / ``status`` / ``priority`` / ``labels`` from staff
+    (the socket and the REST API), under the conversation's row lock: the conversation after it."""
+    kind = command.type
+    actor = context.actor
     with transaction.atomic():
         conversation = _writable(context, command.fields.get("conversation_id"), lock=True)
         if kind == "conversation.assign":
@@ -263,7 +281,16 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
             conversations.do_set_labels(conversation=conversation, labels=command.fields.get("labels"), actor=actor)
         else:
             raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
-    return [events.conversation_ack(command.ref, conversation)]
+    return conversation
+
+
+def check_update_contact(context: OperatorContext, contact_id: Any, fields: dict[str, Any]) -> Contact:
+    """Staff edit a contact they may see (the REST API), under the contact's row lock."""
+    from messenger.actions.contacts import do_update_contact
+
+    with transaction.atomic():
+        contact = access_contact_for_staff(context.scope, contact_id, lock=True)
+        return do_update_contact(contact=contact, fields=fields, actor=context.actor)
 
 
 def _operator_send_fields(context: OperatorContext, command: Command) -> dict[str, Any]:
