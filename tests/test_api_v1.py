@@ -361,6 +361,39 @@ def test_contacts_search_and_pages(world):
     assert_error(supervisor.get("contacts", {"cursor": "zzz"}), 400, "invalid")
 
 
+def test_message_pages_go_back_in_time_without_gaps(world):
+    chat = world["north_chat"]
+    start = timezone.now()
+    for index in range(5):
+        Message.objects.create(
+            conversation=chat,
+            direction="in" if index % 2 else "internal",
+            sender_type="contact" if index % 2 else "user",
+            sender_user=None if index % 2 else world["operator"],
+            body=f"m{index}",
+            created_at=start + timedelta(seconds=index),
+        )
+    api = Api(token_for(world["operator"]))
+    pages, cursor = [], ""
+    while True:
+        page = api.get(f"conversations/{chat.pk}/messages", {"limit": 2, "cursor": cursor}).json()
+        pages.append([message["body"] for message in page["results"]])
+        for message in page["results"]:
+            assert_shape(message, shapes.V1Message)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == [["m3", "m4"], ["m1", "m2"], ["m0"]]  # notes included, each page oldest first
+
+
+def test_a_superuser_without_agent_profile_is_an_admin(world):
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    api = Api(token_for(root))
+    me = api.get("me").json()
+    assert (me["role"], me["sees_all"], me["branch"]) == ("admin", True, None)
+    assert len(api.get("conversations").json()["results"]) == 2
+
+
 def test_read_queries_do_not_grow_with_rows(world):
     api = Api(token_for(world["supervisor"]))
     api.get("me")  # last_used_at written
