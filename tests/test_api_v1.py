@@ -434,6 +434,8 @@ def test_changes_go_through_the_doors_and_are_audited(world):
     labels = api.post(f"{path}/labels", {"labels": ["billing", "vip"]})
     assert labels.json()["labels"] == ["billing", "vip"]
     assert api.post(f"{path}/status", {"status": "pending"}).json()["status"] == "pending"
+    naive = (timezone.now() + timedelta(hours=1)).replace(tzinfo=None).isoformat()  # the server's zone (UTC)
+    assert api.post(f"{path}/status", {"status": "snoozed", "snoozed_until": naive}).json()["snoozed_until"]
     until = (timezone.now() + timedelta(hours=2)).isoformat()
     assert api.post(f"{path}/status", {"status": "snoozed", "snoozed_until": until}).json()["snoozed_until"]
     assert_error(api.post(f"{path}/status", {"status": "snoozed"}), 400, "invalid")
@@ -452,7 +454,7 @@ def test_changes_go_through_the_doors_and_are_audited(world):
         .order_by("id")
         .values_list("verb", flat=True)
     )
-    assert verbs[:4] == ["conversation.priority", "conversation.labels", "conversation.status", "conversation.status"]
+    assert verbs[:5] == ["conversation.priority", "conversation.labels", *["conversation.status"] * 3]
     assert "conversation.transferred" in verbs
     chat.refresh_from_db()
     assert (chat.priority, chat.branch_id, chat.status) == (3, world["south"].pk, "snoozed")
@@ -515,6 +517,20 @@ def test_bad_input_answers_4xx(world):
         (api.post(f"conversations/{chat.pk}/status", {"status": "gone"}), 400, "invalid"),
         (
             api.post(f"conversations/{chat.pk}/status", {"status": "snoozed", "snoozed_until": "2026-13-45T00:00"}),
+            400,
+            "invalid",
+        ),
+        (
+            api.post(
+                f"conversations/{chat.pk}/status", {"status": "snoozed", "snoozed_until": "9999-12-31T23:59:59-05:00"}
+            ),
+            400,
+            "invalid",
+        ),
+        (
+            api.post(
+                f"conversations/{chat.pk}/status", {"status": "snoozed", "snoozed_until": "0001-01-01T00:00:00+05:00"}
+            ),
             400,
             "invalid",
         ),

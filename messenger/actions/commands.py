@@ -6,9 +6,11 @@ the reply frames. Each ``check_*`` runs in one ``database_sync_to_async`` hop of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from messenger import events
@@ -266,7 +268,12 @@ def check_conversation_change(context: OperatorContext, command: Command) -> Con
             raw_until = command.str_field("snoozed_until", required=False, max_length=64)
             try:
                 until = parse_datetime(raw_until) if raw_until is not None else None
-            except ValueError:  # well-formed but impossible, such as month 13
+                if until is not None:
+                    # Without an offset: the server's time zone. In UTC it must stay within year
+                    # 9999, which is all a database column holds.
+                    until = timezone.make_aware(until) if timezone.is_naive(until) else until
+                    until.astimezone(UTC)
+            except (ValueError, OverflowError):  # well-formed but impossible, such as month 13
                 until = None
             if raw_until is not None and until is None:
                 raise InvalidInput("snoozed_until: an ISO 8601 date-time")
