@@ -12,6 +12,7 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -48,6 +49,7 @@ class V1View(APIView):
     authentication_classes = [BearerTokenAuthentication]
     permission_classes = [HasMessengerAccess]
     parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]  # no browsable HTML pages: a program's API
 
     def get_exception_handler(self) -> Any:
         return exception_handler
