@@ -1,6 +1,9 @@
 """check_* doors for socket commands: validate, check permission, call the do_* action, and return
 the reply frames. Each ``check_*`` runs in one ``database_sync_to_async`` hop of a consumer; an
 ``acheck_*`` runs a message send on the event loop instead, or returns None for the thread's door.
+The REST API (``messenger.api.v1``) calls the same doors for staff (``check_operator_send``,
+``check_conversation_change``, ``check_update_contact``), so a change is the same whichever way it
+comes.
 """
 
 from __future__ import annotations
