@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
@@ -199,6 +199,12 @@ class ConversationMessagesView(V1View):
         tags=TAGS,
         summary="Send a reply to the visitor, or an internal note (`private`), as the token's user",
         request=shapes.V1SendMessageBody,
+        examples=[
+            OpenApiExample(
+                "A reply", value={"body": "It ships **today**.", "client_id": "crm-4711"}, request_only=True
+            ),
+            OpenApiExample("An internal note", value={"body": "VIP customer", "private": True}, request_only=True),
+        ],
         responses={
             201: OpenApiResponse(shapes.V1Message, description="Sent."),
             200: OpenApiResponse(shapes.V1Message, description="Already sent with this `client_id`."),
@@ -259,6 +265,14 @@ class ConversationStatusView(ConversationChangeView):
     shape = shapes.V1StatusBody
 
     @change_schema("status", "Set the status (resolve, reopen, snooze …)", shapes.V1StatusBody)
+    @extend_schema(
+        examples=[
+            OpenApiExample("Resolve", value={"status": "resolved"}, request_only=True),
+            OpenApiExample(
+                "Snooze", value={"status": "snoozed", "snoozed_until": "2026-12-06T09:00:00Z"}, request_only=True
+            ),
+        ]
+    )
     def post(self, request: Request, conversation_id: int) -> Response:
         return super().post(request, conversation_id)
 
