@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from messenger.errors import NotFound
-from messenger.models import AgentProfile, AgentRole, ContactInbox, Conversation
+from messenger.models import AgentProfile, AgentRole, Contact, ContactInbox, Conversation, Inbox
 
 CONVERSATION_RELATED = ("inbox", "branch", "region", "contact", "assignee", "contact_inbox")
 
@@ -86,3 +86,35 @@ def access_conversation_for_visitor(
     if conversation is None:
         raise NotFound("No such conversation.")
     return conversation
+
+
+def visible_contacts(scope: StaffScope) -> QuerySet[Contact]:
+    """Every contact for a supervisor; for an operator, those with a conversation they may see."""
+    if scope.sees_all:
+        return Contact.objects.all()
+    return Contact.objects.filter(Exists(visible_conversations(scope).filter(contact_id=OuterRef("pk"))))
+
+
+def access_contact_for_staff(scope: StaffScope | None, contact_id: object, *, lock: bool = False) -> Contact:
+    """Fetch a contact the staff member may see (``lock``: SELECT … FOR UPDATE of the row)."""
+    if scope is None:
+        raise NotFound("No such contact.")
+    try:
+        contact_id = int(contact_id)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise NotFound("No such contact.") from None
+    queryset = visible_contacts(scope).select_related("region")
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    contact = queryset.filter(pk=contact_id).first()
+    if contact is None:
+        raise NotFound("No such contact.")
+    return contact
+
+
+def visible_inboxes(scope: StaffScope) -> QuerySet[Inbox]:
+    """Every inbox for a supervisor; for an operator, their branch's and the shared ones (no branch)."""
+    queryset = Inbox.objects.all()
+    if scope.sees_all:
+        return queryset
+    return queryset.filter(Q(branch__isnull=True) | Q(branch_id=scope.branch_id))

@@ -866,3 +866,8 @@ class LabelAdmin(admin.ModelAdmin):
 from messenger.admin_privacy import install as _install_privacy_actions  # noqa: E402
 
 _install_privacy_actions(ContactAdmin)
+
+# --- REST API tokens (messenger/admin_tokens.py) --------------------------------------------------
+from messenger.admin_tokens import install as _install_api_tokens  # noqa: E402
+
+_install_api_tokens(admin.site)

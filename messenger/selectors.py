@@ -21,7 +21,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from messenger import events
-from messenger.access import CONVERSATION_RELATED, StaffScope, visible_conversations
+from messenger.access import (
+    CONVERSATION_RELATED,
+    StaffScope,
+    visible_contacts,
+    visible_conversations,
+    visible_inboxes,
+)
 from messenger.errors import InvalidInput
 from messenger.models import (
     ActivityEvent,
@@ -31,6 +37,7 @@ from messenger.models import (
     AgentStatus,
     Branch,
     CannedResponse,
+    Contact,
     Conversation,
     ConversationStatus,
     Inbox,
@@ -56,6 +63,9 @@ class ConversationFilters:
     priority: int | None = None
     label: str = ""
     query: str = ""
+    assignee_id: int | None = None
+    contact_id: int | None = None
+    updated_since: datetime | None = None
 
 
 class ConversationRow(events.StaffConversation):
@@ -184,9 +194,12 @@ def decode_cursor(cursor: str) -> tuple[datetime | None, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         moment, _, pk = raw.partition("|")
-        return (parse_datetime(moment) if moment else None), int(pk)
+        parsed = (parse_datetime(moment) if moment else None), int(pk)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput("cursor: malformed") from None
+    if not 0 < parsed[1] < 2**63:
+        raise InvalidInput("cursor: malformed")
+    return parsed
 
 
 def filtered_conversations(scope: StaffScope, filters: ConversationFilters) -> QuerySet[Conversation]:
@@ -213,6 +226,12 @@ def filtered_conversations(scope: StaffScope, filters: ConversationFilters) -> Q
         queryset = queryset.filter(priority=filters.priority)
     if filters.label:
         queryset = queryset.filter(labels__name=filters.label)
+    if filters.assignee_id is not None:
+        queryset = queryset.filter(assignee_id=filters.assignee_id)
+    if filters.contact_id is not None:
+        queryset = queryset.filter(contact_id=filters.contact_id)
+    if filters.updated_since is not None:
+        queryset = queryset.filter(updated_at__gte=filters.updated_since)
     if filters.query:
         term = filters.query
         text_match = Message.objects.filter(conversation_id=OuterRef("pk"), body__icontains=term)
@@ -483,3 +502,83 @@ def fairness(now: datetime | None = None) -> Fairness:
 
 def status_choices() -> list[str]:
     return [choice.value for choice in ConversationStatus]
+
+
+# --- contacts and inboxes (the REST API, docs/api.md) ---------------------------------------------
+
+
+def encode_id_cursor(pk: int) -> str:
+    return base64.urlsafe_b64encode(f"id|{pk}".encode()).decode().rstrip("=")
+
+
+def decode_id_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, pk = raw.partition("|")
+        value = int(pk)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput("cursor: malformed") from None
+    if kind != "id" or not 0 < value < 2**63:
+        raise InvalidInput("cursor: malformed")
+    return value
+
+
+def contact_row(contact: Contact) -> dict[str, Any]:
+    """A contact as staff see it; ``region`` must be loaded (select_related)."""
+    attributes = contact.additional_attributes or {}
+    return {
+        "id": contact.pk,
+        "name": contact.name,
+        "display_name": str(contact),
+        "email": contact.email,
+        "phone": contact.phone,
+        "external_id": contact.external_id,
+        "blocked": contact.blocked,
+        "region": {"id": contact.region_id, "name": contact.region.name} if contact.region_id else None,
+        "language": attributes.get("language", ""),
+        "custom": contact.custom_attributes or {},
+        "last_activity_at": events.iso(contact.last_activity_at),
+        "created_at": events.iso(contact.created_at),
+        "anonymized_at": events.iso(contact.anonymized_at),
+    }
+
+
+def contact_rows(scope: StaffScope, *, query: str = "", cursor: str | None = None, limit: int = LIST_PAGE) -> Page:
+    """Contacts the staff member may see, newest first, keyset-paginated by id: one query.
+
+    ``query`` matches name, e-mail or phone (substring) or the external id (exactly)."""
+    queryset = visible_contacts(scope).select_related("region").order_by("-id")
+    if query:
+        queryset = queryset.filter(
+            Q(name__icontains=query) | Q(email__icontains=query) | Q(phone__icontains=query) | Q(external_id=query)
+        )
+    if cursor:
+        queryset = queryset.filter(id__lt=decode_id_cursor(cursor))
+    page = list(queryset[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    return Page(
+        rows=[contact_row(contact) for contact in page],
+        next_cursor=encode_id_cursor(page[-1].pk) if more and page else None,
+    )
+
+
+def message_rows(conversation: Conversation, *, cursor: str | None = None, limit: int = HISTORY_PAGE) -> Page:
+    """A page of ``history_page`` (oldest first), ``next_cursor`` leading to older messages."""
+    page = history_page(conversation, before_id=decode_id_cursor(cursor) if cursor else None, limit=limit)
+    rows = page["messages"]
+    return Page(rows=rows, next_cursor=encode_id_cursor(rows[0]["id"]) if page["has_more"] and rows else None)
+
+
+def inboxes(scope: StaffScope) -> list[dict[str, Any]]:
+    """The inboxes the staff member works with (``access.visible_inboxes``): one query."""
+    return [
+        {
+            "id": inbox.pk,
+            "name": inbox.name,
+            "branch": {"id": inbox.branch_id, "name": inbox.branch.name} if inbox.branch_id else None,
+            "is_active": inbox.is_active,
+            "created_at": events.iso(inbox.created_at),
+        }
+        for inbox in visible_inboxes(scope).select_related("branch").order_by("name", "id")
+    ]

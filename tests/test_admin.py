@@ -50,6 +50,7 @@ MESSENGER_MODELS = [
     m.WebhookDelivery,
     m.CannedResponse,
     m.Label,
+    m.ApiToken,
 ]
 
 
@@ -94,6 +95,7 @@ def one_of_each() -> dict[type[Model], Model]:
     webhook = m.Webhook.objects.create(inbox=inbox, url="https://hooks.example.com/x")
     delivery = m.WebhookDelivery.objects.create(webhook=webhook, event="message.created")
     canned = m.CannedResponse.objects.create(short_code="hello", text="Hello!")
+    token = m.ApiToken.objects.create(user=operator, name="CRM", prefix="0123456789", token_hash="0" * 64)
     return {
         m.Branch: branch,
         m.Region: region,
@@ -112,6 +114,7 @@ def one_of_each() -> dict[type[Model], Model]:
         m.WebhookDelivery: delivery,
         m.CannedResponse: canned,
         m.Label: label,
+        m.ApiToken: token,
         get_user_model(): operator,
     }
 

@@ -343,6 +343,16 @@ async def test_values_the_fuzz_found_are_refused_cleanly():
             {"type": "conversation.status", **conversation, "status": "snoozed", "snoozed_until": "2030-13-01T00:00"},
             "snoozed_until: an ISO 8601 date-time",
         ),
+        (  # year 10000 in UTC: no column holds it
+            operator,
+            {
+                **conversation,
+                "type": "conversation.status",
+                "status": "snoozed",
+                "snoozed_until": "9999-12-31T23:00-05:00",
+            },
+            "snoozed_until: an ISO 8601 date-time",
+        ),
         (operator, {"type": "status.set", "status": {"away": True}}, "status: a string is required"),
     ):
         error = await _refused(socket, frame)

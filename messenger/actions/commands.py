@@ -1,22 +1,32 @@
 """check_* doors for socket commands: validate, check permission, call the do_* action, and return
 the reply frames. Each ``check_*`` runs in one ``database_sync_to_async`` hop of a consumer; an
 ``acheck_*`` runs a message send on the event loop instead, or returns None for the thread's door.
+The REST API (``messenger.api.v1``) calls the same doors for staff (``check_operator_send``,
+``check_conversation_change``, ``check_update_contact``), so a change is the same whichever way it
+comes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from messenger import events
-from messenger.access import StaffScope, access_conversation_for_staff, access_conversation_for_visitor
+from messenger.access import (
+    StaffScope,
+    access_contact_for_staff,
+    access_conversation_for_staff,
+    access_conversation_for_visitor,
+)
 from messenger.actions import assignment, conversations, intake, messages, presence
 from messenger.actions.base import Actor
 from messenger.errors import Forbidden, InvalidInput
-from messenger.models import ContactInbox, Conversation
+from messenger.models import Contact, ContactInbox, Conversation
 from messenger.protocol import Command, FrameError
 from messenger.realtime.eventlog import replay_frames
 from messenger.throttle import VisitorLimits
@@ -200,22 +210,8 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
         context.watching.discard(conversation_id)
         return [events.ack_frame(command.ref)] if command.ref is not None else []
     if kind == "message.send":
-        conversation_id = command.fields.get("conversation_id")
-        cached = context.writable.get(conversation_id) if isinstance(conversation_id, int) else None
-        conversation = (
-            cached if cached is not None and cached.pk not in context.watching else _writable(context, conversation_id)
-        )
-
-        def send(target: Conversation) -> messages.SendResult:
-            return messages.send_operator_message(conversation=target, **_operator_send_fields(context, command))
-
-        try:
-            result = send(conversation)
-        except messages.StaleConversation:
-            context.writable.pop(conversation.pk, None)
-            conversation = _writable(context, conversation.pk)
-            result = send(conversation)
-        return _operator_sent(context, command, conversation, result)
+        result = check_operator_send(context, command)
+        return _operator_sent(context, command, result.conversation, result)
     if kind in ("message.delivered", "conversation.read"):
         conversation = access_conversation_for_staff(context.scope, command.int_field("conversation_id"))
         if conversation.pk in context.watching:
@@ -230,6 +226,33 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
     if kind == "status.set":
         profile = presence.do_set_status(user=context.user, status=command.str_field("status"), actor=actor)
         return [events.status_ack(command.ref, profile.status)]
+    return [events.conversation_ack(command.ref, check_conversation_change(context, command))]
+
+
+def check_operator_send(context: OperatorContext, command: Command) -> messages.SendResult:
+    """``message.send`` from staff (the socket and the REST API): a reply, or a note when
+    ``private``; a resend of a stored ``client_id`` answers that message (``created`` False)."""
+    conversation_id = command.fields.get("conversation_id")
+    cached = context.writable.get(conversation_id) if isinstance(conversation_id, int) else None
+    conversation = (
+        cached if cached is not None and cached.pk not in context.watching else _writable(context, conversation_id)
+    )
+
+    def send(target: Conversation) -> messages.SendResult:
+        return messages.send_operator_message(conversation=target, **_operator_send_fields(context, command))
+
+    try:
+        return send(conversation)
+    except messages.StaleConversation:
+        context.writable.pop(conversation.pk, None)
+        return send(_writable(context, conversation.pk))
+
+
+def check_conversation_change(context: OperatorContext, command: Command) -> Conversation:
+    """``conversation.assign`` / ``transfer`` / ``status`` / ``priority`` / ``labels`` from staff
+    (the socket and the REST API), under the conversation's row lock: the conversation after it."""
+    kind = command.type
+    actor = context.actor
     with transaction.atomic():
         conversation = _writable(context, command.fields.get("conversation_id"), lock=True)
         if kind == "conversation.assign":
@@ -248,7 +271,12 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
             raw_until = command.str_field("snoozed_until", required=False, max_length=64)
             try:
                 until = parse_datetime(raw_until) if raw_until is not None else None
-            except ValueError:  # well-formed but impossible, such as month 13
+                if until is not None:
+                    # Without an offset: the server's time zone. In UTC it must stay within year
+                    # 9999, which is all a database column holds.
+                    until = timezone.make_aware(until) if timezone.is_naive(until) else until
+                    until.astimezone(UTC)
+            except (ValueError, OverflowError):  # well-formed but impossible, such as month 13
                 until = None
             if raw_until is not None and until is None:
                 raise InvalidInput("snoozed_until: an ISO 8601 date-time")
@@ -263,7 +291,16 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
             conversations.do_set_labels(conversation=conversation, labels=command.fields.get("labels"), actor=actor)
         else:
             raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
-    return [events.conversation_ack(command.ref, conversation)]
+    return conversation
+
+
+def check_update_contact(context: OperatorContext, contact_id: Any, fields: dict[str, Any]) -> Contact:
+    """Staff edit a contact they may see (the REST API), under the contact's row lock."""
+    from messenger.actions.contacts import do_update_contact
+
+    with transaction.atomic():
+        contact = access_contact_for_staff(context.scope, contact_id, lock=True)
+        return do_update_contact(contact=contact, fields=fields, actor=context.actor)
 
 
 def _operator_send_fields(context: OperatorContext, command: Command) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from messenger.actions.base import Actor, audit
-from messenger.errors import InvalidInput
+from messenger.errors import Conflict, InvalidInput
 from messenger.models import Contact, ContactInbox, Inbox
 
 CONTACT_FIELDS = ("name", "email", "phone")
@@ -60,8 +60,9 @@ def check_pre_chat_complete(*, contact_inbox: ContactInbox) -> None:
         )
 
 
-def do_update_contact_from_visitor(*, contact_inbox: ContactInbox, fields: dict[str, Any], actor: Actor) -> Contact:
-    contact = contact_inbox.contact
+def _contact_changes(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The validated changes of ``name``/``email``/``phone`` (absent or null: unchanged) and of
+    ``custom`` (merged into the custom attributes), or ``InvalidInput``."""
     changes: dict[str, Any] = {}
     for name, limit in (("name", 200), ("email", 254), ("phone", 40)):
         if name not in fields or fields[name] is None:
@@ -88,6 +89,12 @@ def do_update_contact_from_visitor(*, contact_inbox: ContactInbox, fields: dict[
             raise InvalidInput("custom: an object of at most 30 simple values")
         if any(len(str(v)) > 500 for v in custom.values()):
             raise InvalidInput("custom: values of at most 500 characters")
+    return changes, custom
+
+
+def _save_contact_changes(
+    contact: Contact, changes: dict[str, Any], custom: dict[str, Any] | None, actor: Actor
+) -> Contact:
     if not changes and custom is None:
         return contact
     with transaction.atomic():
@@ -100,3 +107,22 @@ def do_update_contact_from_visitor(*, contact_inbox: ContactInbox, fields: dict[
         contact.save(update_fields=update_fields)
         audit(actor, "contact.updated", target=contact, payload={"fields": sorted(update_fields)})
     return contact
+
+
+def do_update_contact_from_visitor(*, contact_inbox: ContactInbox, fields: dict[str, Any], actor: Actor) -> Contact:
+    changes, custom = _contact_changes(fields)
+    return _save_contact_changes(contact_inbox.contact, changes, custom, actor)
+
+
+def do_update_contact(*, contact: Contact, fields: dict[str, Any], actor: Actor) -> Contact:
+    """Staff edit a contact (the REST API): the visitor's fields plus ``external_id``. Expects the
+    row locked; an anonymised contact stays anonymous (``Conflict``)."""
+    changes, custom = _contact_changes(fields)
+    external_id = fields.get("external_id")
+    if external_id is not None:
+        if not isinstance(external_id, str) or len(external_id) > 200:
+            raise InvalidInput("external_id: text of at most 200 characters")
+        changes["external_id"] = external_id.strip()
+    if contact.anonymized_at is not None and (changes or custom is not None):
+        raise Conflict("The contact was anonymised; its personal data cannot be set again.")
+    return _save_contact_changes(contact, changes, custom, actor)

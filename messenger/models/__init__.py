@@ -1,4 +1,5 @@
 from messenger.models.agent import AgentConnection, AgentProfile, AgentRole, AgentStatus
+from messenger.models.api_token import ApiToken
 from messenger.models.audit import ActivityEvent
 from messenger.models.branch import Branch, Region, RoutingRule
 from messenger.models.contact import Contact, ContactInbox
@@ -19,6 +20,7 @@ __all__ = [
     "AgentProfile",
     "AgentRole",
     "AgentStatus",
+    "ApiToken",
     "Attachment",
     "Branch",
     "CannedResponse",

@@ -1,0 +1,31 @@
+"""/api/v1/: the REST API, version 1 (docs/api.md). Paths have no trailing slash."""
+
+from django.urls import path, re_path
+
+from messenger.api.v1 import views
+from messenger.api.v1.errors import not_found
+
+urlpatterns = [
+    path("me", views.MeView.as_view(), name="v1-me"),
+    path("conversations", views.ConversationListView.as_view(), name="v1-conversations"),
+    path("conversations/<int:conversation_id>", views.ConversationView.as_view(), name="v1-conversation"),
+    path(
+        "conversations/<int:conversation_id>/messages",
+        views.ConversationMessagesView.as_view(),
+        name="v1-conversation-messages",
+    ),
+    path("conversations/<int:conversation_id>/status", views.ConversationStatusView.as_view(), name="v1-status"),
+    path("conversations/<int:conversation_id>/priority", views.ConversationPriorityView.as_view(), name="v1-priority"),
+    path("conversations/<int:conversation_id>/labels", views.ConversationLabelsView.as_view(), name="v1-labels"),
+    path("conversations/<int:conversation_id>/assignee", views.ConversationAssigneeView.as_view(), name="v1-assignee"),
+    path("conversations/<int:conversation_id>/transfer", views.ConversationTransferView.as_view(), name="v1-transfer"),
+    path("contacts", views.ContactListView.as_view(), name="v1-contacts"),
+    path("contacts/<int:contact_id>", views.ContactView.as_view(), name="v1-contact"),
+    path(
+        "contacts/<int:contact_id>/conversations",
+        views.ContactConversationsView.as_view(),
+        name="v1-contact-conversations",
+    ),
+    path("inboxes", views.InboxListView.as_view(), name="v1-inboxes"),
+    re_path(r"^.*$", not_found),
+]
