@@ -24,7 +24,7 @@ from messenger.api.parsers import JSONParser
 from messenger.api.schema import errors
 from messenger.api.v1 import serializers as shapes
 from messenger.api.v1.auth import BearerTokenAuthentication
-from messenger.api.v1.errors import TooLarge, exception_handler
+from messenger.api.v1.errors import TooLarge
 from messenger.errors import InvalidInput, NotFound
 from messenger.models import ApiToken
 from messenger.protocol import Command
@@ -51,9 +51,6 @@ class V1View(APIView):
     permission_classes = [HasMessengerAccess]
     parser_classes = [JSONParser]
     renderer_classes = [JSONRenderer]  # no browsable HTML pages: a program's API
-
-    def get_exception_handler(self) -> Any:
-        return exception_handler
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -91,10 +88,10 @@ class V1View(APIView):
             raise InvalidInput("The body must be a JSON object.")
         unknown = sorted(set(data) - set(serializer_class().fields))
         if unknown:
-            raise InvalidInput(f"{unknown[0]}: unknown field", fields={name: ["Unknown field."] for name in unknown})
+            raise InvalidInput(f"{unknown[0]}: unknown field", errors={name: ["Unknown field."] for name in unknown})
         missing = [name for name in required if name not in data]
         if missing:
-            raise InvalidInput(f"{missing[0]}: required", fields={name: ["Required."] for name in missing})
+            raise InvalidInput(f"{missing[0]}: required", errors={name: ["Required."] for name in missing})
         return dict(data)
 
 
