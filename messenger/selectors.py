@@ -36,6 +36,7 @@ from messenger.models import (
     Inbox,
     Label,
     Message,
+    MessageDirection,
 )
 from messenger.models.conversation import ACTIVE_STATUSES
 
@@ -377,3 +378,31 @@ def fairness(now: datetime | None = None) -> dict[str, Any]:
 
 def status_choices() -> list[str]:
     return [choice.value for choice in ConversationStatus]
+
+
+def transcript_messages(conversation: Conversation) -> list[dict[str, Any]]:
+    """The lines of a visitor's transcript, oldest first: every message the visitor may see (never
+    an internal note), its sender's name, time and attachments. Two queries."""
+    rows = (
+        conversation.messages.exclude(direction=MessageDirection.INTERNAL)
+        .select_related("sender_user", "sender_contact")
+        .prefetch_related("attachments")
+        .order_by("created_at", "id")
+    )
+    lines: list[dict[str, Any]] = []
+    for message in rows:
+        message.conversation = conversation
+        public = events.message_payload(message, public=True, attachments=list(message.attachments.all()))
+        deleted = bool((message.content_attributes or {}).get("deleted"))
+        name = public["sender"]["name"] or conversation.inbox.name
+        lines.append(
+            {
+                "from_visitor": message.direction == MessageDirection.IN,
+                "sender": name,
+                "created_at": message.created_at,
+                "body": "" if deleted else message.body,
+                "deleted": deleted,
+                "attachments": [] if deleted else [dict(a) for a in public["attachments"]],
+            }
+        )
+    return lines

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db
 # Logs and rows only actions write: visible, never added by hand.
 VIEW_ONLY = {
     m.AgentConnection,
+    m.OutgoingEmail,
     m.ContactInbox,
     m.ConversationEvent,
     m.Message,
@@ -50,6 +51,7 @@ MESSENGER_MODELS = [
     m.WebhookDelivery,
     m.CannedResponse,
     m.Label,
+    m.OutgoingEmail,
 ]
 
 
@@ -94,6 +96,14 @@ def one_of_each() -> dict[type[Model], Model]:
     webhook = m.Webhook.objects.create(inbox=inbox, url="https://hooks.example.com/x")
     delivery = m.WebhookDelivery.objects.create(webhook=webhook, event="message.created")
     canned = m.CannedResponse.objects.create(short_code="hello", text="Hello!")
+    email = m.OutgoingEmail.objects.create(
+        kind="transcript",
+        to=["v@example.com"],
+        subject="s",
+        text="t",
+        dedupe_key="admin-test",
+        conversation=conversation,
+    )
     return {
         m.Branch: branch,
         m.Region: region,
@@ -108,6 +118,7 @@ def one_of_each() -> dict[type[Model], Model]:
         m.Message: message,
         m.Attachment: attachment,
         m.ActivityEvent: activity,
+        m.OutgoingEmail: email,
         m.Webhook: webhook,
         m.WebhookDelivery: delivery,
         m.CannedResponse: canned,
@@ -430,6 +441,7 @@ def test_agent_profile_save_does_not_overwrite_a_concurrent_status(superuser_cli
             "role": "supervisor",
             "branch": profile.branch_id,
             "max_concurrent": 7,
+            "email_unread_minutes": 10,
             "language": "",
         },
     )
@@ -475,6 +487,7 @@ def test_new_user_with_agent_profile_from_the_user_admin(superuser_client):
             "agent-0-role": "operator",
             "agent-0-branch": branch.pk,
             "agent-0-max_concurrent": "3",
+            "agent-0-email_unread_minutes": "10",
             "agent-0-language": "",
         },
     )
@@ -507,6 +520,7 @@ def test_user_admin_inline_edit_keeps_a_concurrent_status(superuser_client, one_
             "agent-0-role": "supervisor",
             "agent-0-branch": profile.branch_id,
             "agent-0-max_concurrent": "9",
+            "agent-0-email_unread_minutes": "10",
             "agent-0-language": "ru",
         }
     )

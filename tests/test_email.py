@@ -1,0 +1,214 @@
+"""E-mail (docs/email.md): the outbox, its sending job, and what fills it, against a real SMTP
+server on loopback (tests/mailserver.py)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from messenger.actions import mail
+from messenger.models import EmailKind, EmailStatus, OutgoingEmail
+from messenger.scheduler import TICK_JOBS
+from project.settings import parse_email_url
+from tests.mailserver import Mailbox, free_port, mailbox_fixture, smtp_settings  # noqa: F401 — the fixture
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def queue(key: str = "k1", **fields) -> OutgoingEmail:
+    values = {
+        "kind": EmailKind.TRANSCRIPT,
+        "to": ["visitor@example.com"],
+        "subject": "Hello",
+        "text": "plain text",
+        "html": "<p>html text</p>",
+        "dedupe_key": key,
+    }
+    values.update(fields)
+    email = mail.do_queue_email(**values)
+    assert email is not None
+    return email
+
+
+def tick() -> int:
+    return TICK_JOBS["email"]()
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+def test_email_url_forms():
+    assert parse_email_url("smtp+tls://user%40example.com:p%3Ass@mail.example.com:587") == {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "mail.example.com",
+        "EMAIL_PORT": 587,
+        "EMAIL_HOST_USER": "user@example.com",
+        "EMAIL_HOST_PASSWORD": "p:ss",
+        "EMAIL_USE_TLS": True,
+        "EMAIL_USE_SSL": False,
+        "EMAIL_TIMEOUT": 10,
+    }
+    ssl = parse_email_url("smtp+ssl://u:p@mail.example.com?timeout=3")
+    assert (ssl["EMAIL_PORT"], ssl["EMAIL_USE_SSL"], ssl["EMAIL_USE_TLS"], ssl["EMAIL_TIMEOUT"]) == (
+        465,
+        True,
+        False,
+        3,
+    )
+    plain = parse_email_url("smtp://relay")
+    assert (plain["EMAIL_HOST"], plain["EMAIL_PORT"], plain["EMAIL_HOST_USER"]) == ("relay", 25, "")
+    assert parse_email_url("console://") == {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured):
+        parse_email_url("imap://x")
+
+
+# --- the outbox -----------------------------------------------------------------------------------
+
+
+def test_an_email_is_sent_once_with_both_parts(mailbox: Mailbox):
+    email = queue()
+    assert (
+        mail.do_queue_email(kind=EmailKind.TRANSCRIPT, to=["other@example.com"], subject="x", text="x", dedupe_key="k1")
+        is None
+    ), "the same dedupe key writes nothing"
+    assert tick() == 1
+    received = mailbox.wait_for(1)
+    assert len(received) == 1
+    assert received[0].recipients == ["visitor@example.com"]
+    assert received[0].sender == "chat@example.com"
+    assert received[0].subject == "Hello"
+    assert received[0].part("text/plain").strip() == "plain text"
+    assert received[0].part("text/html").strip() == "<p>html text</p>"
+    email.refresh_from_db()
+    assert (email.status, email.attempts, email.last_error) == (EmailStatus.SENT, 1, "")
+    assert email.sent_at is not None
+    # The job run again (a q2 retry), and later ticks: nothing more.
+    assert mail.do_send_email(email.pk).status == "skipped"
+    assert tick() == 0
+    assert len(mailbox.wait_for(2, timeout=0.5)) == 1
+
+
+def test_two_jobs_at_once_send_one_email(mailbox: Mailbox):
+    email = queue()
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def run() -> None:
+        from django.db import connection
+
+        barrier.wait()
+        try:
+            outcomes.append(mail.do_send_email(email.pk).status)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["sent", "skipped", "skipped", "skipped"]
+    assert len(mailbox.wait_for(2, timeout=0.5)) == 1
+
+
+def test_two_ticks_at_once_queue_each_email_once(mailbox: Mailbox):
+    for n in range(5):
+        queue(f"k{n}", to=[f"v{n}@example.com"])
+    barrier = threading.Barrier(2)
+    counts: list[int] = []
+
+    def run() -> None:
+        from django.db import connection
+
+        barrier.wait()
+        try:
+            counts.append(tick())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(counts) == 5
+    received = mailbox.wait_for(6, timeout=1)
+    assert sorted(r.recipients[0] for r in received) == [f"v{n}@example.com" for n in range(5)]
+
+
+def test_a_refused_connection_is_retried_later_not_lost():
+    closed = free_port()
+    email = queue()
+    with override_settings(**smtp_settings(closed)):
+        assert tick() == 1
+    email.refresh_from_db()
+    assert email.status == EmailStatus.PENDING
+    assert email.attempts == 1
+    assert "Connection refused" in email.last_error or "ConnectionRefusedError" in email.last_error
+    assert timedelta(seconds=50) < email.next_attempt_at - timezone.now() <= timedelta(seconds=60)
+    assert tick() == 0, "not before its next attempt"
+
+    # The server is back when the pause is over: sent, once.
+    box = Mailbox(port=closed)
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(box, hostname="127.0.0.1", port=closed)
+    controller.start()
+    try:
+        with override_settings(**smtp_settings(closed)):
+            assert mail.do_claim_due_emails(now=timezone.now() + timedelta(seconds=61)) == 1
+        assert len(box.wait_for(1)) == 1
+    finally:
+        controller.stop()
+    email.refresh_from_db()
+    assert (email.status, email.attempts, email.last_error) == (EmailStatus.SENT, 2, "")
+
+
+def test_the_retries_back_off_and_give_up_after_a_day():
+    assert [mail.retry_delay_seconds(n) for n in range(1, 9)] == [60, 120, 240, 480, 960, 1920, 3600, 3600]
+    attempts = next(n for n in range(1, 100) if mail.gives_up_after(n))
+    total = sum(mail.retry_delay_seconds(n) for n in range(1, attempts + 1))
+    assert 24 * 3600 <= total < 25 * 3600
+    email = queue()
+    OutgoingEmail.objects.filter(pk=email.pk).update(attempts=attempts - 1)
+    with override_settings(**smtp_settings(free_port())):
+        tick()
+    email.refresh_from_db()
+    assert email.status == EmailStatus.FAILED
+    assert "refused" in email.last_error.lower()
+    assert tick() == 0, "a failed e-mail is not tried again by itself"
+
+
+def test_a_job_that_died_while_sending_is_tried_again(mailbox: Mailbox):
+    email = queue()
+    OutgoingEmail.objects.filter(pk=email.pk).update(
+        status=EmailStatus.SENDING, lease_until=timezone.now() + timedelta(minutes=1), attempts=1
+    )
+    assert tick() == 0, "held by a live lease"
+    assert mail.do_claim_due_emails(now=timezone.now() + timedelta(minutes=2)) == 1
+    assert len(mailbox.wait_for(1)) == 1
+
+
+def test_the_admin_lists_emails_and_sends_one_again(client, mailbox: Mailbox):
+    from django.contrib.auth import get_user_model
+
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+    client.force_login(admin)
+    email = queue()
+    OutgoingEmail.objects.filter(pk=email.pk).update(status=EmailStatus.FAILED, last_error="SMTPDataError: no")
+    page = client.get("/admin/messenger/outgoingemail/")
+    assert page.status_code == 200
+    assert b"SMTPDataError: no" in page.content and b"visitor@example.com" in page.content
+    assert client.get(f"/admin/messenger/outgoingemail/{email.pk}/change/").status_code == 200
+    response = client.post("/admin/messenger/outgoingemail/", {"action": "send_again", "_selected_action": [email.pk]})
+    assert response.status_code == 302
+    email.refresh_from_db()
+    assert (email.status, email.attempts, email.last_error) == (EmailStatus.PENDING, 0, "")
+    assert tick() == 1
+    assert len(mailbox.wait_for(1)) == 1
