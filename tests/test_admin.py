@@ -441,7 +441,6 @@ def test_agent_profile_save_does_not_overwrite_a_concurrent_status(superuser_cli
             "role": "supervisor",
             "branch": profile.branch_id,
             "max_concurrent": 7,
-            "email_unread_minutes": 10,
             "language": "",
         },
     )
@@ -487,7 +486,6 @@ def test_new_user_with_agent_profile_from_the_user_admin(superuser_client):
             "agent-0-role": "operator",
             "agent-0-branch": branch.pk,
             "agent-0-max_concurrent": "3",
-            "agent-0-email_unread_minutes": "10",
             "agent-0-language": "",
         },
     )
@@ -520,7 +518,6 @@ def test_user_admin_inline_edit_keeps_a_concurrent_status(superuser_client, one_
             "agent-0-role": "supervisor",
             "agent-0-branch": profile.branch_id,
             "agent-0-max_concurrent": "9",
-            "agent-0-email_unread_minutes": "10",
             "agent-0-language": "ru",
         }
     )

@@ -212,3 +212,78 @@ def test_the_admin_lists_emails_and_sends_one_again(client, mailbox: Mailbox):
     assert (email.status, email.attempts, email.last_error) == (EmailStatus.PENDING, 0, "")
     assert tick() == 1
     assert len(mailbox.wait_for(1)) == 1
+
+
+# --- staff password reset -------------------------------------------------------------------------
+
+
+def reset_link(received) -> str:
+    import re
+
+    text = received.part("text/plain")
+    html = received.part("text/html")
+    link = re.search(r"http://testserver(/accounts/reset/[^\s]+/)", text).group(1)
+    assert f"http://testserver{link}" in html
+    return link
+
+
+def test_password_reset_end_to_end(client, mailbox: Mailbox):
+    from tests.factories import make_user
+
+    user = make_user("olga", email="olga@example.com")
+    login_page = client.get("/accounts/login/")
+    assert b'href="/accounts/password_reset/"' in login_page.content
+    assert client.get("/accounts/password_reset/").status_code == 200
+
+    response = client.post("/accounts/password_reset/", {"email": "OLGA@example.com"})
+    assert response.status_code == 302 and response["Location"] == "/accounts/password_reset/done/"
+    assert mailbox.received == [], "nothing is sent on the request"
+    assert OutgoingEmail.objects.get().kind == EmailKind.PASSWORD_RESET
+    assert tick() == 1
+    (received,) = mailbox.wait_for(1)
+    assert received.recipients == ["olga@example.com"]
+    assert received.subject == "Reset your Messenger password"
+
+    confirm = client.get(reset_link(received), follow=True)
+    assert confirm.status_code == 200 and b'name="new_password1"' in confirm.content
+    done = client.post(
+        confirm.redirect_chain[-1][0],
+        {"new_password1": "a new long secret 42", "new_password2": "a new long secret 42"},
+    )
+    assert done.status_code == 302 and done["Location"] == "/accounts/reset/done/"
+    assert b"Your new password is set." in client.get("/accounts/reset/done/").content
+
+    client.logout()
+    login = client.post("/accounts/login/", {"username": "olga", "password": "a new long secret 42"})
+    assert login.status_code == 302 and login["Location"] == "/dashboard/"
+    user.refresh_from_db()
+    assert user.check_password("a new long secret 42")
+    # The link is spent.
+    assert b"reset-invalid" in client.get(reset_link(received), follow=True).content
+
+
+def test_password_reset_does_not_say_whether_the_address_exists(client, mailbox: Mailbox):
+    from tests.factories import make_user
+
+    make_user("olga", email="olga@example.com")
+    known = client.post("/accounts/password_reset/", {"email": "olga@example.com"})
+    unknown = client.post("/accounts/password_reset/", {"email": "nobody@example.com"})
+    assert (known.status_code, known["Location"]) == (unknown.status_code, unknown["Location"])
+    tick()
+    assert [r.recipients for r in mailbox.wait_for(2, timeout=0.5)] == [["olga@example.com"]]
+
+
+@override_settings(MESSENGER_PASSWORD_RESET_RATE_PER_EMAIL="1/h", MESSENGER_PASSWORD_RESET_RATE_PER_IP="4/h")
+def test_password_reset_is_throttled_per_address_and_per_client(client, mailbox: Mailbox):
+    from tests.factories import make_user
+
+    make_user("olga", email="olga@example.com")
+    for _ in range(3):
+        response = client.post("/accounts/password_reset/", {"email": "olga@example.com"})
+        assert response.status_code == 302 and response["Location"] == "/accounts/password_reset/done/"
+    assert OutgoingEmail.objects.count() == 1, "past the per-address limit nothing is written"
+    assert client.post("/accounts/password_reset/", {"email": "other@example.com"}).status_code == 302
+    refused = client.post("/accounts/password_reset/", {"email": "olga@example.com"})
+    assert refused.status_code == 429
+    assert b"Too many password reset requests" in refused.content
+    assert int(refused["Retry-After"]) > 0

@@ -28,7 +28,7 @@ from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
-from messenger import jobs
+from messenger import jobs, throttle
 from messenger.events import user_name
 from messenger.models import (
     AgentStatus,
@@ -48,6 +48,8 @@ SEND_JOB = "messenger.tasks.send_email"
 # Time for a queued row's job to start (a busy q2 worker) before the tick queues it again.
 QUEUE_LEASE = timedelta(minutes=5)
 MAX_RETRY_DELAY_SECONDS = 3600
+# An operator's unread reminder when their profile names no other delay.
+DEFAULT_UNREAD_MINUTES = 10
 
 
 def _send_lease() -> timedelta:
@@ -212,6 +214,44 @@ def do_send_again(email_ids: list[int]) -> int:
 # --- what is sent ---------------------------------------------------------------------------------
 
 
+def check_password_reset(*, ip: str | None, email: str) -> bool:
+    """The door of a password-reset request: ``RateLimited`` past the per-address-of-the-client
+    limit; False (answer as usual, send nothing) past the per-e-mail limit, which is counted
+    whether or not a user has that address, so the answer tells nothing about it."""
+    throttle.check(
+        "password-reset-ip",
+        ip,
+        settings.MESSENGER_PASSWORD_RESET_RATE_PER_IP,
+        message="Too many password reset requests from your address; try again later.",
+    )
+    return throttle.hit(
+        "password-reset-email", email.strip().lower(), settings.MESSENGER_PASSWORD_RESET_RATE_PER_EMAIL
+    ).allowed
+
+
+def do_queue_password_reset(
+    *,
+    to_email: str,
+    context: dict[str, Any],
+    subject_template_name: str,
+    email_template_name: str,
+    html_email_template_name: str | None,
+) -> OutgoingEmail | None:
+    """Django's password-reset e-mail (``PasswordResetForm.send_mail``'s arguments), through the
+    outbox. One per reset link: the same link asked for twice in a second is written once."""
+    subject = render_to_string(subject_template_name, context)
+    text = render_to_string(email_template_name, context)
+    html = render_to_string(html_email_template_name, context) if html_email_template_name else ""
+    return do_queue_email(
+        kind=EmailKind.PASSWORD_RESET,
+        to=[to_email],
+        subject=subject,
+        text=text,
+        html=html,
+        dedupe_key=f"password-reset:{context['uid']}:{context['token']}",
+    )
+
+
 def public_link(path: str) -> str:
     """An absolute link for an e-mail, or "" when ``MESSENGER_PUBLIC_URL`` is not set."""
     return f"{settings.MESSENGER_PUBLIC_URL}{path}" if settings.MESSENGER_PUBLIC_URL else ""
@@ -313,8 +353,9 @@ def do_notify_unread_due(now: datetime | None = None) -> int:
         unread = conversation.messages.filter(direction=MessageDirection.IN)
         if conversation.assignee_last_read_at is not None:
             unread = unread.filter(created_at__gt=conversation.assignee_last_read_at)
+        minutes = profile.email_unread_minutes or DEFAULT_UNREAD_MINUTES
         first = unread.order_by("created_at", "id").first()
-        if first is None or first.created_at > now - timedelta(minutes=profile.email_unread_minutes):
+        if first is None or first.created_at > now - timedelta(minutes=minutes):
             continue
         dedupe_key = f"unread:{conversation.pk}:{conversation.assignee_id}:{first.pk}"
         if OutgoingEmail.objects.filter(dedupe_key=dedupe_key).exists():
@@ -328,7 +369,7 @@ def do_notify_unread_due(now: datetime | None = None) -> int:
             "operator": user_name(conversation.assignee),
             "first": first,
             "unread": conversation.unread_for_agent,
-            "minutes": profile.email_unread_minutes,
+            "minutes": minutes,
             "link": public_link("/dashboard/"),
         }
         with translation.override(profile.language or settings.LANGUAGE_CODE):

@@ -46,7 +46,11 @@ class AgentProfile(models.Model):
         help_text=_("An e-mail when a conversation assigned to me stays unread while I am offline."),
     )
     email_unread_minutes = models.PositiveSmallIntegerField(
-        _("unread for (minutes)"), default=10, validators=[MinValueValidator(1)]
+        _("unread for (minutes)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Empty: 10 minutes."),
     )
 
     class Meta:
