@@ -287,3 +287,98 @@ def test_password_reset_is_throttled_per_address_and_per_client(client, mailbox:
     assert refused.status_code == 429
     assert b"Too many password reset requests" in refused.content
     assert int(refused["Retry-After"]) > 0
+
+
+# --- transcript -----------------------------------------------------------------------------------
+
+
+def transcript_world():
+    """A conversation: the visitor's messages (one with markup), a reply, an internal note, a file."""
+    from messenger.actions.base import Actor
+    from messenger.actions.intake import send_visitor_message
+    from messenger.actions.messages import send_operator_message
+    from messenger.models import Attachment, ContactInbox
+    from tests.conftest import bootstrap, new_client_id
+    from tests.factories import make_branch, make_inbox, make_user
+    from tests.test_routing_helpers import connect
+
+    branch = make_branch("Sales")
+    inbox = make_inbox(branch, name="Acme shop")
+    operator = make_user("olga", branch=branch, first_name="Olga", last_name="Ivanova")
+    connect(operator)
+    boot = bootstrap(inbox)
+    contact_inbox = ContactInbox.objects.select_related("contact").get(pubsub_token=boot["pubsub_token"])
+    contact_inbox.contact.name = "Anna"
+    contact_inbox.contact.save(update_fields=["name"])
+    first = send_visitor_message(
+        contact_inbox=contact_inbox,
+        client_id=new_client_id(),
+        body="Hello <script>alert(1)</script> & bye",
+        actor=Actor(contact=contact_inbox.contact),
+    )
+    conversation = first.conversation
+    reply = send_operator_message(
+        conversation=conversation, user=operator, client_id=new_client_id(), body="Hi Anna, how can I help?"
+    )
+    Attachment.objects.create(
+        conversation=conversation,
+        message=reply.message,
+        file="attachments/price.pdf",
+        original_name="price-list.pdf",
+        content_type="application/pdf",
+        size=3,
+    )
+    send_operator_message(
+        conversation=conversation, user=operator, client_id=new_client_id(), body="SECRET NOTE", private=True
+    )
+    return inbox, boot, conversation
+
+
+async def test_a_visitor_gets_the_transcript_by_email_once_limited(mailbox: Mailbox):
+    from channels.db import database_sync_to_async
+
+    from tests.conftest import visitor_socket
+
+    inbox, boot, conversation = await database_sync_to_async(transcript_world)()
+    socket = visitor_socket(inbox, boot)
+    assert (await socket.connect())[0]
+    try:
+        with override_settings(MESSENGER_TRANSCRIPT_RATE_PER_VISITOR="2/h"):
+            bad = await socket.command(
+                "conversation.transcript", conversation_id=conversation.pk, email="not-an-address"
+            )
+            assert (bad["type"], bad["code"], bad["fields"]) == ("error", "invalid", ["email"])
+            missing = await socket.command("conversation.transcript", conversation_id=conversation.pk)
+            assert (missing["code"], missing["fields"]) == ("invalid", ["email"]), "no address known or typed"
+            ack = await socket.command(
+                "conversation.transcript", conversation_id=conversation.pk, email="anna@example.com"
+            )
+            assert ack == {"type": "ack", "ref": ack["ref"], "data": {"transcript": {"email": "anna@example.com"}}}
+            assert mailbox.received == [], "queued, not sent on the socket command"
+            await database_sync_to_async(tick)()
+            (received,) = mailbox.wait_for(1)
+
+            again = await socket.command("conversation.transcript", conversation_id=conversation.pk, email="a@b.co")
+            assert again["type"] == "ack"
+            refused = await socket.command(
+                "conversation.transcript", conversation_id=conversation.pk, email="anna@example.com"
+            )
+            assert refused["type"] == "error" and refused["code"] == "rate_limited"
+            assert refused["retry_after"] > 0 and "too many transcripts" in refused["message"]
+            other = await socket.command("conversation.transcript", conversation_id=conversation.pk + 999)
+            assert other["code"] == "not_found"
+    finally:
+        await socket.close()
+    assert await database_sync_to_async(OutgoingEmail.objects.filter(kind=EmailKind.TRANSCRIPT).count)() == 2
+
+    assert received.recipients == ["anna@example.com"]
+    assert received.subject == "Your conversation with Acme shop"
+    text, html = received.part("text/plain"), received.part("text/html")
+    for part in (text, html):
+        assert "Anna" in part and "Olga Ivanova" in part and "price-list.pdf" in part
+        assert "Hi Anna, how can I help?" in part
+        assert "SECRET NOTE" not in part
+        assert conversation.created_at.strftime("%Y-%m-%d") in part
+    assert "Hello <script>alert(1)</script> & bye" in text
+    assert "<script>" not in html
+    assert "Hello &lt;script&gt;alert(1)&lt;/script&gt; &amp; bye" in html
