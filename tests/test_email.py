@@ -11,7 +11,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from messenger.actions import mail
-from messenger.models import EmailKind, EmailStatus, OutgoingEmail
+from messenger.models import Conversation, EmailKind, EmailStatus, OutgoingEmail
 from messenger.scheduler import TICK_JOBS
 from project.settings import parse_email_url
 from tests.mailserver import Mailbox, free_port, mailbox_fixture, smtp_settings  # noqa: F401 — the fixture
@@ -382,3 +382,96 @@ async def test_a_visitor_gets_the_transcript_by_email_once_limited(mailbox: Mail
     assert "Hello <script>alert(1)</script> & bye" in text
     assert "<script>" not in html
     assert "Hello &lt;script&gt;alert(1)&lt;/script&gt; &amp; bye" in html
+
+
+# --- offline messages -----------------------------------------------------------------------------
+
+
+def visitor_writes(inbox, body: str, *, new_visitor: bool = True, boot=None):
+    from messenger.actions.base import Actor
+    from messenger.actions.intake import send_visitor_message
+    from messenger.models import ContactInbox
+    from tests.conftest import bootstrap, new_client_id
+
+    boot = boot or bootstrap(inbox)
+    contact_inbox = ContactInbox.objects.select_related("contact").get(pubsub_token=boot["pubsub_token"])
+    result = send_visitor_message(
+        contact_inbox=contact_inbox, client_id=new_client_id(), body=body, actor=Actor(contact=contact_inbox.contact)
+    )
+    return boot, result
+
+
+def test_a_conversation_nobody_can_answer_notifies_the_inbox_once(mailbox: Mailbox):
+    from tests.factories import make_branch, make_inbox
+
+    inbox = make_inbox(make_branch(), name="Acme shop", notification_emails="sales@example.com,\nboss@example.com")
+    boot, first = visitor_writes(inbox, "Do you ship <b>abroad</b>?")
+    visitor_writes(inbox, "Hello?", boot=boot)  # the same conversation: not a new notice
+    assert tick() == 1
+    (received,) = mailbox.wait_for(1)
+    assert received.recipients == ["sales@example.com", "boss@example.com"]
+    assert received.subject == "New message in Acme shop while nobody was there"
+    assert "Do you ship <b>abroad</b>?" in received.part("text/plain")
+    assert "Do you ship &lt;b&gt;abroad&lt;/b&gt;?" in received.part("text/html")
+    assert "Hello?" not in received.part("text/plain")
+
+    # The visitor's next conversation within MESSENGER_OFFLINE_NOTIFY_MINUTES: no second notice.
+    Conversation.objects.filter(pk=first.conversation.pk).update(status="resolved")
+    _, second = visitor_writes(inbox, "Anyone?", boot=boot)
+    assert second.conversation.pk != first.conversation.pk
+    assert tick() == 0
+    # Another visitor: a notice of its own.
+    visitor_writes(inbox, "Hi from Bob")
+    assert tick() == 1
+    assert len(mailbox.wait_for(2)) == 2
+
+
+def test_no_notice_when_an_operator_can_answer_and_one_outside_working_hours(mailbox: Mailbox):
+    from tests.factories import make_branch, make_inbox, make_user
+    from tests.test_routing_helpers import connect
+
+    branch = make_branch()
+    open_inbox = make_inbox(branch, notification_emails="sales@example.com")
+    connect(make_user(branch=branch))
+    visitor_writes(open_inbox, "Hi")
+    assert OutgoingEmail.objects.count() == 0
+
+    closed_inbox = make_inbox(
+        branch,
+        notification_emails="night@example.com",
+        settings={"working_hours": {"enabled": True, "timezone": "UTC", "days": {}}},
+    )
+    visitor_writes(closed_inbox, "At night")
+    assert tick() == 1
+    assert mailbox.wait_for(1)[0].recipients == ["night@example.com"]
+
+    silent_inbox = make_inbox(make_branch())  # no notification addresses
+    visitor_writes(silent_inbox, "Hi")
+    assert OutgoingEmail.objects.count() == 1
+
+
+def test_notification_addresses_are_validated():
+    from django.core.exceptions import ValidationError
+
+    from tests.factories import make_branch, make_inbox
+
+    inbox = make_inbox(make_branch(), notification_emails="a@example.com; b@example.com")
+    assert inbox.notification_addresses == ["a@example.com", "b@example.com"]
+    inbox.notification_emails = "a@example.com, not-an-address"
+    with pytest.raises(ValidationError) as error:
+        inbox.full_clean()
+    assert "notification_emails" in error.value.message_dict
+
+
+def test_the_admin_edits_the_email_settings(client):
+    from django.contrib.auth import get_user_model
+
+    from tests.factories import make_branch, make_inbox, make_user
+
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123"))
+    inbox = make_inbox(make_branch())
+    page = client.get(f"/admin/messenger/inbox/{inbox.pk}/change/")
+    assert b'name="notification_emails"' in page.content
+    operator = make_user("olga")
+    page = client.get(f"/admin/messenger/agentprofile/{operator.agent.pk}/change/")
+    assert b'name="email_when_unread"' in page.content and b'name="email_unread_minutes"' in page.content
