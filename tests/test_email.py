@@ -475,3 +475,73 @@ def test_the_admin_edits_the_email_settings(client):
     operator = make_user("olga")
     page = client.get(f"/admin/messenger/agentprofile/{operator.agent.pk}/change/")
     assert b'name="email_when_unread"' in page.content and b'name="email_unread_minutes"' in page.content
+
+
+# --- unread reminders -----------------------------------------------------------------------------
+
+
+def unread_world(*, opted_in: bool = True, minutes: int | None = None):
+    from messenger.models import AgentProfile
+    from tests.factories import make_branch, make_inbox, make_user
+    from tests.test_routing_helpers import connect
+
+    branch = make_branch()
+    inbox = make_inbox(branch, name="Acme shop")
+    operator = make_user("olga", branch=branch, email="olga@example.com")
+    AgentProfile.objects.filter(user=operator).update(email_when_unread=opted_in, email_unread_minutes=minutes)
+    connect(operator)
+    boot, result = visitor_writes(inbox, "Where is my <order>?")
+    assert result.conversation.assignee_id == operator.pk
+    return operator, boot, inbox, result.conversation
+
+
+def unread_tick(at):
+    mail.do_notify_unread_due(now=at)
+    return mail.do_claim_due_emails(now=at)
+
+
+def test_an_opted_in_operator_offline_gets_one_email_per_unread_run(mailbox: Mailbox):
+    from messenger.actions.messages import mark_read
+
+    operator, boot, inbox, conversation = unread_world()
+    start = timezone.now()
+    # Not yet ten minutes: nothing. (At +9 min the operator's last heartbeat is stale: offline.)
+    assert unread_tick(start + timedelta(minutes=9)) == 0
+    assert unread_tick(start + timedelta(minutes=11)) == 1
+    (received,) = mailbox.wait_for(1)
+    assert received.recipients == ["olga@example.com"]
+    assert received.subject.startswith("Unread conversation with")
+    assert "unread for 10 minutes" in received.part("text/plain")
+    assert "Where is my <order>?" in received.part("text/plain")
+    assert "Where is my &lt;order&gt;?" in received.part("text/html")
+    # The next ticks of the same unread run: nothing more.
+    for minutes in (12, 30, 90):
+        assert unread_tick(start + timedelta(minutes=minutes)) == 0
+    assert OutgoingEmail.objects.filter(kind=EmailKind.UNREAD_CONVERSATION).count() == 1
+
+    # Read, then a new message stays unread: a new run, a new e-mail.
+    conversation.refresh_from_db()
+    up_to = conversation.messages.latest("id").pk
+    mark_read(conversation=conversation, reader="agent", user=operator, up_to_message_id=up_to)
+    later = timezone.now()
+    visitor_writes(inbox, "Hello again", boot=boot)
+    assert unread_tick(later + timedelta(minutes=11)) == 1
+    assert len(mailbox.wait_for(2)) == 2
+    assert "Hello again" in mailbox.received[1].part("text/plain")
+
+
+def test_no_reminder_while_online_or_without_the_opt_in(mailbox: Mailbox):
+    from messenger.models import AgentProfile
+    from tests.test_routing_helpers import connect
+
+    operator, _, _, _ = unread_world(minutes=5)
+    at = timezone.now() + timedelta(minutes=6)
+    connect(operator, at=at)  # a live socket then
+    assert unread_tick(at) == 0
+    AgentProfile.objects.filter(user=operator).update(status="offline")
+    assert unread_tick(at) == 1, "manual status offline counts as offline, with its own delay (5 min)"
+    assert len(mailbox.wait_for(1)) == 1
+
+    OutgoingEmail.objects.all().delete()
+    AgentProfile.objects.filter(user=operator).update(email_when_unread=False)
+    assert unread_tick(at + timedelta(hours=1)) == 0

@@ -350,9 +350,7 @@ def do_notify_unread_due(now: datetime | None = None) -> int:
     queued = 0
     for conversation in candidates:
         profile = conversation.assignee.agent
-        unread = conversation.messages.filter(direction=MessageDirection.IN)
-        if conversation.assignee_last_read_at is not None:
-            unread = unread.filter(created_at__gt=conversation.assignee_last_read_at)
+        unread = conversation.messages.filter(direction=MessageDirection.IN, read_at__isnull=True)
         minutes = profile.email_unread_minutes or DEFAULT_UNREAD_MINUTES
         first = unread.order_by("created_at", "id").first()
         if first is None or first.created_at > now - timedelta(minutes=minutes):
