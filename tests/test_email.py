@@ -545,3 +545,21 @@ def test_no_reminder_while_online_or_without_the_opt_in(mailbox: Mailbox):
     OutgoingEmail.objects.all().delete()
     AgentProfile.objects.filter(user=operator).update(email_when_unread=False)
     assert unread_tick(at + timedelta(hours=1)) == 0
+
+
+def test_without_email_url_the_embedded_default_writes_emails_to_the_log(capfd):
+    """No EMAIL_URL: Django's console backend; the embedded default sends from its job threads."""
+    import time
+
+    from messenger import jobs
+
+    email = queue(subject="Console subject", text="console body")
+    with override_settings(EMAIL_BACKEND="django.core.mail.backends.console.EmailBackend", MESSENGER_JOBS="threads"):
+        assert tick() == 1
+        deadline = time.monotonic() + 10
+        while OutgoingEmail.objects.get(pk=email.pk).status != EmailStatus.SENT and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert OutgoingEmail.objects.get(pk=email.pk).status == EmailStatus.SENT
+    out = capfd.readouterr().out
+    assert "Subject: Console subject" in out and "console body" in out
+    assert jobs._pool is not None
