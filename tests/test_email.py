@@ -563,3 +563,30 @@ def test_without_email_url_the_embedded_default_writes_emails_to_the_log(capfd):
     out = capfd.readouterr().out
     assert "Subject: Console subject" in out and "console body" in out
     assert jobs._pool is not None
+
+
+@override_settings(MESSENGER_TRANSCRIPT_RATE_PER_IP="2/h")
+def test_transcripts_are_limited_per_client_address_too():
+    from messenger.actions.commands import VisitorContext, check_visitor_command
+    from messenger.errors import RateLimited
+    from messenger.models import ContactInbox
+    from messenger.protocol import Command
+
+    inbox, _, first = transcript_world()
+    boot, second = visitor_writes(inbox, "Me too")
+
+    def ask(conversation, ip: str):
+        context = VisitorContext(contact_inbox=ContactInbox.objects.get(pk=conversation.contact_inbox_id), ip=ip)
+        return check_visitor_command(
+            context,
+            Command(
+                type="conversation.transcript", ref="r", fields={"conversation_id": conversation.pk, "email": "a@b.co"}
+            ),
+        )
+
+    ask(first, "203.0.113.5")
+    ask(second.conversation, "203.0.113.5")
+    with pytest.raises(RateLimited):
+        ask(first, "203.0.113.5")
+    assert ask(second.conversation, "198.51.100.7")[0]["type"] == "ack", "another address, the same visitor: allowed"
+    assert OutgoingEmail.objects.filter(kind=EmailKind.TRANSCRIPT).count() == 3

@@ -112,7 +112,8 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
 
 def check_request_transcript(context: VisitorContext, *, conversation: Conversation, email: Any) -> str:
     """A visitor's request for their conversation by e-mail: to ``email`` when given (validated),
-    else to their contact's address; limited per visitor (``MESSENGER_TRANSCRIPT_RATE_PER_VISITOR``).
+    else to their contact's address; limited per visitor and per client address
+    (``MESSENGER_TRANSCRIPT_RATE_PER_VISITOR``, ``…_PER_IP``).
     Returns the address the transcript is queued for."""
     if email is None or email == "":
         address = context.contact_inbox.contact.email
@@ -126,12 +127,11 @@ def check_request_transcript(context: VisitorContext, *, conversation: Conversat
             validate_email(address)
         except ValidationError:
             raise InvalidInput("email: must be an e-mail address.", fields=["email"]) from None
+    too_many = "You have asked for too many transcripts; try again later."
     throttle.check(
-        "transcript",
-        context.contact_inbox.pk,
-        settings.MESSENGER_TRANSCRIPT_RATE_PER_VISITOR,
-        message="You have asked for too many transcripts; try again later.",
+        "transcript", context.contact_inbox.pk, settings.MESSENGER_TRANSCRIPT_RATE_PER_VISITOR, message=too_many
     )
+    throttle.check("transcript-ip", context.ip, settings.MESSENGER_TRANSCRIPT_RATE_PER_IP, message=too_many)
     with transaction.atomic():
         mail.do_queue_transcript(conversation=conversation, email=address)
     return address

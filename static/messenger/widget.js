@@ -349,6 +349,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       request(contactFrame(fields), (frame) => {
         if (frame.type === "error") { err.textContent = frame.message; return; }
         store.set("contactSaved", 1);
+        boot.contact = frame.data.contact;
         f.replaceWith(h("div", { class: "notice", text: t.saved }));
       });
     });
@@ -369,6 +370,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       request(contactFrame(fields), (frame) => {
         if (frame.type === "error") { err.textContent = frame.message; return; }
         store.set("prechatDone", 1);
+        boot.contact = frame.data.contact;
         f.remove();
         ui.composer.hidden = false;
         ui.input.focus();
