@@ -590,3 +590,15 @@ def test_transcripts_are_limited_per_client_address_too():
         ask(first, "203.0.113.5")
     assert ask(second.conversation, "198.51.100.7")[0]["type"] == "ack", "another address, the same visitor: allowed"
     assert OutgoingEmail.objects.filter(kind=EmailKind.TRANSCRIPT).count() == 3
+
+
+def test_the_reset_pages_and_emails_speak_russian(client):
+    from django.utils import translation
+
+    page = client.get("/accounts/password_reset/", HTTP_ACCEPT_LANGUAGE="ru")
+    assert "Отправить ссылку" in page.content.decode()
+    assert "Забыли пароль?" in client.get("/accounts/login/", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    inbox, _, conversation = transcript_world()
+    with translation.override("ru"):
+        text, html = mail.render_email("transcript", {"inbox": inbox, "conversation": conversation, "lines": []})
+    assert "Ваш диалог с Acme shop" in text and "Ваш диалог с Acme shop" in html
