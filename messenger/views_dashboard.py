@@ -84,8 +84,8 @@ class OutboxPasswordResetForm(PasswordResetForm):
 
 
 class StaffPasswordResetView(auth_views.PasswordResetView):
-    """ "Forgot your password?" of the staff login page: throttled per client and per address,
-    and answered the same whether or not the address belongs to someone (docs/email.md)."""
+    """The staff login page's "Forgot your password?": throttled per client and per address, and
+    answered the same whether or not the address belongs to someone (docs/email.md)."""
 
     form_class = OutboxPasswordResetForm
     email_template_name = "registration/password_reset_email.txt"
