@@ -41,6 +41,7 @@ from messenger.models import (
     ContactInbox,
     Conversation,
     ConversationEvent,
+    EmailKind,
     Inbox,
     Label,
     Message,
@@ -881,8 +882,8 @@ class OutgoingEmailAdmin(ViewOnlyMixin, admin.ModelAdmin):
         "created_at",
         "conversation",
         "dedupe_key",
-        "text",
-        "html",
+        "text_part",
+        "html_part",
     )
 
     def has_send_again_permission(self, request: HttpRequest) -> bool:
@@ -891,6 +892,19 @@ class OutgoingEmailAdmin(ViewOnlyMixin, admin.ModelAdmin):
     @admin.display(description=_("to"))
     def recipients(self, obj: OutgoingEmail) -> str:
         return ", ".join(obj.to)
+
+    @admin.display(description=_("text"))
+    def text_part(self, obj: OutgoingEmail) -> str:
+        return self._body(obj, obj.text)
+
+    @admin.display(description=_("HTML"))
+    def html_part(self, obj: OutgoingEmail) -> str:
+        return self._body(obj, obj.html)
+
+    def _body(self, obj: OutgoingEmail, body: str) -> str:
+        if obj.kind == EmailKind.PASSWORD_RESET:
+            return str(_("Not shown: it holds a password reset link."))
+        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", body)
 
     @admin.display(description=_("last error"))
     def short_error(self, obj: OutgoingEmail) -> str:

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from messenger.actions.assignment import do_backlog_sweep_all, do_escalate_due
-from messenger.actions.mail import do_claim_due_emails, do_notify_unread_due
+from messenger.actions.mail import do_claim_due_emails, do_notify_unread_due, do_purge_old_emails
 from messenger.actions.presence import do_presence_sweep
 from messenger.actions.schedule import (
     do_close_resolved,
@@ -45,11 +45,12 @@ TICK_JOBS: dict[str, Callable[[], int]] = {
     "email": do_claim_due_emails,
 }
 # Resolved → closed after N days; closed anonymous conversations purged after M months; contacts
-# that never wrote purged after D idle days.
+# that never wrote purged after D idle days; sent and failed e-mails deleted after K days.
 RETENTION_JOBS: dict[str, Callable[[], int]] = {
     "retention_closed": do_close_resolved,
     "retention_purged": do_purge_anonymous,
     "retention_unused_contacts": do_purge_unused_contacts,
+    "retention_emails": do_purge_old_emails,
 }
 RETENTION_GATE_KEY = "scheduler:retention:gate"
 

@@ -205,7 +205,12 @@ def test_the_admin_lists_emails_and_sends_one_again(client, mailbox: Mailbox):
     page = client.get("/admin/messenger/outgoingemail/")
     assert page.status_code == 200
     assert b"SMTPDataError: no" in page.content and b"visitor@example.com" in page.content
-    assert client.get(f"/admin/messenger/outgoingemail/{email.pk}/change/").status_code == 200
+    page = client.get(f"/admin/messenger/outgoingemail/{email.pk}/change/")
+    assert page.status_code == 200 and b"plain text" in page.content
+    reset = queue("reset", kind=EmailKind.PASSWORD_RESET, text="https://x/accounts/reset/secret-token/")
+    page = client.get(f"/admin/messenger/outgoingemail/{reset.pk}/change/")
+    assert page.status_code == 200 and b"secret-token" not in page.content
+    reset.delete()
     response = client.post("/admin/messenger/outgoingemail/", {"action": "send_again", "_selected_action": [email.pk]})
     assert response.status_code == 302
     email.refresh_from_db()
@@ -243,6 +248,9 @@ def test_password_reset_end_to_end(client, mailbox: Mailbox):
     (received,) = mailbox.wait_for(1)
     assert received.recipients == ["olga@example.com"]
     assert received.subject == "Reset your Messenger password"
+
+    row = OutgoingEmail.objects.get()
+    assert (row.status, row.text, row.html) == (EmailStatus.SENT, mail.SECRET_REMOVED, ""), "the link is not kept"
 
     confirm = client.get(reset_link(received), follow=True)
     assert confirm.status_code == 200 and b'name="new_password1"' in confirm.content
@@ -602,3 +610,19 @@ def test_the_reset_pages_and_emails_speak_russian(client):
     with translation.override("ru"):
         text, html = mail.render_email("transcript", {"inbox": inbox, "conversation": conversation, "lines": []})
     assert "Ваш диалог с Acme shop" in text and "Ваш диалог с Acme shop" in html
+
+
+def test_old_sent_and_failed_emails_are_deleted_by_the_retention():
+    from messenger.scheduler import RETENTION_JOBS
+
+    old = timezone.now() - timedelta(days=31)
+    for key, status in (("sent", EmailStatus.SENT), ("failed", EmailStatus.FAILED), ("pending", EmailStatus.PENDING)):
+        email = queue(key)
+        OutgoingEmail.objects.filter(pk=email.pk).update(status=status, created_at=old)
+    recent = queue("recent")
+    OutgoingEmail.objects.filter(pk=recent.pk).update(status=EmailStatus.SENT)
+    assert RETENTION_JOBS["retention_emails"]() == 2
+    assert sorted(OutgoingEmail.objects.values_list("dedupe_key", flat=True)) == ["pending", "recent"]
+    with override_settings(MESSENGER_EMAIL_KEEP_DAYS=0):
+        OutgoingEmail.objects.update(status=EmailStatus.SENT, created_at=old)
+        assert RETENTION_JOBS["retention_emails"]() == 0

@@ -94,6 +94,7 @@ def test_run_due_jobs_reports_every_job():
         "retention_closed",
         "retention_purged",
         "retention_unused_contacts",
+        "retention_emails",
     }
     assert set(run_due_jobs()) == {
         "presence",
@@ -103,7 +104,12 @@ def test_run_due_jobs_reports_every_job():
         "email_unread",
         "email",
     }  # retention: once an hour
-    assert set(tasks.retention()) == {"retention_closed", "retention_purged", "retention_unused_contacts"}
+    assert set(tasks.retention()) == {
+        "retention_closed",
+        "retention_purged",
+        "retention_unused_contacts",
+        "retention_emails",
+    }
 
 
 @pytest.mark.django_db

@@ -7,6 +7,7 @@ Invariants:
   conditional UPDATE (``queued``, with a lease); the job claims its row again (``sending``, a new
   lease and token), so of two jobs for one row only one sends. A sent row is ``sent`` and is never
   claimed again; a send that outlives its lease (the worker died) is tried again.
+* A password reset's body (its link) is removed once sent, and never shown in the admin.
 * A failed send waits 1, 2, 4 … up to 60 minutes and is tried again until
   ``MESSENGER_EMAIL_RETRY_HOURS`` of tries, then ``failed`` with its last error; a recipient refused
   for good (5xx) fails at once.
@@ -48,6 +49,7 @@ SEND_JOB = "messenger.tasks.send_email"
 # Time for a queued row's job to start (a busy q2 worker) before the tick queues it again.
 QUEUE_LEASE = timedelta(minutes=5)
 MAX_RETRY_DELAY_SECONDS = 3600
+SECRET_REMOVED = "(removed once sent: it held a password reset link)"
 # An operator's unread reminder when their profile names no other delay.
 DEFAULT_UNREAD_MINUTES = 10
 
@@ -154,9 +156,16 @@ def do_send_email(email_id: int, now: datetime | None = None) -> SendOutcome:
         message.send(fail_silently=False)
     except Exception as error:  # noqa: BLE001 — every failure is recorded on the row and retried
         return _record_failure(email, token, error)
-    OutgoingEmail.objects.filter(pk=email_id, lease_token=token).update(
-        status=EmailStatus.SENT, sent_at=timezone.now(), lease_until=None, last_error=""
-    )
+    done: dict[str, Any] = {
+        "status": EmailStatus.SENT,
+        "sent_at": timezone.now(),
+        "lease_until": None,
+        "last_error": "",
+    }
+    if email.kind == EmailKind.PASSWORD_RESET:
+        # A working reset link must not stay readable in the outbox once it has left.
+        done.update(text=SECRET_REMOVED, html="")
+    OutgoingEmail.objects.filter(pk=email_id, lease_token=token).update(**done)
     return SendOutcome("sent")
 
 
@@ -209,6 +218,19 @@ def do_send_again(email_ids: list[int]) -> int:
             last_error="",
         )
     )
+
+
+def do_purge_old_emails(now: datetime | None = None) -> int:
+    """Retention: sent and failed e-mails older than ``MESSENGER_EMAIL_KEEP_DAYS`` (they hold
+    transcripts: personal data) are deleted; 0 keeps them."""
+    days = settings.MESSENGER_EMAIL_KEEP_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    deleted, _ = OutgoingEmail.objects.filter(
+        status__in=[EmailStatus.SENT, EmailStatus.FAILED], created_at__lt=cutoff
+    ).delete()
+    return deleted
 
 
 # --- what is sent ---------------------------------------------------------------------------------
