@@ -626,3 +626,14 @@ def test_old_sent_and_failed_emails_are_deleted_by_the_retention():
     with override_settings(MESSENGER_EMAIL_KEEP_DAYS=0):
         OutgoingEmail.objects.update(status=EmailStatus.SENT, created_at=old)
         assert RETENTION_JOBS["retention_emails"]() == 0
+
+
+def test_anonymising_a_contact_deletes_the_emails_about_their_conversations():
+    from messenger.actions.base import Actor
+    from messenger.actions.privacy import do_anonymise_contact
+
+    inbox, _, conversation = transcript_world()
+    mail.do_queue_transcript(conversation=conversation, email="anna@example.com")
+    unrelated = queue("unrelated")
+    do_anonymise_contact(contact_id=conversation.contact_id, actor=Actor.system("admin"))
+    assert list(OutgoingEmail.objects.values_list("pk", flat=True)) == [unrelated.pk]
