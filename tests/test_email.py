@@ -83,6 +83,7 @@ def test_an_email_is_sent_once_with_both_parts(mailbox: Mailbox):
     assert received[0].recipients == ["visitor@example.com"]
     assert received[0].sender == "chat@example.com"
     assert received[0].subject == "Hello"
+    assert received[0].message["Auto-Submitted"] == "auto-generated"
     assert received[0].part("text/plain").strip() == "plain text"
     assert received[0].part("text/html").strip() == "<p>html text</p>"
     email.refresh_from_db()

@@ -148,7 +148,12 @@ def do_send_email(email_id: int, now: datetime | None = None) -> SendOutcome:
         return SendOutcome("skipped")
     email = OutgoingEmail.objects.get(pk=email_id)
     message = EmailMultiAlternatives(
-        subject=email.subject, body=email.text, from_email=settings.DEFAULT_FROM_EMAIL, to=list(email.to)
+        subject=email.subject,
+        body=email.text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=list(email.to),
+        # RFC 3834: out-of-office replies and the like are not sent back to a machine.
+        headers={"Auto-Submitted": "auto-generated"},
     )
     if email.html:
         message.attach_alternative(email.html, "text/html")
