@@ -28,6 +28,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from messenger.actions import mail
 from messenger.inbox_settings import DEFAULTS, WEEKDAYS, deep_merge, validate_settings
 from messenger.models import (
     ActivityEvent,
@@ -40,9 +41,11 @@ from messenger.models import (
     ContactInbox,
     Conversation,
     ConversationEvent,
+    EmailKind,
     Inbox,
     Label,
     Message,
+    OutgoingEmail,
     Region,
     RoutingRule,
     Webhook,
@@ -130,7 +133,16 @@ class AgentProfileInline(admin.StackedInline):
     can_delete = False
     extra = 0
     max_num = 1
-    fields = ("role", "branch", "max_concurrent", "language", "status", "last_seen")
+    fields = (
+        "role",
+        "branch",
+        "max_concurrent",
+        "language",
+        "status",
+        "last_seen",
+        "email_when_unread",
+        "email_unread_minutes",
+    )
     readonly_fields = AGENT_READONLY
     verbose_name = _("agent profile")
 
@@ -333,7 +345,7 @@ class InboxAdminForm(forms.ModelForm):
 
     class Meta:
         model = Inbox
-        fields = ("name", "branch", "is_active", "settings")
+        fields = ("name", "branch", "is_active", "notification_emails", "settings")
         labels = {"settings": _("Advanced settings (JSON)")}
         help_texts = {
             "settings": _("The stored settings. The fields above are written over the same keys when saving."),
@@ -464,7 +476,18 @@ class InboxAdmin(admin.ModelAdmin):
             _("Widget"),
             {"fields": ("widget_title", "widget_greeting", "widget_color", "widget_position", "widget_language")},
         ),
-        (_("Offline and privacy"), {"fields": ("offline_enabled", "offline_message", "privacy_url", "privacy_text")}),
+        (
+            _("Offline and privacy"),
+            {
+                "fields": (
+                    "offline_enabled",
+                    "offline_message",
+                    "notification_emails",
+                    "privacy_url",
+                    "privacy_text",
+                )
+            },
+        ),
         (
             _("Working hours"),
             {
@@ -836,6 +859,61 @@ class WebhookDeliveryAdmin(ViewOnlyMixin, admin.ModelAdmin):
     search_fields = ("delivery_id", "webhook__url")
     date_hierarchy = "created_at"
     list_select_related = ("webhook",)
+
+
+@admin.register(OutgoingEmail)
+class OutgoingEmailAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    """The e-mail outbox: what was sent, what waits, what failed and why."""
+
+    list_display = ("created_at", "kind", "recipients", "subject", "status", "attempts", "sent_at", "short_error")
+    list_filter = ("status", "kind", "created_at")
+    search_fields = ("subject", "dedupe_key", "to")
+    date_hierarchy = "created_at"
+    actions = ("send_again",)
+    fields = (
+        "kind",
+        "to",
+        "subject",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "sent_at",
+        "created_at",
+        "conversation",
+        "dedupe_key",
+        "text_part",
+        "html_part",
+    )
+
+    def has_send_again_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("messenger.change_outgoingemail")
+
+    @admin.display(description=_("to"))
+    def recipients(self, obj: OutgoingEmail) -> str:
+        return ", ".join(obj.to)
+
+    @admin.display(description=_("text"))
+    def text_part(self, obj: OutgoingEmail) -> str:
+        return self._body(obj, obj.text)
+
+    @admin.display(description=_("HTML"))
+    def html_part(self, obj: OutgoingEmail) -> str:
+        return self._body(obj, obj.html)
+
+    def _body(self, obj: OutgoingEmail, body: str) -> str:
+        if obj.kind == EmailKind.PASSWORD_RESET:
+            return str(_("Not shown: it holds a password reset link."))
+        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", body)
+
+    @admin.display(description=_("last error"))
+    def short_error(self, obj: OutgoingEmail) -> str:
+        return obj.last_error[:120]
+
+    @admin.action(description=_("Send again"), permissions=["send_again"])
+    def send_again(self, request: HttpRequest, queryset: QuerySet[OutgoingEmail]) -> None:
+        count = mail.do_send_again(list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, _("%(count)d e-mail(s) will be sent at the next tick.") % {"count": count})
 
 
 @admin.register(CannedResponse)

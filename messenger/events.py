@@ -601,6 +601,10 @@ class RatingAck(TypedDict):
     score: int
 
 
+class TranscriptAck(TypedDict):
+    email: str
+
+
 class AckData(TypedDict, total=False):
     """What an ``ack`` carries: nothing, or the keys of the command it answers."""
 
@@ -608,6 +612,7 @@ class AckData(TypedDict, total=False):
     conversation_id: int | None
     created: bool
     rating: RatingAck
+    transcript: TranscriptAck
     contact: ContactDetails
     status: str
     conversation: StaffConversation
@@ -810,6 +815,11 @@ def contact_ack(ref: Any, contact: models.Contact) -> AckFrame:
 
 def rating_ack(ref: Any, conversation: models.Conversation) -> AckFrame:
     return ack_frame(ref, {"rating": {"score": conversation.rating_score}})
+
+
+def transcript_ack(ref: Any, email: str) -> AckFrame:
+    """``conversation.transcript``: the address the transcript is on its way to."""
+    return ack_frame(ref, {"transcript": {"email": email}})
 
 
 def new_conversation_ack(ref: Any) -> AckFrame:

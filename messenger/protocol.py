@@ -34,7 +34,12 @@ MALFORMED_CODES = frozenset({"bad_json", "too_large", "unknown_type", "invalid"}
 COMMON_COMMANDS = frozenset(
     {"ping", "resume", "message.send", "typing.start", "typing.stop", "message.delivered", "conversation.read"}
 )
-VISITOR_COMMANDS = COMMON_COMMANDS | {"conversation.rate", "conversation.new", "contact.update"}
+VISITOR_COMMANDS = COMMON_COMMANDS | {
+    "conversation.rate",
+    "conversation.new",
+    "contact.update",
+    "conversation.transcript",
+}
 OPERATOR_COMMANDS = COMMON_COMMANDS | {
     "conversation.open",
     "conversation.close_view",

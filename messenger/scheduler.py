@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from messenger.actions.assignment import do_backlog_sweep_all, do_escalate_due
+from messenger.actions.mail import do_claim_due_emails, do_notify_unread_due, do_purge_old_emails
 from messenger.actions.presence import do_presence_sweep
 from messenger.actions.schedule import (
     do_close_resolved,
@@ -33,19 +34,23 @@ from messenger.actions.schedule import (
 logger = logging.getLogger(__name__)
 
 # name → job, in the order of a pass: dead sockets first (their operators' unopened conversations
-# move on), then escalation, snoozed wake-ups, and the queue offered to whoever is free.
+# move on), then escalation, snoozed wake-ups, and the queue offered to whoever is free; then the
+# e-mails: the unread reminders are written, and every due e-mail is handed to a send job.
 TICK_JOBS: dict[str, Callable[[], int]] = {
     "presence": do_presence_sweep,
     "escalation": do_escalate_due,
     "snooze": do_wake_snoozed,
     "backlog": do_backlog_sweep_all,
+    "email_unread": do_notify_unread_due,
+    "email": do_claim_due_emails,
 }
 # Resolved → closed after N days; closed anonymous conversations purged after M months; contacts
-# that never wrote purged after D idle days.
+# that never wrote purged after D idle days; sent and failed e-mails deleted after K days.
 RETENTION_JOBS: dict[str, Callable[[], int]] = {
     "retention_closed": do_close_resolved,
     "retention_purged": do_purge_anonymous,
     "retention_unused_contacts": do_purge_unused_contacts,
+    "retention_emails": do_purge_old_emails,
 }
 RETENTION_GATE_KEY = "scheduler:retention:gate"
 

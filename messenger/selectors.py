@@ -43,6 +43,7 @@ from messenger.models import (
     Inbox,
     Label,
     Message,
+    MessageDirection,
 )
 from messenger.models.conversation import ACTIVE_STATUSES
 
@@ -582,3 +583,31 @@ def inboxes(scope: StaffScope) -> list[dict[str, Any]]:
         }
         for inbox in visible_inboxes(scope).select_related("branch").order_by("name", "id")
     ]
+
+
+def transcript_messages(conversation: Conversation) -> list[dict[str, Any]]:
+    """The lines of a visitor's transcript, oldest first: every message the visitor may see (never
+    an internal note), its sender's name, time and attachments. Two queries."""
+    rows = (
+        conversation.messages.exclude(direction=MessageDirection.INTERNAL)
+        .select_related("sender_user", "sender_contact")
+        .prefetch_related("attachments")
+        .order_by("created_at", "id")
+    )
+    lines: list[dict[str, Any]] = []
+    for message in rows:
+        message.conversation = conversation
+        public = events.message_payload(message, public=True, attachments=list(message.attachments.all()))
+        deleted = bool((message.content_attributes or {}).get("deleted"))
+        name = public["sender"]["name"] or conversation.inbox.name
+        lines.append(
+            {
+                "from_visitor": message.direction == MessageDirection.IN,
+                "sender": name,
+                "created_at": message.created_at,
+                "body": "" if deleted else message.body,
+                "deleted": deleted,
+                "attachments": [] if deleted else [dict(a) for a in public["attachments"]],
+            }
+        )
+    return lines

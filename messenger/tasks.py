@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from messenger.actions.mail import do_send_email
 from messenger.scheduler import run_due_jobs, run_retention
 
 TICK_LOCK_KEY = "scheduler:tick:owner"
@@ -76,3 +77,8 @@ def tick(run_seconds: float | None = None) -> dict[str, Any]:
     finally:
         _release(token)
     return {"passes": passes, **totals}
+
+
+def send_email(email_id: int) -> str:
+    """One outbox e-mail (``messenger.actions.mail.do_send_email``); safe to run twice."""
+    return do_send_email(email_id).status

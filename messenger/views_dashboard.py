@@ -3,10 +3,14 @@ operator socket."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordResetForm
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import reverse
@@ -14,6 +18,9 @@ from django.views.decorators.http import require_GET
 
 from messenger import events, selectors
 from messenger.access import staff_scope
+from messenger.actions import mail
+from messenger.client_address import request_client_address
+from messenger.errors import RateLimited
 from messenger.models import AgentProfile
 
 
@@ -53,3 +60,50 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         },
     }
     return render(request, "messenger/dashboard.html", {"config": config, "scope": scope})
+
+
+class OutboxPasswordResetForm(PasswordResetForm):
+    """Django's form, its e-mail written to the outbox instead of sent during the request."""
+
+    def send_mail(  # type: ignore[override]
+        self,
+        subject_template_name: str,
+        email_template_name: str,
+        context: dict[str, Any],
+        from_email: str | None,
+        to_email: str,
+        html_email_template_name: str | None = None,
+    ) -> None:
+        mail.do_queue_password_reset(
+            to_email=to_email,
+            context=context,
+            subject_template_name=subject_template_name,
+            email_template_name=email_template_name,
+            html_email_template_name=html_email_template_name,
+        )
+
+
+class StaffPasswordResetView(auth_views.PasswordResetView):
+    """The staff login page's "Forgot your password?": throttled per client and per address, and
+    answered the same whether or not the address belongs to someone (docs/email.md)."""
+
+    form_class = OutboxPasswordResetForm
+    email_template_name = "registration/password_reset_email.txt"
+    html_email_template_name = "registration/password_reset_email.html"
+    subject_template_name = "registration/password_reset_subject.txt"
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        try:
+            allowed = mail.check_password_reset(
+                ip=request_client_address(self.request), email=form.cleaned_data["email"]
+            )
+        except RateLimited as refused:
+            form.add_error(None, refused.message)
+            response = self.form_invalid(form)
+            response.status_code = 429
+            if refused.retry_after:
+                response["Retry-After"] = str(refused.retry_after)
+            return response
+        if not allowed:
+            return HttpResponseRedirect(self.get_success_url())
+        return super().form_valid(form)

@@ -51,6 +51,32 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+EMAIL_SCHEMES = {"smtp": (False, False), "smtp+tls": (True, False), "smtp+ssl": (False, True), "smtps": (False, True)}
+
+
+def parse_email_url(url: str) -> dict:
+    """smtp+tls://user:pass@host:587 → Django's EMAIL_* settings; console:// prints to the log."""
+    parsed = urlparse(url)
+    if parsed.scheme == "console":
+        return {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    if parsed.scheme not in EMAIL_SCHEMES:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL scheme {parsed.scheme!r} is not one of console, {', '.join(EMAIL_SCHEMES)}"
+        )
+    use_tls, use_ssl = EMAIL_SCHEMES[parsed.scheme]
+    options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": parsed.hostname or "localhost",
+        "EMAIL_PORT": parsed.port or (465 if use_ssl else 587 if use_tls else 25),
+        "EMAIL_HOST_USER": unquote(parsed.username or ""),
+        "EMAIL_HOST_PASSWORD": unquote(parsed.password or ""),
+        "EMAIL_USE_TLS": use_tls,
+        "EMAIL_USE_SSL": use_ssl,
+        "EMAIL_TIMEOUT": int(options.get("timeout", 10)),
+    }
+
+
 def parse_database_url(url: str) -> dict:
     """postgres://user:pass@host:port/name?opt=value → a Django DATABASES entry."""
     parsed = urlparse(url)
@@ -425,3 +451,31 @@ MESSENGER_ATTACHMENTS_PER_MESSAGE = env_int("MESSENGER_ATTACHMENTS_PER_MESSAGE",
 MESSENGER_PRIVACY_URL = env_str("MESSENGER_PRIVACY_URL", "")
 MESSENGER_PRIVACY_TEXT = env_str("MESSENGER_PRIVACY_TEXT", "")
 MESSENGER_PUBLIC_WS_URL = env_str("MESSENGER_PUBLIC_WS_URL", "")
+
+# --- E-mail (docs/email.md) ------------------------------------------------------------------------
+# Without EMAIL_URL every e-mail is written to the log (Django's console backend) instead of sent.
+EMAIL_URL = env_str("EMAIL_URL")
+_email = parse_email_url(EMAIL_URL or "console://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = _email.get("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Messenger <messenger@localhost>")
+SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+# The site's address as the people reading the e-mails reach it (https://chat.example.com): links to
+# the dashboard and to attachments. Empty: the e-mails name them without links.
+MESSENGER_PUBLIC_URL = env_str("MESSENGER_PUBLIC_URL", "").rstrip("/")
+# A failing send is tried again with a growing pause (1, 2, 4 … up to 60 minutes) until the e-mail
+# is this many hours old, then marked failed with the last error.
+MESSENGER_EMAIL_RETRY_HOURS = env_int("MESSENGER_EMAIL_RETRY_HOURS", 24)
+MESSENGER_EMAIL_BATCH = env_int("MESSENGER_EMAIL_BATCH", 50)
+MESSENGER_EMAIL_KEEP_DAYS = env_int("MESSENGER_EMAIL_KEEP_DAYS", 30)
+MESSENGER_TRANSCRIPT_RATE_PER_VISITOR = env_str("MESSENGER_TRANSCRIPT_RATE_PER_VISITOR", "3/h")
+MESSENGER_TRANSCRIPT_RATE_PER_IP = env_str("MESSENGER_TRANSCRIPT_RATE_PER_IP", "20/h")
+MESSENGER_PASSWORD_RESET_RATE_PER_IP = env_str("MESSENGER_PASSWORD_RESET_RATE_PER_IP", "10/h")
+MESSENGER_PASSWORD_RESET_RATE_PER_EMAIL = env_str("MESSENGER_PASSWORD_RESET_RATE_PER_EMAIL", "3/h")
+MESSENGER_OFFLINE_NOTIFY_MINUTES = env_int("MESSENGER_OFFLINE_NOTIFY_MINUTES", 30)

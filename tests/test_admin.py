@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db
 # Logs and rows only actions write: visible, never added by hand.
 VIEW_ONLY = {
     m.AgentConnection,
+    m.OutgoingEmail,
     m.ContactInbox,
     m.ConversationEvent,
     m.Message,
@@ -51,6 +52,7 @@ MESSENGER_MODELS = [
     m.CannedResponse,
     m.Label,
     m.ApiToken,
+    m.OutgoingEmail,
 ]
 
 
@@ -96,6 +98,14 @@ def one_of_each() -> dict[type[Model], Model]:
     delivery = m.WebhookDelivery.objects.create(webhook=webhook, event="message.created")
     canned = m.CannedResponse.objects.create(short_code="hello", text="Hello!")
     token = m.ApiToken.objects.create(user=operator, name="CRM", prefix="0123456789", token_hash="0" * 64)
+    email = m.OutgoingEmail.objects.create(
+        kind="transcript",
+        to=["v@example.com"],
+        subject="s",
+        text="t",
+        dedupe_key="admin-test",
+        conversation=conversation,
+    )
     return {
         m.Branch: branch,
         m.Region: region,
@@ -110,6 +120,7 @@ def one_of_each() -> dict[type[Model], Model]:
         m.Message: message,
         m.Attachment: attachment,
         m.ActivityEvent: activity,
+        m.OutgoingEmail: email,
         m.Webhook: webhook,
         m.WebhookDelivery: delivery,
         m.CannedResponse: canned,

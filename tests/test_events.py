@@ -618,6 +618,16 @@ def test_contact_update_broadcasts_nothing(world):
     assert replies[0]["data"] == {"contact": {"name": "Anna", "email": "anna@example.com", "phone": ""}}
 
 
+def test_transcript_request_broadcasts_nothing(world):
+    replies, sent = verify(
+        lambda: visitor_command(
+            world, "conversation.transcript", conversation_id=world.conversation_id, email="anna@example.com"
+        )
+    )
+    assert sent == []
+    assert replies[0]["data"] == {"transcript": {"email": "anna@example.com"}}
+
+
 def test_status_set_tells_staff_and_the_widgets(world):
     other_inbox = make_inbox(None)
     _, sent = verify(lambda: do_set_status(user=world.operator, status="away", actor=Actor(user=world.operator)))

@@ -89,12 +89,27 @@ def test_run_due_jobs_reports_every_job():
         "escalation",
         "snooze",
         "backlog",
+        "email_unread",
+        "email",
         "retention_closed",
         "retention_purged",
         "retention_unused_contacts",
+        "retention_emails",
     }
-    assert set(run_due_jobs()) == {"presence", "escalation", "snooze", "backlog"}  # retention: once an hour
-    assert set(tasks.retention()) == {"retention_closed", "retention_purged", "retention_unused_contacts"}
+    assert set(run_due_jobs()) == {
+        "presence",
+        "escalation",
+        "snooze",
+        "backlog",
+        "email_unread",
+        "email",
+    }  # retention: once an hour
+    assert set(tasks.retention()) == {
+        "retention_closed",
+        "retention_purged",
+        "retention_unused_contacts",
+        "retention_emails",
+    }
 
 
 @pytest.mark.django_db

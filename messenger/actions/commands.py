@@ -12,18 +12,21 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from messenger import events
+from messenger import events, throttle
 from messenger.access import (
     StaffScope,
     access_contact_for_staff,
     access_conversation_for_staff,
     access_conversation_for_visitor,
 )
-from messenger.actions import assignment, conversations, intake, messages, presence
+from messenger.actions import assignment, conversations, intake, mail, messages, presence
 from messenger.actions.base import Actor
 from messenger.errors import Forbidden, InvalidInput
 from messenger.models import Contact, ContactInbox, Conversation
@@ -105,12 +108,43 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
         return [events.rating_ack(command.ref, conversation)]
     if kind == "conversation.new":
         return [events.new_conversation_ack(command.ref)]
+    if kind == "conversation.transcript":
+        conversation = access_conversation_for_visitor(ci, command.int_field("conversation_id"))
+        address = check_request_transcript(context, conversation=conversation, email=command.fields.get("email"))
+        return [events.transcript_ack(command.ref, address)]
     if kind == "contact.update":
         from messenger.actions.contacts import do_update_contact_from_visitor
 
         contact = do_update_contact_from_visitor(contact_inbox=ci, fields=command.fields, actor=context.actor)
         return [events.contact_ack(command.ref, contact)]
     raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
+
+
+def check_request_transcript(context: VisitorContext, *, conversation: Conversation, email: Any) -> str:
+    """A visitor's request for their conversation by e-mail: to ``email`` when given (validated),
+    else to their contact's address; limited per visitor and per client address
+    (``MESSENGER_TRANSCRIPT_RATE_PER_VISITOR``, ``…_PER_IP``).
+    Returns the address the transcript is queued for."""
+    if email is None or email == "":
+        address = context.contact_inbox.contact.email
+        if not address:
+            raise InvalidInput("email: an address is needed.", fields=["email"])
+    else:
+        if not isinstance(email, str) or len(email) > 254:
+            raise InvalidInput("email: must be an e-mail address.", fields=["email"])
+        address = email.strip()
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise InvalidInput("email: must be an e-mail address.", fields=["email"]) from None
+    too_many = "You have asked for too many transcripts; try again later."
+    throttle.check(
+        "transcript", context.contact_inbox.pk, settings.MESSENGER_TRANSCRIPT_RATE_PER_VISITOR, message=too_many
+    )
+    throttle.check("transcript-ip", context.ip, settings.MESSENGER_TRANSCRIPT_RATE_PER_IP, message=too_many)
+    with transaction.atomic():
+        mail.do_queue_transcript(conversation=conversation, email=address)
+    return address
 
 
 def _visitor_send_fields(context: VisitorContext, command: Command) -> dict[str, Any]:

@@ -14,7 +14,8 @@ Invariants:
   limits and are not gated.
 * A ``client_id`` is stored once per visitor (``message_client_id_once_per_contact``): a resend,
   and the loser of two tabs sending it at once, get the stored message (``created=False``).
-* Follow-ups run once the message is committed, called from here: ``automation.after_visitor_message``.
+* Follow-ups run once the message is committed, called from here: ``automation.after_visitor_message``,
+  and the offline notice of a conversation it started (``mail.do_notify_offline``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from messenger import formatting
 from messenger.access import access_conversation_for_visitor
-from messenger.actions import attachments, automation, contacts, conversations, messages
+from messenger.actions import attachments, automation, contacts, conversations, mail, messages
 from messenger.actions.base import Actor
 from messenger.errors import Conflict, Forbidden
 from messenger.models import Attachment, ContactInbox, Conversation, Message
@@ -141,6 +142,8 @@ def send_visitor_message(
     except _AlreadyStored as stored:
         return _resent(stored.message_id)  # another tab stored this client_id first
     automation.after_visitor_message(conversation=door.conversation, message=message, started=door.started)
+    if door.started:
+        mail.do_notify_offline(conversation=door.conversation, body=message.body)
     return messages.SendResult(message=message, created=True, conversation=door.conversation)
 
 

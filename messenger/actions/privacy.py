@@ -6,7 +6,8 @@ Invariants:
 * Anonymisation keeps conversations (statistics, the operators' history) and removes personal data:
   the contact's fields, the bodies of the contact's messages (also inside the stored event log, which
   replays them), every attachment file of the contact's conversations uploaded by the contact, page
-  and IP details; the widget secrets are rotated so an old browser session cannot read anything.
+  and IP details, the outbox's e-mails about those conversations (sent or not: they quote them); the
+  widget secrets are rotated so an old browser session cannot read anything.
 * Both write an audit row; anonymisation runs in one transaction with the contact row locked, and
   files are deleted only after the commit (a rolled-back anonymisation keeps them).
 """
@@ -31,6 +32,7 @@ from messenger.models import (
     ConversationEvent,
     Message,
     MessageDirection,
+    OutgoingEmail,
 )
 from messenger.models.contact import new_pubsub_token, new_source_id
 
@@ -178,6 +180,7 @@ def do_anonymise_contact(*, contact_id: Any, actor: Actor) -> Contact:
         )
         files = [attachment.file for attachment in attachments if attachment.file]
         Attachment.objects.filter(pk__in=[a.pk for a in attachments]).delete()
+        OutgoingEmail.objects.filter(conversation_id__in=conversations).delete()
         for conversation in Conversation.objects.filter(pk__in=conversations).select_for_update():
             conversation.additional_attributes = {
                 key: value for key, value in conversation.additional_attributes.items() if key not in ("page", "ip")

@@ -9,6 +9,7 @@ from messenger.models.conversation import (
     ConversationPriority,
     ConversationStatus,
 )
+from messenger.models.email import EmailKind, EmailStatus, OutgoingEmail
 from messenger.models.inbox import Inbox
 from messenger.models.message import Attachment, Message, MessageDirection, SenderType
 from messenger.models.misc import CannedResponse, Label
@@ -30,10 +31,13 @@ __all__ = [
     "ConversationEvent",
     "ConversationPriority",
     "ConversationStatus",
+    "EmailKind",
+    "EmailStatus",
     "Inbox",
     "Label",
     "Message",
     "MessageDirection",
+    "OutgoingEmail",
     "Region",
     "RoutingRule",
     "SenderType",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -39,6 +40,18 @@ class AgentProfile(models.Model):
     # Time of the last assignment, for the round-robin tie-break when no shared store is available.
     last_assigned_at = models.DateTimeField(null=True, blank=True)
     language = models.CharField(_("language"), max_length=8, blank=True)
+    email_when_unread = models.BooleanField(
+        _("e-mail me about unread conversations"),
+        default=False,
+        help_text=_("An e-mail when a conversation assigned to me stays unread while I am offline."),
+    )
+    email_unread_minutes = models.PositiveSmallIntegerField(
+        _("unread for (minutes)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Empty: 10 minutes."),
+    )
 
     class Meta:
         verbose_name = _("agent profile")

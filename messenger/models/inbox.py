@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from messenger.inbox_settings import effective_settings, validate_settings
+
+
+def parse_email_list(value: str) -> list[str]:
+    """Addresses separated by commas, semicolons, spaces or lines."""
+    return [item for item in re.split(r"[\s,;]+", value or "") if item]
+
+
+def validate_email_list(value: str) -> None:
+    for address in parse_email_list(value):
+        validate_email(address)
 
 
 def new_widget_token() -> str:
@@ -30,6 +42,12 @@ class Inbox(models.Model):
     widget_token = models.CharField(_("widget token"), max_length=64, unique=True, default=new_widget_token)
     settings = models.JSONField(_("settings"), default=dict, blank=True, validators=[validate_settings])
     is_active = models.BooleanField(_("active"), default=True)
+    notification_emails = models.TextField(
+        _("notification e-mails"),
+        blank=True,
+        validators=[validate_email_list],
+        help_text=_("Addresses told of a conversation started when nobody could answer (comma or line separated)."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -61,6 +79,10 @@ class Inbox(models.Model):
     @property
     def effective_settings(self) -> dict[str, Any]:
         return effective_settings(self.settings)
+
+    @property
+    def notification_addresses(self) -> list[str]:
+        return parse_email_list(self.notification_emails)
 
     @property
     def allowed_domains(self) -> list[str]:

@@ -33,7 +33,7 @@
       tooMany: "At most 15 files per message", uploadFailed: "{f}: upload failed", failed: "Not sent",
       privacy: "Privacy policy", npsLow: "Not likely", npsHigh: "Very likely", drop: "Drop files here", remove: "Remove",
       stars: "{n} of 5", newMessage: "New message", sent: "Sent", delivered: "Delivered", read: "Read", sending: "Sending",
-      you: "You",
+      you: "You", menu: "Menu", transcript: "E-mail me this conversation", transcriptSent: "The conversation is on its way to {e}.",
     },
     ru: {
       title: "Напишите нам", placeholder: "Введите сообщение…", send: "Отправить", close: "Закрыть чат", open: "Открыть чат",
@@ -53,6 +53,7 @@
       privacy: "Политика конфиденциальности", npsLow: "Маловероятно", npsHigh: "Очень вероятно",
       drop: "Перетащите файлы сюда", remove: "Убрать", stars: "{n} из 5", newMessage: "Новое сообщение",
       sent: "Отправлено", delivered: "Доставлено", read: "Прочитано", sending: "Отправка", you: "Вы",
+      menu: "Меню", transcript: "Отправить диалог на e-mail", transcriptSent: "Диалог отправлен на {e}.",
     },
   };
 
@@ -120,6 +121,9 @@ header{background:var(--c);color:#fff;padding:12px 14px;display:flex;align-items
 header h2{font-size:16px;margin:0;font-weight:600;flex:1;color:#fff}
 .conn{font-size:12px;opacity:.9;color:#fff}
 .x{background:transparent;border:0;color:#fff;font-size:22px;line-height:1;padding:2px 6px;border-radius:4px}
+.x.menub{font-size:18px}
+.menu{position:absolute;top:48px;right:10px;background:#fff;border:1px solid #e5e7eb;border-radius:8px;box-shadow:0 4px 14px rgba(0,0,0,.15);z-index:1;padding:4px}
+.menu button{background:transparent;border:0;padding:6px 10px;border-radius:6px;text-align:left;width:100%}
 .x:focus-visible,button:focus-visible,textarea:focus-visible,input:focus-visible{outline:2px solid #f59e0b;outline-offset:1px}
 .notice{padding:8px 12px;font-size:13px;background:#eff6ff;color:#1e3a8a;border-bottom:1px solid #dbeafe}
 .notice.offline,.notice.live{background:#fef3c7;color:#78350f;border-color:#fde68a}
@@ -191,6 +195,9 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     ui.launcher.append(ui.badge);
     ui.conn = h("span", { class: "conn", role: "status", text: t.connecting });
     ui.close = h("button", { class: "x", type: "button", "aria-label": t.close, text: "×", onclick: () => api.close() });
+    ui.menuItem = h("button", { type: "button", role: "menuitem", class: "transcript-item", text: t.transcript, onclick: () => { toggleMenu(false); showTranscript(currentId); } });
+    ui.menu = h("div", { class: "menu", role: "menu", hidden: true }, [ui.menuItem]);
+    ui.menuButton = h("button", { class: "x menub", type: "button", "aria-label": t.menu, "aria-haspopup": "true", "aria-expanded": "false", text: "⋯", onclick: () => toggleMenu() });
     ui.offline = h("div", { class: "notice offline", hidden: true, role: "status" });
     ui.live = h("div", { class: "notice live", hidden: true, role: "status", text: t.liveDown });
     ui.queue = h("div", { class: "notice queue", hidden: true, role: "status" });
@@ -209,8 +216,8 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       ])
       : null;
     ui.panel = h("div", { class: "panel", role: "dialog", "aria-modal": "false", "aria-labelledby": titleId, hidden: true, onkeydown: onPanelKey }, [
-      h("header", {}, [h("h2", { id: titleId, text: w.title || t.title }), ui.conn, ui.close]),
-      ui.live, ui.offline, ui.queue, ui.info, ui.preview, ui.log, ui.typing, ui.extra, ui.composer, ui.privacy,
+      h("header", {}, [h("h2", { id: titleId, text: w.title || t.title }), ui.conn, ui.menuButton, ui.close]),
+      ui.menu, ui.live, ui.offline, ui.queue, ui.info, ui.preview, ui.log, ui.typing, ui.extra, ui.composer, ui.privacy,
     ]);
     setupDrop(ui.panel);
     root.append(ui.panel, ui.launcher);
@@ -342,6 +349,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       request(contactFrame(fields), (frame) => {
         if (frame.type === "error") { err.textContent = frame.message; return; }
         store.set("contactSaved", 1);
+        boot.contact = frame.data.contact;
         f.replaceWith(h("div", { class: "notice", text: t.saved }));
       });
     });
@@ -362,6 +370,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       request(contactFrame(fields), (frame) => {
         if (frame.type === "error") { err.textContent = frame.message; return; }
         store.set("prechatDone", 1);
+        boot.contact = frame.data.contact;
         f.remove();
         ui.composer.hidden = false;
         ui.input.focus();
@@ -413,8 +422,33 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     bar = h("div", { class: "box resolved" }, [
       h("div", { text: t.resolved }),
       h("button", { class: "btn ghost newconv", type: "button", text: t.newConv, onclick: startNew }),
+      h("button", { class: "btn ghost transcript-btn", type: "button", text: t.transcript, onclick: () => showTranscript(currentId) }),
     ]);
     ui.extra.prepend(bar);
+  }
+
+  function toggleMenu(open) {
+    open = open == null ? ui.menu.hidden : open;
+    ui.menu.hidden = !open;
+    ui.menuItem.disabled = !currentId;
+    ui.menuButton.setAttribute("aria-expanded", String(open));
+    if (open) ui.menuItem.focus();
+  }
+
+  // The conversation by e-mail: to the contact's address when known (editable), else one typed.
+  function showTranscript(conversationId) {
+    if (!conversationId || ui.extra.querySelector(".transcript")) return;
+    const f = field({ name: "email", type: "email", required: true });
+    f.input.value = (boot.contact && boot.contact.email) || "";
+    const form = formBox("transcript", t.transcript, [f], t.send, (el, err) => {
+      const email = f.input.value.trim();
+      request({ type: "conversation.transcript", conversation_id: conversationId, email }, (frame) => {
+        if (frame.type === "error") { err.textContent = frame.message; return; }
+        el.replaceWith(h("div", { class: "notice transcript-sent", role: "status", text: fmt(t.transcriptSent, { e: frame.data.transcript.email }) }));
+      });
+    });
+    ui.extra.append(form);
+    f.input.focus();
   }
 
   function startNew() {
