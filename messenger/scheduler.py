@@ -29,6 +29,7 @@ from messenger.actions.schedule import (
     do_purge_unused_contacts,
     do_wake_snoozed,
 )
+from messenger.actions.webhooks import do_send_due_deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ TICK_JOBS: dict[str, Callable[[], int]] = {
     "escalation": do_escalate_due,
     "snooze": do_wake_snoozed,
     "backlog": do_backlog_sweep_all,
+    # The webhook outbox: claims the due deliveries, sent elsewhere (messenger.jobs).
+    "webhooks": do_send_due_deliveries,
 }
 # Resolved → closed after N days; closed anonymous conversations purged after M months; contacts
 # that never wrote purged after D idle days.

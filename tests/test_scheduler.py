@@ -89,11 +89,12 @@ def test_run_due_jobs_reports_every_job():
         "escalation",
         "snooze",
         "backlog",
+        "webhooks",
         "retention_closed",
         "retention_purged",
         "retention_unused_contacts",
     }
-    assert set(run_due_jobs()) == {"presence", "escalation", "snooze", "backlog"}  # retention: once an hour
+    assert set(run_due_jobs()) == {"presence", "escalation", "snooze", "backlog", "webhooks"}  # retention: once an hour
     assert set(tasks.retention()) == {"retention_closed", "retention_purged", "retention_unused_contacts"}
 
 

@@ -14,7 +14,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
-from messenger.actions.base import Actor, audit
+from messenger.actions.base import Actor, audit_row
+from messenger.actions.webhooks import contact_event_statements
+from messenger.dbwrite import execute, insert_statement
 from messenger.errors import InvalidInput
 from messenger.models import Contact, ContactInbox, Inbox
 
@@ -98,5 +100,15 @@ def do_update_contact_from_visitor(*, contact_inbox: ContactInbox, fields: dict[
             contact.custom_attributes = {**contact.custom_attributes, **custom}
             update_fields.append("custom_attributes")
         contact.save(update_fields=update_fields)
-        audit(actor, "contact.updated", target=contact, payload={"fields": sorted(update_fields)})
+        # The audit row and the webhook outbox's INSERT go out together.
+        execute(
+            [
+                insert_statement(
+                    audit_row(actor, "contact.updated", target=contact, payload={"fields": sorted(update_fields)})
+                ),
+                *contact_event_statements(
+                    contact=contact, inbox_id=contact_inbox.inbox_id, created=False, changes=sorted(update_fields)
+                ),
+            ]
+        )
     return contact
