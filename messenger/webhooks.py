@@ -5,7 +5,7 @@ The names a webhook subscribes to are ``models.webhook.WEBHOOK_EVENTS``; ``webho
 maps each durable event (``events.EVENT_TYPES``) onto them, here and nowhere else.
 
 Invariants:
-* The outbox is written by ``outbox_statements``: one ``INSERT … SELECT`` per webhook event, run
+* The outbox is written by ``outbox_statements``: one ``INSERT … SELECT`` per durable event, run
   with the change's own statements (``eventlog.record_event``: one round trip with them on
   PostgreSQL), inserting a row for each active webhook of the inbox that subscribes, and none
   otherwise. A change that rolls back leaves no delivery.
@@ -102,46 +102,47 @@ def outbox_statements(
     created_at_param: Any,
     data_json: str,
 ) -> list[Statement]:
-    """One ``INSERT … SELECT`` per name of ``names``: a pending delivery for each active webhook
-    of ``inbox_id`` subscribed to it (no row when none is). ``created_at_param``: ``created_at``
-    as the connection takes it (``ops.adapt_datetimefield_value``)."""
+    """The ``INSERT … SELECT`` of a pending delivery for each active webhook of ``inbox_id`` and
+    each name of ``names`` it subscribes to (no row when none does): one statement, whatever the
+    number of names. ``created_at_param``: ``created_at`` as the connection takes it
+    (``ops.adapt_datetimefield_value``)."""
+    if not names:
+        return []
     delivery = WebhookDelivery._meta.db_table
     webhook = Webhook._meta.db_table
-    statements: list[Statement] = []
+    # The event names, their envelopes and LIKE patterns as a derived table (PostgreSQL and
+    # SQLite alike: no VALUES column aliases).
+    wanted = " UNION ALL ".join(["SELECT %s AS name, %s AS payload, %s AS pattern"] * len(names))
+    params: list[Any] = [
+        conversation_id,
+        event_id,
+        WebhookDelivery.Status.PENDING.value,
+        created_at_param,
+        created_at_param,
+    ]
     for name in names:
-        sql = (
-            f"INSERT INTO {delivery} (webhook_id, delivery_id, event, payload, conversation_id, event_seq, status,"  # noqa: S608
-            " attempts, next_attempt_at, response_body, last_error, created_at)"
-            f" SELECT id, {_uuid_sql(vendor)}, %s, %s, CAST(%s AS bigint), CAST(%s AS bigint), %s, 0, %s, '', '', %s"
-            f" FROM {webhook}"
-            " WHERE inbox_id = %s AND is_active AND (event_filter = %s OR event_filter LIKE %s ESCAPE '\\')"
-        )
-        payload = envelope_text(
-            event=name,
-            created_at=created_at,
-            inbox_id=inbox_id,
-            conversation_id=conversation_id,
-            event_id=event_id,
-            data_json=data_json,
-        )
-        statements.append(
-            (
-                sql,
-                [
-                    name,
-                    payload,
-                    conversation_id,
-                    event_id,
-                    WebhookDelivery.Status.PENDING.value,
-                    created_at_param,
-                    created_at_param,
-                    inbox_id,
-                    ALL_EVENTS_FILTER,
-                    _like_pattern(name),
-                ],
-            )
-        )
-    return statements
+        params += [
+            name,
+            envelope_text(
+                event=name,
+                created_at=created_at,
+                inbox_id=inbox_id,
+                conversation_id=conversation_id,
+                event_id=event_id,
+                data_json=data_json,
+            ),
+            _like_pattern(name),
+        ]
+    sql = (
+        f"INSERT INTO {delivery} (webhook_id, delivery_id, event, payload, conversation_id, event_seq, status,"  # noqa: S608
+        " attempts, next_attempt_at, response_body, last_error, created_at)"
+        f" SELECT w.id, {_uuid_sql(vendor)}, e.name, e.payload, CAST(%s AS bigint), CAST(%s AS bigint), %s, 0, %s,"
+        f" '', '', %s FROM {webhook} w JOIN ({wanted}) e"
+        " ON w.event_filter = %s OR w.event_filter LIKE e.pattern ESCAPE '\\'"
+        " WHERE w.inbox_id = %s AND w.is_active"
+    )
+    params += [ALL_EVENTS_FILTER, inbox_id]
+    return [(sql, params)]
 
 
 def contact_data(contact: Contact, *, changes: Sequence[str]) -> dict[str, Any]:
