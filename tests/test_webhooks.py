@@ -268,6 +268,31 @@ def test_contact_events_are_written_by_the_contact_actions():
     assert update.conversation_id is None
 
 
+@pytest.mark.django_db
+def test_anonymising_a_contact_scrubs_the_webhook_log():
+    from messenger.actions.privacy import do_anonymise_contact
+
+    branch = make_branch()
+    inbox = make_inbox(branch)
+    make_user(branch=branch)
+    Webhook.objects.create(inbox=inbox, url="https://a.example.com/", events=[])
+    conversation = conversation_of(inbox, body="my card is 4111 1111")
+    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(pk=conversation.contact_inbox_id)
+    do_update_contact_from_visitor(
+        contact_inbox=contact_inbox,
+        fields={"name": "Anna Secret", "email": "anna@example.com", "custom": {"plan": "gold-secret"}},
+        actor=Actor.system(),
+    )
+    payloads = " ".join(WebhookDelivery.objects.values_list("payload", flat=True))
+    assert "4111 1111" in payloads and "anna@example.com" in payloads and "gold-secret" in payloads
+    do_anonymise_contact(contact_id=contact_inbox.contact_id, actor=Actor.system())
+    payloads = " ".join(WebhookDelivery.objects.values_list("payload", flat=True))
+    for secret in ("4111 1111", "Anna Secret", "anna@example.com", "gold-secret"):
+        assert secret not in payloads
+    for delivery in WebhookDelivery.objects.all():
+        assert json.loads(delivery.payload)["event"] == delivery.event
+
+
 # --- the send path, through the real socket -------------------------------------------------------
 
 
