@@ -672,3 +672,31 @@ def test_admin_actions_call_the_actions(receiver, allow_private):
     assert response.status_code == 302
     webhook.refresh_from_db()
     assert webhook.is_active and webhook.consecutive_failures == 0 and webhook.disabled_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_ticks_racing_claim_each_row_once():
+    from django.db import connection as django_connection
+
+    webhook = Webhook.objects.create(inbox=make_inbox(make_branch()), url="https://a.example.com/")
+    for _ in range(40):
+        actions.do_send_test_event(webhook=webhook, actor=Actor.system())
+    now = timezone.now()
+    barrier = threading.Barrier(2)
+    claimed: list[list[tuple[int, int]]] = []
+
+    def tick() -> None:
+        try:
+            barrier.wait()
+            claimed.append(actions.do_claim_due_deliveries(now=now, limit=30))
+        finally:
+            django_connection.close()
+
+    threads = [threading.Thread(target=tick) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first, second = ({pk for pk, _ in rows} for rows in claimed)
+    assert not first & second
+    assert len(first | second) == 40

@@ -7,7 +7,8 @@ Invariants:
   only sends them. Delivery is at least once: a receiver deduplicates by the delivery id (or by
   ``conversation_id`` + ``event_id``).
 * ``do_claim_due_deliveries`` leases each due row with one conditional UPDATE (``locked_until``),
-  so two ticks racing hand each row to one of them; ``do_deliver`` starts an attempt only if the
+  so two ticks racing hand each row to one of them (on PostgreSQL the second skips the rows the
+  first holds and takes the next ones); ``do_deliver`` starts an attempt only if the
   row still has the attempt count the claim saw (a job run twice sends once).
 * Outcomes: 2xx delivered; a timeout, connection error, 5xx or 429 is retried with exponential
   backoff and jitter (429's ``Retry-After`` honoured, capped) until ``MESSENGER_WEBHOOK_RETRY_HOURS``
@@ -66,11 +67,14 @@ def do_claim_due_deliveries(*, now: datetime | None = None, limit: int = CLAIM_B
     at = offline().ops.adapt_datetimefield_value(now)
     until = offline().ops.adapt_datetimefield_value(now + LEASE)
     free = "status = %s AND (locked_until IS NULL OR locked_until < %s)"
+    # PostgreSQL: a racing claim takes the next rows instead of waiting for these and finding
+    # them taken (SQLite has one writer at a time: nothing to skip).
+    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
     sql = (
         f"UPDATE {table} SET locked_until = %s WHERE id IN ("  # noqa: S608
         f"SELECT id FROM {table} WHERE {free} AND next_attempt_at <= %s"
         f" AND webhook_id IN (SELECT id FROM {webhooks} WHERE is_active)"
-        " ORDER BY next_attempt_at, id LIMIT %s)"
+        f" ORDER BY next_attempt_at, id LIMIT %s{skip_locked})"
         # Re-checked on the row itself: a racing claim that committed first wins it.
         f" AND {free} RETURNING id, attempts"
     )
