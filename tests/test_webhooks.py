@@ -465,6 +465,68 @@ def test_a_redirect_is_not_followed(receiver, allow_private):
 
 
 @pytest.mark.django_db
+def test_a_slow_receiver_times_out_and_is_retried(allow_private, settings):
+    settings.MESSENGER_WEBHOOK_TIMEOUT_SECONDS = 1
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()  # accepts the connection, never answers
+    try:
+        _webhook, delivery = make_webhook(f"http://127.0.0.1:{listener.getsockname()[1]}/")
+        deliver_due()
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.last_error, delivery.attempts) == (PENDING, "timed out", 1)
+        assert delivery.next_attempt_at > timezone.now()
+    finally:
+        listener.close()
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_https_connects_to_the_checked_address_and_verifies_the_name(allow_private, tmp_path):
+    import socket
+    import ssl
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert]
+        + ["-days", "1", "-subj", "/CN=localhost"],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    # Where the send connects: the first address "localhost" resolves to.
+    family, _, _, _, address = socket.getaddrinfo("localhost", 0, type=socket.SOCK_STREAM)[0]
+    listener = socket.socket(family)
+    listener.bind((address[0], 0))
+    listener.listen()
+    seen: list[str | None] = []
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        try:
+            with context.wrap_socket(connection, server_side=True) as tls:
+                seen.append("handshake")
+                tls.recv(1)
+        except (ssl.SSLError, OSError) as error:
+            seen.append(type(error).__name__)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    _webhook, delivery = make_webhook(f"https://localhost:{listener.getsockname()[1]}/hook")
+    deliver_due()
+    thread.join(5)
+    listener.close()
+    delivery.refresh_from_db()
+    # The self-signed certificate is refused (verification is on); retried as a connection error.
+    assert delivery.status == PENDING
+    assert "CERTIFICATE_VERIFY_FAILED" in delivery.last_error
+    assert seen and seen[0] != "handshake"
+
+
+@pytest.mark.django_db
 def test_a_closed_port_is_a_connection_error_retried(allow_private):
     import socket
 
