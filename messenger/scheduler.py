@@ -29,7 +29,7 @@ from messenger.actions.schedule import (
     do_purge_unused_contacts,
     do_wake_snoozed,
 )
-from messenger.actions.webhooks import do_send_due_deliveries
+from messenger.actions.webhooks import do_purge_delivery_log, do_send_due_deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +44,12 @@ TICK_JOBS: dict[str, Callable[[], int]] = {
     "webhooks": do_send_due_deliveries,
 }
 # Resolved → closed after N days; closed anonymous conversations purged after M months; contacts
-# that never wrote purged after D idle days.
+# that never wrote purged after D idle days; finished webhook deliveries purged after W days.
 RETENTION_JOBS: dict[str, Callable[[], int]] = {
     "retention_closed": do_close_resolved,
     "retention_purged": do_purge_anonymous,
     "retention_unused_contacts": do_purge_unused_contacts,
+    "retention_webhook_deliveries": do_purge_delivery_log,
 }
 RETENTION_GATE_KEY = "scheduler:retention:gate"
 

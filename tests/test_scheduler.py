@@ -93,9 +93,15 @@ def test_run_due_jobs_reports_every_job():
         "retention_closed",
         "retention_purged",
         "retention_unused_contacts",
+        "retention_webhook_deliveries",
     }
     assert set(run_due_jobs()) == {"presence", "escalation", "snooze", "backlog", "webhooks"}  # retention: once an hour
-    assert set(tasks.retention()) == {"retention_closed", "retention_purged", "retention_unused_contacts"}
+    assert set(tasks.retention()) == {
+        "retention_closed",
+        "retention_purged",
+        "retention_unused_contacts",
+        "retention_webhook_deliveries",
+    }
 
 
 @pytest.mark.django_db

@@ -558,6 +558,22 @@ def test_a_claimed_row_is_claimed_once_and_a_job_run_twice_sends_once(receiver, 
 
 
 @pytest.mark.django_db
+def test_finished_deliveries_leave_the_log_after_the_retention_days(settings):
+    settings.MESSENGER_WEBHOOK_LOG_DAYS = 30
+    webhook = Webhook.objects.create(inbox=make_inbox(make_branch()), url="https://a.example.com/")
+    old = timezone.now() - timedelta(days=31)
+    rows = {
+        status: WebhookDelivery.objects.create(webhook=webhook, event="webhook.test", status=status, created_at=old)
+        for status in (DELIVERED, FAILED, PENDING)
+    }
+    recent = WebhookDelivery.objects.create(webhook=webhook, event="webhook.test", status=DELIVERED)
+    assert actions.do_purge_delivery_log() == 2
+    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {rows[PENDING].pk, recent.pk}
+    settings.MESSENGER_WEBHOOK_LOG_DAYS = 0
+    assert actions.do_purge_delivery_log(now=timezone.now() + timedelta(days=365)) == 0
+
+
+@pytest.mark.django_db
 def test_the_tick_sends_the_due_deliveries(receiver, allow_private):
     make_webhook(receiver.url)
     assert run_due_jobs()["webhooks"] == 1

@@ -243,6 +243,22 @@ def _count_failure(webhook_pk: int, *, now: datetime, error: str) -> None:
         audit(Actor.system("webhooks"), "webhook.disabled", target=webhook, payload={"reason": webhook.disabled_reason})
 
 
+def do_purge_delivery_log(*, now: datetime | None = None, batch: int = 5000) -> int:
+    """The retention of the delivery log: finished deliveries (delivered or failed) older than
+    ``MESSENGER_WEBHOOK_LOG_DAYS`` are deleted; pending ones stay. Returns how many."""
+    days = settings.MESSENGER_WEBHOOK_LOG_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    finished = WebhookDelivery.objects.filter(status__in=[DELIVERED, FAILED], created_at__lt=cutoff)
+    deleted = 0
+    while True:
+        ids = list(finished.order_by("id").values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        deleted += WebhookDelivery.objects.filter(pk__in=ids).delete()[0]
+
+
 # --- the admin's doors ------------------------------------------------------------------------------
 
 

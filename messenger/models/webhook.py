@@ -116,9 +116,6 @@ class Webhook(models.Model):
             kwargs["update_fields"] = {*update_fields, "event_filter"}
         super().save(*args, **kwargs)
 
-    def wants(self, event: str) -> bool:
-        return self.is_active and (not self.events or event in self.events)
-
 
 class WebhookDelivery(models.Model):
     class Status(models.TextChoices):
