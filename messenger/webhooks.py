@@ -77,9 +77,11 @@ def envelope_text(
 
 def body_of(delivery: WebhookDelivery) -> str:
     """The exact text POSTed for ``delivery``: its envelope with the delivery id first."""
-    payload = delivery.payload
-    rest = payload[1:] if payload.startswith("{") else payload
-    return f'{{"id":"{delivery.delivery_id}",{rest}' if rest != "}" else f'{{"id":"{delivery.delivery_id}"}}'
+    payload = delivery.payload.strip()
+    assert payload.startswith("{"), "an envelope is a JSON object"
+    members = payload[1:].lstrip()
+    separator = "" if members.startswith("}") else ","
+    return f'{{"id":"{delivery.delivery_id}"{separator}{members}'
 
 
 def _uuid_sql(vendor: str) -> str:
