@@ -28,7 +28,10 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from messenger import webhook_http
 from messenger.actions import mail
+from messenger.actions import webhooks as webhook_actions
+from messenger.actions.base import Actor
 from messenger.inbox_settings import DEFAULTS, WEEKDAYS, deep_merge, validate_settings
 from messenger.models import (
     ActivityEvent,
@@ -839,26 +842,101 @@ class ActivityEventAdmin(ViewOnlyMixin, admin.ModelAdmin):
 # --- Integrations --------------------------------------------------------------------------------
 
 
+class WebhookForm(forms.ModelForm):
+    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
+
+    class Meta:
+        model = Webhook
+        fields = ("inbox", "url", "events", "is_active")
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            webhook_http.check_url(url)
+        except webhook_http.UnsafeTarget as error:
+            raise ValidationError(
+                _("%(error)s (MESSENGER_WEBHOOK_ALLOW_PRIVATE=1 allows private targets)."),
+                code="unsafe_target",
+                params={"error": error},
+            ) from None
+        return url
+
+
 @admin.register(Webhook)
 class WebhookAdmin(admin.ModelAdmin):
+    form = WebhookForm
     formfield_overrides = {URLField: {"assume_scheme": "https"}}
-    list_display = ("url", "inbox", "event_list", "is_active", "created_at")
+    list_display = ("url", "inbox", "event_list", "is_active", "consecutive_failures", "disabled_at", "disabled_reason")
     list_filter = ("is_active", "inbox")
     search_fields = ("url",)
     list_select_related = ("inbox",)
+    readonly_fields = (
+        "secret",
+        "previous_secret_expires_at",
+        "consecutive_failures",
+        "disabled_at",
+        "disabled_reason",
+        "created_at",
+    )
+    actions = ("send_test_event", "rotate_secret", "enable")
 
     @admin.display(description=_("events"))
     def event_list(self, obj: Webhook) -> str:
         return ", ".join(obj.events or []) or _("every event")
 
+    def save_model(self, request: HttpRequest, obj: Webhook, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and obj.is_active:
+            # Re-enabled by hand: the run of failures that disabled it starts over.
+            webhook_actions.do_enable_webhook(webhook=obj, actor=Actor(user=request.user))
+
+    @admin.action(description=_("Send a test event (webhook.test)"))
+    def send_test_event(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
+        for webhook in queryset:
+            webhook_actions.do_send_test_event(webhook=webhook, actor=Actor(user=request.user))
+        self.message_user(request, _("Test events queued; see the delivery log in a few seconds."))
+
+    @admin.action(description=_("Rotate the secret (the old one stays valid for a while)"))
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
+        for webhook in queryset:
+            webhook_actions.do_rotate_secret(webhook=webhook, actor=Actor(user=request.user))
+        self.message_user(
+            request,
+            _("Secrets rotated; requests carry both signatures for %(hours)s h.")
+            % {"hours": django_settings.MESSENGER_WEBHOOK_SECRET_OVERLAP_HOURS},
+        )
+
+    @admin.action(description=_("Enable (and forget the failures)"))
+    def enable(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
+        for webhook in queryset:
+            webhook_actions.do_enable_webhook(webhook=webhook, actor=Actor(user=request.user))
+        self.message_user(request, _("Webhooks enabled."))
+
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ViewOnlyMixin, admin.ModelAdmin):
-    list_display = ("event", "webhook", "status", "attempts", "response_status", "created_at", "delivered_at")
-    list_filter = ("status", "event", "created_at")
+    list_display = (
+        "event",
+        "webhook",
+        "status",
+        "response_status",
+        "duration_ms",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "delivered_at",
+    )
+    list_filter = ("status", "event", "webhook", "response_status", "created_at")
     search_fields = ("delivery_id", "webhook__url")
     date_hierarchy = "created_at"
     list_select_related = ("webhook",)
+    actions = ("redeliver",)
+
+    @admin.action(description=_("Redeliver now (a new delivery of the same event)"))
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        for delivery in queryset:
+            webhook_actions.do_redeliver(delivery=delivery, actor=Actor(user=request.user))
+        self.message_user(request, _("Redeliveries queued."))
 
 
 @admin.register(OutgoingEmail)

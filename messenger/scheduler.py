@@ -30,6 +30,7 @@ from messenger.actions.schedule import (
     do_purge_unused_contacts,
     do_wake_snoozed,
 )
+from messenger.actions.webhooks import do_purge_delivery_log, do_send_due_deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +44,18 @@ TICK_JOBS: dict[str, Callable[[], int]] = {
     "backlog": do_backlog_sweep_all,
     "email_unread": do_notify_unread_due,
     "email": do_claim_due_emails,
+    # The webhook outbox: claims the due deliveries, sent elsewhere (messenger.jobs).
+    "webhooks": do_send_due_deliveries,
 }
 # Resolved → closed after N days; closed anonymous conversations purged after M months; contacts
-# that never wrote purged after D idle days; sent and failed e-mails deleted after K days.
+# that never wrote purged after D idle days; sent and failed e-mails deleted after K days; finished
+# webhook deliveries purged after W days.
 RETENTION_JOBS: dict[str, Callable[[], int]] = {
     "retention_closed": do_close_resolved,
     "retention_purged": do_purge_anonymous,
     "retention_unused_contacts": do_purge_unused_contacts,
     "retention_emails": do_purge_old_emails,
+    "retention_webhook_deliveries": do_purge_delivery_log,
 }
 RETENTION_GATE_KEY = "scheduler:retention:gate"
 

@@ -19,6 +19,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from messenger.actions.mail import do_send_email
+from messenger.actions.webhooks import do_deliver
 from messenger.scheduler import run_due_jobs, run_retention
 
 TICK_LOCK_KEY = "scheduler:tick:owner"
@@ -32,6 +33,11 @@ TICK_RUN_SECONDS = 80
 def retention() -> dict[str, int]:
     """The retention jobs (``scheduler.RETENTION_JOBS``): django-q2's daily ``messenger.retention``."""
     return run_retention()
+
+
+def deliver_webhook(delivery_pk: int, attempts: int) -> str | None:
+    """One attempt at a webhook delivery claimed by the tick (``jobs.submit``); safe to run twice."""
+    return do_deliver(delivery_pk=delivery_pk, attempts=attempts)
 
 
 def _release(token: str) -> None:

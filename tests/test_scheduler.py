@@ -91,10 +91,12 @@ def test_run_due_jobs_reports_every_job():
         "backlog",
         "email_unread",
         "email",
+        "webhooks",
         "retention_closed",
         "retention_purged",
         "retention_unused_contacts",
         "retention_emails",
+        "retention_webhook_deliveries",
     }
     assert set(run_due_jobs()) == {
         "presence",
@@ -103,12 +105,14 @@ def test_run_due_jobs_reports_every_job():
         "backlog",
         "email_unread",
         "email",
+        "webhooks",
     }  # retention: once an hour
     assert set(tasks.retention()) == {
         "retention_closed",
         "retention_purged",
         "retention_unused_contacts",
         "retention_emails",
+        "retention_webhook_deliveries",
     }
 
 

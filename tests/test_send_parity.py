@@ -1,7 +1,7 @@
 """One write shape, every driver: each send scenario runs through the event loop's driver
 (PostgreSQL), a database thread (PostgreSQL), and a database thread on SQLite, and what each one
-stores (the message, the conversation's columns, the events, the audit rows) and sends (every
-frame, with its groups) is compared field by field with one expected outcome,
+stores (the message, the conversation's columns, the events, the audit rows, the webhook outbox)
+and sends (every frame, with its groups) is compared field by field with one expected outcome,
 ``tests/send_parity.json``.
 
 The loop's driver is driven as production drives it (``messages._astore``): a path it cannot
@@ -39,6 +39,8 @@ from messenger.models import (
     ConversationEvent,
     ConversationStatus,
     Message,
+    Webhook,
+    WebhookDelivery,
 )
 from messenger.realtime import broadcast
 from messenger.throttle import VisitorLimits
@@ -70,6 +72,9 @@ def _world() -> dict[str, Any]:
     colleague = make_user("ivan", branch=branch, first_name="Ivan")
     contact = Contact.objects.create(name="Vera")
     contact_inbox = ContactInbox.objects.create(contact=contact, inbox=inbox)
+    # The send writes the webhook outbox with its event: a row for the subscriber, none for the other.
+    Webhook.objects.create(inbox=inbox, url="https://hooks.example.com/messages", events=["message.created"])
+    Webhook.objects.create(inbox=inbox, url="https://hooks.example.com/ratings", events=["rating.created"])
     now = timezone.now()
     conversation = Conversation.objects.create(
         identifier="parity",
@@ -242,6 +247,14 @@ def _outcome(result: Any, conversation_id: int, frames: list[tuple[list[str], st
     for row in audit:
         if row["target_type"] == "message":
             row["target_id"] = rank.get(int(row["target_id"]))
+    deliveries = list(
+        WebhookDelivery.objects.order_by("id").values(
+            "webhook_id", "event", "payload", "conversation_id", "event_seq", "status", "attempts"
+        )
+    )
+    for row in deliveries:
+        row["payload"] = json.loads(row["payload"])
+        message(row["payload"]["data"])
     sent = []
     for groups, text in frames:
         frame = json.loads(text)
@@ -258,6 +271,7 @@ def _outcome(result: Any, conversation_id: int, frames: list[tuple[list[str], st
             ],
             "events": events,
             "audit": audit,
+            "webhook_deliveries": deliveries,
             "frames": sent,
         }
     )

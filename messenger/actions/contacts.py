@@ -14,7 +14,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
-from messenger.actions.base import Actor, audit
+from messenger.actions.base import Actor, audit_row
+from messenger.actions.webhooks import contact_event_statements
+from messenger.dbwrite import execute, insert_statement
 from messenger.errors import Conflict, InvalidInput
 from messenger.models import Contact, ContactInbox, Inbox
 
@@ -93,8 +95,10 @@ def _contact_changes(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
 
 
 def _save_contact_changes(
-    contact: Contact, changes: dict[str, Any], custom: dict[str, Any] | None, actor: Actor
+    contact: Contact, changes: dict[str, Any], custom: dict[str, Any] | None, actor: Actor, *, inbox_ids: list[int]
 ) -> Contact:
+    """Save the changes; the audit row and the ``contact.updated`` outbox rows (for the webhooks of
+    ``inbox_ids``) go out together, in the same transaction."""
     if not changes and custom is None:
         return contact
     with transaction.atomic():
@@ -105,13 +109,27 @@ def _save_contact_changes(
             contact.custom_attributes = {**contact.custom_attributes, **custom}
             update_fields.append("custom_attributes")
         contact.save(update_fields=update_fields)
-        audit(actor, "contact.updated", target=contact, payload={"fields": sorted(update_fields)})
+        # The audit row and the webhook outbox's INSERT go out together.
+        execute(
+            [
+                insert_statement(
+                    audit_row(actor, "contact.updated", target=contact, payload={"fields": sorted(update_fields)})
+                ),
+                *(
+                    statement
+                    for inbox_id in inbox_ids
+                    for statement in contact_event_statements(
+                        contact=contact, inbox_id=inbox_id, created=False, changes=sorted(update_fields)
+                    )
+                ),
+            ]
+        )
     return contact
 
 
 def do_update_contact_from_visitor(*, contact_inbox: ContactInbox, fields: dict[str, Any], actor: Actor) -> Contact:
     changes, custom = _contact_changes(fields)
-    return _save_contact_changes(contact_inbox.contact, changes, custom, actor)
+    return _save_contact_changes(contact_inbox.contact, changes, custom, actor, inbox_ids=[contact_inbox.inbox_id])
 
 
 def do_update_contact(*, contact: Contact, fields: dict[str, Any], actor: Actor) -> Contact:
@@ -125,4 +143,6 @@ def do_update_contact(*, contact: Contact, fields: dict[str, Any], actor: Actor)
         changes["external_id"] = external_id.strip()
     if contact.anonymized_at is not None and (changes or custom is not None):
         raise Conflict("The contact was anonymised; its personal data cannot be set again.")
-    return _save_contact_changes(contact, changes, custom, actor)
+    # Each inbox the contact wrote to: its webhooks hear of the change.
+    inbox_ids = sorted(set(contact.contact_inboxes.values_list("inbox_id", flat=True)))
+    return _save_contact_changes(contact, changes, custom, actor, inbox_ids=inbox_ids)

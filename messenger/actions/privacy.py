@@ -5,15 +5,17 @@ Invariants:
   ``pubsub_token``) nor staff-internal notes.
 * Anonymisation keeps conversations (statistics, the operators' history) and removes personal data:
   the contact's fields, the bodies of the contact's messages (also inside the stored event log, which
-  replays them), every attachment file of the contact's conversations uploaded by the contact, page
-  and IP details, the outbox's e-mails about those conversations (sent or not: they quote them); the
-  widget secrets are rotated so an old browser session cannot read anything.
+  replays them, and inside the webhook log, which sends them), every attachment file of the
+  contact's conversations uploaded by the contact, page and IP details, the outbox's e-mails about
+  those conversations (sent or not: they quote them); the widget secrets are rotated so an old
+  browser session cannot read anything.
 * Both write an audit row; anonymisation runs in one transaction with the contact row locked, and
   files are deleted only after the commit (a rolled-back anonymisation keeps them).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import transaction
@@ -33,8 +35,10 @@ from messenger.models import (
     Message,
     MessageDirection,
     OutgoingEmail,
+    WebhookDelivery,
 )
 from messenger.models.contact import new_pubsub_token, new_source_id
+from messenger.realtime.broadcast import dumps
 
 REMOVED = "[removed]"
 
@@ -165,6 +169,25 @@ def _scrub(value: Any, *, contact_id: int, removed_ids: set[int]) -> Any:
     return clean
 
 
+def _scrub_webhook_deliveries(contact_id: int, *, conversations: list[int], removed_ids: set[int]) -> None:
+    """The webhook log (messenger.webhooks) holds the same payloads: scrubbed alike, whether sent
+    or still pending (a pending one then sends the scrubbed text)."""
+    own_contact_event = f'"contact":{{"id":{contact_id},'
+    deliveries = WebhookDelivery.objects.filter(
+        Q(conversation_id__in=conversations) | Q(conversation_id__isnull=True, payload__contains=own_contact_event)
+    )
+    for delivery in deliveries:
+        envelope = json.loads(delivery.payload)
+        data = _scrub(envelope.get("data"), contact_id=contact_id, removed_ids=removed_ids)
+        contact = data.get("contact") if isinstance(data, dict) else None
+        if isinstance(contact, dict) and contact.get("id") == contact_id and "custom_attributes" in contact:
+            contact["custom_attributes"] = {}
+        envelope["data"] = data
+        payload = dumps(envelope)
+        if payload != delivery.payload:
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(payload=payload)
+
+
 def do_anonymise_contact(*, contact_id: Any, actor: Actor) -> Contact:
     """Remove a contact's personal data; keep its conversations."""
     with transaction.atomic():
@@ -195,6 +218,7 @@ def do_anonymise_contact(*, contact_id: Any, actor: Actor) -> Contact:
             public = _scrub(event.public_payload, contact_id=contact.pk, removed_ids=removed_ids)
             if payload != event.payload or public != event.public_payload:
                 ConversationEvent.objects.filter(pk=event.pk).update(payload=payload, public_payload=public)
+        _scrub_webhook_deliveries(contact.pk, conversations=conversations, removed_ids=removed_ids)
         ActivityEvent.objects.filter(actor_contact=contact).update(ip=None)
         for contact_inbox in ContactInbox.objects.filter(contact=contact):
             # New secrets: a browser that still holds the old ones can no longer read the history.

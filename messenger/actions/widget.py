@@ -21,6 +21,8 @@ from django.utils import timezone
 from messenger import events, throttle
 from messenger.actions.base import Actor, audit
 from messenger.actions.messages import latest_conversation, mark_delivered
+from messenger.actions.webhooks import contact_event_statements
+from messenger.dbwrite import execute
 from messenger.errors import Forbidden, InvalidInput, NotFound
 from messenger.inbox_settings import domain_allowed
 from messenger.models import Contact, ContactInbox, Conversation, Inbox, Message, MessageDirection
@@ -255,6 +257,7 @@ def do_bootstrap(
             # No audit row: a page view is not a change anyone made, and the contact row itself
             # records when and from where (retention removes it if the visitor never writes).
             contact_inbox = ContactInbox.objects.create(contact=contact, inbox=inbox)
+            execute(contact_event_statements(contact=contact, inbox_id=inbox.pk, created=True, changes=[], now=now))
         else:
             contact = contact_inbox.contact
             contact.additional_attributes = {**contact.additional_attributes, **attributes}

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("messenger", "0003_one_active_conversation_per_visitor"),
+        ("messenger", "0004_webhooks"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -24,6 +24,7 @@ from messenger.events import Event, durable_frame, durable_frame_text
 from messenger.models import Conversation, ConversationEvent
 from messenger.realtime.broadcast import broadcast_text_on_commit, collecting, dumps
 from messenger.realtime.groups import staff_groups, visitor_group
+from messenger.webhooks import outbox_statements, webhook_events_for
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ def record_event(
     before the payload is built: an event whose payload carries the conversation's summary is
     given as a callable (and ``public``: whether it has a visitor's side, which the numbering
     needs first), so the summary's ``last_seq`` / ``last_id`` are this event's. The event row is
-    then one INSERT, run here or, with ``statements``, appended there for the caller to run with
+    then one INSERT (with the webhook outbox's: ``messenger.webhooks.outbox_statements``), run
+    here or, with ``statements``, appended there for the caller to run with
     its own (the message send's steps, which may run on the event loop: its transaction is not
     Django's, and the frames wait for its commit in ``broadcast.collecting``).
     """
@@ -138,6 +140,7 @@ def record_event(
     )
     # A plain INSERT: the event log is written on every change, the ORM's per-row cost showed up
     # in profiles of the message path.
+    adapted_now = offline().ops.adapt_datetimefield_value(now)
     insert = (
         f"INSERT INTO {ConversationEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
         [
@@ -147,13 +150,28 @@ def record_event(
             built.type,
             data_json,
             public_payload_json,
-            offline().ops.adapt_datetimefield_value(now),
+            adapted_now,
         ],
     )
+    # The webhook outbox (messenger.webhooks): rows only for subscribed webhooks, written with the
+    # event row (one round trip with it on PostgreSQL).
+    writes = [insert]
+    webhook_events = webhook_events_for(built.type, built.data)
+    if webhook_events:
+        writes += outbox_statements(
+            webhook_events,
+            vendor=offline().vendor,
+            inbox_id=conversation.inbox_id,
+            conversation_id=conversation.pk,
+            event_id=sequences.seq,
+            created_at=now,
+            created_at_param=adapted_now,
+            data_json=data_json,
+        )
     if statements is not None:
-        statements.append(insert)
+        statements.extend(writes)
     else:
-        execute([insert])
+        execute(writes)
     broadcast_event(
         conversation,
         type=built.type,

@@ -1,0 +1,158 @@
+"""One HTTP POST to a webhook's receiver, refusing private targets (SSRF).
+
+A target is checked after DNS resolution and the connection goes to the very address that was
+checked (the Host header and TLS name stay the URL's host): a name that resolves to a public
+address for the check and to 127.0.0.1 for the connection has no second lookup to exploit.
+Redirects are never followed (``http.client`` does not): a 3xx is the receiver's answer.
+``MESSENGER_WEBHOOK_ALLOW_PRIVATE`` lifts the address check (development, tests).
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+RESPONSE_BODY_LIMIT = 2048
+USER_AGENT = "Messenger-Webhooks/1.0"
+
+
+class UnsafeTarget(Exception):
+    """The URL is not http(s), or its host is (or resolves to) a non-public address."""
+
+
+class Unresolvable(UnsafeTarget):
+    """The host does not resolve (now): worth another try later."""
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+    path: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: str
+    retry_after: str | None
+    duration_ms: int
+
+
+def address_refused(address: str) -> str | None:
+    """Why ``address`` may not be a webhook's target (None: it may)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for flag in ("is_loopback", "is_private", "is_link_local", "is_multicast", "is_reserved", "is_unspecified"):
+        if getattr(ip, flag):
+            return f"{ip} is {flag[3:].replace('_', '-')}"
+    if not ip.is_global:
+        return f"{ip} is not a public address"
+    return None
+
+
+def _split(url: str) -> tuple[str, str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeTarget("only http and https URLs are allowed")
+    if not parts.hostname:
+        raise UnsafeTarget("the URL has no host")
+    if parts.username or parts.password:
+        raise UnsafeTarget("credentials in the URL are not allowed")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise UnsafeTarget("the URL's port is not valid") from None
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return parts.scheme, parts.hostname, port, path
+
+
+def resolve(url: str, *, allow_private: bool | None = None) -> Target:
+    """The address to connect to for ``url``, checked; raises ``UnsafeTarget``.
+
+    Every address the name resolves to must be public (one private answer refuses the URL).
+    """
+    scheme, host, port, path = _split(url)
+    if allow_private is None:
+        allow_private = settings.MESSENGER_WEBHOOK_ALLOW_PRIVATE
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise Unresolvable(f"{host} does not resolve: {error}") from None
+    addresses = [str(info[4][0]) for info in infos]
+    if not allow_private:
+        for address in addresses:
+            reason = address_refused(address)
+            if reason:
+                raise UnsafeTarget(f"{host} resolves to a non-public address ({reason})")
+    return Target(scheme=scheme, host=host, port=port, path=path, address=addresses[0])
+
+
+def check_url(url: str) -> None:
+    """Save-time check (the admin): http(s), and no literal or resolved non-public address. A
+    name that does not resolve yet is accepted: the send checks again."""
+    scheme, host, port, _path = _split(url)
+    if settings.MESSENGER_WEBHOOK_ALLOW_PRIVATE:
+        return
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            resolve(url)
+        except Unresolvable:
+            pass
+        return
+    reason = address_refused(host)
+    if reason:
+        raise UnsafeTarget(f"non-public address ({reason})")
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.address = target.address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout, context=ssl.create_default_context())
+        self.address = target.address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float) -> Response:
+    """POST ``body`` to ``target`` (connecting to its checked address); raises ``OSError`` (and
+    ``http.client.HTTPException``) on a connection error or a timeout."""
+    connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    connection = connection_class(target, timeout)
+    started = time.monotonic()
+    try:
+        connection.request("POST", target.path, body=body, headers={"User-Agent": USER_AGENT, **headers})
+        response = connection.getresponse()
+        text = response.read(RESPONSE_BODY_LIMIT).decode("utf-8", "replace")
+        return Response(
+            status=response.status,
+            body=text,
+            retry_after=response.getheader("Retry-After"),
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+    finally:
+        connection.close()
