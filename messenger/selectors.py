@@ -505,7 +505,7 @@ def status_choices() -> list[str]:
     return [choice.value for choice in ConversationStatus]
 
 
-# --- contacts and inboxes (the REST API, docs/api.md) ---------------------------------------------
+# --- contacts and inboxes (the REST API, docs/integrations.md) ---------------------------------------------
 
 
 def encode_id_cursor(pk: int) -> str:

@@ -85,7 +85,7 @@ class OutboxPasswordResetForm(PasswordResetForm):
 
 class StaffPasswordResetView(auth_views.PasswordResetView):
     """The staff login page's "Forgot your password?": throttled per client and per address, and
-    answered the same whether or not the address belongs to someone (docs/email.md)."""
+    answered the same whether or not the address belongs to someone (docs/integrations.md)."""
 
     form_class = OutboxPasswordResetForm
     email_template_name = "registration/password_reset_email.txt"

@@ -384,7 +384,7 @@ MESSENGER_WIDGET_BOOTSTRAP_RATE_PER_TOKEN = env_str("MESSENGER_WIDGET_BOOTSTRAP_
 MESSENGER_WIDGET_SEND_RATE_PER_SESSION = env_str("MESSENGER_WIDGET_SEND_RATE_PER_SESSION", "60/min")
 MESSENGER_WIDGET_SEND_RATE_PER_IP = env_str("MESSENGER_WIDGET_SEND_RATE_PER_IP", "300/min")
 MESSENGER_WIDGET_POLL_RATE_PER_SESSION = env_str("MESSENGER_WIDGET_POLL_RATE_PER_SESSION", "600/min")
-# Requests one REST API token may make (docs/api.md, "Rate limits").
+# Requests one REST API token may make (docs/integrations.md, "Rate limits").
 MESSENGER_API_RATE_PER_TOKEN = env_str("MESSENGER_API_RATE_PER_TOKEN", "600/min")
 MESSENGER_CONVERSATION_FLOOD_LIMIT = env_str("MESSENGER_CONVERSATION_FLOOD_LIMIT", "20/min")
 MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP = env_int("MESSENGER_CAPTCHA_AFTER_CONVERSATIONS_PER_IP", 5)
@@ -459,7 +459,7 @@ MESSENGER_PRIVACY_URL = env_str("MESSENGER_PRIVACY_URL", "")
 MESSENGER_PRIVACY_TEXT = env_str("MESSENGER_PRIVACY_TEXT", "")
 MESSENGER_PUBLIC_WS_URL = env_str("MESSENGER_PUBLIC_WS_URL", "")
 
-# --- E-mail (docs/email.md) ------------------------------------------------------------------------
+# --- E-mail (docs/integrations.md) ------------------------------------------------------------------------
 # Without EMAIL_URL every e-mail is written to the log (Django's console backend) instead of sent.
 EMAIL_URL = env_str("EMAIL_URL")
 _email = parse_email_url(EMAIL_URL or "console://")

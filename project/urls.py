@@ -5,7 +5,7 @@ from messenger.views_dashboard import StaffPasswordResetView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    # Django's auth views, the reset request through the e-mail outbox (docs/email.md).
+    # Django's auth views, the reset request through the e-mail outbox (docs/integrations.md).
     path("accounts/password_reset/", StaffPasswordResetView.as_view(), name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

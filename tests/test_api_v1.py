@@ -1,4 +1,4 @@
-"""The REST API v1 (docs/api.md): tokens, access parity with the dashboard, filters and cursor
+"""The REST API v1 (docs/integrations.md): tokens, access parity with the dashboard, filters and cursor
 pages, writes through the operator socket's doors (live on open sockets, audited), bad input."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""E-mail (docs/email.md): the outbox, its sending job, and what fills it, against a real SMTP
+"""E-mail (docs/integrations.md): the outbox, its sending job, and what fills it, against a real SMTP
 server on loopback (tests/mailserver.py)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """REST API tokens: created for a staff user, shown once, stored hashed, revoked, and checked on
-every request (docs/api.md, "Tokens").
+every request (docs/integrations.md, "Tokens").
 
 Invariants:
 * The plaintext is returned once, by ``do_create_api_token``; only its SHA-256 is stored.

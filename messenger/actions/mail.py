@@ -1,4 +1,4 @@
-"""E-mail: the outbox (``OutgoingEmail``) and what fills it (docs/email.md).
+"""E-mail: the outbox (``OutgoingEmail``) and what fills it (docs/integrations.md).
 
 Invariants:
 * An e-mail is a row written in the transaction of what causes it; nothing is sent on a request or

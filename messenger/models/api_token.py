@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 class ApiToken(models.Model):
-    """A bearer token of the REST API (docs/api.md). It acts as its user, with exactly that user's
+    """A bearer token of the REST API (docs/integrations.md). It acts as its user, with exactly that user's
     access; only the SHA-256 of the whole token is stored, and ``prefix`` (public, shown in lists)
     finds the row without comparing secrets."""
 

@@ -1,5 +1,5 @@
 """The errors of /api/v1/ of its own: a body too large, a path that is not an endpoint. Every error
-is answered by ``messenger.api.errors.exception_handler`` (docs/api.md, "Errors")."""
+is answered by ``messenger.api.errors.exception_handler`` (docs/integrations.md, "Errors")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""/api/v1/: the REST API, version 1 (docs/api.md). Paths have no trailing slash."""
+"""/api/v1/: the REST API, version 1 (docs/integrations.md). Paths have no trailing slash."""
 
 from django.urls import path, re_path
 

@@ -1,4 +1,4 @@
-"""The REST API, version 1 (docs/api.md): bearer tokens, the token user's access (the same
+"""The REST API, version 1 (docs/integrations.md): bearer tokens, the token user's access (the same
 ``StaffScope`` as the dashboard), reads through selectors, every change through the same
 ``check_*`` door as the operator socket — so open dashboards and widgets see it live, audited
 like any other change. Views only parse, call and shape the answer."""
