@@ -10,7 +10,8 @@ Invariants:
   PostgreSQL), inserting a row for each active webhook of the inbox that subscribes, and none
   otherwise. A change that rolls back leaves no delivery.
 * A delivery's body is the envelope (``envelope_text``) around the staff payload text the event
-  row stores: serialised once. Its ``id`` is the delivery id, added at send (``body_of``).
+  row stores: serialised once, and a parameter of the outbox statement once. Its ``id`` is the
+  delivery id, added at send (``body_of``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,16 @@ def webhook_events_for(event_type: str, data: Any) -> tuple[str, ...]:
     return ()
 
 
+def envelope_head(
+    *, event: str, created_at: Any, inbox_id: int, conversation_id: int | None, event_id: int | None
+) -> str:
+    """The delivery's JSON text up to its ``data`` (which follows, then ``}``); ``body_of`` adds the ``id``."""
+    return (
+        f'{{"event":{json.dumps(event)},"created_at":{json.dumps(iso(created_at))},"inbox_id":{int(inbox_id)},'
+        f'"conversation_id":{json.dumps(conversation_id)},"event_id":{json.dumps(event_id)},"data":'
+    )
+
+
 def envelope_text(
     *,
     event: str,
@@ -69,10 +80,10 @@ def envelope_text(
     data_json: str,
 ) -> str:
     """The delivery's JSON text without its ``id`` (``body_of`` adds it), around ``data_json``."""
-    return (
-        f'{{"event":{json.dumps(event)},"created_at":{json.dumps(iso(created_at))},"inbox_id":{int(inbox_id)},'
-        f'"conversation_id":{json.dumps(conversation_id)},"event_id":{json.dumps(event_id)},"data":{data_json}}}'
+    head = envelope_head(
+        event=event, created_at=created_at, inbox_id=inbox_id, conversation_id=conversation_id, event_id=event_id
     )
+    return f"{head}{data_json}}}"
 
 
 def body_of(delivery: WebhookDelivery) -> str:
@@ -112,10 +123,12 @@ def outbox_statements(
         return []
     delivery = WebhookDelivery._meta.db_table
     webhook = Webhook._meta.db_table
-    # The event names, their envelopes and LIKE patterns as a derived table (PostgreSQL and
-    # SQLite alike: no VALUES column aliases).
-    wanted = " UNION ALL ".join(["SELECT %s AS name, %s AS payload, %s AS pattern"] * len(names))
+    # The event names, their envelopes' heads and LIKE patterns as a derived table (PostgreSQL and
+    # SQLite alike: no VALUES column aliases); the payload text is a parameter once, whatever the
+    # number of names.
+    wanted = " UNION ALL ".join(["SELECT %s AS name, %s AS head, %s AS pattern"] * len(names))
     params: list[Any] = [
+        data_json,
         conversation_id,
         event_id,
         WebhookDelivery.Status.PENDING.value,
@@ -125,20 +138,20 @@ def outbox_statements(
     for name in names:
         params += [
             name,
-            envelope_text(
+            envelope_head(
                 event=name,
                 created_at=created_at,
                 inbox_id=inbox_id,
                 conversation_id=conversation_id,
                 event_id=event_id,
-                data_json=data_json,
             ),
             _like_pattern(name),
         ]
     sql = (
         f"INSERT INTO {delivery} (webhook_id, delivery_id, event, payload, conversation_id, event_seq, status,"  # noqa: S608
         " attempts, next_attempt_at, response_body, last_error, created_at)"
-        f" SELECT w.id, {_uuid_sql(vendor)}, e.name, e.payload, CAST(%s AS bigint), CAST(%s AS bigint), %s, 0, %s,"
+        f" SELECT w.id, {_uuid_sql(vendor)}, e.name, e.head || CAST(%s AS text) || '}}',"
+        " CAST(%s AS bigint), CAST(%s AS bigint), %s, 0, %s,"
         f" '', '', %s FROM {webhook} w JOIN ({wanted}) e"
         " ON w.event_filter = %s OR w.event_filter LIKE e.pattern ESCAPE '\\'"
         " WHERE w.inbox_id = %s AND w.is_active"
