@@ -3,6 +3,7 @@
     .venv/bin/python bench/sendpath.py                 # 1000 visitor and 1000 operator sends, 100 starts
     .venv/bin/python bench/sendpath.py --calls 300
     .venv/bin/python bench/sendpath.py --history 5000   # the operator has resolved 5 000 conversations
+    .venv/bin/python bench/sendpath.py --webhooks 1     # a webhook subscribes to message.created
 
 Runs ``check_visitor_command`` / ``check_operator_command`` for ``message.send`` exactly as the
 sockets do (throttles, resend check, sequence bump, inserts, commit) against the benchmark's
@@ -52,6 +53,12 @@ def main() -> None:
     parser.add_argument(
         "--history", type=int, default=0, help="resolved conversations the operator has at least, for the starts"
     )
+    parser.add_argument(
+        "--webhooks",
+        type=int,
+        default=0,
+        help="active webhooks of the inbox subscribed to message.created (each send writes their outbox rows)",
+    )
     service_arguments(parser)
     args = parser.parse_args()
     subprocess.run(
@@ -79,6 +86,12 @@ def main() -> None:
     broadcast._send = lambda groups, text: None  # no event loop here: the publish is not measured
 
     inbox = bench_inbox()
+    from messenger.models import Webhook
+
+    # Never sent here (no tick runs): the cost measured is the outbox rows the sends write.
+    Webhook.objects.filter(inbox=inbox).delete()
+    for number in range(args.webhooks):
+        Webhook.objects.create(inbox=inbox, url=f"https://hooks.example.com/{number}", events=["message.created"])
     user, _ = get_user_model().objects.get_or_create(username="bench-sendpath")
     AgentProfile.objects.update_or_create(
         user=user, defaults={"branch": inbox.branch, "status": AgentStatus.ONLINE, "max_concurrent": 1_000_000}
@@ -121,7 +134,11 @@ def main() -> None:
         return commands.check_operator_command(operator, Command(type="message.send", ref="1", fields=fields))
 
     operator_send()
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "calls": args.calls}
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "calls": args.calls,
+        "webhooks": args.webhooks,
+    }
     for name, send in (("visitor", visitor_send), ("operator", operator_send)):
         vacuum(args)  # the same tidy row for each path: autovacuum is off on this machine
         with CaptureQueriesContext(connection) as queries:
