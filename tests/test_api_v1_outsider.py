@@ -146,3 +146,28 @@ def test_concurrent_retries_with_one_client_id_store_one_message(setup, live_ser
     assert sorted(status for status, _ in answers) == [200, 200, 200, 201], answers
     stored = Message.objects.get(conversation=chat, client_id="crm-4711")
     assert {body["id"] for _, body in answers} == {stored.pk}
+
+
+def test_every_v1_operation_documents_the_errors_any_call_may_get(db):
+    """A generated client parses only documented statuses (openapi-python-client raises
+    ``UnexpectedStatus`` on the others): 401, 403, 429 and 503 (docs/integrations.md, "Errors") can
+    answer any call, a 400 any call with a body or a query."""
+    schema = yaml.safe_load(Client().get("/api/schema/").content)
+    operations = [
+        (path, method, operation)
+        for path, item in schema["paths"].items()
+        if path.startswith("/api/v1/")
+        for method, operation in item.items()
+    ]
+    assert len(operations) == 15
+    for path, method, operation in operations:
+        expected = {"401", "403", "429", "503"}
+        if "requestBody" in operation or any(p["in"] == "query" for p in operation.get("parameters", [])):
+            expected.add("400")
+        if "{" in path:
+            expected.add("404")
+        missing = expected - set(operation["responses"])
+        assert not missing, (method, path, missing)
+        for status in expected:
+            content = operation["responses"][status]["content"]["application/json"]["schema"]
+            assert content == {"$ref": "#/components/schemas/Error"}, (method, path, status)
