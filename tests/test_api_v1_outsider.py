@@ -171,3 +171,21 @@ def test_every_v1_operation_documents_the_errors_any_call_may_get(db):
         for status in expected:
             content = operation["responses"][status]["content"]["application/json"]["schema"]
             assert content == {"$ref": "#/components/schemas/Error"}, (method, path, status)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/v1/conversations/1/messages/"),  # a trailing slash
+        ("patch", "/api/v1/contacts/abc"),
+        ("delete", "/api/v1/nothing"),
+        ("put", "/api/v1/me/"),
+    ],
+)
+def test_an_unsafe_request_to_no_endpoint_is_a_json_404_not_a_csrf_page(setup, method, path):
+    """Not Django's HTML "CSRF verification failed" 403: the API has no CSRF (bearer only)."""
+    client = Client(enforce_csrf_checks=True)
+    headers = {"Authorization": f"Bearer {token_for(setup['operator'])}"}
+    response = getattr(client, method)(path, '{"body": "x"}', content_type="application/json", headers=headers)
+    assert response["Content-Type"] == "application/json"
+    assert_error(response, 404, "not_found")
