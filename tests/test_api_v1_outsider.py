@@ -189,3 +189,19 @@ def test_an_unsafe_request_to_no_endpoint_is_a_json_404_not_a_csrf_page(setup, m
     response = getattr(client, method)(path, '{"body": "x"}', content_type="application/json", headers=headers)
     assert response["Content-Type"] == "application/json"
     assert_error(response, 404, "not_found")
+
+
+def test_the_error_table_holds_for_accept_and_content_type(setup):
+    """docs/integrations.md, "Errors": 406 for an Accept without JSON, 415 for a body that is not
+    JSON (form-encoded, or no Content-Type at all), each with the JSON error body."""
+    api = Api(token_for(setup["operator"]))
+    assert api.get("me", Accept="*/*").status_code == 200
+    assert_error(api.get("me", Accept="text/html"), 406, "not_acceptable")
+    path = f"conversations/{setup['chat'].pk}/priority"
+    assert_error(
+        api.post(path, raw="priority=2", content_type="application/x-www-form-urlencoded"),
+        415,
+        "unsupported_media_type",
+    )
+    assert_error(api.post(path, raw='{"priority": 2}', content_type=""), 415, "unsupported_media_type")
+    assert api.post(path, {"priority": 2}, content_type="application/json; charset=utf-8").json()["priority"] == 2
