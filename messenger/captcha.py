@@ -129,7 +129,7 @@ def require(solution: Any, *, ip: str | None = None) -> None:
 def _check_altcha(solution: str) -> Reason | None:
     try:
         payload = json.loads(base64.b64decode(solution, validate=True))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: "[[[…" within the length
         return "invalid"
     if not _well_formed(payload):
         return "invalid"

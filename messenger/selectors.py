@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
 from django.conf import settings
@@ -195,11 +195,16 @@ def decode_cursor(cursor: str) -> tuple[datetime | None, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         moment, _, pk = raw.partition("|")
-        parsed = (parse_datetime(moment) if moment else None), int(pk)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidInput("cursor: malformed") from None
+        when = parse_datetime(moment) if moment else None
+        # A cursor is ours only with an aware time that has a UTC equivalent (an edited one may
+        # hold "garbage", a naive time or 0001-01-01T00:00+01:00, which overflows in the query).
+        if moment and (when is None or when.tzinfo is None):
+            raise ValueError(moment)
+        parsed = (when.astimezone(UTC) if when else None), int(pk)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
+        raise InvalidInput("cursor: malformed", errors={"cursor": ["Malformed."]}) from None
     if not 0 < parsed[1] < 2**63:
-        raise InvalidInput("cursor: malformed")
+        raise InvalidInput("cursor: malformed", errors={"cursor": ["Malformed."]})
     return parsed
 
 
@@ -518,9 +523,9 @@ def decode_id_cursor(cursor: str) -> int:
         kind, _, pk = raw.partition("|")
         value = int(pk)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidInput("cursor: malformed") from None
+        raise InvalidInput("cursor: malformed", errors={"cursor": ["Malformed."]}) from None
     if kind != "id" or not 0 < value < 2**63:
-        raise InvalidInput("cursor: malformed")
+        raise InvalidInput("cursor: malformed", errors={"cursor": ["Malformed."]})
     return value
 
 

@@ -73,7 +73,7 @@ class StaffView(APIView):
 class ConversationListInput(serializers.Serializer):
     tab = serializers.ChoiceField(choices=selectors.TABS, required=False, default="all")
     status = serializers.ChoiceField(
-        choices=["", "active", "any", *ConversationStatus.values], required=False, default=""
+        choices=["", "active", "any", *ConversationStatus.values], required=False, allow_blank=True, default=""
     )
     inbox = serializers.IntegerField(required=False, min_value=1)
     branch = serializers.IntegerField(required=False, min_value=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from messenger.errors import MessengerError
 
@@ -17,8 +18,9 @@ class TooLarge(MessengerError):
     http_status = 413
 
 
+@csrf_exempt  # the API has no CSRF (bearer only): a POST to a wrong path is this 404, not an HTML 403
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-    """Any other path under /api/v1/."""
+    """Any other path under /api/v1/, with any method."""
     return JsonResponse(
         {"detail": "No such endpoint (REST API v1 paths have no trailing slash).", "code": "not_found"},
         status=404,

@@ -95,9 +95,16 @@ class V1View(APIView):
         return dict(data)
 
 
-PAGE_ERRORS = errors(400, 401, 403, 429)
-ONE_ERRORS = errors(401, 403, 404, 429)
-WRITE_ERRORS = errors(400, 401, 403, 404, 409, 413, 415, 429)
+def v1_errors(*statuses: int) -> dict[int, Any]:
+    """The error responses of a v1 operation: its own, and those any call may get (401 no valid
+    token, 403 no messenger access, 429 throttled, 503 database unavailable), so that a generated
+    client parses them as ``Error`` rather than raise on an undocumented status."""
+    return errors(*sorted({*statuses, 401, 403, 429, 503}))
+
+
+PAGE_ERRORS = v1_errors(400)
+ONE_ERRORS = v1_errors(404)
+WRITE_ERRORS = v1_errors(400, 404, 409, 413, 415)
 
 
 # --- who am I ------------------------------------------------------------------------------------
@@ -108,7 +115,7 @@ class MeView(V1View):
         operation_id="v1_me",
         tags=TAGS,
         summary="The token's user and access",
-        responses={200: shapes.V1Me, **errors(401, 403, 429)},
+        responses={200: shapes.V1Me, **v1_errors()},
     )
     def get(self, request: Request) -> Response:
         scope = self.scope(request)
@@ -183,7 +190,7 @@ class ConversationMessagesView(V1View):
         tags=TAGS,
         summary="Messages and notes, newest page first; each page in chronological order",
         parameters=[shapes.V1PageInput],
-        responses={200: shapes.V1MessagePage, **errors(400, 401, 403, 404, 429)},
+        responses={200: shapes.V1MessagePage, **v1_errors(400, 404)},
     )
     def get(self, request: Request, conversation_id: int) -> Response:
         values = self.query(request, shapes.V1PageInput)
@@ -365,7 +372,7 @@ class ContactConversationsView(V1View):
         tags=TAGS,
         summary="A contact's conversations that the token's user may see, newest activity first",
         parameters=[shapes.V1PageInput],
-        responses={200: shapes.V1ConversationPage, **errors(400, 401, 403, 404, 429)},
+        responses={200: shapes.V1ConversationPage, **v1_errors(400, 404)},
     )
     def get(self, request: Request, contact_id: int) -> Response:
         values = self.query(request, shapes.V1PageInput)
@@ -388,7 +395,7 @@ class InboxListView(V1View):
         operation_id="v1_inboxes_list",
         tags=TAGS,
         summary="Inboxes the token's user works with",
-        responses={200: shapes.V1InboxList, **errors(401, 403, 429)},
+        responses={200: shapes.V1InboxList, **v1_errors()},
     )
     def get(self, request: Request) -> Response:
         return Response({"results": selectors.inboxes(self.scope(request))})
