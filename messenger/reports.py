@@ -176,11 +176,12 @@ class _Row:
 
     @property
     def queue_wait(self) -> float | None:
-        """First visitor message → first assignment to a person or first human reply."""
+        """First visitor message → first assignment to a person or first human reply, whichever
+        comes first; an assignment before the visitor wrote (routing at the start) waits 0 s."""
         if self.first_in is None:
             return None
-        ends = [moment for moment in (self.first_assigned, self.first_reply) if moment and moment >= self.first_in]
-        return (min(ends) - self.first_in).total_seconds() if ends else None
+        ends = [moment for moment in (self.first_assigned, self.first_reply) if moment is not None]
+        return max(0.0, (min(ends) - self.first_in).total_seconds()) if ends else None
 
 
 def _conversations(scope: StaffScope, params: ReportParams) -> list[_Row]:

@@ -83,6 +83,8 @@ def world():
     c1.labels.add(label)
 
     c2 = make_conversation(inbox_a, at=utc(2026, 3, 29, 8), assignee=op2, status="resolved")
+    # Routing assigned op2 as the conversation started, a moment before the message was stored.
+    make_audit(c2, "assignment.assigned", at=utc(2026, 3, 29, 7, 59, 59), payload={"to": {"id": op2.pk}})
     make_message(c2, at=utc(2026, 3, 29, 8))
     make_message(c2, at=utc(2026, 3, 29, 8, 10), direction="out", user=op2)
     make_message(c2, at=utc(2026, 3, 29, 8, 11), direction="out", user=op2, content_attributes={"deleted": True})
@@ -149,9 +151,10 @@ def test_summary_figures_by_hand(world):
     assert figures["first_response_working_hours"] == {"count": 4, "median": 360.0, "p90": 1440.0}
     # Resolutions (first per conversation) 1200, 3600, 7200: median 3600; p90 rank 1.8: 3600 + 0.8·3600.
     assert figures["resolution"] == {"count": 3, "median": 3600.0, "p90": 6480.0}
-    # Queue waits 60 (C5), 120 (C1), 300 (C4: assigned 12:05), 600 (C2): median 210,
-    # p90 rank 2.7: 300 + 0.7·300 = 510, mean 1080/4 = 270.
-    assert figures["queue_wait"] == {"count": 4, "median": 210.0, "p90": 510.0, "mean": 270.0}
+    # Queue waits 0 (C2: assigned before the visitor's message was stored), 60 (C5: the reply),
+    # 120 (C1: the reply), 300 (C4: assigned 12:05): median (60+120)/2 = 90,
+    # p90 rank 2.7: 120 + 0.7·180 = 246, mean 480/4 = 120.
+    assert figures["queue_wait"] == {"count": 4, "median": 90.0, "p90": 246.0, "mean": 120.0}
     # Messages: C1 4 (bot and note excluded), C2 2 (deleted excluded), C3 1, C4 2, C5 2 → 11/5.
     assert figures["messages_per_conversation"] == 2.2
     assert (figures["escalations"], figures["escalation_chains_ran_out"], figures["transfers"]) == (1, 1, 1)
@@ -193,7 +196,7 @@ def test_tables_series_heatmap_ratings(world):
     # Sunday (6): C1 00:30 CET, C2 10:00 CEST, C5 12:00, C4 14:00, C3 22:00 (local hours).
     assert {key: cell["queue_wait_mean"] for key, cell in cells.items()} == {
         (6, 0): 120.0,
-        (6, 10): 600.0,
+        (6, 10): 0.0,
         (6, 12): 60.0,
         (6, 14): 300.0,
         (6, 22): None,
