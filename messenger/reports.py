@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, Q, QuerySet
 
 from messenger.access import StaffScope, visible_conversations, visible_inboxes
 from messenger.errors import InvalidInput, NotFound
@@ -24,6 +24,7 @@ from messenger.models import (
     ActivityEvent,
     AgentProfile,
     Branch,
+    Conversation,
     ConversationStatus,
     Inbox,
     Label,
@@ -184,9 +185,10 @@ class _Row:
         return max(0.0, (min(ends) - self.first_in).total_seconds()) if ends else None
 
 
-def _conversations(scope: StaffScope, params: ReportParams) -> list[_Row]:
-    """Every conversation in reach created before the range ends that had something happen in it:
-    created in the range (new), or any audit row in the range (resolved, rated, …). One query."""
+def _in_report(scope: StaffScope, params: ReportParams) -> QuerySet[Conversation]:
+    """Every conversation in reach, matching the filters, created before the range ends, that had
+    something happen in it: created in the range (new), or an audit row in the range (resolved,
+    rated, …)."""
     queryset = visible_conversations(scope).filter(created_at__lt=params.until)
     if params.branch is not None:
         queryset = queryset.filter(branch_id=params.branch)
@@ -201,9 +203,11 @@ def _conversations(scope: StaffScope, params: ReportParams) -> list[_Row]:
     in_range_audit = ActivityEvent.objects.filter(
         verb__in=VERBS, created_at__gte=params.since, created_at__lt=params.until
     ).values("conversation_id")
-    queryset = queryset.filter(
-        Q(created_at__gte=params.since) | Q(pk__in=in_range_audit),
-    )
+    return queryset.filter(Q(created_at__gte=params.since) | Q(pk__in=in_range_audit))
+
+
+def _conversations(queryset: QuerySet[Conversation]) -> list[_Row]:
+    """The conversations with their message aggregates. One query."""
     counted = Q(messages__direction=MessageDirection.IN) | Q(
         messages__direction=MessageDirection.OUT, messages__sender_type=SenderType.USER
     )
@@ -239,10 +243,13 @@ def _conversations(scope: StaffScope, params: ReportParams) -> list[_Row]:
     return result
 
 
-def _attach_audit(rows: dict[int, _Row], until: datetime) -> None:
-    """The audit rows of these conversations up to the range's end. One query."""
+def _attach_audit(rows: dict[int, _Row], conversations: QuerySet[Conversation], until: datetime) -> None:
+    """The audit rows of these conversations (a subquery, not a list of ids) up to the range's end.
+    One query."""
     audit = (
-        ActivityEvent.objects.filter(conversation_id__in=list(rows), verb__in=VERBS, created_at__lt=until)
+        ActivityEvent.objects.filter(
+            conversation_id__in=conversations.values("pk"), verb__in=VERBS, created_at__lt=until
+        )
         .order_by("created_at", "id")
         .values_list("conversation_id", "verb", "created_at", "payload")
     )
@@ -457,10 +464,11 @@ class Report:
 
 def report(scope: StaffScope, params: ReportParams) -> Report:
     """Load what every table needs: four queries whatever the number of rows."""
-    conversations = _conversations(scope, params)
+    queryset = _in_report(scope, params)
+    conversations = _conversations(queryset)
     rows = {row.id: row for row in conversations}
     if rows:
-        _attach_audit(rows, params.until)
+        _attach_audit(rows, queryset, params.until)
     inboxes = {inbox.pk: inbox for inbox in Inbox.objects.all()}
     branches = {branch.pk: branch for branch in Branch.objects.all()}
     operators = (

@@ -291,8 +291,12 @@ def test_first_response_in_working_hours_across_a_night_and_a_weekend():
     wall clock 2 d 14 h 45 min = 225 900 s.
     W2: visitor Tue 03-31 17:50 CEST (15:50Z), reply Wed 04-01 09:05 (07:05Z): 600 + 300 = 900 s;
     wall 15 h 15 min = 54 900 s.
-    Working: 900, 2700 → median 1800, p90 900 + 0.9·1800 = 2520. Wall: median 140 400,
-    p90 54 900 + 0.9·171 000 = 208 800.
+    W3, an inbox following its branch's hours (New York, Mon–Fri 09:00–17:00, US holidays):
+    visitor Mon 03-30 16:50 EDT (20:50Z), reply Tue 09:10 EDT (13:10Z): 600 + 600 = 1200 s; wall
+    16 h 20 min = 58 800 s. W4, the same inbox: visitor Fri 2026-07-03 16:00 EDT, a US holiday
+    (Independence Day observed), reply Mon 07-06 09:30: 1800 s (outside the range below).
+    Working: 900, 1200, 2700 → median 1200, p90 rank 1.8: 1200 + 0.8·1500 = 2400.
+    Wall: 54 900, 58 800, 225 900 → median 58 800, p90 58 800 + 0.8·167 100 = 192 480.
     """
     days = {day: [["09:00", "18:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
     inbox = make_inbox(
@@ -308,9 +312,23 @@ def test_first_response_in_working_hours_across_a_night_and_a_weekend():
         conversation = make_conversation(inbox, at=asked, assignee=operator)
         make_message(conversation, at=asked)
         make_message(conversation, at=answered, direction="out", user=operator)
-    figures = summary(api_for(supervisor), start="2026-03-27", end="2026-03-31")
-    assert figures["first_response_working_hours"] == {"count": 2, "median": 1800.0, "p90": 2520.0}
-    assert figures["first_response"] == {"count": 2, "median": 140400.0, "p90": 208800.0}
+    weekdays = {day: [["09:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
+    new_york = make_branch(timezone="America/New_York", working_hours=weekdays, holiday_calendar="US")
+    follows = make_inbox(new_york, settings={"working_hours": {"enabled": True, "use_branch_hours": True}})
+    for asked, answered in (
+        (utc(2026, 3, 30, 20, 50), utc(2026, 3, 31, 13, 10)),
+        (utc(2026, 7, 3, 20), utc(2026, 7, 6, 13, 30)),
+    ):
+        conversation = make_conversation(follows, at=asked, assignee=operator)
+        make_message(conversation, at=asked)
+        make_message(conversation, at=answered, direction="out", user=operator)
+    api = api_for(supervisor)
+    figures = summary(api, start="2026-03-27", end="2026-03-31")
+    assert figures["first_response_working_hours"] == {"count": 3, "median": 1200.0, "p90": 2400.0}
+    assert figures["first_response"] == {"count": 3, "median": 58800.0, "p90": 192480.0}
+    # W4 alone: Friday the 3rd is a holiday, Monday 09:00–09:30 counts.
+    july = summary(api, start="2026-07-03", end="2026-07-03", tz="America/New_York")
+    assert july["first_response_working_hours"] == {"count": 1, "median": 1800.0, "p90": 1800.0}
 
 
 def test_open_seconds_over_daylight_saving_change():
