@@ -280,6 +280,7 @@ class Report:
     inboxes: dict[int, Inbox]
     branches: dict[int, Branch]
     names: dict[str, dict[int, str]]
+    _hours: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def _in(self, moment: datetime | None) -> bool:
         return moment is not None and self.params.since <= moment < self.params.until
@@ -294,7 +295,9 @@ class Report:
     def working_seconds(self, row: _Row, start: datetime, end: datetime) -> float:
         """Open seconds between two moments by the conversation's working hours (docs/analytics.md)."""
         inbox = self.inboxes[row.inbox_id]
-        hours = inbox.effective_settings["working_hours"]
+        hours = self._hours.get(inbox.pk)
+        if hours is None:
+            hours = self._hours[inbox.pk] = inbox.effective_settings["working_hours"]
         if not hours["enabled"]:
             return (end - start).total_seconds()
         if hours["use_branch_hours"]:
