@@ -1,9 +1,9 @@
 """Analytics reads (docs/analytics.md defines every figure): a fixed number of queries whatever the
 number of rows, then the arithmetic in Python, so PostgreSQL and SQLite give the same figures.
 
-``report(scope, params)`` runs three queries (conversations with their message aggregates, their
-audit rows in reach, inboxes and branches for working hours) and ``Report`` computes every table
-from them. Percentiles interpolate linearly between the closest ranks, as PostgreSQL's
+``report(scope, params)`` runs six queries (conversations with their message aggregates, their
+audit rows, inboxes and branches for working hours, operators' and regions' names) and ``Report``
+computes every table from them. Percentiles interpolate linearly between the closest ranks, as PostgreSQL's
 ``percentile_cont`` does.
 """
 
@@ -254,7 +254,9 @@ def _attach_audit(rows: dict[int, _Row], conversations: QuerySet[Conversation], 
         .values_list("conversation_id", "verb", "created_at", "payload")
     )
     for conversation_id, verb, created_at, payload in audit:
-        row = rows[conversation_id]
+        row = rows.get(conversation_id)
+        if row is None:  # created between the two queries
+            continue
         payload = payload or {}
         if verb == "conversation.status":
             if payload.get("to") == ConversationStatus.RESOLVED:
@@ -466,36 +468,21 @@ class Report:
 
 
 def report(scope: StaffScope, params: ReportParams) -> Report:
-    """Load what every table needs: four queries whatever the number of rows."""
+    """Load what every table needs: six queries whatever the number of rows (none included)."""
     queryset = _in_report(scope, params)
     conversations = _conversations(queryset)
     rows = {row.id: row for row in conversations}
-    if rows:
-        _attach_audit(rows, queryset, params.until)
+    _attach_audit(rows, queryset, params.until)
     inboxes = {inbox.pk: inbox for inbox in Inbox.objects.all()}
     branches = {branch.pk: branch for branch in Branch.objects.all()}
-    operators = (
-        {
-            profile.user_id: (profile.user.get_full_name() or profile.user.get_username())
-            for profile in AgentProfile.objects.select_related("user").filter(
-                user_id__in={row.assignee_id for row in conversations if row.assignee_id}
-            )
-        }
-        if conversations
-        else {}
-    )
-    regions = (
-        dict(
-            Region.objects.filter(pk__in={row.region_id for row in conversations if row.region_id}).values_list(
-                "pk", "name"
-            )
-        )
-        if conversations
-        else {}
-    )
+    # Staff and regions are small tables: all their names, one query each.
+    operators = {
+        profile.user_id: (profile.user.get_full_name() or profile.user.get_username())
+        for profile in AgentProfile.objects.select_related("user")
+    }
     names = {
         "operator": operators,
         "branch": {pk: branch.name for pk, branch in branches.items()},
-        "region": regions,
+        "region": dict(Region.objects.values_list("pk", "name")),
     }
     return Report(params=params, rows=conversations, inboxes=inboxes, branches=branches, names=names)

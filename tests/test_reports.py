@@ -399,3 +399,25 @@ def test_query_counts_are_pinned_whatever_the_rows(world):
             conversation, "conversation.status", at=utc(2026, 3, 29, 16), payload={"from": "open", "to": "resolved"}
         )
     assert counts() == before
+
+
+def test_query_counts_with_filters_and_for_an_operator(world):
+    """Each filter costs one query (is it in reach?); an operator's report is always their own."""
+    supervisor, operator = api_for(world["supervisor"]), api_for(world["op1"])
+    filters = {
+        "branch": world["branch_a"].pk,
+        "region": world["region"].pk,
+        "inbox": world["inbox_a"].pk,
+        "operator": world["op1"].pk,
+        "label": world["label"].pk,
+    }
+    for api, params, expected in (
+        (supervisor, filters, 7 + 5),  # no conversation matches them all: the same count
+        (supervisor, {"label": world["label"].pk}, 8),
+        (operator, {}, 7),
+        (operator, {"branch": world["branch_a"].pk}, 8),
+    ):
+        api.get("reports/summary", BERLIN_DAY)
+        with CaptureQueriesContext(connection) as queries:
+            assert api.get("reports/summary", {**BERLIN_DAY, **params}).status_code == 200
+        assert len(queries) == expected, [query["sql"][:80] for query in queries]
