@@ -168,10 +168,6 @@ class _Row:
         return (self.first_reply - self.first_in).total_seconds()
 
     @property
-    def answered(self) -> bool:
-        return self.first_reply is not None
-
-    @property
     def missed(self) -> bool:
         return self.first_in is not None and self.first_reply is None and self.status in ENDED
 
