@@ -123,6 +123,8 @@ class Conversation(models.Model):
             models.Index(fields=["snoozed_until"], name="conv_snoozed_until"),
             models.Index(fields=["contact_inbox", "-created_at"], name="conv_contactinbox_created"),
             models.Index(fields=["status", "resolved_at"], name="conv_status_resolved"),
+            # Reports: the conversations created in a range (docs/analytics.md).
+            models.Index(fields=["created_at"], name="conv_created"),
         ]
         constraints = [
             # One active conversation per visitor: two tabs starting at once get one conversation

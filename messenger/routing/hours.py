@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import zoneinfo
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -99,3 +99,35 @@ def conversation_is_open(conversation: Conversation, now: datetime | None = None
     if uses_branch_hours(inbox):
         return branch_is_open(conversation.branch, now)
     return inbox_is_open(inbox, now)
+
+
+def schedule_open_seconds(
+    days: dict[str, Any], holidays: list[str], tz_name: str, start: datetime, end: datetime, *, calendar: str = ""
+) -> float:
+    """Seconds of [start, end) that fall in the schedule's open intervals (the same rules as
+    ``schedule_is_open``: local wall-clock intervals of each weekday, holidays closed).
+
+    Each local day's intervals are turned into aware datetimes in the zone, so a daylight-saving
+    day is 23 or 25 hours long and an interval is as long as the clocks say it is.
+    """
+    if end <= start:
+        return 0.0
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    tz = zoneinfo.ZoneInfo(tz_name or "UTC")
+    day = start.astimezone(tz).date()
+    last = end.astimezone(tz).date()
+    holiday_set = set(holidays or [])
+    total = 0.0
+    while day <= last:
+        if day.isoformat() not in holiday_set and not is_calendar_holiday(calendar, day):
+            for open_at, close_at in (days or {}).get(WEEKDAYS[day.weekday()], []):
+                low = datetime.combine(day, _parse(open_at), tzinfo=tz)
+                high = datetime.combine(day, _parse(close_at), tzinfo=tz)
+                if close_at.startswith("24"):
+                    high = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+                # Aware datetimes of one zone subtract by wall clock: compare and subtract in UTC.
+                low, high = max(low.astimezone(UTC), start), min(high.astimezone(UTC), end)
+                if high > low:
+                    total += (high - low).total_seconds()
+        day += timedelta(days=1)
+    return total

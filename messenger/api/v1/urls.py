@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from messenger.api.v1 import views
+from messenger.api.v1 import reports, views
 from messenger.api.v1.errors import not_found
 
 urlpatterns = [
@@ -27,5 +27,14 @@ urlpatterns = [
         name="v1-contact-conversations",
     ),
     path("inboxes", views.InboxListView.as_view(), name="v1-inboxes"),
+    path("reports/summary", reports.ReportSummaryView.as_view(), name="v1-reports-summary"),
+    *(
+        path(f"reports/{name}", json_view.as_view(), name=f"v1-reports-{name}")
+        for name, (json_view, _csv) in reports.VIEWS.items()
+    ),
+    *(
+        path(f"reports/{name}/csv", csv_view.as_view(), name=f"v1-reports-{name}-csv")
+        for name, (_json, csv_view) in reports.VIEWS.items()
+    ),
     re_path(r"^.*$", not_found),
 ]

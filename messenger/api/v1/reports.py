@@ -1,0 +1,299 @@
+"""/api/v1/reports/…: the analytics of docs/analytics.md as JSON, each table also as CSV (`…/csv`).
+
+The query parameters are validated here, the range, zone and filters in reach by
+``messenger.reports.check_params``; the figures come from ``messenger.reports``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, ClassVar
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from messenger import reports
+from messenger.api.schema import errors
+from messenger.api.v1.views import TAGS, V1View
+
+MAX_ID = 2**63 - 1
+REPORT_ERRORS = errors(400, 401, 403, 404, 429)
+
+
+# --- query parameters ----------------------------------------------------------------------------
+
+
+class V1ReportInput(serializers.Serializer):
+    start = serializers.DateField(help_text="First local day of the range (YYYY-MM-DD), in `tz`.")
+    end = serializers.DateField(help_text=f"Last local day, inclusive; at most {reports.MAX_DAYS} days in all.")
+    tz = serializers.CharField(
+        required=False, default="UTC", max_length=64, help_text="IANA time zone of the days and hours."
+    )
+    branch = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    region = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    inbox = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    operator = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="An operator's user id (an operator: only their own)."
+    )
+    label = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="A label's id.")
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+
+class V1ReportRange(serializers.Serializer):
+    start = serializers.DateField()
+    end = serializers.DateField()
+    tz = serializers.CharField()
+    since = serializers.DateTimeField(help_text="The range's first moment (UTC).")
+    until = serializers.DateTimeField(help_text="The moment after the range (UTC).")
+
+
+class V1Durations(serializers.Serializer):
+    count = serializers.IntegerField()
+    median = serializers.FloatField(allow_null=True, help_text="Seconds.")
+    p90 = serializers.FloatField(allow_null=True, help_text="Seconds.")
+
+
+class V1QueueWait(V1Durations):
+    mean = serializers.FloatField(allow_null=True, help_text="Seconds.")
+
+
+class V1ConversationCounts(serializers.Serializer):
+    new = serializers.IntegerField()
+    resolved = serializers.IntegerField()
+    reopened = serializers.IntegerField()
+    missed = serializers.IntegerField()
+    abandoned = serializers.IntegerField()
+
+
+class V1Csat(serializers.Serializer):
+    count = serializers.IntegerField()
+    average = serializers.FloatField(allow_null=True)
+    distribution = serializers.DictField(child=serializers.IntegerField(), help_text="Stars (1–5) → ratings.")
+
+
+class V1Nps(serializers.Serializer):
+    count = serializers.IntegerField()
+    promoters = serializers.IntegerField()
+    passives = serializers.IntegerField()
+    detractors = serializers.IntegerField()
+    score = serializers.FloatField(allow_null=True, help_text="% promoters − % detractors.")
+
+
+class V1ReportFigures(serializers.Serializer):
+    conversations = V1ConversationCounts()
+    first_response = V1Durations()
+    first_response_working_hours = V1Durations()
+    resolution = V1Durations()
+    queue_wait = V1QueueWait()
+    messages_per_conversation = serializers.FloatField(allow_null=True)
+    escalations = serializers.IntegerField()
+    escalation_chains_ran_out = serializers.IntegerField()
+    transfers = serializers.IntegerField()
+    csat = V1Csat()
+    nps = V1Nps()
+
+
+class V1ReportSummary(serializers.Serializer):
+    range = V1ReportRange()
+    figures = V1ReportFigures()
+
+
+class V1ReportGroupRow(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True, help_text="None: conversations without one.")
+    name = serializers.CharField(allow_blank=True, help_text="Empty for the row of conversations without one.")
+    new = serializers.IntegerField()
+    resolved = serializers.IntegerField()
+    reopened = serializers.IntegerField()
+    missed = serializers.IntegerField()
+    first_response_median = serializers.FloatField(allow_null=True)
+    first_response_p90 = serializers.FloatField(allow_null=True)
+    resolution_median = serializers.FloatField(allow_null=True)
+    resolution_p90 = serializers.FloatField(allow_null=True)
+    queue_wait_median = serializers.FloatField(allow_null=True)
+    csat_average = serializers.FloatField(allow_null=True)
+    csat_count = serializers.IntegerField()
+    nps = serializers.FloatField(allow_null=True)
+
+
+class V1ReportSeriesRow(serializers.Serializer):
+    date = serializers.DateField()
+    new = serializers.IntegerField()
+    resolved = serializers.IntegerField()
+    missed = serializers.IntegerField()
+    first_response_median = serializers.FloatField(allow_null=True)
+
+
+class V1ReportHeatCell(serializers.Serializer):
+    weekday = serializers.IntegerField(help_text="0 = Monday.")
+    hour = serializers.IntegerField()
+    new = serializers.IntegerField()
+    queue_wait_mean = serializers.FloatField(allow_null=True)
+
+
+class V1ReportRating(serializers.Serializer):
+    conversation_id = serializers.IntegerField()
+    rated_at = serializers.DateTimeField()
+    scale = serializers.ChoiceField(choices=["stars", "nps"])
+    score = serializers.IntegerField()
+    comment = serializers.CharField(allow_blank=True, help_text="The current rating's comment; empty otherwise.")
+    operator_id = serializers.IntegerField(allow_null=True)
+    branch_id = serializers.IntegerField(allow_null=True)
+
+
+def _table(row: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
+    return type(name, (serializers.Serializer,), {"range": V1ReportRange(), "results": row(many=True)})
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+
+class ReportView(V1View):
+    """One report: ``build`` turns the loaded report into its rows (a table) or its object."""
+
+    columns: ClassVar[tuple[str, ...]] = ()
+
+    def load(self, request: Request) -> reports.Report:
+        data = V1ReportInput(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        scope = self.scope(request)
+        return reports.report(scope, reports.check_params(scope, dict(data.validated_data)))
+
+    def build(self, report: reports.Report) -> Any:
+        raise NotImplementedError
+
+    def envelope(self, report: reports.Report) -> dict[str, Any]:
+        params = report.params
+        return {
+            "range": {
+                "start": params.start,
+                "end": params.end,
+                "tz": params.tz,
+                "since": params.since,
+                "until": params.until,
+            },
+            "results": self.build(report),
+        }
+
+    def get(self, request: Request) -> Response:
+        return Response(self.serializer_class(self.envelope(self.load(request))).data)
+
+    serializer_class: ClassVar[type[serializers.Serializer]]
+
+
+class ReportCsvView(ReportView):
+    """The same rows as text/csv, one column per field, a header line first."""
+
+    def get(self, request: Request) -> HttpResponse:  # type: ignore[override]
+        report = self.load(request)
+        rows = self.serializer_class(self.envelope(report)).data["results"]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(self.columns)
+        for row in rows:
+            writer.writerow(["" if row[column] is None else row[column] for column in self.columns])
+        response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="{self.filename}-{report.params.start}-{report.params.end}.csv"'
+        )
+        return response
+
+    filename: ClassVar[str] = "report"
+
+
+def _report_views(name: str, row: type[serializers.Serializer], build: Any, summary: str) -> tuple[type, type]:
+    shape = _table(row, f"V1Report{name.title()}")
+    columns = tuple(row().fields)
+
+    class Json(ReportView):
+        serializer_class = shape
+
+        @extend_schema(
+            operation_id=f"v1_reports_{name}",
+            tags=TAGS,
+            summary=summary,
+            parameters=[V1ReportInput],
+            responses={200: shape, **REPORT_ERRORS},
+        )
+        def get(self, request: Request) -> Response:
+            return super().get(request)
+
+    class Csv(ReportCsvView):
+        serializer_class = shape
+        filename = name
+
+        @extend_schema(
+            operation_id=f"v1_reports_{name}_csv",
+            tags=TAGS,
+            summary=f"{summary} (CSV)",
+            parameters=[V1ReportInput],
+            responses={
+                (200, "text/csv"): OpenApiResponse(
+                    OpenApiTypes.STR, description="A header line, then one line per row."
+                ),
+                **REPORT_ERRORS,
+            },
+        )
+        def get(self, request: Request) -> HttpResponse:
+            return super().get(request)
+
+    Json.build = staticmethod(build)  # type: ignore[method-assign,assignment]
+    Csv.build = staticmethod(build)  # type: ignore[method-assign,assignment]
+    Csv.columns = columns
+    Json.__name__, Csv.__name__ = f"Report{name.title()}View", f"Report{name.title()}CsvView"
+    Json.__qualname__, Csv.__qualname__ = Json.__name__, Csv.__name__
+    return Json, Csv
+
+
+class ReportSummaryView(ReportView):
+    serializer_class = V1ReportSummary
+
+    @extend_schema(
+        operation_id="v1_reports_summary",
+        tags=TAGS,
+        summary="The report's figures: conversations, first response, resolution, queue, escalations, ratings",
+        parameters=[V1ReportInput],
+        responses={200: V1ReportSummary, **REPORT_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        report = self.load(request)
+        envelope = self.envelope(report)
+        return Response(V1ReportSummary({"range": envelope["range"], "figures": envelope["results"]}).data)
+
+    def build(self, report: reports.Report) -> Any:
+        return report.figures()
+
+
+OperatorsView, OperatorsCsvView = _report_views(
+    "operators", V1ReportGroupRow, lambda report: report.table("operator"), "The figures per operator (assignee)"
+)
+BranchesView, BranchesCsvView = _report_views(
+    "branches", V1ReportGroupRow, lambda report: report.table("branch"), "The figures per branch"
+)
+RegionsView, RegionsCsvView = _report_views(
+    "regions", V1ReportGroupRow, lambda report: report.table("region"), "The figures per region"
+)
+SeriesView, SeriesCsvView = _report_views(
+    "series", V1ReportSeriesRow, lambda report: report.series(), "Per local day: new, resolved, missed, first response"
+)
+HeatmapView, HeatmapCsvView = _report_views(
+    "heatmap", V1ReportHeatCell, lambda report: report.heatmap(), "Weekday × local hour: new conversations, queue wait"
+)
+RatingsView, RatingsCsvView = _report_views(
+    "ratings", V1ReportRating, lambda report: report.ratings(), "Ratings given in the range, with comments"
+)
+
+VIEWS = {
+    "operators": (OperatorsView, OperatorsCsvView),
+    "branches": (BranchesView, BranchesCsvView),
+    "regions": (RegionsView, RegionsCsvView),
+    "series": (SeriesView, SeriesCsvView),
+    "heatmap": (HeatmapView, HeatmapCsvView),
+    "ratings": (RatingsView, RatingsCsvView),
+}
