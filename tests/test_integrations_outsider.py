@@ -1,0 +1,195 @@
+"""Webhooks and e-mail as an integrator meets them, from docs/integrations.md only: what a
+receiver written from the docs and a plain mailbox see, on the embedded default (SQLite) and on
+PostgreSQL, and what a hostile receiver or visitor can do to them.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from django.utils.dateparse import parse_datetime
+
+from messenger import webhook_http
+from messenger.actions import webhooks as actions
+from messenger.models import WebhookDelivery
+from tests.factories import make_branch, make_inbox
+from tests.mailserver import Mailbox, mailbox_fixture  # noqa: F401 — the fixture
+from tests.test_webhooks import (  # noqa: F401 — the fixtures
+    DELIVERED,
+    PENDING,
+    allow_private,
+    conversation_of,
+    deliver_due,
+    make_webhook,
+    receiver,
+)
+
+# --- a raw socket receiver, to answer what http.server would not ---------------------------------
+
+
+def raw_receiver(answer) -> tuple[str, socket.socket, list[bytes]]:  # noqa: ANN001
+    """A loopback listener that runs ``answer(connection)`` for each connection it accepts."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(b"")
+
+            def one(connection: socket.socket = connection) -> None:
+                try:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = connection.recv(65536)
+                        if not chunk:
+                            return
+                        data += chunk
+                    answer(connection)
+                except OSError:
+                    pass
+                finally:
+                    connection.close()
+
+            threading.Thread(target=one, daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/hook", listener, accepted
+
+
+@pytest.fixture
+def listeners() -> Iterator[list[socket.socket]]:
+    opened: list[socket.socket] = []
+    yield opened
+    for listener in opened:
+        listener.close()
+
+
+# --- the payload as documented --------------------------------------------------------------------
+
+
+def is_utc_iso(value: str) -> bool:
+    """Docs: "Times are ISO 8601 in UTC (`2026-12-05T14:20:03.750000Z`)"."""
+    parsed = parse_datetime(value)
+    return isinstance(parsed, datetime) and parsed.utcoffset() is not None and value.endswith("Z")
+
+
+@pytest.mark.django_db
+def test_every_time_in_a_message_delivery_is_utc_with_its_zone(receiver, allow_private):  # noqa: F811
+    """On SQLite the conversation's times the send returns (RETURNING) came back naive, so the
+    webhook body (and the staff frame) said ``"waiting_since": "2026-12-05T14:56:27.212743"``:
+    no zone, read as local time by a receiver (``new Date(…)`` in Node)."""
+    inbox = make_inbox(make_branch())
+    make_webhook(receiver.url, inbox=inbox, events=["message.created"])
+    conversation_of(inbox, "hello")
+    deliver_due()
+    (request,) = [r for r in receiver.requests if r.headers["x-messenger-event"] == "message.created"]
+    body = json.loads(request.body)
+    conversation, message = body["data"]["conversation"], body["data"]["message"]
+    times = {
+        "created_at": body["created_at"],
+        "message.created_at": message["created_at"],
+        "conversation.created_at": conversation["created_at"],
+        "conversation.waiting_since": conversation["waiting_since"],
+        "conversation.last_activity_at": conversation["last_activity_at"],
+    }
+    assert {name: value for name, value in times.items() if not is_utc_iso(value)} == {}
+
+
+@pytest.mark.django_db
+def test_delivery_ids_are_uuids_as_the_docs_show_them(allow_private):  # noqa: F811
+    """The docs show ``X-Messenger-Delivery: 0f5d1c3e-8a2b-4a57-9a86-…``, a version 4 UUID; on
+    SQLite the outbox made 32 random hex digits, which a receiver validating a UUID refuses."""
+    inbox = make_inbox(make_branch())
+    make_webhook("http://127.0.0.1:9/", inbox=inbox)
+    conversation_of(inbox)
+    rows = list(WebhookDelivery.objects.exclude(event="webhook.test"))
+    assert {row.event for row in rows} >= {"message.created", "conversation.created", "contact.created"}
+    for row in rows:
+        parsed = uuid.UUID(str(row.delivery_id))
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122), row.delivery_id
+
+
+# --- hostile receivers ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_nul_byte_in_the_answer_is_recorded_not_a_crash(receiver, allow_private):  # noqa: F811
+    """PostgreSQL text cannot hold NUL: a receiver answering ``ok\\0`` made recording the outcome
+    raise, the row stayed leased and pending, and the receiver got the same delivery again and
+    again with nothing in the log."""
+    receiver.answer((200, {}, b"ok\x00done"))
+    _webhook, delivery = make_webhook(receiver.url)
+    deliver_due()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.response_status) == (DELIVERED, 200)
+    assert delivery.response_body.startswith("ok") and "\x00" not in delivery.response_body
+
+
+@pytest.mark.django_db
+def test_a_garbage_status_line_with_a_nul_is_a_recorded_error(allow_private, listeners):  # noqa: F811
+    url, listener, _ = raw_receiver(lambda connection: connection.sendall(b"\x00garbage\r\n\r\n"))
+    listeners.append(listener)
+    _webhook, delivery = make_webhook(url)
+    deliver_due()
+    delivery.refresh_from_db()
+    assert delivery.status == PENDING and delivery.attempts == 1
+    assert "BadStatusLine" in delivery.last_error and "\x00" not in delivery.last_error
+
+
+@pytest.mark.django_db
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_a_total_deadline(allow_private, settings, listeners):  # noqa: F811
+    """A read timeout alone lets a receiver that sends a header line every few seconds hold the
+    worker for as long as it likes, past the claim's lease, when the tick sends the same delivery
+    a second time in parallel. The whole request has a deadline."""
+    settings.MESSENGER_WEBHOOK_TIMEOUT_SECONDS = 1
+
+    def drip(connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(60):
+            connection.sendall(b"X-Slow: 1\r\n")
+            time.sleep(0.5)
+
+    url, listener, _ = raw_receiver(drip)
+    listeners.append(listener)
+    _webhook, delivery = make_webhook(url)
+    started = time.monotonic()
+    deliver_due()
+    took = time.monotonic() - started
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.last_error) == (PENDING, "timed out")
+    assert took < 3 * settings.MESSENGER_WEBHOOK_TIMEOUT_SECONDS + 2, took
+    assert actions.lease_for_request().total_seconds() > webhook_http.total_deadline(1)
+
+
+def test_the_lease_outlasts_the_request_whatever_the_timeout(settings):
+    settings.MESSENGER_WEBHOOK_TIMEOUT_SECONDS = 60
+    assert actions.lease_for_request().total_seconds() > webhook_http.total_deadline(60)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254
+    ],
+)
+def test_ipv6_forms_that_carry_a_private_ipv4_are_refused(address):
+    assert webhook_http.address_refused(address) is not None
+
+
+def test_a_6to4_address_of_a_public_ipv4_passes():
+    assert webhook_http.address_refused("2002:5db8:d822::1") is None  # 93.184.216.34
