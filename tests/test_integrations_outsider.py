@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from django.utils.dateparse import parse_datetime
@@ -193,3 +194,123 @@ def test_ipv6_forms_that_carry_a_private_ipv4_are_refused(address):
 
 def test_a_6to4_address_of_a_public_ipv4_passes():
     assert webhook_http.address_refused("2002:5db8:d822::1") is None  # 93.184.216.34
+
+
+# --- e-mail ---------------------------------------------------------------------------------------
+
+
+def test_a_mistyped_email_url_names_the_setting():
+    """``?timeout=abc`` or a port out of range stopped the start with a bare ``ValueError``
+    from deep in the settings; it is a configuration error that names ``EMAIL_URL``."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from project.settings import parse_email_url
+
+    for url in ("smtp://mail.example.com?timeout=abc", "smtp://mail.example.com:99999", "smtp+tls://u:p@h:port"):
+        with pytest.raises(ImproperlyConfigured, match="EMAIL_URL"):
+            parse_email_url(url)
+    # The documented forms, a password with a raw or an encoded "@" alike.
+    for url in (
+        "smtp+tls://alerts%40example.com:p%40ss@mail.example.com:587",
+        "smtp+tls://alerts@example.com:p@ss@mail.example.com:587",
+    ):
+        parsed = parse_email_url(url)
+        assert (parsed["EMAIL_HOST_USER"], parsed["EMAIL_HOST_PASSWORD"], parsed["EMAIL_HOST"]) == (
+            "alerts@example.com",
+            "p@ss",
+            "mail.example.com",
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_transcript_address_cannot_carry_headers_or_surrogates(mailbox: Mailbox):
+    from channels.db import database_sync_to_async
+
+    from messenger.models import EmailKind, OutgoingEmail
+    from tests.conftest import visitor_socket
+    from tests.test_email import transcript_world
+
+    inbox, boot, conversation = await database_sync_to_async(transcript_world)()
+    socket_ = visitor_socket(inbox, boot)
+    assert (await socket_.connect())[0]
+    try:
+        for address in (
+            "a@b.co\r\nBcc: x@y.z",
+            "a@b.co\nBcc: x@y.z",
+            "a@b.co,x@y.z",
+            "Anna <a@b.co>",
+            "\ud800@b.co",
+            "a@b.co\x00",
+        ):
+            refused = await socket_.command("conversation.transcript", conversation_id=conversation.pk, email=address)
+            assert (refused["type"], refused["code"]) == ("error", "invalid"), (address, refused)
+    finally:
+        await socket_.close()
+    count = OutgoingEmail.objects.filter(kind=EmailKind.TRANSCRIPT).count
+    assert await database_sync_to_async(count)() == 0
+
+
+@pytest.mark.django_db
+def test_a_transcript_with_a_message_of_the_longest_length_arrives_whole(mailbox: Mailbox, settings):
+    from messenger.actions import mail
+    from messenger.actions.base import Actor
+    from messenger.actions.intake import send_visitor_message
+    from messenger.models import ContactInbox, Conversation
+    from messenger.scheduler import TICK_JOBS
+    from tests.conftest import bootstrap, new_client_id
+
+    inbox = make_inbox(make_branch())
+    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(
+        pubsub_token=bootstrap(inbox)["pubsub_token"]
+    )
+    body = ("Привет, <b>мир</b> & 🙂 " * 10_000)[: settings.MESSENGER_MESSAGE_MAX_LENGTH]
+    result = send_visitor_message(
+        contact_inbox=contact_inbox, client_id=new_client_id(), body=body, actor=Actor(contact=contact_inbox.contact)
+    )
+    conversation = Conversation.objects.select_related("inbox").get(pk=result.conversation.pk)
+    mail.do_queue_transcript(conversation=conversation, email="anna@example.com")
+    TICK_JOBS["email"]()
+    (received,) = mailbox.wait_for(1)
+    text, html = received.part("text/plain"), received.part("text/html")
+    assert body in text
+    assert body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in html
+
+
+# --- ordering and duplicates, as the docs say -----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_event_ids_have_gaps_and_one_change_shares_its_event_id(receiver, allow_private):  # noqa: F811
+    """The docs said the ``event_id`` a receiver sees is gapless ("can tell that it missed one")
+    and that ``(conversation_id, event_id)`` identifies an event for deduplication. Receipts
+    take numbers that are never sent, and a status change is two deliveries with one number: a
+    receiver following the old text raised false alarms and dropped ``conversation.status_changed``."""
+    from messenger.actions.base import Actor
+    from messenger.actions.conversations import do_change_status
+    from messenger.actions.messages import mark_delivered, send_operator_message
+    from tests.conftest import new_client_id
+    from tests.factories import make_user
+
+    branch = make_branch()
+    inbox = make_inbox(branch)
+    operator = make_user(branch=branch)
+    make_webhook(receiver.url, inbox=inbox)
+    conversation = conversation_of(inbox)
+    reply = send_operator_message(conversation=conversation, user=operator, client_id=new_client_id(), body="hi")
+    mark_delivered(conversation=conversation, reader="contact", up_to_message_id=reply.message.pk)
+    conversation.refresh_from_db()
+    send_operator_message(conversation=conversation, user=operator, client_id=new_client_id(), body="again")
+    conversation.refresh_from_db()
+    do_change_status(conversation=conversation, status="resolved", actor=Actor(user=operator))
+    deliver_due()
+    bodies = [json.loads(r.body) for r in receiver.requests if r.headers["x-messenger-event"] != "webhook.test"]
+    numbers = sorted({b["event_id"] for b in bodies if b["conversation_id"] == conversation.pk})
+    assert numbers != list(range(numbers[0], numbers[-1] + 1)), "a receipt's number is not sent"
+    status = [b for b in bodies if b["event"] in ("conversation.updated", "conversation.status_changed")]
+    assert len({(b["conversation_id"], b["event_id"]) for b in status}) == 1 and len(status) == 2
+    assert len({(b["event"], b["conversation_id"], b["event_id"]) for b in status}) == 2
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "integrations.md").read_text()
+    assert "can tell that it missed one" not in text
+    assert "a gap does not mean a lost request" in text
+    assert "the same `event`, `conversation_id` and `event_id`" in text
