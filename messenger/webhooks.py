@@ -103,7 +103,7 @@ def _uuid_sql(vendor: str) -> str:
         return "gen_random_uuid()"
     return (
         "lower(hex(randomblob(6)) || '4' || substr(hex(randomblob(2)), 2)"
-        " || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || hex(randomblob(6)))"
+        " || substr('89ab', 1 + (random() & 3), 1) || substr(hex(randomblob(2)), 2) || hex(randomblob(6)))"
     )
 
 

@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils.dateparse import parse_datetime
 
 from messenger import webhook_http
@@ -115,7 +117,9 @@ def test_delivery_ids_are_uuids_as_the_docs_show_them(allow_private):  # noqa: F
     SQLite the outbox made 32 random hex digits, which a receiver validating a UUID refuses."""
     inbox = make_inbox(make_branch())
     make_webhook("http://127.0.0.1:9/", inbox=inbox)
-    conversation_of(inbox)
+    # As with DEBUG on (``make run``): every statement is also formatted for the log.
+    with CaptureQueriesContext(connection):
+        conversation_of(inbox)
     rows = list(WebhookDelivery.objects.exclude(event="webhook.test"))
     assert {row.event for row in rows} >= {"message.created", "conversation.created", "contact.created"}
     for row in rows:
