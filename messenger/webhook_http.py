@@ -18,7 +18,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 
@@ -78,9 +78,11 @@ def _split(url: str) -> tuple[str, str, int, str]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise UnsafeTarget("the URL's port is not valid") from None
-    path = parts.path or "/"
+    # The request line is ASCII: a path typed with other characters is sent percent-encoded (as
+    # a browser does), an already encoded one unchanged.
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~")
     if parts.query:
-        path += "?" + parts.query
+        path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=~?")
     return parts.scheme, parts.hostname, port, path
 
 

@@ -318,3 +318,29 @@ def test_event_ids_have_gaps_and_one_change_shares_its_event_id(receiver, allow_
     assert "can tell that it missed one" not in text
     assert "a gap does not mean a lost request" in text
     assert "the same `event`, `conversation_id` and `event_id`" in text
+
+
+@pytest.mark.django_db
+def test_a_url_with_a_non_ascii_path_is_sent_percent_encoded(receiver, allow_private, settings):  # noqa: F811
+    """The admin accepts ``https://hooks.example.com/réception`` (Django's URL field does); the
+    request line must be ASCII, and ``http.client`` raised ``UnicodeEncodeError``, which no
+    outcome caught: the row stayed leased, was claimed again every few minutes and never failed."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from messenger.models import Webhook
+
+    inbox = make_inbox(make_branch())
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    url = receiver.url + "/réception?q=ü"
+    response = client.post(
+        "/admin/messenger/webhook/add/", {"inbox": inbox.pk, "url": url, "events": "[]", "is_active": "on"}
+    )
+    assert response.status_code == 302
+    webhook = Webhook.objects.get()
+    delivery = actions.do_send_test_event(webhook=webhook, actor=actions.Actor.system("test"))
+    deliver_due()
+    delivery.refresh_from_db()
+    assert delivery.status == DELIVERED
+    assert [r.path for r in receiver.requests] == ["/hook/r%C3%A9ception?q=%C3%BC"]

@@ -165,6 +165,10 @@ def _attempt(delivery: WebhookDelivery, now: datetime) -> Outcome:
         # The exception may quote what the receiver sent (a bad status line): NUL included.
         error_text = webhook_http.storable(f"{type(error).__name__}: {error}")
         return Outcome(status=PENDING, error=error_text, retry=True)
+    except ValueError as error:
+        # A request that cannot be written (the URL): no retry would do better, and an escaping
+        # exception would leave the row leased, sent again at every lease, never failed.
+        return Outcome(status=FAILED, error=webhook_http.storable(f"{type(error).__name__}: {error}"))
     answered = {
         "response_status": response.status,
         "response_body": response.body,
