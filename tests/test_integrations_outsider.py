@@ -21,6 +21,7 @@ from django.utils.dateparse import parse_datetime
 
 from messenger import webhook_http
 from messenger.actions import webhooks as actions
+from messenger.actions.base import Actor
 from messenger.models import WebhookDelivery
 from tests.factories import make_branch, make_inbox
 from tests.mailserver import Mailbox, mailbox_fixture  # noqa: F401 — the fixture
@@ -257,7 +258,6 @@ async def test_a_transcript_address_cannot_carry_headers_or_surrogates(mailbox: 
 @pytest.mark.django_db
 def test_a_transcript_with_a_message_of_the_longest_length_arrives_whole(mailbox: Mailbox, settings):
     from messenger.actions import mail
-    from messenger.actions.base import Actor
     from messenger.actions.intake import send_visitor_message
     from messenger.models import ContactInbox, Conversation
     from messenger.scheduler import TICK_JOBS
@@ -289,7 +289,6 @@ def test_event_ids_have_gaps_and_one_change_shares_its_event_id(receiver, allow_
     and that ``(conversation_id, event_id)`` identifies an event for deduplication. Receipts
     take numbers that are never sent, and a status change is two deliveries with one number: a
     receiver following the old text raised false alarms and dropped ``conversation.status_changed``."""
-    from messenger.actions.base import Actor
     from messenger.actions.conversations import do_change_status
     from messenger.actions.messages import mark_delivered, send_operator_message
     from tests.conftest import new_client_id
@@ -339,8 +338,26 @@ def test_a_url_with_a_non_ascii_path_is_sent_percent_encoded(receiver, allow_pri
     )
     assert response.status_code == 302
     webhook = Webhook.objects.get()
-    delivery = actions.do_send_test_event(webhook=webhook, actor=actions.Actor.system("test"))
+    delivery = actions.do_send_test_event(webhook=webhook, actor=Actor.system("test"))
     deliver_due()
     delivery.refresh_from_db()
     assert delivery.status == DELIVERED
     assert [r.path for r in receiver.requests] == ["/hook/r%C3%A9ception?q=%C3%BC"]
+
+
+@pytest.mark.django_db
+def test_a_second_rotation_ends_the_first_secrets_overlap_as_documented(receiver, allow_private):  # noqa: F811
+    from tests.test_webhooks import verifies
+
+    webhook, _ = make_webhook(receiver.url)
+    first = webhook.secret
+    webhook = actions.do_rotate_secret(webhook=webhook, actor=Actor.system())
+    second = webhook.secret
+    webhook = actions.do_rotate_secret(webhook=webhook, actor=Actor.system())
+    actions.do_send_test_event(webhook=webhook, actor=Actor.system())
+    deliver_due()
+    last = receiver.requests[-1]
+    assert verifies(last, webhook.secret) and verifies(last, second)
+    assert not verifies(last, first)
+    text = (Path(__file__).resolve().parent.parent / "docs" / "integrations.md").read_text()
+    assert "rotating again, even within the overlap, ends the older one's overlap" in text
