@@ -361,3 +361,44 @@ def test_a_second_rotation_ends_the_first_secrets_overlap_as_documented(receiver
     assert not verifies(last, first)
     text = (Path(__file__).resolve().parent.parent / "docs" / "integrations.md").read_text()
     assert "rotating again, even within the overlap, ends the older one's overlap" in text
+
+
+@pytest.mark.django_db
+def test_the_transcript_html_shows_the_formatting_the_widget_shows(mailbox: Mailbox):
+    """The HTML part printed ``**today**`` and ``[link](https://…)`` as typed, where the widget
+    shows bold and a link; the text part keeps the text as typed."""
+    from messenger.actions import mail
+    from messenger.actions.intake import send_visitor_message
+    from messenger.actions.messages import send_operator_message
+    from messenger.models import ContactInbox, Conversation
+    from messenger.scheduler import TICK_JOBS
+    from tests.conftest import bootstrap, new_client_id
+    from tests.factories import make_user
+
+    branch = make_branch()
+    inbox = make_inbox(branch)
+    operator = make_user(branch=branch)
+    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(
+        pubsub_token=bootstrap(inbox)["pubsub_token"]
+    )
+    first = send_visitor_message(
+        contact_inbox=contact_inbox,
+        client_id=new_client_id(),
+        body="Where is <b>it</b>?\nline two",
+        actor=Actor(contact=contact_inbox.contact),
+    )
+    conversation = Conversation.objects.select_related("inbox").get(pk=first.conversation.pk)
+    send_operator_message(
+        conversation=conversation,
+        user=operator,
+        client_id=new_client_id(),
+        body="It ships **today**, see [tracking](https://track.example.com/1)",
+    )
+    mail.do_queue_transcript(conversation=conversation, email="anna@example.com")
+    TICK_JOBS["email"]()
+    (received,) = mailbox.wait_for(1)
+    text, html = received.part("text/plain"), received.part("text/html")
+    assert "It ships **today**, see [tracking](https://track.example.com/1)" in text
+    assert "<strong>today</strong>" in html and 'href="https://track.example.com/1"' in html
+    assert "**today**" not in html
+    assert "Where is &lt;b&gt;it&lt;/b&gt;?<br>line two" in html and "<b>it</b>" not in html
