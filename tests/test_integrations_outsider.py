@@ -402,3 +402,61 @@ def test_the_transcript_html_shows_the_formatting_the_widget_shows(mailbox: Mail
     assert "<strong>today</strong>" in html and 'href="https://track.example.com/1"' in html
     assert "**today**" not in html
     assert "Where is &lt;b&gt;it&lt;/b&gt;?<br>line two" in html and "<b>it</b>" not in html
+
+
+@pytest.mark.django_db
+def test_a_huge_answer_is_read_no_further_than_the_log_keeps(allow_private, listeners):  # noqa: F811
+    """A receiver answering a gigabyte: the first 2 KB are kept, the rest is never read."""
+    sent: list[int] = []
+
+    def flood(connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+        try:
+            for _ in range(100_000):
+                connection.sendall(b"x" * 10_000)
+                sent.append(1)
+        except OSError:
+            pass
+
+    url, listener, _ = raw_receiver(flood)
+    listeners.append(listener)
+    _webhook, delivery = make_webhook(url)
+    deliver_due()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.response_status) == (DELIVERED, 200)
+    assert delivery.response_body == "x" * webhook_http.RESPONSE_BODY_LIMIT
+    time.sleep(0.2)
+    assert len(sent) < 1000, "the sender was cut off long before a gigabyte"
+
+
+def test_a_name_with_one_private_answer_is_refused_and_the_checked_address_is_the_one_used(monkeypatch, settings):
+    """DNS is the system's (stubbed here: no network): a name resolving to 10.x, or to a public
+    address and a private one, is refused; a public answer is the address connected to."""
+    settings.MESSENGER_WEBHOOK_ALLOW_PRIVATE = False
+    answers = {
+        "internal.example.com": ["10.0.0.5"],
+        "mixed.example.com": ["93.184.216.34", "192.168.1.1"],
+        "mapped.example.com": ["::ffff:10.1.2.3"],
+        "sixtofour.example.com": ["2002:a00:1::1"],
+        "public.example.com": ["93.184.216.34"],
+    }
+
+    def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+            for a in answers[host]
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    for host in ("internal", "mixed", "mapped", "sixtofour"):
+        with pytest.raises(webhook_http.UnsafeTarget):
+            webhook_http.check_url(f"https://{host}.example.com/hook")
+        with pytest.raises(webhook_http.UnsafeTarget):
+            webhook_http.resolve(f"https://{host}.example.com/hook")
+    target = webhook_http.resolve("https://public.example.com/hook?a=1")
+    assert (target.address, target.host, target.port, target.path) == (
+        "93.184.216.34",
+        "public.example.com",
+        443,
+        "/hook?a=1",
+    )
