@@ -172,7 +172,9 @@ def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float
         sock = connection.sock
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                # The plain socket's shutdown, under TLS too: the TLS layer's would drop its
+                # state under the reading thread's feet.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -191,7 +193,8 @@ def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float
             retry_after=response.getheader("Retry-After"),
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-    except (OSError, http.client.HTTPException):
+    except Exception:
+        # Whatever the cut-off made the read raise, it is the deadline.
         if cut_off.is_set():
             raise TimeoutError("timed out") from None
         raise
