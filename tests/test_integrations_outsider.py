@@ -460,3 +460,40 @@ def test_a_name_with_one_private_answer_is_refused_and_the_checked_address_is_th
         443,
         "/hook?a=1",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_slow_webhook_receivers_do_not_hold_up_the_emails_in_the_embedded_default(
+    mailbox: Mailbox,
+    allow_private,  # noqa: F811
+    settings,
+    listeners,
+):
+    """``MESSENGER_JOBS=threads``: the webhook deliveries and the e-mails shared one pool, so a
+    few receivers that never answer (each holding a thread until its timeout) delayed a password
+    reset or a transcript by as long. Seen on the embedded default: a transcript 90 s late."""
+    from messenger.models import EmailKind, EmailStatus, OutgoingEmail
+    from messenger.scheduler import TICK_JOBS
+
+    settings.MESSENGER_JOBS = "threads"
+    settings.MESSENGER_JOB_THREADS = 1
+    settings.MESSENGER_WEBHOOK_TIMEOUT_SECONDS = 3
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts, never answers
+    listeners.append(silent)
+    webhook, _ = make_webhook(f"http://127.0.0.1:{silent.getsockname()[1]}/")
+    actions.do_send_test_event(webhook=webhook, actor=Actor.system("test"))
+    assert actions.do_send_due_deliveries() == 2  # the webhook thread is busy for 2 × 3 s
+
+    from messenger.actions import mail
+
+    email = mail.do_queue_email(
+        kind=EmailKind.TRANSCRIPT, to=["anna@example.com"], subject="Hi", text="t", html="", dedupe_key="k"
+    )
+    started = time.monotonic()
+    TICK_JOBS["email"]()
+    mailbox.wait_for(1, timeout=8)
+    took = time.monotonic() - started
+    assert OutgoingEmail.objects.get(pk=email.pk).status == EmailStatus.SENT
+    assert took < 2, f"the e-mail waited {took:.1f} s behind the webhook deliveries"
