@@ -176,6 +176,7 @@ def contact_data(contact: Contact, *, changes: Sequence[str]) -> dict[str, Any]:
             "name": contact.name,
             "email": contact.email,
             "phone": contact.phone,
+            "external_id": contact.external_id,
             "custom_attributes": contact.custom_attributes,
             "created_at": iso(contact.created_at),
         },

@@ -497,3 +497,29 @@ def test_slow_webhook_receivers_do_not_hold_up_the_emails_in_the_embedded_defaul
     took = time.monotonic() - started
     assert OutgoingEmail.objects.get(pk=email.pk).status == EmailStatus.SENT
     assert took < 2, f"the e-mail waited {took:.1f} s behind the webhook deliveries"
+
+
+@pytest.mark.django_db
+def test_a_staff_edit_through_the_api_is_a_contact_updated_that_carries_the_changed_fields(receiver, allow_private):  # noqa: F811
+    """``PATCH /api/v1/contacts/{id}`` sends ``contact.updated`` (the docs named only the
+    visitor's forms), and its ``changes`` could name ``external_id`` while the ``contact`` did not
+    carry it."""
+    from messenger.models import AgentRole, ContactInbox
+    from tests.conftest import bootstrap
+    from tests.factories import make_user
+    from tests.test_api_v1 import Api, token_for
+
+    inbox = make_inbox(make_branch())
+    make_webhook(receiver.url, inbox=inbox, events=["contact.updated"])
+    contact = ContactInbox.objects.select_related("contact").get(pubsub_token=bootstrap(inbox)["pubsub_token"]).contact
+    api = Api(token_for(make_user(role=AgentRole.SUPERVISOR)))
+    answer = api.patch(f"contacts/{contact.pk}", {"external_id": "crm-42", "name": "Anna"})
+    assert answer.status_code == 200, answer.content
+    deliver_due()
+    (request,) = [r for r in receiver.requests if r.headers["x-messenger-event"] == "contact.updated"]
+    data = json.loads(request.body)["data"]
+    assert data["changes"] == ["external_id", "name"]
+    assert (data["contact"]["external_id"], data["contact"]["name"]) == ("crm-42", "Anna")
+    assert set(data["contact"]) == {"id", "name", "email", "phone", "external_id", "custom_attributes", "created_at"}
+    text = (Path(__file__).resolve().parent.parent / "docs" / "integrations.md").read_text()
+    assert "or staff change them (`PATCH /api/v1/contacts/{id}`" in text and '"external_id": ""' in text
