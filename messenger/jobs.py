@@ -5,8 +5,9 @@ receiver never holds up escalation or the snooze wake-ups of the same tick.
 Where it runs is ``MESSENGER_JOBS``:
 
 * ``q2`` (production): a django-q2 task (``async_task``), run by the ``worker`` process;
-* ``threads`` (the embedded default, which has no q2 cluster): a small pool of threads of the
-  web process itself;
+* ``threads`` (the embedded default, which has no q2 cluster): small pools of threads of the web
+  process itself, one per submitted function, so that slow webhook receivers, which can each hold
+  a thread for the request's whole deadline, never make an e-mail wait;
 * ``inline`` (the test suite): at once, in the calling thread.
 
 A submitted function takes plain ids and is safe to run twice (it claims its row first).
@@ -25,7 +26,7 @@ from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
-_pool: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
 _pool_lock = threading.Lock()
 
 
@@ -37,17 +38,20 @@ def submit(func_path: str, *args: Any) -> None:
 
         async_task(func_path, *args)
     elif mode == "threads":
-        _threads().submit(_run_in_thread, func_path, args)
+        _threads(func_path).submit(_run_in_thread, func_path, args)
     else:
         import_string(func_path)(*args)
 
 
-def _threads() -> ThreadPoolExecutor:
-    global _pool
+def _threads(func_path: str) -> ThreadPoolExecutor:
+    """The pool of ``func_path``'s jobs (``MESSENGER_JOB_THREADS`` threads each)."""
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=settings.MESSENGER_JOB_THREADS, thread_name_prefix="messenger-job")
-        return _pool
+        pool = _pools.get(func_path)
+        if pool is None:
+            name = func_path.rsplit(".", 1)[-1]
+            pool = ThreadPoolExecutor(max_workers=settings.MESSENGER_JOB_THREADS, thread_name_prefix=f"job-{name}")
+            _pools[func_path] = pool
+        return pool
 
 
 def _run_in_thread(func_path: str, args: tuple[Any, ...]) -> None:

@@ -611,6 +611,8 @@ def transcript_messages(conversation: Conversation) -> list[dict[str, Any]]:
                 "sender": name,
                 "created_at": message.created_at,
                 "body": "" if deleted else message.body,
+                # The HTML part shows what the widget shows: the body rendered to safe HTML.
+                "content": "" if deleted else public["content"],
                 "deleted": deleted,
                 "attachments": [] if deleted else [dict(a) for a in public["attachments"]],
             }

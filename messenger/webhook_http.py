@@ -4,6 +4,8 @@ A target is checked after DNS resolution and the connection goes to the very add
 checked (the Host header and TLS name stay the URL's host): a name that resolves to a public
 address for the check and to 127.0.0.1 for the connection has no second lookup to exploit.
 Redirects are never followed (``http.client`` does not): a 3xx is the receiver's answer.
+A request has a timeout per socket operation and a deadline as a whole (``total_deadline``): a
+receiver dripping its answer a byte at a time cannot hold a worker past it.
 ``MESSENGER_WEBHOOK_ALLOW_PRIVATE`` lifts the address check (development, tests).
 """
 
@@ -13,9 +15,10 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 
@@ -49,10 +52,12 @@ class Response:
 
 
 def address_refused(address: str) -> str | None:
-    """Why ``address`` may not be a webhook's target (None: it may)."""
+    """Why ``address`` may not be a webhook's target (None: it may). An IPv6 address that
+    carries an IPv4 one (IPv4-mapped ``::ffff:a.b.c.d``, 6to4 ``2002:…``) is judged by it."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped if ip.ipv4_mapped is not None else ip.sixtofour
+        ip = embedded if embedded is not None else ip
     for flag in ("is_loopback", "is_private", "is_link_local", "is_multicast", "is_reserved", "is_unspecified"):
         if getattr(ip, flag):
             return f"{ip} is {flag[3:].replace('_', '-')}"
@@ -73,9 +78,11 @@ def _split(url: str) -> tuple[str, str, int, str]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise UnsafeTarget("the URL's port is not valid") from None
-    path = parts.path or "/"
+    # The request line is ASCII: a path typed with other characters is sent percent-encoded (as
+    # a browser does), an already encoded one unchanged.
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~")
     if parts.query:
-        path += "?" + parts.query
+        path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=~?")
     return parts.scheme, parts.hostname, port, path
 
 
@@ -138,21 +145,59 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
+def total_deadline(timeout: float) -> float:
+    """The most a whole request may take (connecting, sending, the answer's head and first
+    ``RESPONSE_BODY_LIMIT`` bytes), ``timeout`` being the limit of each socket operation."""
+    return 3 * timeout
+
+
+def storable(text: str) -> str:
+    """``text`` as a database column takes it: PostgreSQL text cannot hold NUL."""
+    return text.replace("\x00", "\ufffd")
+
+
 def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float) -> Response:
     """POST ``body`` to ``target`` (connecting to its checked address); raises ``OSError`` (and
-    ``http.client.HTTPException``) on a connection error or a timeout."""
+    ``http.client.HTTPException``) on a connection error, ``TimeoutError`` on a timeout of one
+    operation or past ``total_deadline``."""
     connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     connection = connection_class(target, timeout)
     started = time.monotonic()
+    cut_off = threading.Event()
+
+    def stop() -> None:
+        # The socket timeout bounds each read, not their sum: past the deadline the socket is
+        # shut down, and the read in progress ends at once.
+        cut_off.set()
+        sock = connection.sock
+        if sock is not None:
+            try:
+                # The plain socket's shutdown, under TLS too: the TLS layer's would drop its
+                # state under the reading thread's feet.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(total_deadline(timeout), stop)
+    timer.daemon = True
+    timer.start()
     try:
         connection.request("POST", target.path, body=body, headers={"User-Agent": USER_AGENT, **headers})
         response = connection.getresponse()
         text = response.read(RESPONSE_BODY_LIMIT).decode("utf-8", "replace")
+        if cut_off.is_set():
+            raise TimeoutError("timed out")
         return Response(
             status=response.status,
-            body=text,
+            body=storable(text),
             retry_after=response.getheader("Retry-After"),
             duration_ms=int((time.monotonic() - started) * 1000),
         )
+    except Exception:
+        # Whatever the cut-off made the read raise, it is the deadline.
+        if cut_off.is_set():
+            raise TimeoutError("timed out") from None
+        raise
     finally:
+        timer.cancel()
         connection.close()

@@ -96,8 +96,15 @@ def body_of(delivery: WebhookDelivery) -> str:
 
 
 def _uuid_sql(vendor: str) -> str:
-    # SQLite stores a UUIDField as 32 hex digits.
-    return "gen_random_uuid()" if vendor == "postgresql" else "lower(hex(randomblob(16)))"
+    """A random (version 4) UUID, as the column stores it. SQLite stores a UUIDField as 32 hex
+    digits; the version nibble is ``4`` and the variant one of ``8 9 a b``, as a receiver that
+    validates the documented UUID expects."""
+    if vendor == "postgresql":
+        return "gen_random_uuid()"
+    return (
+        "lower(hex(randomblob(6)) || '4' || substr(hex(randomblob(2)), 2)"
+        " || substr('89ab', 1 + (random() & 3), 1) || substr(hex(randomblob(2)), 2) || hex(randomblob(6)))"
+    )
 
 
 def _like_pattern(name: str) -> str:
@@ -169,6 +176,7 @@ def contact_data(contact: Contact, *, changes: Sequence[str]) -> dict[str, Any]:
             "name": contact.name,
             "email": contact.email,
             "phone": contact.phone,
+            "external_id": contact.external_id,
             "custom_attributes": contact.custom_attributes,
             "created_at": iso(contact.created_at),
         },

@@ -65,15 +65,20 @@ def parse_email_url(url: str) -> dict:
         )
     use_tls, use_ssl = EMAIL_SCHEMES[parsed.scheme]
     options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    try:
+        port = parsed.port
+        timeout = int(options.get("timeout", 10))
+    except ValueError as error:
+        raise ImproperlyConfigured(f"EMAIL_URL: {error} (a port is 1–65535, ?timeout= a number of seconds)") from None
     return {
         "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
         "EMAIL_HOST": parsed.hostname or "localhost",
-        "EMAIL_PORT": parsed.port or (465 if use_ssl else 587 if use_tls else 25),
+        "EMAIL_PORT": port or (465 if use_ssl else 587 if use_tls else 25),
         "EMAIL_HOST_USER": unquote(parsed.username or ""),
         "EMAIL_HOST_PASSWORD": unquote(parsed.password or ""),
         "EMAIL_USE_TLS": use_tls,
         "EMAIL_USE_SSL": use_ssl,
-        "EMAIL_TIMEOUT": int(options.get("timeout", 10)),
+        "EMAIL_TIMEOUT": timeout,
     }
 
 

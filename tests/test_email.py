@@ -571,7 +571,7 @@ def test_without_email_url_the_embedded_default_writes_emails_to_the_log(capfd):
     assert OutgoingEmail.objects.get(pk=email.pk).status == EmailStatus.SENT
     out = capfd.readouterr().out
     assert "Subject: Console subject" in out and "console body" in out
-    assert jobs._pool is not None
+    assert "messenger.tasks.send_email" in jobs._pools
 
 
 @override_settings(MESSENGER_TRANSCRIPT_RATE_PER_IP="2/h")

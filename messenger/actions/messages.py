@@ -113,10 +113,11 @@ class WriteChecks:
 
 
 def as_datetime(value: Any) -> datetime | None:
-    """A timestamp as RETURNING gives it (SQLite: text) → an aware datetime."""
-    if value is None or isinstance(value, datetime):
-        return value
-    parsed = parse_datetime(str(value))
+    """A timestamp as RETURNING gives it → an aware datetime. SQLite gives text, or a naive
+    datetime when the column's declared type has a converter: both are UTC."""
+    if value is None:
+        return None
+    parsed = value if isinstance(value, datetime) else parse_datetime(str(value))
     if parsed is not None and timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, UTC)
     return parsed

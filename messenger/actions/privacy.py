@@ -163,7 +163,7 @@ def _scrub(value: Any, *, contact_id: int, removed_ids: set[int]) -> Any:
         clean["name"] = ""
     contact = clean.get("contact")
     if isinstance(contact, dict) and contact.get("id") == contact_id:
-        clean["contact"] = {**contact, **{k: "" for k in ("name", "email", "phone") if k in contact}}
+        clean["contact"] = {**contact, **{k: "" for k in ("name", "email", "phone", "external_id") if k in contact}}
     if "last_message_preview" in clean:
         clean["last_message_preview"] = ""
     return clean

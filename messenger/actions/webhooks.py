@@ -48,7 +48,8 @@ from messenger.webhooks import (
 )
 
 DELIVER_TASK = "messenger.tasks.deliver_webhook"
-# Longer than a send can take (connect + read timeouts): a live attempt is never claimed twice.
+# At least this, and always longer than a send can take (``lease_for_request``): a live attempt
+# is never claimed twice.
 LEASE = timedelta(seconds=120)
 CLAIM_BATCH = 100
 BACKOFF_FIRST_SECONDS = 30
@@ -59,13 +60,20 @@ DELIVERED = WebhookDelivery.Status.DELIVERED
 FAILED = WebhookDelivery.Status.FAILED
 
 
+def lease_for_request() -> timedelta:
+    """How long a claimed or started delivery is held: past the request's whole deadline
+    (``webhook_http.total_deadline``), with a margin to record the outcome."""
+    deadline = webhook_http.total_deadline(settings.MESSENGER_WEBHOOK_TIMEOUT_SECONDS)
+    return max(LEASE, timedelta(seconds=deadline + 60))
+
+
 def do_claim_due_deliveries(*, now: datetime | None = None, limit: int = CLAIM_BATCH) -> list[tuple[int, int]]:
     """Lease the due pending deliveries of active webhooks; (id, attempts) of each claimed row."""
     now = now or timezone.now()
     table = WebhookDelivery._meta.db_table
     webhooks = Webhook._meta.db_table
     at = offline().ops.adapt_datetimefield_value(now)
-    until = offline().ops.adapt_datetimefield_value(now + LEASE)
+    until = offline().ops.adapt_datetimefield_value(now + lease_for_request())
     free = "status = %s AND (locked_until IS NULL OR locked_until < %s)"
     # PostgreSQL: a racing claim takes the next rows instead of waiting for these and finding
     # them taken (SQLite has one writer at a time: nothing to skip).
@@ -128,7 +136,7 @@ def do_deliver(*, delivery_pk: int, attempts: int, now: datetime | None = None) 
     now = now or timezone.now()
     mine = WebhookDelivery.objects.filter(pk=delivery_pk, status=PENDING, attempts=attempts)
     started = mine.filter(webhook__is_active=True).update(
-        attempts=F("attempts") + 1, last_attempt_at=now, locked_until=now + LEASE
+        attempts=F("attempts") + 1, last_attempt_at=now, locked_until=now + lease_for_request()
     )
     if not started:
         # Disabled since the claim: the row waits, free for the tick once re-enabled.
@@ -154,7 +162,13 @@ def _attempt(delivery: WebhookDelivery, now: datetime) -> Outcome:
     except TimeoutError:
         return Outcome(status=PENDING, error="timed out", retry=True)
     except (OSError, http.client.HTTPException) as error:
-        return Outcome(status=PENDING, error=f"{type(error).__name__}: {error}", retry=True)
+        # The exception may quote what the receiver sent (a bad status line): NUL included.
+        error_text = webhook_http.storable(f"{type(error).__name__}: {error}")
+        return Outcome(status=PENDING, error=error_text, retry=True)
+    except ValueError as error:
+        # A request that cannot be written (the URL): no retry would do better, and an escaping
+        # exception would leave the row leased, sent again at every lease, never failed.
+        return Outcome(status=FAILED, error=webhook_http.storable(f"{type(error).__name__}: {error}"))
     answered = {
         "response_status": response.status,
         "response_body": response.body,
