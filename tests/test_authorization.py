@@ -86,6 +86,7 @@ def visitor_frames(conversation_id: int, message_id: int) -> list[dict[str, Any]
         {"type": "message.delivered", "conversation_id": conversation_id, "up_to_message_id": message_id},
         {"type": "conversation.read", "conversation_id": conversation_id, "up_to_message_id": message_id},
         {"type": "conversation.rate", "conversation_id": conversation_id, "score": 5, "comment": "x"},
+        {"type": "conversation.transcript", "conversation_id": conversation_id, "email": "visitor@example.com"},
     ]
 
 
