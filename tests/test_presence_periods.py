@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from channels.db import database_sync_to_async
 from django.db import IntegrityError, connections, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from messenger import reports
@@ -32,6 +33,7 @@ from tests.conftest import operator_socket
 from tests.factories import make_branch, make_inbox, make_user
 from tests.test_reports import api_for
 from tests.test_routing_helpers import is_postgres
+from tests.test_staff_sessions import closed_within, logged_in, open_socket
 
 ME = Actor.system("test")
 
@@ -187,6 +189,19 @@ async def test_the_operator_socket_opens_and_closes_the_period():
     rows = await database_sync_to_async(periods)(user)
     assert [ended is None for _, _, ended in rows] == [False, False]
     await database_sync_to_async(check_invariants)(user)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_logging_out_ends_the_period_with_the_socket():
+    user = await database_sync_to_async(make_user)(branch=await database_sync_to_async(make_branch)())
+    browser = await database_sync_to_async(logged_in)(user)
+    socket = await open_socket(browser)
+    assert [ended for _, _, ended in await database_sync_to_async(periods)(user)] == [None]
+    assert (await database_sync_to_async(browser.post)(reverse("logout"))).status_code == 302
+    await closed_within(socket, 5)
+    await socket.close()  # the server's disconnect (the consumer's ``disconnect``)
+    rows = await database_sync_to_async(periods)(user)
+    assert len(rows) == 1 and rows[0][2] is not None
 
 
 # --- races (PostgreSQL: SQLite serialises writers) ------------------------------------------------
