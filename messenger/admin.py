@@ -49,6 +49,7 @@ from messenger.models import (
     Label,
     Message,
     OutgoingEmail,
+    PresencePeriod,
     Region,
     RoutingRule,
     Webhook,
@@ -220,6 +221,17 @@ class AgentConnectionAdmin(ViewOnlyMixin, admin.ModelAdmin):
     list_filter = ("connected_at",)
     search_fields = ("user__username", "channel_name")
     list_select_related = ("user",)
+
+
+@admin.register(PresencePeriod)
+class PresencePeriodAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    """Time online / away / busy (docs/analytics.md): written by the presence actions only."""
+
+    list_display = ("user", "status", "started_at", "ended_at")
+    list_filter = ("status", "started_at")
+    search_fields = ("user__username",)
+    list_select_related = ("user",)
+    date_hierarchy = "started_at"
 
 
 # --- Inbox ---------------------------------------------------------------------------------------

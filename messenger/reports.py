@@ -3,7 +3,7 @@ number of rows, then the arithmetic in Python, so PostgreSQL and SQLite give the
 
 ``report(scope, params)`` runs six queries (conversations with their message aggregates, their
 audit rows, inboxes and branches for working hours, operators' and regions' names) and ``Report``
-computes every table from them. Percentiles interpolate linearly between the closest ranks, as PostgreSQL's
+computes every table from them; the operators table reads the presence periods too (a seventh). Percentiles interpolate linearly between the closest ranks, as PostgreSQL's
 ``percentile_cont`` does.
 """
 
@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.db.models import Count, Min, Q, QuerySet
+from django.utils import timezone
 
 from messenger.access import StaffScope, visible_conversations, visible_inboxes
 from messenger.errors import InvalidInput, NotFound
@@ -29,11 +30,13 @@ from messenger.models import (
     Inbox,
     Label,
     MessageDirection,
+    PresencePeriod,
     Region,
     SenderType,
 )
 from messenger.routing.hours import schedule_open_seconds
 
+PRESENCE = ("online", "away", "busy")
 MAX_DAYS = 366
 EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)
 ENDED = (ConversationStatus.RESOLVED, ConversationStatus.CLOSED)
@@ -370,9 +373,22 @@ class Report:
         for row in self.rows:
             groups[getattr(row, attribute)].append(row)
         names = self.names[key]
+        presence: dict[int, dict[str, float]] = {}
+        if key == "operator":
+            presence = self.presence()
+            # Someone who was online but handled nothing in the range still has a row, unless the
+            # report is narrowed to conversations of an inbox, region or label.
+            params = self.params
+            if params.inbox is None and params.region is None and params.label is None:
+                for user_id in presence:
+                    groups.setdefault(user_id, [])
         result = []
         for group_id in sorted(groups, key=lambda value: (value is None, names.get(value or 0, ""), value or 0)):
             figures = self.figures(groups[group_id])
+            times = {}
+            if key == "operator":
+                seconds = presence.get(group_id or 0, {})
+                times = {f"{status}_seconds": seconds.get(status, 0.0) for status in PRESENCE}
             result.append(
                 {
                     "id": group_id,
@@ -389,9 +405,31 @@ class Report:
                     "csat_average": figures["csat"]["average"],
                     "csat_count": figures["csat"]["count"],
                     "nps": figures["nps"]["score"],
+                    **times,
                 }
             )
         return result
+
+    def presence(self) -> dict[int, dict[str, float]]:
+        """Per operator: seconds online, away and busy within the range (docs/analytics.md): every
+        ``PresencePeriod`` overlapping it, clipped to it, an open one counted up to now. One query,
+        run by the operators table only."""
+        params = self.params
+        now = timezone.now()
+        periods = PresencePeriod.objects.filter(started_at__lt=params.until).filter(
+            Q(ended_at__isnull=True) | Q(ended_at__gt=params.since)
+        )
+        if params.operator is not None:
+            periods = periods.filter(user_id=params.operator)
+        if params.branch is not None:
+            periods = periods.filter(user__agent__branch_id=params.branch)
+        result: dict[int, dict[str, float]] = defaultdict(lambda: dict.fromkeys(PRESENCE, 0.0))
+        for user_id, status, started_at, ended_at in periods.values_list("user_id", "status", "started_at", "ended_at"):
+            start = max(started_at, params.since)
+            end = min(ended_at or now, params.until)
+            if end > start:
+                result[user_id][status] += (end - start).total_seconds()
+        return {user_id: {k: round(v, 1) for k, v in times.items()} for user_id, times in result.items()}
 
     def series(self) -> list[dict[str, Any]]:
         """Per local day of the range: new, resolved, missed, first response median."""

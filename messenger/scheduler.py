@@ -23,7 +23,7 @@ from django.core.cache import cache
 
 from messenger.actions.assignment import do_backlog_sweep_all, do_escalate_due
 from messenger.actions.mail import do_claim_due_emails, do_notify_unread_due, do_purge_old_emails
-from messenger.actions.presence import do_presence_sweep
+from messenger.actions.presence import do_presence_sweep, do_purge_presence_log
 from messenger.actions.schedule import (
     do_close_resolved,
     do_purge_anonymous,
@@ -49,13 +49,14 @@ TICK_JOBS: dict[str, Callable[[], int]] = {
 }
 # Resolved → closed after N days; closed anonymous conversations purged after M months; contacts
 # that never wrote purged after D idle days; sent and failed e-mails deleted after K days; finished
-# webhook deliveries purged after W days.
+# webhook deliveries purged after W days; presence periods (time online in the reports) after P days.
 RETENTION_JOBS: dict[str, Callable[[], int]] = {
     "retention_closed": do_close_resolved,
     "retention_purged": do_purge_anonymous,
     "retention_unused_contacts": do_purge_unused_contacts,
     "retention_emails": do_purge_old_emails,
     "retention_webhook_deliveries": do_purge_delivery_log,
+    "retention_presence_log": do_purge_presence_log,
 }
 RETENTION_GATE_KEY = "scheduler:retention:gate"
 

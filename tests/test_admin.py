@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db
 # Logs and rows only actions write: visible, never added by hand.
 VIEW_ONLY = {
     m.AgentConnection,
+    m.PresencePeriod,
     m.OutgoingEmail,
     m.ContactInbox,
     m.ConversationEvent,
@@ -39,6 +40,7 @@ MESSENGER_MODELS = [
     m.RoutingRule,
     m.AgentProfile,
     m.AgentConnection,
+    m.PresencePeriod,
     m.Inbox,
     m.Contact,
     m.ContactInbox,
@@ -72,6 +74,7 @@ def one_of_each() -> dict[type[Model], Model]:
     rule = m.RoutingRule.objects.create(region=region, branch=branch)
     operator = make_user("op", branch=branch)
     connection = m.AgentConnection.objects.create(user=operator, channel_name="specific.x!y", last_heartbeat=now)
+    period = m.PresencePeriod.objects.create(user=operator, status="online", started_at=now)
     inbox = make_inbox(branch)
     contact = m.Contact.objects.create(name="Visitor", email="v@example.com")
     contact_inbox = m.ContactInbox.objects.create(contact=contact, inbox=inbox)
@@ -112,6 +115,7 @@ def one_of_each() -> dict[type[Model], Model]:
         m.RoutingRule: rule,
         m.AgentProfile: operator.agent,
         m.AgentConnection: connection,
+        m.PresencePeriod: period,
         m.Inbox: inbox,
         m.Contact: contact,
         m.ContactInbox: contact_inbox,
@@ -174,6 +178,7 @@ def test_changelists_do_not_query_per_row(superuser_client, one_of_each):
         m.RoutingRule.objects.create(region=region, branch=branch)
         user = make_user(f"u{index}", branch=branch)
         m.AgentConnection.objects.create(user=user, channel_name=f"c{index}", last_heartbeat=now)
+        m.PresencePeriod.objects.create(user=user, status="away", started_at=now)
         inbox = make_inbox(branch)
         contact = m.Contact.objects.create(name=f"V{index}", region=region)
         contact_inbox = m.ContactInbox.objects.create(contact=contact, inbox=inbox)

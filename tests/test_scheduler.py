@@ -97,6 +97,7 @@ def test_run_due_jobs_reports_every_job():
         "retention_unused_contacts",
         "retention_emails",
         "retention_webhook_deliveries",
+        "retention_presence_log",
     }
     assert set(run_due_jobs()) == {
         "presence",
@@ -113,6 +114,7 @@ def test_run_due_jobs_reports_every_job():
         "retention_unused_contacts",
         "retention_emails",
         "retention_webhook_deliveries",
+        "retention_presence_log",
     }
 
 

@@ -1,4 +1,4 @@
-from messenger.models.agent import AgentConnection, AgentProfile, AgentRole, AgentStatus
+from messenger.models.agent import AgentConnection, AgentProfile, AgentRole, AgentStatus, PresencePeriod
 from messenger.models.api_token import ApiToken
 from messenger.models.audit import ActivityEvent
 from messenger.models.branch import Branch, Region, RoutingRule
@@ -21,6 +21,7 @@ __all__ = [
     "AgentProfile",
     "AgentRole",
     "AgentStatus",
+    "PresencePeriod",
     "ApiToken",
     "Attachment",
     "Branch",

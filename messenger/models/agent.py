@@ -78,3 +78,41 @@ class AgentConnection(models.Model):
         verbose_name = _("operator connection")
         verbose_name_plural = _("operator connections")
         indexes = [models.Index(fields=["user", "last_heartbeat"], name="agentconn_user_hb")]
+
+
+class PresencePeriod(models.Model):
+    """A stretch of time an operator was reachable with one status (docs/analytics.md, "Time online /
+    away / busy"): opened when they have a socket and a manual status other than offline, closed when
+    either ends. At most one open period per user (``ended_at`` null); periods of a user never overlap.
+    Written by ``messenger.actions.presence`` only, in the transaction of the presence change."""
+
+    STATUSES = (
+        (AgentStatus.ONLINE, AgentStatus.ONLINE.label),
+        (AgentStatus.AWAY, AgentStatus.AWAY.label),
+        (AgentStatus.BUSY, AgentStatus.BUSY.label),
+    )
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="presence_periods")
+    status = models.CharField(_("status"), max_length=16, choices=STATUSES)
+    started_at = models.DateTimeField(_("started at"))
+    ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("presence period")
+        verbose_name_plural = _("presence periods")
+        indexes = [
+            models.Index(fields=["user", "started_at"], name="presence_user_start"),
+            models.Index(fields=["ended_at"], name="presence_ended"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(ended_at__isnull=True), name="presence_one_open_per_user"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(ended_at__isnull=True) | models.Q(ended_at__gte=models.F("started_at")),
+                name="presence_ends_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.status} {self.started_at:%Y-%m-%d %H:%M}–{self.ended_at or ''}"

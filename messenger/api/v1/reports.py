@@ -122,6 +122,14 @@ class V1ReportGroupRow(serializers.Serializer):
     nps = serializers.FloatField(allow_null=True)
 
 
+class V1ReportOperatorRow(V1ReportGroupRow):
+    online_seconds = serializers.FloatField(
+        help_text="Seconds online within the range (docs/analytics.md): connected with status online."
+    )
+    away_seconds = serializers.FloatField(help_text="Seconds connected with status away within the range.")
+    busy_seconds = serializers.FloatField(help_text="Seconds connected with status busy within the range.")
+
+
 class V1ReportSeriesRow(serializers.Serializer):
     date = serializers.DateField()
     new = serializers.IntegerField()
@@ -271,7 +279,7 @@ class ReportSummaryView(ReportView):
 
 
 OperatorsView, OperatorsCsvView = _report_views(
-    "operators", V1ReportGroupRow, lambda report: report.table("operator"), "The figures per operator (assignee)"
+    "operators", V1ReportOperatorRow, lambda report: report.table("operator"), "The figures per operator (assignee)"
 )
 BranchesView, BranchesCsvView = _report_views(
     "branches", V1ReportGroupRow, lambda report: report.table("branch"), "The figures per branch"
