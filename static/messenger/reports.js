@@ -175,7 +175,7 @@
       root.append(svgEl("text", { x: left - 6, y: top + 15, "text-anchor": "end" }, label(row)));
       series.forEach((s, n) => {
         const length = (row[s.key] / max) * (width - left - 40);
-        const bar = svgEl("rect", { x: left, y: top + 2 + n * 12, width: Math.max(1, length), height: 10, class: s.cls });
+        const bar = svgEl("rect", { x: left, y: top + 2 + n * 12, width: Math.max(1, length), height: 10, class: "bar " + s.cls });
         bar.append(svgEl("title", {}, label(row) + " · " + s.label + ": " + row[s.key]));
         root.append(bar);
         root.append(svgEl("text", { x: left + length + 4, y: top + 11 + n * 12 }, String(row[s.key])));
@@ -281,7 +281,9 @@
     table.append(el("caption", {}, caption));
     const head = el("tr");
     for (const [, header] of columns) head.append(el("th", { scope: "col" }, header));
-    table.append(el("thead")).append(head);
+    const thead = el("thead");
+    thead.append(head);
+    table.append(thead);
     const body = el("tbody");
     for (const row of rows) {
       const line = el("tr", { "data-id": row.id === undefined || row.id === null ? "" : String(row.id) });
@@ -291,7 +293,11 @@
       }
       body.append(line);
     }
-    if (!rows.length) body.append(el("tr")).append(el("td", { colspan: String(columns.length) }, "No rows."));
+    if (!rows.length) {
+      const empty = el("tr");
+      empty.append(el("td", { colspan: String(columns.length) }, "No rows."));
+      body.append(empty);
+    }
     table.append(body);
   }
 
