@@ -6,6 +6,7 @@ tests/test_reports_browser.py."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.test import Client
@@ -109,11 +110,17 @@ def test_page_for_staff_only(world):
     assert "script-src 'self'" in page["Content-Security-Policy"]
     html = page.content.decode()
     assert "/static/messenger/reports.js" in html and 'id="f-operator"' in html
+    # Nothing inline the CSP would refuse: scripts from files, the configuration as JSON data.
+    scripts = re.findall(r"<script([^>]*)>", html)
+    assert scripts == [' id="config" type="application/json"', ' src="/static/messenger/reports.js" defer']
+    markup = re.sub(r'<script id="config".*?</script>', "", html, flags=re.S)
+    assert not re.search(r"\s(style|on[a-z]+)=", markup)
     config = json.loads(html.split('<script id="config" type="application/json">')[1].split("</script>")[0])
     assert config["tz"] == "Europe/Berlin"  # the supervisor's branch's zone
     assert {row["name"] for row in config["choices"]["operators"]} >= {"Olga", "Oleg", "Otto"}
     assert config["urls"]["summary"] == "/api/operator/reports/summary/"
 
+    assert 'href="/dashboard/reports/"' in session(world["op1"]).get("/dashboard/").content.decode()
     mine = session(world["op1"]).get("/dashboard/reports/").content.decode()
     config = json.loads(mine.split('<script id="config" type="application/json">')[1].split("</script>")[0])
     assert [row["name"] for row in config["choices"]["operators"]] == ["Olga"]
