@@ -14,7 +14,7 @@ from messenger.api.schema import errors
 from messenger.api.v1 import reports as v1
 
 TAGS = ["operator"]
-ERRORS = errors(400, 403, 404)
+ERRORS = errors(400, 403, 404, 503)
 DESCRIPTION = (
     STAFF + " The same query and answer as the /api/v1/reports/ operation of the same name "
     "(docs/analytics.md); an operator's figures are always their own."

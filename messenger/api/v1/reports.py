@@ -22,7 +22,7 @@ from messenger.api.schema import errors
 from messenger.api.v1.views import TAGS, V1View
 
 MAX_ID = 2**63 - 1
-REPORT_ERRORS = errors(400, 401, 403, 404, 429)
+REPORT_ERRORS = errors(400, 401, 403, 404, 429, 503)
 
 
 # --- query parameters ----------------------------------------------------------------------------
