@@ -120,7 +120,7 @@
   function lineChart(figure, title, rows, series, format) {
     const width = 560;
     const height = 220;
-    const pad = { left: 56, right: 12, top: 24, bottom: 28 };
+    const pad = { left: 76, right: 12, top: 24, bottom: 28 };
     const values = rows.flatMap((row) => series.map((s) => row[s.key]).filter((v) => v !== null));
     const max = Math.max(1, ...values);
     const description = rows
@@ -317,7 +317,7 @@
   ];
 
   function groupTable(id, header, rows, unnamed) {
-    renderTable(id, [["name", header, (v) => v || unnamed], ...GROUP], rows, rows.length + " rows");
+    renderTable(id, [["name", header, (v) => v || unnamed], ...GROUP], rows, rows.length + (rows.length === 1 ? " row" : " rows"));
   }
 
   // --- the page --------------------------------------------------------------------------------
