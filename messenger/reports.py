@@ -520,3 +520,30 @@ def report(scope: StaffScope, params: ReportParams) -> Report:
         "region": dict(Region.objects.values_list("pk", "name")),
     }
     return Report(params=params, rows=conversations, inboxes=inboxes, branches=branches, names=names)
+
+
+def filter_choices(scope: StaffScope) -> dict[str, Any]:
+    """What the reports page offers in its filters, in the caller's reach, and its default zone
+    (the caller's branch's, else UTC). An operator's only operator is themself."""
+    profile = AgentProfile.objects.filter(user_id=scope.user_id).select_related("branch").first()
+    tz = profile.branch.timezone if profile and profile.branch_id else "UTC"
+    staff = AgentProfile.objects.select_related("user").order_by("user__first_name", "user__username")
+    branches = Branch.objects.order_by("name")
+    if not scope.sees_all:
+        staff = staff.filter(user_id=scope.user_id)
+        branches = branches.filter(pk=scope.branch_id) if scope.branch_id else branches.none()
+
+    def options(rows: Any) -> list[dict[str, Any]]:
+        return [{"id": pk, "name": name} for pk, name in rows]
+
+    return {
+        "tz": tz,
+        "branches": options(branches.values_list("pk", "name")),
+        "regions": options(Region.objects.order_by("name").values_list("pk", "name")),
+        "inboxes": options(visible_inboxes(scope).order_by("name").values_list("pk", "name")),
+        "operators": [
+            {"id": profile.user_id, "name": profile.user.get_full_name() or profile.user.get_username()}
+            for profile in staff
+        ],
+        "labels": options(Label.objects.order_by("name").values_list("pk", "name")),
+    }

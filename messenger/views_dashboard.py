@@ -16,7 +16,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from messenger import events, selectors
+from messenger import events, reports, selectors
 from messenger.access import staff_scope
 from messenger.actions import mail
 from messenger.client_address import request_client_address
@@ -60,6 +60,27 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         },
     }
     return render(request, "messenger/dashboard.html", {"config": config, "scope": scope})
+
+
+@require_GET
+@login_required
+def reports_page(request: HttpRequest) -> HttpResponse:
+    """The reports page (docs/dashboard.md): filters, charts and tables drawn by reports.js from
+    /api/operator/reports/…; supervisors and admins see everything in reach, an operator their own."""
+    scope = staff_scope(request.user)
+    if scope is None:
+        raise PermissionDenied("Operators only.")
+    choices = reports.filter_choices(scope)
+    config = {
+        "user": {"id": request.user.pk, "name": events.user_name(request.user), "sees_all": scope.sees_all},
+        "tz": choices.pop("tz"),
+        "choices": choices,
+        "urls": {
+            name: reverse(f"operator-reports-{name}")
+            for name in ("summary", "operators", "branches", "regions", "series", "heatmap", "ratings")
+        },
+    }
+    return render(request, "messenger/reports.html", {"config": config, "scope": scope})
 
 
 class OutboxPasswordResetForm(PasswordResetForm):

@@ -41,6 +41,10 @@ def check_shape(name: str, body: dict) -> None:
 
 @pytest.fixture
 def world():
+    return build_world()
+
+
+def build_world() -> dict:
     """Berlin's spring-forward day, 2026-03-29 (a Sunday: 23 hours; 02:00 CET → 03:00 CEST at
     01:00 UTC). The day in Europe/Berlin is [2026-03-28 23:00Z, 2026-03-29 22:00Z).
 

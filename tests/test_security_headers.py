@@ -14,7 +14,7 @@ def test_pages_carry_csp_nosniff_and_frame_denial():
     operator = make_user(branch=make_branch())
     client = Client()
     client.force_login(operator)
-    for url in ("/dashboard/", "/accounts/login/", "/demo/?token=x"):
+    for url in ("/dashboard/", "/dashboard/reports/", "/accounts/login/", "/demo/?token=x"):
         response = client.get(url)
         assert response.status_code in (200, 404), url
         assert response["X-Content-Type-Options"] == "nosniff"

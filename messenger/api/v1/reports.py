@@ -22,7 +22,7 @@ from messenger.api.schema import errors
 from messenger.api.v1.views import TAGS, V1View
 
 MAX_ID = 2**63 - 1
-REPORT_ERRORS = errors(400, 401, 403, 404, 429)
+REPORT_ERRORS = errors(400, 401, 403, 404, 429, 503)
 
 
 # --- query parameters ----------------------------------------------------------------------------
@@ -215,37 +215,71 @@ class ReportCsvView(ReportView):
     filename: ClassVar[str] = "report"
 
 
-def _report_views(name: str, row: type[serializers.Serializer], build: Any, summary: str) -> tuple[type, type]:
-    shape = _table(row, f"V1Report{name.title()}")
+ROWS: dict[str, tuple[type[serializers.Serializer], Any, str]] = {
+    "operators": (V1ReportOperatorRow, lambda report: report.table("operator"), "The figures per operator (assignee)"),
+    "branches": (V1ReportGroupRow, lambda report: report.table("branch"), "The figures per branch"),
+    "regions": (V1ReportGroupRow, lambda report: report.table("region"), "The figures per region"),
+    "series": (
+        V1ReportSeriesRow,
+        lambda report: report.series(),
+        "Per local day: new, resolved, missed, first response",
+    ),
+    "heatmap": (
+        V1ReportHeatCell,
+        lambda report: report.heatmap(),
+        "Weekday × local hour: new conversations, queue wait",
+    ),
+    "ratings": (V1ReportRating, lambda report: report.ratings(), "Ratings given in the range, with comments"),
+}
+SHAPES = {name: _table(row, f"V1Report{name.title()}") for name, (row, _build, _summary) in ROWS.items()}
+
+
+def report_views(
+    name: str,
+    *,
+    json_base: type[ReportView],
+    csv_base: type[ReportCsvView],
+    operation_prefix: str,
+    tags: list[str],
+    responses: dict[Any, Any],
+    class_prefix: str = "Report",
+    description: str | None = None,
+) -> tuple[type, type]:
+    """The JSON and the CSV view of one table over ``json_base``/``csv_base`` (the authentication:
+    a bearer token for /api/v1/, the session for the dashboard): the same shape, rows and columns."""
+    row, build, summary = ROWS[name]
+    shape = SHAPES[name]
     columns = tuple(row().fields)
 
-    class Json(ReportView):
+    class Json(json_base):  # type: ignore[valid-type,misc]
         serializer_class = shape
 
         @extend_schema(
-            operation_id=f"v1_reports_{name}",
-            tags=TAGS,
+            operation_id=f"{operation_prefix}_{name}",
+            tags=tags,
             summary=summary,
+            description=description,
             parameters=[V1ReportInput],
-            responses={200: shape, **REPORT_ERRORS},
+            responses={200: shape, **responses},
         )
         def get(self, request: Request) -> Response:
             return super().get(request)
 
-    class Csv(ReportCsvView):
+    class Csv(csv_base):  # type: ignore[valid-type,misc]
         serializer_class = shape
         filename = name
 
         @extend_schema(
-            operation_id=f"v1_reports_{name}_csv",
-            tags=TAGS,
+            operation_id=f"{operation_prefix}_{name}_csv",
+            tags=tags,
             summary=f"{summary} (CSV)",
+            description=description,
             parameters=[V1ReportInput],
             responses={
                 (200, "text/csv"): OpenApiResponse(
                     OpenApiTypes.STR, description="A header line, then one line per row."
                 ),
-                **REPORT_ERRORS,
+                **responses,
             },
         )
         def get(self, request: Request) -> HttpResponse:
@@ -254,54 +288,49 @@ def _report_views(name: str, row: type[serializers.Serializer], build: Any, summ
     Json.build = staticmethod(build)  # type: ignore[method-assign,assignment]
     Csv.build = staticmethod(build)  # type: ignore[method-assign,assignment]
     Csv.columns = columns
-    Json.__name__, Csv.__name__ = f"Report{name.title()}View", f"Report{name.title()}CsvView"
+    title = name.title()
+    Json.__name__, Csv.__name__ = f"{class_prefix}{title}View", f"{class_prefix}{title}CsvView"
     Json.__qualname__, Csv.__qualname__ = Json.__name__, Csv.__name__
     return Json, Csv
 
 
-class ReportSummaryView(ReportView):
+class SummaryMixin:
+    """The summary: one object of figures, not a table."""
+
     serializer_class = V1ReportSummary
 
-    @extend_schema(
-        operation_id="v1_reports_summary",
-        tags=TAGS,
-        summary="The report's figures: conversations, first response, resolution, queue, escalations, ratings",
-        parameters=[V1ReportInput],
-        responses={200: V1ReportSummary, **REPORT_ERRORS},
-    )
     def get(self, request: Request) -> Response:
-        report = self.load(request)
-        envelope = self.envelope(report)
+        report = self.load(request)  # type: ignore[attr-defined]
+        envelope = self.envelope(report)  # type: ignore[attr-defined]
         return Response(V1ReportSummary({"range": envelope["range"], "figures": envelope["results"]}).data)
 
     def build(self, report: reports.Report) -> Any:
         return report.figures()
 
 
-OperatorsView, OperatorsCsvView = _report_views(
-    "operators", V1ReportOperatorRow, lambda report: report.table("operator"), "The figures per operator (assignee)"
-)
-BranchesView, BranchesCsvView = _report_views(
-    "branches", V1ReportGroupRow, lambda report: report.table("branch"), "The figures per branch"
-)
-RegionsView, RegionsCsvView = _report_views(
-    "regions", V1ReportGroupRow, lambda report: report.table("region"), "The figures per region"
-)
-SeriesView, SeriesCsvView = _report_views(
-    "series", V1ReportSeriesRow, lambda report: report.series(), "Per local day: new, resolved, missed, first response"
-)
-HeatmapView, HeatmapCsvView = _report_views(
-    "heatmap", V1ReportHeatCell, lambda report: report.heatmap(), "Weekday × local hour: new conversations, queue wait"
-)
-RatingsView, RatingsCsvView = _report_views(
-    "ratings", V1ReportRating, lambda report: report.ratings(), "Ratings given in the range, with comments"
-)
+SUMMARY = "The report's figures: conversations, first response, resolution, queue, escalations, ratings"
+
+
+class ReportSummaryView(SummaryMixin, ReportView):
+    @extend_schema(
+        operation_id="v1_reports_summary",
+        tags=TAGS,
+        summary=SUMMARY,
+        parameters=[V1ReportInput],
+        responses={200: V1ReportSummary, **REPORT_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        return super().get(request)
+
 
 VIEWS = {
-    "operators": (OperatorsView, OperatorsCsvView),
-    "branches": (BranchesView, BranchesCsvView),
-    "regions": (RegionsView, RegionsCsvView),
-    "series": (SeriesView, SeriesCsvView),
-    "heatmap": (HeatmapView, HeatmapCsvView),
-    "ratings": (RatingsView, RatingsCsvView),
+    name: report_views(
+        name,
+        json_base=ReportView,
+        csv_base=ReportCsvView,
+        operation_prefix="v1_reports",
+        tags=TAGS,
+        responses=REPORT_ERRORS,
+    )
+    for name in ROWS
 }
