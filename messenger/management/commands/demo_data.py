@@ -149,7 +149,9 @@ class Command(BaseCommand):
             f"  Operator dashboard: {origin}/dashboard/",
             "      operator1 / operator1, operator2 / operator2 (Moscow), operator3 / operator3 (Berlin)",
             "      supervisor / supervisor",
+            f"  Reports:            {origin}/dashboard/reports/",
             f"  Admin:              {origin}/admin/  (admin / admin)",
+            f"  API documentation:  {origin}/api/docs/  (tokens: python manage.py create_api_token <username>)",
         ]
         if local:
             # The page on localhost, the widget from 127.0.0.1: two origins, as on a real site.
