@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,23 @@ def run_async(coroutine):  # noqa: ANN001, ANN201
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+@contextmanager
+def orm_beside_playwright() -> Iterator[None]:
+    """For a browser test module's fixture: Playwright's sync API runs an event loop in the test's
+    thread, which Django's async-safety check takes for async code, while the test's ORM calls are
+    plain sync calls. Set until the module ends (past the test database's flush); servers started
+    by ``server_env`` get the check back."""
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 CHROMIUM = "/usr/bin/chromium"

@@ -3,12 +3,12 @@ a DEBUG=0 server after collectstatic, our Content-Security-Policy, no request le
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
+from tests import live
 from tests.live import screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -18,15 +18,8 @@ PRODUCTION = {"DEBUG": "0", "SECRET_KEY": "api-docs-test-" + "k" * 40, "DJANGO_A
 
 @pytest.fixture(scope="module", autouse=True)
 def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
-    """Playwright's sync API runs an event loop in this thread, which Django's async-safety check
-    takes for async code (as in test_dashboard_browser.py)."""
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with live.orm_beside_playwright():
+        yield
 
 
 def documented_operations() -> set[tuple[str, str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 import urllib.request
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from messenger.models import AgentRole, CannedResponse, Conversation
+from tests import live
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox, make_user
 from tests.live import screenshot
 
@@ -27,15 +27,8 @@ PNG = base64.b64decode(
 
 @pytest.fixture(scope="module", autouse=True)
 def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
-    """Playwright's sync API runs an event loop in this thread, which Django's async-safety check
-    takes for async code; the test's ORM calls are plain sync calls. Servers get the check back."""
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with live.orm_beside_playwright():
+        yield
 
 
 class Visitor:

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from messenger.models import Conversation, Message
+from tests import live
 from tests.factories import make_branch, make_inbox, make_user
 from tests.live import run_async, screenshot
 from tests.test_dashboard_browser import TIMEOUT, Visitor, log_in, row
@@ -40,14 +41,8 @@ CATCH_UP_SECONDS = 5
 
 @pytest.fixture(scope="module", autouse=True)
 def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
-    """Playwright's sync API runs an event loop in this thread; the test's ORM calls are sync."""
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with live.orm_beside_playwright():
+        yield
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ no page error and no console error (a CSP violation is one). Screenshots: artifa
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import live
 from tests.live import ROOT
 from tests.test_reports import build_world
 
@@ -24,14 +24,8 @@ SHOTS = ROOT / "artifacts" / "reports"
 
 @pytest.fixture(scope="module", autouse=True)
 def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
-    """Playwright's sync API runs an event loop in this thread; the test's ORM calls are sync."""
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with live.orm_beside_playwright():
+        yield
 
 
 def open_reports(browser: Any, server: Any, username: str, query: str) -> Any:

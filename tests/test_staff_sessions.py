@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from messenger.models import ActivityEvent, AgentProfile, AgentRole
 from messenger.protocol import CLOSE_ACCESS_CHANGED, CLOSE_SESSION_ENDED, CLOSE_UNAUTHENTICATED
+from tests import live
 from tests.conftest import Socket
 from tests.factories import make_branch, make_user
 
@@ -348,17 +349,8 @@ def test_a_lockout_ends_by_itself_after_the_cool_off():
 
 @pytest.fixture(scope="module")
 def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
-    """Playwright's sync API runs an event loop in this thread (see tests/test_dashboard_browser.py);
-    kept until the module ends, past the test database's flush."""
-    import os
-
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with live.orm_beside_playwright():
+        yield
 
 
 @pytest.mark.browser

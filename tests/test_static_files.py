@@ -7,7 +7,6 @@ name cached for a year; both travel brotli- or gzip-compressed. Plus the favicon
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import urllib.request
 
@@ -15,6 +14,7 @@ import brotli
 import pytest
 from django.test import Client
 
+from tests import live
 from tests.factories import make_branch, make_inbox
 from tests.live import ROOT
 
@@ -119,15 +119,8 @@ def test_favicon_in_the_embedded_default():
 
 @pytest.fixture(scope="module")
 def orm_beside_playwright(django_db_setup):  # noqa: ANN001
-    """Playwright's sync API runs an event loop in this thread, which Django's async-safety check
-    takes for async code (as in test_widget_browser.py)."""
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with live.orm_beside_playwright():
+        yield
 
 
 @pytest.mark.browser
