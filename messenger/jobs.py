@@ -61,3 +61,13 @@ def _run_in_thread(func_path: str, args: tuple[Any, ...]) -> None:
         logger.exception("job %s%r failed", func_path, args)
     finally:
         close_old_connections()
+
+
+def drain() -> None:
+    """Wait for the threads' jobs to finish and let the pools go (a new ``submit`` starts new
+    ones): for a test, or a process shutting down, that must not leave a job mid-write."""
+    with _pool_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.shutdown(wait=True)
