@@ -95,12 +95,20 @@ def _contact_changes(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
 
 
 def _save_contact_changes(
-    contact: Contact, changes: dict[str, Any], custom: dict[str, Any] | None, actor: Actor, *, inbox_ids: list[int]
+    contact: Contact,
+    changes: dict[str, Any],
+    custom: dict[str, Any] | None,
+    actor: Actor,
+    *,
+    inbox_ids: list[int] | None = None,
 ) -> Contact:
     """Save the changes; the audit row and the ``contact.updated`` outbox rows (for the webhooks of
-    ``inbox_ids``) go out together, in the same transaction."""
+    ``inbox_ids``, by default every inbox the contact wrote to) go out together, in the same
+    transaction."""
     if not changes and custom is None:
         return contact
+    if inbox_ids is None:
+        inbox_ids = sorted(set(contact.contact_inboxes.values_list("inbox_id", flat=True)))
     with transaction.atomic():
         for name, value in changes.items():
             setattr(contact, name, value)
@@ -143,6 +151,4 @@ def do_update_contact(*, contact: Contact, fields: dict[str, Any], actor: Actor)
         changes["external_id"] = external_id.strip()
     if contact.anonymized_at is not None and (changes or custom is not None):
         raise Conflict("The contact was anonymised; its personal data cannot be set again.")
-    # Each inbox the contact wrote to: its webhooks hear of the change.
-    inbox_ids = sorted(set(contact.contact_inboxes.values_list("inbox_id", flat=True)))
-    return _save_contact_changes(contact, changes, custom, actor, inbox_ids=inbox_ids)
+    return _save_contact_changes(contact, changes, custom, actor)
