@@ -160,6 +160,9 @@ class BranchAdminForm(forms.ModelForm):
 
 @admin.register(Branch)
 class BranchAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ("messenger/admin-forms.css",)}
+
     form = BranchAdminForm
     fieldsets = (
         (None, {"fields": ("name", "timezone", "holiday_calendar", "fallback_branch", "is_active")}),
@@ -331,6 +334,7 @@ FEATURES = (
     ("typing_preview", _("Operators see what the visitor is typing before it is sent")),
 )
 MIB = 1024 * 1024
+BOXES = forms.CheckboxSelectMultiple(attrs={"class": "messenger-boxes"})
 
 
 def split_lines(text: str) -> list[str]:
@@ -421,9 +425,7 @@ class InboxAdminForm(forms.ModelForm):
         required=False,
         choices=[("", _("Visitor's browser")), ("en", _("English")), ("ru", _("Russian"))],
     )
-    features = forms.MultipleChoiceField(
-        label=_("Features"), required=False, choices=FEATURES, widget=forms.CheckboxSelectMultiple
-    )
+    features = forms.MultipleChoiceField(label=_("Features"), required=False, choices=FEATURES, widget=BOXES)
     attachments_max_size = forms.DecimalField(
         label=_("Largest file (MB)"),
         required=False,
@@ -434,7 +436,7 @@ class InboxAdminForm(forms.ModelForm):
         label=_("Files visitors and operators may send"),
         required=False,
         choices=ATTACHMENT_TYPES,
-        widget=forms.CheckboxSelectMultiple,
+        widget=BOXES,
         help_text=_("The type is read from the file's content, not from its name."),
     )
     pre_chat_fields = PreChatFieldsField(
@@ -621,6 +623,9 @@ class InboxAdminForm(forms.ModelForm):
 
 @admin.register(Inbox)
 class InboxAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ("messenger/admin-forms.css",)}
+
     form = InboxAdminForm
     list_display = ("name", "branch", "is_active", "domains", "created_at")
     list_filter = ("is_active", "branch")
@@ -1018,7 +1023,7 @@ class WebhookForm(forms.ModelForm):
         label=_("Events"),
         required=False,
         choices=[(event, event) for event in WEBHOOK_EVENTS],
-        widget=forms.CheckboxSelectMultiple,
+        widget=BOXES,
         help_text=_("None ticked: every event, including event types added by later versions."),
     )
 
@@ -1041,6 +1046,9 @@ class WebhookForm(forms.ModelForm):
 
 @admin.register(Webhook)
 class WebhookAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ("messenger/admin-forms.css",)}
+
     form = WebhookForm
     formfield_overrides = {URLField: {"assume_scheme": "https"}}
     list_display = ("url", "inbox", "event_list", "is_active", "consecutive_failures", "disabled_at", "disabled_reason")

@@ -58,6 +58,9 @@ def rows_of_schedule(days: Any) -> dict[str, dict[str, Any]]:
 
 
 class WeeklyHoursWidget(forms.Widget):
+    class Media:
+        css = {"all": ("messenger/admin-forms.css",)}
+
     def value_from_datadict(self, data: Any, files: Any, name: str) -> Posted:
         rows = Posted()
         for day in WEEKDAYS:
@@ -75,17 +78,19 @@ class WeeklyHoursWidget(forms.Widget):
 
     def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
         rows = value if isinstance(value, Posted) else rows_of_schedule(value)
-        slots = max(MIN_INTERVAL_SLOTS, *(len(row["intervals"]) + 1 for row in rows.values()))
+        filled = {day: [pair for pair in rows[day]["intervals"] if any(pair)] for day in WEEKDAYS}
+        # One empty pair beyond the longest day's: room for one more interval (a break).
+        slots = max(MIN_INTERVAL_SLOTS, *(len(pairs) + 1 for pairs in filled.values()))
         body = []
         for day in WEEKDAYS:
             row = rows[day]
             label = WEEKDAY_NAMES[day]
-            pairs = list(row["intervals"]) + [("", "")] * (slots - len(row["intervals"]))
+            pairs = filled[day] + [("", "")] * (slots - len(filled[day]))
             cells = format_html_join(
                 "",
                 '<td class="hours-interval"><input type="text" name="{}" value="{}" size="5" maxlength="5" '
-                'placeholder="09:00" aria-label="{} {} {}"> – <input type="text" name="{}" value="{}" size="5" '
-                'maxlength="5" placeholder="18:00" aria-label="{} {} {}"></td>',
+                'placeholder="--:--" aria-label="{} {} {}"> – <input type="text" name="{}" value="{}" size="5" '
+                'maxlength="5" placeholder="--:--" aria-label="{} {} {}"></td>',
                 (
                     (
                         f"{name}_{day}_{index}_open",
@@ -213,6 +218,9 @@ class PostedRows(list):
 
 
 class PreChatFieldsWidget(forms.Widget):
+    class Media:
+        css = {"all": ("messenger/admin-forms.css",)}
+
     def value_from_datadict(self, data: Any, files: Any, name: str) -> PostedRows:
         rows = PostedRows()
         for index in range(MAX_ROWS):
@@ -253,7 +261,7 @@ class PreChatFieldsWidget(forms.Widget):
             body.append(
                 format_html(
                     "<tr>"
-                    '<td><input type="text" name="{}" value="{}" size="16" maxlength="40" placeholder="company_size" '
+                    '<td><input type="text" name="{}" value="{}" size="16" maxlength="40" '
                     'aria-label="{}"></td>'
                     '<td><input type="text" name="{}" value="{}" size="20" maxlength="200" aria-label="{}"></td>'
                     '<td><select name="{}" aria-label="{}">{}</select></td>'
