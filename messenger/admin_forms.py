@@ -61,6 +61,9 @@ class WeeklyHoursWidget(forms.Widget):
     class Media:
         css = {"all": ("messenger/admin-forms.css",)}
 
+    def id_for_label(self, id_: str) -> str:
+        return ""  # a table of inputs, each with its own aria-label: the field's label names no one input
+
     def value_from_datadict(self, data: Any, files: Any, name: str) -> Posted:
         rows = Posted()
         for day in WEEKDAYS:
@@ -220,6 +223,9 @@ class PostedRows(list):
 class PreChatFieldsWidget(forms.Widget):
     class Media:
         css = {"all": ("messenger/admin-forms.css",)}
+
+    def id_for_label(self, id_: str) -> str:
+        return ""  # a table of inputs, each with its own aria-label: the field's label names no one input
 
     def value_from_datadict(self, data: Any, files: Any, name: str) -> PostedRows:
         rows = PostedRows()

@@ -275,6 +275,21 @@ def test_hours_stored_before_the_check_close_the_bad_day_with_a_warning(caplog, 
     assert week == (9 * 3600 if tuesday_open else 0)
 
 
+def test_inbox_hours_stored_before_the_check_close_the_bad_day(caplog):
+    inbox = make_inbox(make_branch(), settings={"working_hours": {"enabled": True, "timezone": "UTC"}})
+    days = {"mon": [["09:00", "25:00"]], "tue": [["09:00", "13:00"], ["12:00", "18:00"]], "wed": [["09:00", "18:00"]]}
+    stored = {**inbox.settings, "working_hours": {**inbox.settings["working_hours"], "days": days}}
+    m.Inbox.objects.filter(pk=inbox.pk).update(settings=stored)  # as an old row
+    inbox.refresh_from_db()
+    hours_module._compiled.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="messenger.routing.hours"):
+        assert inbox_is_open(inbox, MONDAY_10) is False  # "25:00"
+        assert inbox_is_open(inbox, MONDAY_10.replace(day=3)) is False  # overlapping intervals
+        assert inbox_is_open(inbox, MONDAY_10.replace(day=4)) is True  # Wednesday is valid
+    assert f"invalid working hours of inbox {inbox.pk}" in caplog.text
+    assert "Tuesday: 09:00–13:00 and 12:00–18:00 overlap." in caplog.text
+
+
 def test_inbox_following_a_branch_with_bad_stored_hours_answers(caplog):
     branch = make_branch(timezone="UTC")
     m.Branch.objects.filter(pk=branch.pk).update(working_hours={"mon": [["09:00", "25:00"]]}, timezone="Mars/Olympus")
