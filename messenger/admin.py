@@ -11,9 +11,10 @@ sockets) are view-only.
 from __future__ import annotations
 
 import contextvars
+import copy
 import json
-import re
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -32,7 +33,13 @@ from messenger import webhook_http
 from messenger.actions import mail
 from messenger.actions import webhooks as webhook_actions
 from messenger.actions.base import Actor
-from messenger.inbox_settings import DEFAULTS, WEEKDAYS, deep_merge, validate_settings
+from messenger.admin_forms import (
+    PreChatFieldsField,
+    WeeklyHoursField,
+    hours_from_rows,
+    pre_chat_from_rows,
+)
+from messenger.inbox_settings import DEFAULTS, deep_merge, validate_settings
 from messenger.models import (
     ActivityEvent,
     AgentConnection,
@@ -56,6 +63,8 @@ from messenger.models import (
     WebhookDelivery,
 )
 from messenger.models.branch import validate_timezone
+from messenger.models.webhook import WEBHOOK_EVENTS
+from messenger.working_hours import schedule_problems
 
 User = get_user_model()
 
@@ -93,8 +102,72 @@ class RoutingRuleInline(admin.TabularInline):
     autocomplete_fields = ("region", "branch")
 
 
+class BranchAdminForm(forms.ModelForm):
+    """The branch's hours as a row per weekday; stored as ``Branch.working_hours`` after the
+    check ``Branch.save`` applies (``messenger.working_hours``)."""
+
+    always_open = forms.BooleanField(
+        label=_("Always open"),
+        required=False,
+        help_text=_("No working hours: the branch takes chats at any time. Untick to set the days below."),
+    )
+    working_hours = WeeklyHoursField(
+        label=_("Opening hours"),
+        help_text=_(
+            "Local time of the branch's time zone. Several intervals a day for a break; a day ticked closed is "
+            "closed. Public holidays of the holiday calendar are closed too."
+        ),
+    )
+
+    class Meta:
+        model = Branch
+        fields = ("name", "timezone", "holiday_calendar", "fallback_branch", "is_active", "working_hours")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        stored = self.instance.working_hours
+        self.fields["always_open"].initial = not stored
+        if problems := schedule_problems(stored):
+            self.fields["working_hours"].help_text = format_html(
+                "<strong>{}</strong> {}",
+                _("The stored hours are not valid; those days count as closed until saved here:"),
+                " ".join(problems),
+            )
+
+    def clean_holiday_calendar(self) -> str:
+        import holidays
+
+        code = self.cleaned_data["holiday_calendar"].strip().upper()
+        if code and code not in holidays.list_supported_countries():
+            raise ValidationError(
+                _("%(code)s is not a country with a holiday calendar; use an ISO code such as RU or DE."),
+                params={"code": code},
+            )
+        return code
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("always_open"):
+            cleaned["working_hours"] = {}
+            return cleaned
+        days, problems = hours_from_rows(cleaned.get("working_hours"))
+        if problems:
+            self.add_error("working_hours", problems)
+        else:
+            cleaned["working_hours"] = days
+        return cleaned
+
+
 @admin.register(Branch)
 class BranchAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ("messenger/admin-forms.css",)}
+
+    form = BranchAdminForm
+    fieldsets = (
+        (None, {"fields": ("name", "timezone", "holiday_calendar", "fallback_branch", "is_active")}),
+        (_("Working hours"), {"fields": ("always_open", "working_hours")}),
+    )
     list_display = ("name", "timezone", "holiday_calendar", "fallback_branch", "is_active", "created_at")
     list_filter = ("is_active", "timezone")
     search_fields = ("name",)
@@ -236,55 +309,47 @@ class PresencePeriodAdmin(ViewOnlyMixin, admin.ModelAdmin):
 
 # --- Inbox ---------------------------------------------------------------------------------------
 
-INTERVAL_RE = re.compile(r"^\s*(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})\s*$")
-TIME_RE = re.compile(r"^([01][0-9]|2[0-4]):[0-5][0-9]$")
-WEEKDAY_LABELS = {
-    "mon": _("Monday"),
-    "tue": _("Tuesday"),
-    "wed": _("Wednesday"),
-    "thu": _("Thursday"),
-    "fri": _("Friday"),
-    "sat": _("Saturday"),
-    "sun": _("Sunday"),
-}
-
-
-def parse_intervals(text: str) -> list[list[str]]:
-    """'09:00-13:00, 14:00-18:00' → [["09:00", "13:00"], ["14:00", "18:00"]]; empty = closed."""
-    intervals: list[list[str]] = []
-    for part in filter(None, (chunk.strip() for chunk in text.split(","))):
-        match = INTERVAL_RE.match(part)
-        if not match:
-            raise ValidationError(_("Write intervals as 09:00-18:00, separated by commas."))
-        start, end = (value.zfill(5) for value in match.groups())
-        if not TIME_RE.match(start) or not TIME_RE.match(end) or start >= end:
-            raise ValidationError(_("%(interval)s is not a valid interval."), params={"interval": part})
-        intervals.append([start, end])
-    return intervals
-
-
-def format_intervals(intervals: list[list[str]]) -> str:
-    return ", ".join(f"{start}-{end}" for start, end in intervals or [])
+# Content types the sniffer of ``messenger.actions.attachments`` recognises, offered as boxes; a
+# stored type not listed here is offered too, so that saving keeps it.
+ATTACHMENT_TYPES = (
+    ("image/png", _("PNG images")),
+    ("image/jpeg", _("JPEG images")),
+    ("image/gif", _("GIF images")),
+    ("image/webp", _("WebP images")),
+    ("image/heic", _("HEIC images (iPhone)")),
+    ("application/pdf", _("PDF documents")),
+    ("text/plain", _("Plain text")),
+    ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", _("Word documents (.docx)")),
+    ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", _("Excel spreadsheets (.xlsx)")),
+    ("application/zip", _("ZIP archives")),
+    ("audio/mpeg", _("MP3 audio")),
+    ("video/mp4", _("MP4 video")),
+)
+# The switches of ``settings.features`` the widget and the server read (DEFAULTS["features"]).
+FEATURES = (
+    ("attachments", _("Visitors may send files")),
+    ("emoji", _("Emoji picker in the widget")),
+    ("pre_chat_form", _("Ask the pre-chat form before the first message")),
+    ("queue_position", _("Tell a waiting visitor their place in the queue")),
+    ("typing_preview", _("Operators see what the visitor is typing before it is sent")),
+)
+MIB = 1024 * 1024
+BOXES = forms.CheckboxSelectMultiple(attrs={"class": "messenger-boxes"})
 
 
 def split_lines(text: str) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
-def hours_field(day: str) -> forms.CharField:
-    return forms.CharField(
-        label=WEEKDAY_LABELS[day],
-        required=False,
-        help_text=_("09:00-18:00; several intervals separated by commas; empty = closed."),
-    )
+def megabytes(size: int) -> Decimal:
+    return (Decimal(size) / MIB).quantize(Decimal("0.01"))
 
 
 class InboxAdminForm(forms.ModelForm):
-    """Edits the common keys of ``Inbox.settings`` as form fields.
-
-    The fields are merged over the stored settings, so keys the form does not know (features,
-    attachments, pre-chat form …) are kept; those stay editable in the advanced JSON field.
-    """
+    """Edits every key of ``Inbox.settings`` as form fields: text, boxes, rows of hours and of
+    pre-chat fields. The result is merged over the stored settings (keys no field knows, such as
+    a feature switch of a later version, are kept) and checked by ``validate_settings``, the
+    check ``Inbox.save`` applies, before anything is stored."""
 
     allowed_domains = forms.CharField(
         label=_("Allowed domains"),
@@ -295,6 +360,9 @@ class InboxAdminForm(forms.ModelForm):
     offline_enabled = forms.BooleanField(label=_("Offline form enabled"), required=False)
     offline_message = forms.CharField(
         label=_("Offline message"), required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    offline_collect_contact = forms.BooleanField(
+        label=_("Offer the visitor a form to leave their contact details"), required=False
     )
     privacy_url = forms.URLField(label=_("Privacy policy URL"), required=False, assume_scheme="https")
     privacy_text = forms.CharField(
@@ -312,6 +380,12 @@ class InboxAdminForm(forms.ModelForm):
         max_length=64,
         help_text=_("For example Europe/Moscow. Empty: the branch's time zone (UTC for a global inbox)."),
     )
+    hours = WeeklyHoursField(
+        label=_("Opening hours"),
+        help_text=_(
+            "Local time of the time zone above. Several intervals a day for a break; a day ticked closed is closed."
+        ),
+    )
     holidays = forms.CharField(
         label=_("Holidays"),
         required=False,
@@ -325,6 +399,13 @@ class InboxAdminForm(forms.ModelForm):
     auto_reply_enabled = forms.BooleanField(label=_("Auto-reply enabled"), required=False)
     auto_reply_message = forms.CharField(
         label=_("Auto-reply message"), required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    out_of_hours_reply = forms.CharField(
+        label=_("Out-of-hours reply"),
+        required=False,
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Sent on a visitor's first message outside working hours. Empty: the offline message."),
     )
     widget_color = forms.RegexField(
         label=_("Widget colour"),
@@ -344,13 +425,28 @@ class InboxAdminForm(forms.ModelForm):
         required=False,
         choices=[("", _("Visitor's browser")), ("en", _("English")), ("ru", _("Russian"))],
     )
-    hours_mon = hours_field("mon")
-    hours_tue = hours_field("tue")
-    hours_wed = hours_field("wed")
-    hours_thu = hours_field("thu")
-    hours_fri = hours_field("fri")
-    hours_sat = hours_field("sat")
-    hours_sun = hours_field("sun")
+    features = forms.MultipleChoiceField(label=_("Features"), required=False, choices=FEATURES, widget=BOXES)
+    attachments_max_size = forms.DecimalField(
+        label=_("Largest file (MB)"),
+        required=False,
+        max_digits=9,
+        decimal_places=2,
+    )
+    attachments_allowed_types = forms.MultipleChoiceField(
+        label=_("Files visitors and operators may send"),
+        required=False,
+        choices=ATTACHMENT_TYPES,
+        widget=BOXES,
+        help_text=_("The type is read from the file's content, not from its name."),
+    )
+    pre_chat_fields = PreChatFieldsField(
+        label=_("Pre-chat form fields"),
+        help_text=_(
+            "Asked when the pre-chat form feature is on. The names name, email and phone fill the contact; "
+            "others are kept as the contact's attributes under that name. No fields: name and e-mail, both "
+            "required. To add a field, fill an empty row; to delete one, tick Remove."
+        ),
+    )
     escalation_timeout = forms.IntegerField(
         label=_("Escalation timeout (seconds)"),
         required=False,
@@ -360,45 +456,66 @@ class InboxAdminForm(forms.ModelForm):
 
     class Meta:
         model = Inbox
-        fields = ("name", "branch", "is_active", "notification_emails", "settings")
-        labels = {"settings": _("Advanced settings (JSON)")}
-        help_texts = {
-            "settings": _("The stored settings. The fields above are written over the same keys when saving."),
-        }
+        fields = ("name", "branch", "is_active", "notification_emails")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.stored = copy.deepcopy(self.instance.settings if self.instance.pk else {})
         # Defaults rather than effective settings: the server-wide fallbacks (privacy text,
         # escalation timeout) must not be copied into the inbox when it is saved.
-        current = deep_merge(DEFAULTS, self.instance.settings if self.instance.pk else {})
+        current = deep_merge(DEFAULTS, self.stored)
         hours = current["working_hours"]
+        attachments = current["attachments"]
+        server_limit = django_settings.MESSENGER_ATTACHMENT_MAX_SIZE
+        stored_size = self.stored.get("attachments", {}).get("max_size")
         initial = {
             "allowed_domains": "\n".join(current["security"]["allowed_domains"]),
             "offline_enabled": current["offline"]["enabled"],
             "offline_message": current["offline"]["message"],
+            "offline_collect_contact": current["offline"]["collect_contact"],
             "privacy_url": current["privacy"]["url"],
             "privacy_text": current["privacy"]["text"],
             "working_hours_enabled": hours["enabled"],
             "working_hours_use_branch": hours["use_branch_hours"],
             "working_hours_timezone": hours["timezone"],
+            "hours": hours["days"],
             "holidays": "\n".join(hours["holidays"]),
             "rating_enabled": current["rating"]["enabled"],
             "rating_scale": current["rating"]["scale"],
             "auto_reply_enabled": current["automation"]["auto_reply"]["enabled"],
             "auto_reply_message": current["automation"]["auto_reply"]["message"],
+            "out_of_hours_reply": current["automation"]["out_of_hours_reply"],
             "widget_color": current["widget"]["color"],
             "widget_title": current["widget"]["title"],
             "widget_greeting": current["widget"]["greeting"],
             "widget_position": current["widget"]["position"],
             "widget_language": current["widget"]["language"],
+            "features": [key for key, _label in FEATURES if current["features"].get(key)],
+            "attachments_max_size": megabytes(stored_size) if isinstance(stored_size, int) else None,
+            "attachments_allowed_types": attachments["allowed_types"],
+            "pre_chat_fields": current["pre_chat"]["fields"],
             "escalation_timeout": current["escalation"]["timeout_seconds"],
         }
-        for day in WEEKDAYS:
-            initial[f"hours_{day}"] = format_intervals(hours["days"].get(day, []))
         for name, value in initial.items():
             self.fields[name].initial = value
-        if "settings" in self.fields:
-            self.fields["settings"].required = False
+        known = {value for value, _label in ATTACHMENT_TYPES}
+        extra = [(value, value) for value in attachments["allowed_types"] if value not in known]
+        self.fields["attachments_allowed_types"].choices = [*ATTACHMENT_TYPES, *extra]
+        help_text = _(
+            "1 MB = 1 048 576 bytes; at most %(limit)s MB, the server's limit (MESSENGER_ATTACHMENT_MAX_SIZE). "
+            "Empty: that limit."
+        ) % {"limit": megabytes(server_limit)}
+        if isinstance(stored_size, int):
+            help_text += " " + _("Stored: %(bytes)s bytes (kept unless this field is changed).") % {
+                "bytes": stored_size
+            }
+        self.fields["attachments_max_size"].help_text = help_text
+        if problems := schedule_problems(hours["days"]):
+            self.fields["hours"].help_text = format_html(
+                "<strong>{}</strong> {}",
+                _("The stored hours are not valid; those days count as closed until saved here:"),
+                " ".join(problems),
+            )
 
     def clean_allowed_domains(self) -> list[str]:
         domains = split_lines(self.cleaned_data["allowed_domains"])
@@ -422,29 +539,51 @@ class InboxAdminForm(forms.ModelForm):
                 raise ValidationError(_("%(value)s is not a date (YYYY-MM-DD)."), params={"value": line}) from error
         return sorted(set(days))
 
+    def clean_attachments_max_size(self) -> int | None:
+        """Bytes. An unchanged field keeps the stored number exactly (the MB shown are rounded)."""
+        value = self.cleaned_data["attachments_max_size"]
+        stored = self.stored.get("attachments", {}).get("max_size")
+        if "attachments_max_size" not in self.changed_data:
+            return stored if isinstance(stored, int) else None
+        if value is None:
+            return None
+        size = int(value * MIB)
+        if value < Decimal("0.01"):
+            raise ValidationError(_("At least 0.01 MB."))
+        limit = django_settings.MESSENGER_ATTACHMENT_MAX_SIZE
+        if size > limit:
+            raise ValidationError(
+                _("At most %(limit)s MB: the server's limit (MESSENGER_ATTACHMENT_MAX_SIZE)."),
+                params={"limit": megabytes(limit)},
+            )
+        return size
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        days: dict[str, list[list[str]]] = {}
-        for day in WEEKDAYS:
-            field = f"hours_{day}"
-            try:
-                intervals = parse_intervals(cleaned.get(field) or "")
-            except ValidationError as error:
-                self.add_error(field, error)
-                continue
-            if intervals:
-                days[day] = intervals
+        days, problems = hours_from_rows(cleaned.get("hours"))
+        if problems:
+            self.add_error("hours", problems)
+        fields, problems = pre_chat_from_rows(cleaned.get("pre_chat_fields"))
+        if problems:
+            self.add_error("pre_chat_fields", problems)
+        features = cleaned.get("features") or []
+        if "attachments" in features and not cleaned.get("attachments_allowed_types"):
+            self.add_error(
+                "attachments_allowed_types",
+                _("Tick at least one type, or untick the feature that lets visitors send files."),
+            )
         if self.errors:
             return cleaned
-        stored = cleaned.get("settings")
-        if stored in (None, ""):
-            stored = {}
-        if not isinstance(stored, dict):
-            self.add_error("settings", _("Inbox settings must be a JSON object."))
-            return cleaned
+        attachments: dict[str, Any] = {"allowed_types": cleaned["attachments_allowed_types"]}
+        if cleaned["attachments_max_size"] is not None:
+            attachments["max_size"] = cleaned["attachments_max_size"]
         edited = {
             "security": {"allowed_domains": cleaned["allowed_domains"]},
-            "offline": {"enabled": cleaned["offline_enabled"], "message": cleaned["offline_message"]},
+            "offline": {
+                "enabled": cleaned["offline_enabled"],
+                "message": cleaned["offline_message"],
+                "collect_contact": cleaned["offline_collect_contact"],
+            },
             "privacy": {"url": cleaned["privacy_url"], "text": cleaned["privacy_text"]},
             "working_hours": {
                 "enabled": cleaned["working_hours_enabled"],
@@ -453,9 +592,11 @@ class InboxAdminForm(forms.ModelForm):
                 "holidays": cleaned["holidays"],
             },
             "automation": {
-                "auto_reply": {"enabled": cleaned["auto_reply_enabled"], "message": cleaned["auto_reply_message"]}
+                "auto_reply": {"enabled": cleaned["auto_reply_enabled"], "message": cleaned["auto_reply_message"]},
+                "out_of_hours_reply": cleaned["out_of_hours_reply"],
             },
             "rating": {"enabled": cleaned["rating_enabled"], "scale": cleaned["rating_scale"]},
+            "features": {key: key in features for key, _label in FEATURES},
             "widget": {
                 "color": cleaned["widget_color"],
                 "title": cleaned["widget_title"],
@@ -465,20 +606,26 @@ class InboxAdminForm(forms.ModelForm):
             },
             "escalation": {"timeout_seconds": cleaned["escalation_timeout"]},
         }
-        merged = deep_merge(stored, edited)
-        # Days are replaced, not merged: a weekday emptied in the form is closed.
-        merged["working_hours"]["days"] = days
+        merged = deep_merge(self.stored, edited)
+        # Replaced, not merged: a day closed in the form is closed, a removed field is gone, the
+        # size left empty is the server's limit.
+        merged["working_hours"]["days"] = {day: intervals for day, intervals in days.items() if intervals}
+        merged["pre_chat"] = {**merged.get("pre_chat", {}), "fields": fields}
+        merged["attachments"] = attachments
         try:
             validate_settings(merged)
         except ValidationError as error:
             self.add_error(None, error)
             return cleaned
-        cleaned["settings"] = merged
+        self.instance.settings = merged
         return cleaned
 
 
 @admin.register(Inbox)
 class InboxAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ("messenger/admin-forms.css",)}
+
     form = InboxAdminForm
     list_display = ("name", "branch", "is_active", "domains", "created_at")
     list_filter = ("is_active", "branch")
@@ -497,6 +644,7 @@ class InboxAdmin(admin.ModelAdmin):
                 "fields": (
                     "offline_enabled",
                     "offline_message",
+                    "offline_collect_contact",
                     "notification_emails",
                     "privacy_url",
                     "privacy_text",
@@ -510,24 +658,34 @@ class InboxAdmin(admin.ModelAdmin):
                     "working_hours_enabled",
                     "working_hours_use_branch",
                     "working_hours_timezone",
-                    *(f"hours_{day}" for day in WEEKDAYS),
+                    "hours",
                     "holidays",
                 )
             },
         ),
         (
             _("Automation and rating"),
-            {"fields": ("auto_reply_enabled", "auto_reply_message", "rating_enabled", "rating_scale")},
+            {
+                "fields": (
+                    "auto_reply_enabled",
+                    "auto_reply_message",
+                    "out_of_hours_reply",
+                    "rating_enabled",
+                    "rating_scale",
+                )
+            },
         ),
+        (_("Features and files"), {"fields": ("features", "attachments_max_size", "attachments_allowed_types")}),
+        (_("Pre-chat form"), {"fields": ("pre_chat_fields",)}),
         (_("Escalation"), {"fields": ("escalation_timeout",)}),
-        (_("Advanced"), {"classes": ("collapse",), "fields": ("settings",)}),
+        (_("Stored settings"), {"classes": ("collapse",), "fields": ("stored_settings",)}),
     )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Inbox | None = None) -> tuple[str, ...]:
         # The branch is chosen once (Inbox.save refuses a change): conversations keep pointing at it.
         if obj is None:
-            return ("widget_token", "embed_snippet")
-        return ("branch", "widget_token", "embed_snippet")
+            return ("widget_token", "embed_snippet", "stored_settings")
+        return ("branch", "widget_token", "embed_snippet", "stored_settings")
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         token = _current_request.set(request)
@@ -543,6 +701,11 @@ class InboxAdmin(admin.ModelAdmin):
     @admin.display(description=_("Allowed domains"))
     def domains(self, obj: Inbox) -> str:
         return ", ".join(obj.allowed_domains) or "—"
+
+    @admin.display(description=_("Settings as stored (JSON)"))
+    def stored_settings(self, obj: Inbox | None) -> str:
+        """What the server reads (over the defaults), for support; edited through the fields above."""
+        return pretty_json(obj.settings if obj is not None and obj.pk else {})
 
     @admin.display(description=_("Embed snippet"))
     def embed_snippet(self, obj: Inbox | None) -> str:
@@ -856,6 +1019,13 @@ class ActivityEventAdmin(ViewOnlyMixin, admin.ModelAdmin):
 
 class WebhookForm(forms.ModelForm):
     url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
+    events = forms.MultipleChoiceField(
+        label=_("Events"),
+        required=False,
+        choices=[(event, event) for event in WEBHOOK_EVENTS],
+        widget=BOXES,
+        help_text=_("None ticked: every event, including event types added by later versions."),
+    )
 
     class Meta:
         model = Webhook
@@ -876,6 +1046,9 @@ class WebhookForm(forms.ModelForm):
 
 @admin.register(Webhook)
 class WebhookAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ("messenger/admin-forms.css",)}
+
     form = WebhookForm
     formfield_overrides = {URLField: {"assume_scheme": "https"}}
     list_display = ("url", "inbox", "event_list", "is_active", "consecutive_failures", "disabled_at", "disabled_reason")

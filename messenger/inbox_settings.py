@@ -7,14 +7,19 @@ inbox created before a key existed still reads a value for it.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import jsonschema
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-TIME_PATTERN = r"^([01][0-9]|2[0-4]):[0-5][0-9]$"
+from messenger.working_hours import TIME_PATTERN, WEEKDAYS, schedule_problems
+
+# The pre-chat field types the widget knows (static/messenger/widget.js, ``field``).
+PRE_CHAT_TYPES = ("text", "email", "phone", "select")
+PRE_CHAT_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 
 DEFAULTS: dict[str, Any] = {
     "security": {"allowed_domains": []},
@@ -118,9 +123,9 @@ SCHEMA: dict[str, Any] = {
                         "additionalProperties": False,
                         "required": ["name", "type"],
                         "properties": {
-                            "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,39}$"},
+                            "name": {"type": "string", "pattern": PRE_CHAT_NAME_PATTERN},
                             "label": {"type": "string"},
-                            "type": {"enum": ["text", "email", "phone", "select"]},
+                            "type": {"enum": list(PRE_CHAT_TYPES)},
                             "required": {"type": "boolean"},
                             "options": {"type": "array", "items": {"type": "string"}},
                         },
@@ -166,14 +171,73 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def pre_chat_problems(fields: Any) -> list[str]:
+    """What is wrong with ``pre_chat.fields``, in words naming the field ([] when valid): the
+    schema's rules, plus unique names and options exactly for a select."""
+    if not isinstance(fields, list):
+        return [gettext("The pre-chat fields must be a list.")]
+    problems: list[str] = []
+    seen: set[str] = set()
+    for number, field in enumerate(fields, start=1):
+        if not isinstance(field, dict):
+            problems.append(gettext("Pre-chat field %(number)d is not an object.") % {"number": number})
+            continue
+        name = field.get("name")
+        shown = name if isinstance(name, str) and name else str(number)
+        where = gettext("Pre-chat field %(name)s") % {"name": f'"{shown}"'}
+        if not isinstance(name, str) or not re.match(PRE_CHAT_NAME_PATTERN, name):
+            problems.append(
+                gettext(
+                    "%(where)s: the name must be 1-40 lowercase Latin letters, digits or _, starting with a "
+                    "letter (for example company_size)."
+                )
+                % {"where": where}
+            )
+        elif name in seen:
+            problems.append(gettext("%(where)s: the name is used twice.") % {"where": where})
+        else:
+            seen.add(name)
+        kind = field.get("type")
+        if kind not in PRE_CHAT_TYPES:
+            problems.append(
+                gettext("%(where)s: the type must be one of %(types)s.")
+                % {"where": where, "types": ", ".join(PRE_CHAT_TYPES)}
+            )
+        options = field.get("options")
+        if kind == "select":
+            if not (isinstance(options, list) and options and all(isinstance(o, str) and o.strip() for o in options)):
+                problems.append(gettext("%(where)s: a select needs at least one option.") % {"where": where})
+            elif len(set(options)) != len(options):
+                problems.append(gettext("%(where)s: an option is listed twice.") % {"where": where})
+        elif options:
+            problems.append(gettext("%(where)s: only a select has options.") % {"where": where})
+    return problems
+
+
 def validate_settings(value: Any) -> None:
-    """Raise ValidationError with a readable path when ``value`` does not fit the schema."""
+    """Raise ValidationError with a readable path when ``value`` does not fit the schema.
+
+    The weekly hours and the pre-chat fields are checked in words first (``schedule_problems``,
+    ``pre_chat_problems``: open before close, no overlap, unique names …); the schema's own
+    messages for those parts are left out when the words already say what is wrong.
+    """
     if not isinstance(value, dict):
         raise ValidationError("Inbox settings must be a JSON object.")
+    worded: dict[tuple[str, str], list[str]] = {}
+    hours = value.get("working_hours")
+    if isinstance(hours, dict) and "days" in hours:
+        worded[("working_hours", "days")] = schedule_problems(hours["days"])
+    pre_chat = value.get("pre_chat")
+    if isinstance(pre_chat, dict) and "fields" in pre_chat:
+        worded[("pre_chat", "fields")] = pre_chat_problems(pre_chat["fields"])
+    messages = [f"{'.'.join(part)}: {problem}" for part, problems in worded.items() for problem in problems]
     validator = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-    if errors:
-        messages = [f"{'.'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}" for error in errors]
+    for error in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path)):
+        path = tuple(str(p) for p in error.absolute_path)
+        if worded.get(path[:2]):
+            continue
+        messages.append(f"{'.'.join(path) or '(root)'}: {error.message}")
+    if messages:
         raise ValidationError(messages)
 
 

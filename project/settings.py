@@ -146,7 +146,7 @@ TESTING = "pytest" in sys.modules or (len(sys.argv) > 1 and sys.argv[1] == "test
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "messenger.apps.MessengerAdminConfig",  # django.contrib.admin, index grouped (messenger/admin_site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import zoneinfo
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+from messenger.working_hours import schedule_problems
 
 
 def validate_timezone(value: str) -> None:
@@ -19,7 +22,7 @@ class Branch(models.Model):
 
     name = models.CharField(_("name"), max_length=120, unique=True)
     timezone = models.CharField(_("time zone"), max_length=64, default="UTC", validators=[validate_timezone])
-    # Branch hours: {"mon": [["09:00", "18:00"]], ...}; empty = always open.
+    # Branch hours: {"mon": [["09:00", "18:00"]], ...}; empty = always open (messenger/working_hours.py).
     working_hours = models.JSONField(_("working hours"), default=dict, blank=True)
     # ISO country code of the production calendar (public holidays), e.g. "RU"; empty = none.
     holiday_calendar = models.CharField(_("holiday calendar"), max_length=8, blank=True)
@@ -41,6 +44,28 @@ class Branch(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        if problems := schedule_problems(self.working_hours):
+            raise ValidationError({"working_hours": problems})
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Hours and time zone are checked on every save that writes them, whoever saves (the
+        admin, a shell, a script): what the hours check reads was valid when stored."""
+        update_fields = kwargs.get("update_fields")
+        errors: dict[str, list[str]] = {}
+        if update_fields is None or "working_hours" in update_fields:
+            if problems := schedule_problems(self.working_hours):
+                errors["working_hours"] = problems
+        if update_fields is None or "timezone" in update_fields:
+            try:
+                validate_timezone(self.timezone)
+            except ValidationError as error:
+                errors["timezone"] = error.messages
+        if errors:
+            raise ValidationError(errors)
+        super().save(*args, **kwargs)
 
 
 class Region(models.Model):
