@@ -38,6 +38,11 @@ def open_reports(browser: Any, server: Any, username: str, *, locale: str = "en-
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     page.errors = errors
+    # When the page asked for the now panel, by the browser's clock (epoch ms): the test thread
+    # takes Playwright's events late while it drives the visitors.
+    reads: list[Any] = []
+    page.on("requestfinished", lambda request: "/api/operator/reports/now/" in request.url and reads.append(request))
+    page.reads = reads
     navigations: list[str] = []
     page.on("framenavigated", lambda frame: frame == page.main_frame and navigations.append(frame.url))
     page.navigations = navigations
@@ -111,6 +116,18 @@ def test_now_panel_updates_live(chromium, live_server_factory):  # noqa: ANN001
     before = longest.inner_text()
     sonia.wait_for_timeout(2100)
     assert longest.inner_text() != before and longest.inner_text().endswith(" s")
+
+    # A burst of frames (ten messages in a row) costs at most one read a second.
+    sonia.wait_for_timeout(1100)
+    sonia.reads.clear()
+    started = time.monotonic()
+    for number in range(10):
+        anna.say(f"Message {number}")
+    sonia.wait_for_timeout(2500)
+    starts = sorted(request.timing["startTime"] for request in sonia.reads)
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+    assert starts and all(gap >= 990 for gap in gaps), gaps
+    assert len(starts) <= (time.monotonic() - started) + 1
 
     # Olga goes away: the panel follows.
     olga.select_option("#my-status", "away")
