@@ -42,7 +42,7 @@ class V1NowLongest(serializers.Serializer):
 
 class V1NowWaiting(serializers.Serializer):
     count = serializers.IntegerField(help_text="Active conversations whose visitor waits for a human answer.")
-    unassigned = serializers.IntegerField(help_text="Of those, without an assignee (the queue).")
+    unassigned = serializers.IntegerField(help_text="Of those, without an assignee.")
     longest = V1NowLongest(allow_null=True, help_text="The one waiting longest; null when none waits.")
 
 
