@@ -17,7 +17,8 @@ EMBEDDED_TESTS = $(wildcard tests/test_realtime_protocol.py tests/test_realtime_
 	tests/test_staff_sessions.py tests/test_unused_contacts.py tests/test_availability.py tests/test_frame_size.py \
 	tests/test_health.py tests/test_events.py tests/test_action_queries.py tests/test_send_parity.py tests/test_intake.py \
 	tests/test_cache_adapter.py tests/test_scheduler.py tests/test_api_v1.py tests/test_email.py tests/test_webhooks.py \
-	tests/test_integrations_outsider.py tests/test_api_v1_outsider.py tests/test_reports.py tests/test_presence_periods.py)
+	tests/test_integrations_outsider.py tests/test_api_v1_outsider.py tests/test_reports.py tests/test_presence_periods.py \
+	tests/test_reports_now.py)
 
 .PHONY: run test test-embedded lint services bench clean
 

@@ -391,10 +391,15 @@ class VisitorConsumer(BaseConsumer):
 
 class OperatorConsumer(BaseConsumer):
     """``/ws/operator/`` — Django session auth (``realtime.session.SessionUserMiddleware``), re-validated
-    while the socket is open (``realtime.session.SessionWatch``)."""
+    while the socket is open (``realtime.session.SessionWatch``).
+
+    ``?presence=0``: a socket that only listens for the frames (the reports page): it is not
+    presence — no ``AgentConnection``, no presence period, never counted as available, its close
+    releases nothing (docs/protocol.md)."""
 
     commands = OPERATOR_COMMANDS
     rate_multiplier = 10
+    counts_presence = True
 
     async def connect(self) -> None:
         from messenger.access import staff_scope
@@ -410,6 +415,8 @@ class OperatorConsumer(BaseConsumer):
             return
         self.context = commands.OperatorContext(user=user, scope=scope)
         self.user_name = events.user_name(user)
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.counts_presence = (query.get("presence") or ["1"])[0] != "0"
         # Closed with 4003/4005 when the session ends or the role changes while the socket is open.
         session_watch().add(self, session_key=self.scope["session"].session_key, scope=scope)
         if scope.sees_all:
@@ -417,7 +424,8 @@ class OperatorConsumer(BaseConsumer):
             await self.join(*groups.supervisor_groups(branch_ids), groups.user_group(user.pk))
         else:
             await self.join(groups.branch_group(scope.branch_id), groups.user_group(user.pk))
-        hello = await database_sync_to_async(self._connect_presence)()
+        connect = self._connect_presence if self.counts_presence else self._hello_without_presence
+        hello = await database_sync_to_async(connect)()
         await self.send_frame(hello)
         await liveness.attach(self)
 
@@ -434,10 +442,23 @@ class OperatorConsumer(BaseConsumer):
             heartbeat=settings.MESSENGER_HEARTBEAT_SECONDS,
         )
 
+    def _hello_without_presence(self) -> dict[str, Any]:
+        from messenger.models import AgentProfile, AgentStatus
+
+        profile = AgentProfile.objects.filter(user_id=self.context.user.pk).first()
+        return events.operator_hello(
+            self.context.user,
+            name=self.user_name,
+            role=self.context.scope.role,
+            branch_id=self.context.scope.branch_id,
+            status=profile.status if profile else AgentStatus.OFFLINE,
+            heartbeat=settings.MESSENGER_HEARTBEAT_SECONDS,
+        )
+
     async def disconnect(self, code: int) -> None:
         session_watch().discard(self)
         await super().disconnect(code)
-        if getattr(self, "context", None) is not None:
+        if getattr(self, "context", None) is not None and self.counts_presence:
             from messenger.actions.presence import do_disconnect
 
             try:
@@ -447,6 +468,8 @@ class OperatorConsumer(BaseConsumer):
 
     async def handle(self, command: Command) -> list[dict[str, Any]]:
         if command.type == "ping":
+            if not self.counts_presence:
+                return [events.pong_frame()]
             from messenger.actions.presence import do_heartbeat
 
             await database_sync_to_async(do_heartbeat)(user=self.context.user, channel_name=self.channel_name)

@@ -24,6 +24,7 @@ urlpatterns: list = [
     path("api/operator/branches/", operator.BranchListView.as_view(), name="operator-branches"),
     path("api/operator/labels/", operator.LabelListView.as_view(), name="operator-labels"),
     path("api/operator/fairness/", operator.FairnessView.as_view(), name="operator-fairness"),
+    path("api/operator/reports/now/", operator_reports.SessionReportNowView.as_view(), name="operator-reports-now"),
     path(
         "api/operator/reports/summary/",
         operator_reports.SessionReportSummaryView.as_view(),

@@ -71,13 +71,21 @@ def reports_page(request: HttpRequest) -> HttpResponse:
     if scope is None:
         raise PermissionDenied("Operators only.")
     choices = reports.filter_choices(scope)
+    language = (getattr(request, "LANGUAGE_CODE", "") or settings.LANGUAGE_CODE)[:2]
     config = {
         "user": {"id": request.user.pk, "name": events.user_name(request.user), "sees_all": scope.sees_all},
+        "language": "ru" if language == "ru" else "en",
         "tz": choices.pop("tz"),
         "choices": choices,
+        # The "now" panel listens on the operator socket (with ?presence=0: not presence).
+        "socket_path": "/ws/operator/",
+        "heartbeat": settings.MESSENGER_HEARTBEAT_SECONDS,
         "urls": {
-            name: reverse(f"operator-reports-{name}")
-            for name in ("summary", "operators", "branches", "regions", "series", "heatmap", "ratings")
+            **{
+                name: reverse(f"operator-reports-{name}")
+                for name in ("summary", "operators", "branches", "regions", "series", "heatmap", "ratings", "now")
+            },
+            "login": reverse("login"),
         },
     }
     return render(request, "messenger/reports.html", {"config": config, "scope": scope})

@@ -159,7 +159,7 @@ def test_every_v1_operation_documents_the_errors_any_call_may_get(db):
         if path.startswith("/api/v1/")
         for method, operation in item.items()
     ]
-    assert len(operations) == 28  # 15, and the 13 reports (7 JSON, 6 CSV)
+    assert len(operations) == 29  # 15, and the 14 reports (8 JSON, 6 CSV)
     for path, method, operation in operations:
         expected = {"401", "403", "429", "503"}
         if "requestBody" in operation or any(p["in"] == "query" for p in operation.get("parameters", [])):

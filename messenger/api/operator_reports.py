@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from messenger.api.operator import STAFF, IsMessengerStaff
 from messenger.api.schema import errors
 from messenger.api.v1 import reports as v1
+from messenger.api.v1 import reports_now
 
 TAGS = ["operator"]
 ERRORS = errors(400, 403, 404, 503)
@@ -65,3 +66,18 @@ VIEWS = {
     )
     for name in v1.ROWS
 }
+
+
+class SessionReportNowView(SessionReportMixin, reports_now.NowMixin, reports_now.V1View):
+    """The live "now" panel (docs/analytics.md, "Now") for the reports page."""
+
+    @extend_schema(
+        operation_id="operator_reports_now",
+        tags=TAGS,
+        summary=reports_now.SUMMARY,
+        description=DESCRIPTION,
+        parameters=[reports_now.V1NowInput],
+        responses={200: reports_now.V1ReportNow, **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        return super().get(request)

@@ -1,13 +1,98 @@
 /* The reports page (docs/dashboard.md): reads the filters, fetches /api/operator/reports/… (the
- * staff session) and draws the figures, inline SVG charts and tables. No library, no inline code. */
+ * staff session) and draws the figures, inline SVG charts and tables. No library, no inline code.
+ * The "now" panel reads /api/operator/reports/now/ again whenever a frame of the operator socket
+ * (opened with ?presence=0: listening is not being online) may have changed it, at most once a
+ * second, and every 30 s; ages count on in the page from the answer's timestamps. */
 (function () {
   "use strict";
 
   const config = JSON.parse(document.getElementById("config").textContent);
   const SVG = "http://www.w3.org/2000/svg";
   const FILTERS = ["start", "end", "tz", "branch", "region", "inbox", "operator", "label"];
-  const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
   const $ = (id) => document.getElementById(id);
+
+  // --- strings ---------------------------------------------------------------------------------
+  const STRINGS = {
+    en: {
+      weekdays: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+      s: "s", min: "min", h: "h",
+      loading: "Loading…", failed: "The report could not be loaded: ", noData: "No data.", noRows: "No rows.",
+      row: " row", rows: " rows", days: " days", ratingsCount: " ratings",
+      newC: "New", resolved: "Resolved", reopened: "Reopened", missed: "Missed", day: "Day",
+      figures: {
+        "conversations.new": "New conversations", "conversations.resolved": "Resolved",
+        "conversations.reopened": "Reopened", "conversations.missed": "Missed",
+        "conversations.abandoned": "Abandoned", "first_response.median": "First response, median",
+        "first_response.p90": "First response, p90",
+        "first_response_working_hours.median": "First response in working hours, median",
+        "resolution.median": "Resolution, median", "queue_wait.mean": "Queue wait, mean",
+        "messages_per_conversation": "Messages per conversation", escalations: "Escalations",
+        transfers: "Transfers", "csat.average": "CSAT average", "nps.score": "NPS",
+      },
+      firstResponseMedian: "First response, median", firstResponseP90: "First response, p90",
+      resolutionMedian: "Resolution, median", resolutionP90: "Resolution, p90", queueWaitMedian: "Queue wait, median",
+      csat: "CSAT", ratings: "Ratings", nps: "NPS",
+      operator: "Operator", branch: "Branch", region: "Region",
+      unassigned: "Unassigned", noBranch: "No branch", noRegion: "No region",
+      chartConversations: "New and resolved conversations per day", chartFirstResponse: "First response per day (median)",
+      firstResponse: "First response", perOperator: "Conversations per operator", perBranch: "Conversations per branch",
+      heatmap: "New conversations by weekday and local hour", busiest: "Busiest: ", noNew: "No new conversations.",
+      newLower: " new", resolvedLower: " resolved", queueWait: "queue wait ",
+      csatTitle: (count, average) => "CSAT: " + count + " ratings, average " + average,
+      ratedAt: "Rated at", conversation: "Conversation", scale: "Scale", score: "Score", comment: "Comment",
+      now: {
+        connecting: "Connecting…", online: "Live", offline: "Offline — reconnecting…",
+        interrupted: "Live updates interrupted — reconnecting…",
+        waiting: "Waiting", queue: "Waiting, unassigned", longest: "Longest wait", open: "Open",
+        openUnassigned: "Open, unassigned", present: { online: "Online", away: "Away", busy: "Busy" },
+        status: { online: "online", away: "away", busy: "busy", offline: "offline" },
+        name: "Staff", state: "Status", openCol: "Open", waitingCol: "Waiting", capacity: "Capacity",
+        updated: "Updated ", failed: "The live panel could not be loaded: ", nobody: "Nobody is online.",
+        people: (n) => n + (n === 1 ? " person" : " people"),
+      },
+    },
+    ru: {
+      weekdays: ["Пн", "Вт", "Ср", "Чт", "Пт", "Сб", "Вс"],
+      s: "с", min: "мин", h: "ч",
+      loading: "Загрузка…", failed: "Не удалось загрузить отчёт: ", noData: "Нет данных.", noRows: "Нет строк.",
+      row: " стр.", rows: " стр.", days: " дн.", ratingsCount: " оценок",
+      newC: "Новые", resolved: "Решено", reopened: "Открыто снова", missed: "Пропущено", day: "День",
+      figures: {
+        "conversations.new": "Новые диалоги", "conversations.resolved": "Решено",
+        "conversations.reopened": "Открыто снова", "conversations.missed": "Пропущено",
+        "conversations.abandoned": "Брошено в очереди", "first_response.median": "Первый ответ, медиана",
+        "first_response.p90": "Первый ответ, p90",
+        "first_response_working_hours.median": "Первый ответ в рабочие часы, медиана",
+        "resolution.median": "Решение, медиана", "queue_wait.mean": "Ожидание в очереди, среднее",
+        "messages_per_conversation": "Сообщений на диалог", escalations: "Эскалации",
+        transfers: "Передачи", "csat.average": "CSAT, среднее", "nps.score": "NPS",
+      },
+      firstResponseMedian: "Первый ответ, медиана", firstResponseP90: "Первый ответ, p90",
+      resolutionMedian: "Решение, медиана", resolutionP90: "Решение, p90", queueWaitMedian: "Ожидание в очереди, медиана",
+      csat: "CSAT", ratings: "Оценки", nps: "NPS",
+      operator: "Оператор", branch: "Филиал", region: "Регион",
+      unassigned: "Не назначен", noBranch: "Без филиала", noRegion: "Без региона",
+      chartConversations: "Новые и решённые диалоги по дням", chartFirstResponse: "Первый ответ по дням (медиана)",
+      firstResponse: "Первый ответ", perOperator: "Диалоги по операторам", perBranch: "Диалоги по филиалам",
+      heatmap: "Новые диалоги по дням недели и местным часам", busiest: "Пик: ", noNew: "Новых диалогов нет.",
+      newLower: " новых", resolvedLower: " решено", queueWait: "ожидание ",
+      csatTitle: (count, average) => "CSAT: оценок " + count + ", среднее " + average,
+      ratedAt: "Оценено", conversation: "Диалог", scale: "Шкала", score: "Балл", comment: "Комментарий",
+      now: {
+        connecting: "Подключение…", online: "На связи", offline: "Нет связи — переподключаемся…",
+        interrupted: "Обновления прерваны — переподключаемся…",
+        waiting: "Ждут ответа", queue: "Ждут, не назначены", longest: "Дольше всех ждёт", open: "Открыто",
+        openUnassigned: "Открыто, не назначены", present: { online: "В сети", away: "Отошли", busy: "Заняты" },
+        status: { online: "в сети", away: "отошёл", busy: "занят", offline: "не в сети" },
+        name: "Сотрудник", state: "Статус", openCol: "Открыто", waitingCol: "Ждут", capacity: "Лимит",
+        updated: "Обновлено ", failed: "Не удалось загрузить панель: ", nobody: "Никого нет в сети.",
+        people: (n) => n + " чел.",
+      },
+    },
+  };
+  const LANGUAGE = config.language === "ru" ? "ru" : "en";
+  const T = STRINGS[LANGUAGE];
+  const WEEKDAYS = T.weekdays;
 
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
@@ -28,9 +113,9 @@
   function duration(seconds) {
     if (seconds === null || seconds === undefined) return "—";
     const s = Math.round(seconds);
-    if (s < 60) return s + " s";
-    if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
-    return Math.floor(s / 3600) + " h " + Math.round((s % 3600) / 60) + " min";
+    if (s < 60) return s + " " + T.s;
+    if (s < 3600) return Math.floor(s / 60) + " " + T.min + " " + (s % 60) + " " + T.s;
+    return Math.floor(s / 3600) + " " + T.h + " " + Math.round((s % 3600) / 60) + " " + T.min;
   }
 
   function number(value, digits) {
@@ -126,7 +211,7 @@
     const description = rows
       .map((row) => row.date + ": " + series.map((s) => s.label + " " + format(row[s.key])).join(", "))
       .join("; ");
-    const root = chart(figure, title, description || "No data.", width, height);
+    const root = chart(figure, title, description || T.noData, width, height);
     const x = (index) =>
       pad.left + (rows.length < 2 ? (width - pad.left - pad.right) / 2 : (index * (width - pad.left - pad.right)) / (rows.length - 1));
     const y = (value) => height - pad.bottom - (value / max) * (height - pad.top - pad.bottom);
@@ -158,8 +243,8 @@
   /** Horizontal bars, one group per row: new and resolved conversations. */
   function barChart(figure, title, rows, unnamed) {
     const series = [
-      { key: "new", label: "New", cls: "s-new" },
-      { key: "resolved", label: "Resolved", cls: "s-resolved" },
+      { key: "new", label: T.newC, cls: "s-new" },
+      { key: "resolved", label: T.resolved, cls: "s-resolved" },
     ];
     const band = 30;
     const width = 560;
@@ -167,8 +252,8 @@
     const height = 28 + Math.max(1, rows.length) * band;
     const max = Math.max(1, ...rows.flatMap((row) => series.map((s) => row[s.key])));
     const label = (row) => row.name || unnamed;
-    const description = rows.map((row) => label(row) + ": " + row.new + " new, " + row.resolved + " resolved").join("; ");
-    const root = chart(figure, title, description || "No data.", width, height);
+    const description = rows.map((row) => label(row) + ": " + row.new + T.newLower + ", " + row.resolved + T.resolvedLower).join("; ");
+    const root = chart(figure, title, description || T.noData, width, height);
     legend(root, series, left, 14);
     rows.forEach((row, index) => {
       const top = 24 + index * band;
@@ -192,9 +277,9 @@
     const max = Math.max(1, ...cells.map((cell) => cell.new));
     const busiest = cells.filter((cell) => cell.new).sort((a, b) => b.new - a.new).slice(0, 5);
     const description = busiest.length
-      ? "Busiest: " + busiest.map((c) => WEEKDAYS[c.weekday] + " " + c.hour + ":00 " + c.new + " new").join(", ")
-      : "No new conversations.";
-    const root = chart(figure, "New conversations by weekday and local hour", description, width, height);
+      ? T.busiest + busiest.map((c) => WEEKDAYS[c.weekday] + " " + c.hour + ":00 " + c.new + T.newLower).join(", ")
+      : T.noNew;
+    const root = chart(figure, T.heatmap, description, width, height);
     for (let hour = 0; hour < 24; hour += 3) {
       root.append(svgEl("text", { x: left + hour * size, y: 12 }, String(hour).padStart(2, "0")));
     }
@@ -212,7 +297,7 @@
         "data-new": cell.new,
       });
       rect.append(
-        svgEl("title", {}, WEEKDAYS[cell.weekday] + " " + cell.hour + ":00 · " + cell.new + " new · queue wait " + duration(cell.queue_wait_mean))
+        svgEl("title", {}, WEEKDAYS[cell.weekday] + " " + cell.hour + ":00 · " + cell.new + T.newLower + " · " + T.queueWait + duration(cell.queue_wait_mean))
       );
       root.append(rect);
     }
@@ -225,7 +310,7 @@
     const counts = [1, 2, 3, 4, 5].map((star) => csat.distribution[String(star)] || 0);
     const max = Math.max(1, ...counts);
     const description = counts.map((count, index) => index + 1 + "★: " + count).join(", ");
-    const title = "CSAT: " + csat.count + " ratings, average " + number(csat.average, 2);
+    const title = T.csatTitle(csat.count, number(csat.average, 2));
     const root = chart(figure, title, description, width, height);
     const slot = (width - 40) / 5;
     counts.forEach((count, index) => {
@@ -242,22 +327,22 @@
   // --- figures and tables ----------------------------------------------------------------------
 
   const FIGURES = [
-    ["conversations.new", "New conversations", number],
-    ["conversations.resolved", "Resolved", number],
-    ["conversations.reopened", "Reopened", number],
-    ["conversations.missed", "Missed", number],
-    ["conversations.abandoned", "Abandoned", number],
-    ["first_response.median", "First response, median", duration],
-    ["first_response.p90", "First response, p90", duration],
-    ["first_response_working_hours.median", "First response in working hours, median", duration],
-    ["resolution.median", "Resolution, median", duration],
-    ["queue_wait.mean", "Queue wait, mean", duration],
-    ["messages_per_conversation", "Messages per conversation", (v) => number(v, 1)],
-    ["escalations", "Escalations", number],
-    ["transfers", "Transfers", number],
-    ["csat.average", "CSAT average", (v) => number(v, 2)],
-    ["nps.score", "NPS", (v) => number(v, 1)],
-  ];
+    ["conversations.new", number],
+    ["conversations.resolved", number],
+    ["conversations.reopened", number],
+    ["conversations.missed", number],
+    ["conversations.abandoned", number],
+    ["first_response.median", duration],
+    ["first_response.p90", duration],
+    ["first_response_working_hours.median", duration],
+    ["resolution.median", duration],
+    ["queue_wait.mean", duration],
+    ["messages_per_conversation", (v) => number(v, 1)],
+    ["escalations", number],
+    ["transfers", number],
+    ["csat.average", (v) => number(v, 2)],
+    ["nps.score", (v) => number(v, 1)],
+  ].map(([path, format]) => [path, T.figures[path], format]);
 
   function pick(object, path) {
     return path.split(".").reduce((value, key) => (value === null || value === undefined ? value : value[key]), object);
@@ -295,7 +380,7 @@
     }
     if (!rows.length) {
       const empty = el("tr");
-      empty.append(el("td", { colspan: String(columns.length) }, "No rows."));
+      empty.append(el("td", { colspan: String(columns.length) }, T.noRows));
       body.append(empty);
     }
     table.append(body);
@@ -303,21 +388,190 @@
 
   const text = (value) => (value === null || value === undefined || value === "" ? "—" : String(value));
   const GROUP = [
-    ["new", "New", number],
-    ["resolved", "Resolved", number],
-    ["reopened", "Reopened", number],
-    ["missed", "Missed", number],
-    ["first_response_median", "First response, median", duration],
-    ["first_response_p90", "First response, p90", duration],
-    ["resolution_median", "Resolution, median", duration],
-    ["queue_wait_median", "Queue wait, median", duration],
-    ["csat_average", "CSAT", (v) => number(v, 2)],
-    ["csat_count", "Ratings", number],
-    ["nps", "NPS", (v) => number(v, 1)],
+    ["new", T.newC, number],
+    ["resolved", T.resolved, number],
+    ["reopened", T.reopened, number],
+    ["missed", T.missed, number],
+    ["first_response_median", T.firstResponseMedian, duration],
+    ["first_response_p90", T.firstResponseP90, duration],
+    ["resolution_median", T.resolutionMedian, duration],
+    ["queue_wait_median", T.queueWaitMedian, duration],
+    ["csat_average", T.csat, (v) => number(v, 2)],
+    ["csat_count", T.ratings, number],
+    ["nps", T.nps, (v) => number(v, 1)],
   ];
 
   function groupTable(id, header, rows, unnamed) {
-    renderTable(id, [["name", header, (v) => v || unnamed], ...GROUP], rows, rows.length + (rows.length === 1 ? " row" : " rows"));
+    renderTable(id, [["name", header, (v) => v || unnamed], ...GROUP], rows, rows.length + (rows.length === 1 ? T.row : T.rows));
+  }
+
+
+  // --- the live "now" panel ------------------------------------------------------------------
+
+  const NOW = T.now;
+  const live = {
+    ws: null, retry: 0, heartbeat: null, answer: null, skew: 0,
+    inFlight: false, again: false, timer: null, lastFetch: 0, generation: 0,
+  };
+  const REFETCH_GAP = 1000; // at most one read a second, however many frames arrive
+  const PERIODIC = 30000; // and one every 30 s: new branches, a lost frame, a sweep that ran
+
+  function nowQuery() {
+    const params = new URLSearchParams();
+    for (const name of ["branch", "inbox"]) {
+      const input = $("f-" + name);
+      if (input && input.value) params.set(name, input.value);
+    }
+    return params.toString();
+  }
+
+  /** Seconds since ``iso`` by the server's clock (the answer's ``at`` corrects this one's). */
+  function ageOf(iso) {
+    return Math.max(0, (Date.now() + live.skew - new Date(iso).getTime()) / 1000);
+  }
+
+  function setLive(stateName) {
+    const node = $("now-connection");
+    node.dataset.state = stateName;
+    node.textContent = { online: NOW.online, offline: NOW.offline, interrupted: NOW.interrupted }[stateName] || NOW.connecting;
+  }
+
+  /** Read the panel now, or as soon as a second has passed since the last read began. */
+  function scheduleNow() {
+    if (live.inFlight) { live.again = true; return; }
+    if (live.timer) return;
+    const wait = Math.max(0, live.lastFetch + REFETCH_GAP - Date.now());
+    live.timer = setTimeout(() => { live.timer = null; fetchNow(); }, wait);
+  }
+
+  async function fetchNow() {
+    live.inFlight = true;
+    live.lastFetch = Date.now();
+    const current = ++live.generation;
+    const error = $("now-error");
+    try {
+      const answer = await fetchJson(config.urls.now + "?" + nowQuery());
+      if (current === live.generation) {
+        live.skew = new Date(answer.at).getTime() - Date.now();
+        live.answer = answer;
+        error.hidden = true;
+        renderNow(answer);
+      }
+    } catch (failure) {
+      error.textContent = NOW.failed + failure.message;
+      error.hidden = false;
+    } finally {
+      live.inFlight = false;
+      if (live.again) { live.again = false; scheduleNow(); }
+    }
+  }
+
+  function nowFigure(key, label, value, text, extra) {
+    const box = el("div");
+    const dd = el("dd", Object.assign({ "data-now": key, "data-value": value === null ? "" : String(value) }, extra || {}), text);
+    box.append(el("dt", {}, label), dd);
+    return box;
+  }
+
+  function renderNow(answer) {
+    const list = $("now-figures");
+    const longest = answer.waiting.longest;
+    list.replaceChildren(
+      nowFigure("waiting", NOW.waiting, answer.waiting.count, String(answer.waiting.count)),
+      nowFigure("waiting_unassigned", NOW.queue, answer.waiting.unassigned, String(answer.waiting.unassigned)),
+      nowFigure(
+        "longest", NOW.longest, longest ? longest.conversation_id : null,
+        longest ? duration(ageOf(longest.since)) : "—",
+        longest ? { "data-since": longest.since, "data-conversation": String(longest.conversation_id) } : null,
+      ),
+      nowFigure("open", NOW.open, answer.open.count, String(answer.open.count)),
+      nowFigure("open_unassigned", NOW.openUnassigned, answer.open.unassigned, String(answer.open.unassigned)),
+      ...["online", "away", "busy"].map((status) =>
+        nowFigure("present_" + status, NOW.present[status], answer.present[status], String(answer.present[status]))),
+    );
+    const table = $("table-now");
+    table.replaceChildren();
+    const present = answer.operators.filter((row) => row.status !== "offline").length;
+    table.append(el("caption", {}, present ? NOW.people(present) : NOW.nobody));
+    const head = el("tr");
+    for (const header of [NOW.name, NOW.state, NOW.openCol, NOW.waitingCol, NOW.capacity]) head.append(el("th", { scope: "col" }, header));
+    const thead = el("thead");
+    thead.append(head);
+    const body = el("tbody");
+    for (const row of answer.operators) {
+      const line = el("tr", { "data-id": String(row.id), "data-status": row.status });
+      const status = el("td", { "data-key": "status", "data-value": row.status });
+      status.append(el("span", { class: "presence", "data-status": row.status }, NOW.status[row.status] || row.status));
+      line.append(
+        el("td", { "data-key": "name", "data-value": row.name }, row.name),
+        status,
+        el("td", { "data-key": "open", "data-value": String(row.open) }, String(row.open)),
+        el("td", { "data-key": "waiting", "data-value": String(row.waiting) }, String(row.waiting)),
+        el("td", { "data-key": "max_concurrent", "data-value": row.max_concurrent === null ? "" : String(row.max_concurrent) }, number(row.max_concurrent)),
+      );
+      body.append(line);
+    }
+    table.append(thead, body);
+    $("now-updated").textContent = NOW.updated + new Date(answer.at).toLocaleTimeString(LANGUAGE);
+    document.body.dataset.nowLoaded = String((Number(document.body.dataset.nowLoaded) || 0) + 1);
+  }
+
+  /** The longest wait counts on between reads. */
+  function tick() {
+    for (const node of document.querySelectorAll("#now-figures dd[data-since]")) node.textContent = duration(ageOf(node.dataset.since));
+  }
+
+  // Frames after which the figures may differ (docs/protocol.md): a conversation created or
+  // changed (status, assignee, branch), an assignment, a message (a visitor's starts a wait, a
+  // person's reply ends it), a presence change; "live restored": whatever was lost meanwhile.
+  function affectsNow(frame) {
+    const type = frame.type || "";
+    if (type === "presence") return true;
+    if (type === "live") return frame.data && frame.data.state === "restored";
+    if (type === "message.created") {
+      const message = (frame.data && frame.data.message) || {};
+      return message.direction === "in" || (message.direction === "out" && message.sender && message.sender.type === "user");
+    }
+    return type === "conversation.created" || type === "conversation.updated" || type.startsWith("assignment.");
+  }
+
+  function connectLive() {
+    setLive("connecting");
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    // presence=0: this page listens; it must not make its viewer available for chats.
+    const ws = new WebSocket(scheme + "://" + location.host + config.socket_path + "?presence=0");
+    live.ws = ws;
+    ws.addEventListener("message", (event) => {
+      let frame;
+      try { frame = JSON.parse(event.data); } catch { return; }
+      if (frame.type === "hello") {
+        live.retry = 0;
+        setLive("online");
+        clearInterval(live.heartbeat);
+        live.heartbeat = setInterval(() => {
+          if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ping" }));
+        }, (frame.heartbeat || config.heartbeat || 20) * 1000);
+        scheduleNow(); // whatever changed while the socket was away is in the database
+        return;
+      }
+      if (frame.type === "live" && frame.data && frame.data.state === "interrupted") { setLive("interrupted"); return; }
+      if (frame.type === "live") setLive("online");
+      if (affectsNow(frame)) scheduleNow();
+    });
+    ws.addEventListener("close", (event) => {
+      clearInterval(live.heartbeat);
+      setLive("offline");
+      // As the dashboard (docs/protocol.md, "Close codes"): 4001 no session, the login page; 4003
+      // the session ended and 4005 the access changed, reload; anything else: back off and retry.
+      if (event.code === 4001) {
+        location.assign(config.urls.login + "?next=" + encodeURIComponent(location.pathname + location.search));
+        return;
+      }
+      if (event.code === 4003 || event.code === 4005) { location.reload(); return; }
+      const delay = Math.min(30000, 500 * 2 ** live.retry) * (0.5 + Math.random() / 2);
+      live.retry += 1;
+      setTimeout(connectLive, delay);
+    });
   }
 
   // --- the page --------------------------------------------------------------------------------
@@ -329,19 +583,19 @@
     const params = query();
     const error = $("report-error");
     error.hidden = true;
-    $("report-status").textContent = "Loading…";
+    $("report-status").textContent = T.loading;
     for (const link of document.querySelectorAll("a[data-csv]")) {
       link.href = config.urls[link.dataset.csv] + "csv/?" + params;
       link.setAttribute("download", "");
     }
     history.replaceState(null, "", window.location.pathname + "?" + params);
-    const names = Object.keys(config.urls);
+    const names = Object.keys(config.urls).filter((name) => name !== "now" && name !== "login");
     let answers;
     try {
       answers = await Promise.all(names.map((name) => fetchJson(config.urls[name] + "?" + params)));
     } catch (failure) {
       if (current !== generation) return;
-      error.textContent = "The report could not be loaded: " + failure.message;
+      error.textContent = T.failed + failure.message;
       error.hidden = false;
       $("report-status").textContent = "";
       return;
@@ -351,34 +605,34 @@
     const range = data.summary.range;
     renderFigures(data.summary.figures);
     const series = data.series.results;
-    lineChart($("chart-conversations"), "New and resolved conversations per day", series, [
-      { key: "new", label: "New", cls: "s-new" },
-      { key: "resolved", label: "Resolved", cls: "s-resolved" },
+    lineChart($("chart-conversations"), T.chartConversations, series, [
+      { key: "new", label: T.newC, cls: "s-new" },
+      { key: "resolved", label: T.resolved, cls: "s-resolved" },
     ], number);
-    lineChart($("chart-first-response"), "First response per day (median)", series, [
-      { key: "first_response_median", label: "First response", cls: "s-response" },
+    lineChart($("chart-first-response"), T.chartFirstResponse, series, [
+      { key: "first_response_median", label: T.firstResponse, cls: "s-response" },
     ], duration);
     renderTable("table-series", [
-      ["date", "Day", text],
-      ["new", "New", number],
-      ["resolved", "Resolved", number],
-      ["missed", "Missed", number],
-      ["first_response_median", "First response, median", duration],
-    ], series, series.length + " days");
-    barChart($("chart-operators"), "Conversations per operator", data.operators.results, "Unassigned");
-    groupTable("table-operators", "Operator", data.operators.results, "Unassigned");
-    barChart($("chart-branches"), "Conversations per branch", data.branches.results, "No branch");
-    groupTable("table-branches", "Branch", data.branches.results, "No branch");
-    groupTable("table-regions", "Region", data.regions.results, "No region");
+      ["date", T.day, text],
+      ["new", T.newC, number],
+      ["resolved", T.resolved, number],
+      ["missed", T.missed, number],
+      ["first_response_median", T.firstResponseMedian, duration],
+    ], series, series.length + T.days);
+    barChart($("chart-operators"), T.perOperator, data.operators.results, T.unassigned);
+    groupTable("table-operators", T.operator, data.operators.results, T.unassigned);
+    barChart($("chart-branches"), T.perBranch, data.branches.results, T.noBranch);
+    groupTable("table-branches", T.branch, data.branches.results, T.noBranch);
+    groupTable("table-regions", T.region, data.regions.results, T.noRegion);
     heatMap($("chart-heatmap"), data.heatmap.results);
     csatChart($("chart-csat"), data.summary.figures.csat);
     renderTable("table-ratings", [
-      ["rated_at", "Rated at", (v) => new Date(v).toLocaleString([], { timeZone: range.tz })],
-      ["conversation_id", "Conversation", number],
-      ["scale", "Scale", text],
-      ["score", "Score", number],
-      ["comment", "Comment", text],
-    ], data.ratings.results, data.ratings.results.length + " ratings");
+      ["rated_at", T.ratedAt, (v) => new Date(v).toLocaleString(LANGUAGE, { timeZone: range.tz })],
+      ["conversation_id", T.conversation, number],
+      ["scale", T.scale, text],
+      ["score", T.score, number],
+      ["comment", T.comment, text],
+    ], data.ratings.results, data.ratings.results.length + T.ratingsCount);
     $("report-status").textContent = range.start + " – " + range.end + " (" + range.tz + ")";
     document.body.dataset.loaded = String(current);
   }
@@ -387,7 +641,17 @@
   $("report-filters").addEventListener("submit", (event) => {
     event.preventDefault();
     load();
+    scheduleNow();
   });
   for (const select of document.querySelectorAll("#report-filters select")) select.addEventListener("change", load);
+  for (const name of ["branch", "inbox"]) {
+    const select = $("f-" + name);
+    if (select) select.addEventListener("change", scheduleNow);
+  }
   load();
+  setLive("connecting");
+  fetchNow();
+  connectLive();
+  setInterval(tick, 1000);
+  setInterval(scheduleNow, PERIODIC);
 })();

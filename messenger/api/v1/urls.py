@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from messenger.api.v1 import reports, views
+from messenger.api.v1 import reports, reports_now, views
 from messenger.api.v1.errors import not_found
 
 urlpatterns = [
@@ -28,6 +28,7 @@ urlpatterns = [
     ),
     path("inboxes", views.InboxListView.as_view(), name="v1-inboxes"),
     path("reports/summary", reports.ReportSummaryView.as_view(), name="v1-reports-summary"),
+    path("reports/now", reports_now.ReportNowView.as_view(), name="v1-reports-now"),
     *(
         path(f"reports/{name}", json_view.as_view(), name=f"v1-reports-{name}")
         for name, (json_view, _csv) in reports.VIEWS.items()
