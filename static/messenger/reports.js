@@ -218,6 +218,12 @@
     }
   }
 
+  /** The ratings table shows the newest (the API's limit); the summary counts them all. */
+  function ratingsCaption(shown, figures) {
+    const total = figures.csat.count + figures.nps.count;
+    return shown < total ? "The newest " + shown + " of " + total + " ratings (CSV: all)" : total + " ratings";
+  }
+
   /** Stars 1–5: how many ratings each. */
   function csatChart(figure, csat) {
     const width = 560;
@@ -378,7 +384,7 @@
       ["scale", "Scale", text],
       ["score", "Score", number],
       ["comment", "Comment", text],
-    ], data.ratings.results, data.ratings.results.length + " ratings");
+    ], data.ratings.results, ratingsCaption(data.ratings.results.length, data.summary.figures));
     $("report-status").textContent = range.start + " – " + range.end + " (" + range.tz + ")";
     document.body.dataset.loaded = String(current);
   }
