@@ -1,26 +1,48 @@
-"""Analytics reads (docs/analytics.md defines every figure): a fixed number of queries whatever the
-number of rows, then the arithmetic in Python, so PostgreSQL and SQLite give the same figures.
+"""Analytics reads (docs/analytics.md defines every figure), computed by the database.
 
-``report(scope, params)`` runs six queries (conversations with their message aggregates, their
-audit rows, inboxes and branches for working hours, operators' and regions' names) and ``Report``
-computes every table from them; the operators table reads the presence periods too (a seventh). Percentiles interpolate linearly between the closest ranks, as PostgreSQL's
-``percentile_cont`` does.
+Every figure is an aggregate over one of two sets of rows, whatever their number:
+
+* the conversations in reach and in the filters, created in the range or first resolved in it,
+  with the facts the actions keep on each (first visitor message, first human reply, first
+  assignment, first resolution, counted messages, working-hours first response;
+  ``actions.report_facts``) — ``Report._conversation_rows``;
+* the audit rows of the range (status changes, escalations, transfers, ratings) of those
+  conversations — ``Report._event_rows``.
+
+Each is one grouped query: for the whole report, per operator, branch or region, per local day or
+per weekday × hour. Percentiles are PostgreSQL's ``percentile_cont``; SQLite runs the same
+interpolation (``messenger.db.aggregates``), so both databases give the same figures.
 """
 
 from __future__ import annotations
 
-import math
 import zoneinfo
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Any
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    DateTimeField,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, ExtractHour, ExtractIsoWeekDay, Greatest, Least, TruncDate
 from django.utils import timezone
 
 from messenger.access import StaffScope, visible_conversations, visible_inboxes
+from messenger.db.aggregates import Percentiles, Seconds, percentile_cont
 from messenger.errors import InvalidInput, NotFound
 from messenger.models import (
     ActivityEvent,
@@ -28,14 +50,10 @@ from messenger.models import (
     Branch,
     Conversation,
     ConversationStatus,
-    Inbox,
     Label,
-    MessageDirection,
     PresencePeriod,
     Region,
-    SenderType,
 )
-from messenger.routing.hours import schedule_open_seconds
 
 PRESENCE = ("online", "away", "busy")
 MAX_DAYS = 366
@@ -43,8 +61,23 @@ EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)
 ENDED = (ConversationStatus.RESOLVED, ConversationStatus.CLOSED)
 ESCALATED = "assignment.escalated"
 RAN_OUT = "assignment.escalation_queued"
-ASSIGNING = ("assignment.assigned", "assignment.reassigned", "assignment.escalated", "assignment.transferred")
-VERBS = ("conversation.status", "conversation.transferred", "conversation.rated", RAN_OUT, *ASSIGNING)
+RATED = "conversation.rated"
+VERBS = ("conversation.status", "conversation.transferred", RATED, ESCALATED, RAN_OUT)
+GROUPS = {"operator": "assignee_id", "branch": "branch_id", "region": "region_id"}
+EVENT_FIGURES = (
+    "resolved",
+    "reopened",
+    "escalations",
+    "ran_out",
+    "transfers",
+    "stars_count",
+    "stars_sum",
+    "nps_count",
+    "promoters",
+    "detractors",
+    *(f"stars_{score}" for score in range(1, 6)),
+)
+percentile = percentile_cont
 
 
 @dataclass(frozen=True)
@@ -60,6 +93,7 @@ class ReportParams:
     inbox: int | None = None
     operator: int | None = None
     label: int | None = None
+    limit: int | None = None  # the ratings list: the newest N (None: all, as the CSV export)
 
     @cached_property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -111,270 +145,225 @@ def check_params(scope: StaffScope, values: dict[str, Any]) -> ReportParams:
     if label is not None and not Label.objects.filter(pk=label).exists():
         raise NotFound("No such label.")
     return ReportParams(
-        start=start, end=end, tz=tz, branch=branch, region=region, inbox=inbox, operator=operator, label=label
+        start=start,
+        end=end,
+        tz=tz,
+        branch=branch,
+        region=region,
+        inbox=inbox,
+        operator=operator,
+        label=label,
+        limit=values.get("limit"),
     )
-
-
-def percentile(values: list[float], fraction: float) -> float | None:
-    """``percentile_cont``: linear interpolation between the closest ranks; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = fraction * (len(ordered) - 1)
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def _stats(values: list[float]) -> dict[str, Any]:
-    return {
-        "count": len(values),
-        "median": _round(percentile(values, 0.5)),
-        "p90": _round(percentile(values, 0.9)),
-    }
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _mean(values: list[float]) -> float | None:
-    return round(sum(values) / len(values), 3) if values else None
+def _stats(row: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    row = row or {}
+    median, p90 = row.get(f"{name}_percentiles") or (None, None)
+    return {"count": row.get(f"{name}_count") or 0, "median": _round(median), "p90": _round(p90)}
 
 
-@dataclass
-class _Row:
-    """One conversation and what its messages and audit rows say."""
-
-    id: int
-    created_at: datetime
-    status: str
-    inbox_id: int
-    branch_id: int | None
-    region_id: int | None
-    assignee_id: int | None
-    first_in: datetime | None
-    first_reply: datetime | None
-    messages: int
-    first_assigned: datetime | None = None
-    resolutions: list[datetime] = field(default_factory=list)
-    reopens: list[datetime] = field(default_factory=list)
-    transfers: list[datetime] = field(default_factory=list)
-    escalations: list[datetime] = field(default_factory=list)
-    ran_out: list[datetime] = field(default_factory=list)
-    ratings: list[tuple[datetime, int, str]] = field(default_factory=list)
-    rating_comment: str = ""
-    rated_at: datetime | None = None
-    rating_score: int | None = None
-
-    @property
-    def first_response(self) -> float | None:
-        if self.first_in is None or self.first_reply is None or self.first_reply < self.first_in:
-            return None
-        return (self.first_reply - self.first_in).total_seconds()
-
-    @property
-    def missed(self) -> bool:
-        return self.first_in is not None and self.first_reply is None and self.status in ENDED
-
-    @property
-    def queue_wait(self) -> float | None:
-        """First visitor message → first assignment to a person or first human reply, whichever
-        comes first; an assignment before the visitor wrote (routing at the start) waits 0 s."""
-        if self.first_in is None:
-            return None
-        ends = [moment for moment in (self.first_assigned, self.first_reply) if moment is not None]
-        return max(0.0, (min(ends) - self.first_in).total_seconds()) if ends else None
+def _ratio(total: float | None, count: int | None) -> float | None:
+    return round(total / count, 3) if count and total is not None else None
 
 
-def _in_report(scope: StaffScope, params: ReportParams) -> QuerySet[Conversation]:
-    """Every conversation in reach, matching the filters, created before the range ends, that had
-    something happen in it: created in the range (new), or an audit row in the range (resolved,
-    rated, …)."""
-    queryset = visible_conversations(scope).filter(created_at__lt=params.until)
-    if params.branch is not None:
-        queryset = queryset.filter(branch_id=params.branch)
-    if params.region is not None:
-        queryset = queryset.filter(region_id=params.region)
-    if params.inbox is not None:
-        queryset = queryset.filter(inbox_id=params.inbox)
+def _score(value: Any) -> int | None:
+    """A rating's score as the audit row stores it (an integer; text on PostgreSQL's ``->>``)."""
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _in_reach(scope: StaffScope, params: ReportParams) -> QuerySet[Conversation]:
+    """The conversations in reach that match the filters (their current branch, region, inbox,
+    assignee and labels), whenever they happened."""
+    queryset = visible_conversations(scope).order_by()
+    for name, column in (("branch", "branch_id"), ("region", "region_id"), ("inbox", "inbox_id")):
+        if getattr(params, name) is not None:
+            queryset = queryset.filter(**{column: getattr(params, name)})
     if params.operator is not None:
         queryset = queryset.filter(assignee_id=params.operator)
     if params.label is not None:
         queryset = queryset.filter(labels__id=params.label)
-    in_range_audit = ActivityEvent.objects.filter(
-        verb__in=VERBS, created_at__gte=params.since, created_at__lt=params.until
-    ).values("conversation_id")
-    return queryset.filter(Q(created_at__gte=params.since) | Q(pk__in=in_range_audit))
+    return queryset
 
 
-def _conversations(queryset: QuerySet[Conversation]) -> list[_Row]:
-    """The conversations with their message aggregates. One query."""
-    counted = Q(messages__direction=MessageDirection.IN) | Q(
-        messages__direction=MessageDirection.OUT, messages__sender_type=SenderType.USER
-    )
-    rows = queryset.annotate(
-        first_in=Min("messages__created_at", filter=Q(messages__direction=MessageDirection.IN)),
-        first_reply=Min(
-            "messages__created_at",
-            filter=Q(messages__direction=MessageDirection.OUT, messages__sender_type=SenderType.USER),
-        ),
-        counted=Count("messages", filter=counted),
-        deleted=Count("messages", filter=counted & Q(messages__content_attributes__deleted=True)),
-    ).values_list(
-        "id",
-        "created_at",
-        "status",
-        "inbox_id",
-        "branch_id",
-        "region_id",
-        "assignee_id",
-        "first_in",
-        "first_reply",
-        "counted",
-        "deleted",
-        "rating_score",
-        "rating_comment",
-        "rated_at",
-    )
-    result = []
-    for row in rows:
-        item = _Row(*row[:9], messages=row[9] - row[10])
-        item.rating_score, item.rating_comment, item.rated_at = row[11], row[12], row[13]
-        result.append(item)
-    return result
-
-
-def _attach_audit(rows: dict[int, _Row], conversations: QuerySet[Conversation], until: datetime) -> None:
-    """The audit rows of these conversations (a subquery, not a list of ids) up to the range's end.
-    One query."""
-    audit = (
-        ActivityEvent.objects.filter(
-            conversation_id__in=conversations.values("pk"), verb__in=VERBS, created_at__lt=until
-        )
-        .order_by("created_at", "id")
-        .values_list("conversation_id", "verb", "created_at", "payload")
-    )
-    for conversation_id, verb, created_at, payload in audit:
-        row = rows.get(conversation_id)
-        if row is None:  # created between the two queries
-            continue
-        payload = payload or {}
-        if verb == "conversation.status":
-            if payload.get("to") == ConversationStatus.RESOLVED:
-                row.resolutions.append(created_at)
-            elif payload.get("from") in ENDED and payload.get("to") not in ENDED:
-                row.reopens.append(created_at)
-        elif verb == "conversation.transferred":
-            row.transfers.append(created_at)
-        elif verb == "conversation.rated" and isinstance(payload.get("score"), int):
-            row.ratings.append((created_at, payload["score"], payload.get("scale") or "stars"))
-        elif verb == RAN_OUT:
-            row.ran_out.append(created_at)
-        if verb == ESCALATED:
-            row.escalations.append(created_at)
-        if verb in ASSIGNING and (payload.get("to") or None) is not None and row.first_assigned is None:
-            row.first_assigned = created_at
-
-
-@dataclass
 class Report:
-    params: ReportParams
-    rows: list[_Row]
-    inboxes: dict[int, Inbox]
-    branches: dict[int, Branch]
-    names: dict[str, dict[int, str]]
-    _hours: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """The figures of one range and set of filters; each method runs its own grouped queries."""
 
-    def _in(self, moment: datetime | None) -> bool:
-        return moment is not None and self.params.since <= moment < self.params.until
+    def __init__(self, scope: StaffScope, params: ReportParams) -> None:
+        self.scope, self.params = scope, params
+        self.conversations = _in_reach(scope, params)
 
-    def _local(self, moment: datetime) -> datetime:
-        return moment.astimezone(self.params.zone)
+    # --- the two sets of rows ----------------------------------------------------------------
 
-    @property
-    def new(self) -> list[_Row]:
-        return [row for row in self.rows if self._in(row.created_at)]
-
-    def working_seconds(self, row: _Row, start: datetime, end: datetime) -> float:
-        """Open seconds between two moments by the conversation's working hours (docs/analytics.md)."""
-        inbox = self.inboxes[row.inbox_id]
-        hours = self._hours.get(inbox.pk)
-        if hours is None:
-            hours = self._hours[inbox.pk] = inbox.effective_settings["working_hours"]
-        if not hours["enabled"]:
-            return (end - start).total_seconds()
-        if hours["use_branch_hours"]:
-            branch = self.branches.get(row.branch_id) if row.branch_id else None
-            if branch is None or not branch.working_hours:
-                return (end - start).total_seconds()
-            return schedule_open_seconds(
-                branch.working_hours, [], branch.timezone, start, end, calendar=branch.holiday_calendar
+    def _conversation_aggregates(self) -> dict[str, Any]:
+        """Per group: the figures measured on each conversation (docs/analytics.md, "Figures")."""
+        p = self.params
+        new = Q(created_at__gte=p.since, created_at__lt=p.until)
+        wrote = Q(first_visitor_message_at__isnull=False)
+        answered = wrote & Q(first_reply_created_at__gte=F("first_visitor_message_at"))
+        missed = new & wrote & Q(first_reply_created_at__isnull=True, status__in=ENDED)
+        first_response = Case(
+            When(new & answered, then=Seconds(F("first_reply_created_at"), F("first_visitor_message_at")))
+        )
+        working = Case(When(new & answered, then=F("first_response_working_seconds")))
+        resolution = Case(
+            When(
+                Q(first_resolved_at__gte=p.since, first_resolved_at__lt=p.until),
+                then=Seconds(F("first_resolved_at"), F("created_at")),
             )
-        inbox_branch = self.branches.get(inbox.branch_id) if inbox.branch_id else None
-        tz_name = hours["timezone"] or (inbox_branch.timezone if inbox_branch else "UTC")
-        return schedule_open_seconds(hours["days"], hours["holidays"], tz_name, start, end)
+        )
+        # Least of two nullable moments, the same on both databases (SQLite's MIN() is NULL if any is).
+        queue_end = Least(
+            Coalesce("first_assigned_at", "first_reply_created_at"),
+            Coalesce("first_reply_created_at", "first_assigned_at"),
+        )
+        queue = Case(
+            When(
+                new & wrote & (Q(first_assigned_at__isnull=False) | Q(first_reply_created_at__isnull=False)),
+                then=Greatest(Seconds(queue_end, F("first_visitor_message_at")), Value(0.0)),
+            )
+        )
+        figures: dict[str, Any] = {
+            "new": Count("pk", filter=new),
+            "missed": Count("pk", filter=missed),
+            "abandoned": Count("pk", filter=missed & Q(first_assigned_at__isnull=True)),
+            "messages": Sum("counted_messages", filter=new),
+            "queue_sum": Sum(queue),
+        }
+        for name, value in (
+            ("first_response", first_response),
+            ("working", working),
+            ("resolution", resolution),
+            ("queue", queue),
+        ):
+            figures[f"{name}_count"] = Count(value)
+            figures[f"{name}_percentiles"] = Percentiles(value, (0.5, 0.9))
+        return figures
 
-    def figures(self, rows: list[_Row] | None = None) -> dict[str, Any]:
-        """The summary figures over ``rows`` (all by default): docs/analytics.md, "Figures"."""
-        rows = self.rows if rows is None else rows
-        new = [row for row in rows if self._in(row.created_at)]
-        first_response = [row.first_response for row in new if row.first_response is not None]
-        working = [
-            self.working_seconds(row, row.first_in, row.first_reply)  # type: ignore[arg-type]
-            for row in new
-            if row.first_response is not None
-        ]
-        resolution = [
-            (row.resolutions[0] - row.created_at).total_seconds()
-            for row in rows
-            if row.resolutions and self._in(row.resolutions[0])
-        ]
-        queue = [row.queue_wait for row in new if row.queue_wait is not None]
-        stars: list[int] = []
-        nps: list[int] = []
+    def _conversation_rows(self, only: tuple[str, ...] = (), **group: Any) -> Any:
+        """The conversations created or first resolved in the range, aggregated by ``group``
+        (none: one row). ``only``: these aggregates, over the conversations created in the range
+        (the daily series and the heat map need no resolution)."""
+        p = self.params
+        new = Q(created_at__gte=p.since, created_at__lt=p.until)
+        aggregates = self._conversation_aggregates()
+        if only:
+            aggregates = {name: aggregates[name] for name in only}
+        rows = self.conversations.filter(
+            new if only else new | Q(first_resolved_at__gte=p.since, first_resolved_at__lt=p.until)
+        )
+        if not group:
+            return rows.aggregate(**aggregates)
+        return rows.values(**group).annotate(**aggregates)
+
+    def _events(self) -> QuerySet[ActivityEvent]:
+        p = self.params
+        return ActivityEvent.objects.filter(
+            verb__in=VERBS,
+            created_at__gte=p.since,
+            created_at__lt=p.until,
+            conversation__in=self.conversations.values("pk"),
+        ).order_by()
+
+    def _event_rows(self, **group: Any) -> dict[Any, dict[str, int]]:
+        """Per group (one name → expression; none: the key None): what the audit rows of the range count. The rows are
+        counted by verb and the payload's keys in the database, the few combinations summed here
+        by the rules of docs/analytics.md. One query."""
+        rows = (
+            self._events()
+            .values(
+                "verb",
+                **group,
+                to=KT("payload__to"),
+                source=KT("payload__from"),
+                scale=KT("payload__scale"),
+                score=KT("payload__score"),
+            )
+            .annotate(count=Count("pk"))
+        )
+        result: dict[Any, dict[str, int]] = {}
         for row in rows:
-            for moment, score, scale in row.ratings:
-                if self._in(moment):
-                    (nps if scale == "nps" else stars).append(score)
-        promoters = sum(1 for score in nps if score >= 9)
-        detractors = sum(1 for score in nps if score <= 6)
+            key = row[next(iter(group))] if group else None
+            figures = result.setdefault(key, dict.fromkeys(EVENT_FIGURES, 0))
+            verb, count = row["verb"], row["count"]
+            if verb == "conversation.status":
+                if row["to"] == ConversationStatus.RESOLVED:
+                    figures["resolved"] += count
+                elif row["source"] in ENDED and row["to"] not in ENDED:
+                    figures["reopened"] += count
+            elif verb == "conversation.transferred":
+                figures["transfers"] += count
+            elif verb == ESCALATED:
+                figures["escalations"] += count
+            elif verb == RAN_OUT:
+                figures["ran_out"] += count
+            elif verb == RATED and (score := _score(row["score"])) is not None:
+                if row["scale"] == "nps":
+                    figures["nps_count"] += count
+                    figures["promoters"] += count if score >= 9 else 0
+                    figures["detractors"] += count if score <= 6 else 0
+                else:
+                    figures["stars_count"] += count
+                    figures["stars_sum"] += score * count
+                    if f"stars_{score}" in figures:
+                        figures[f"stars_{score}"] += count
+        return result
+
+    # --- the answers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _figures(conversation: dict[str, Any] | None, events: dict[str, Any] | None) -> dict[str, Any]:
+        c, e = conversation or {}, events or {}
+        new = c.get("new") or 0
+        nps_count = e.get("nps_count") or 0
+        promoters, detractors = e.get("promoters") or 0, e.get("detractors") or 0
         return {
             "conversations": {
-                "new": len(new),
-                "resolved": sum(1 for row in rows for moment in row.resolutions if self._in(moment)),
-                "reopened": sum(1 for row in rows for moment in row.reopens if self._in(moment)),
-                "missed": sum(1 for row in new if row.missed),
-                "abandoned": sum(1 for row in new if row.missed and row.first_assigned is None),
+                "new": new,
+                "resolved": e.get("resolved") or 0,
+                "reopened": e.get("reopened") or 0,
+                "missed": c.get("missed") or 0,
+                "abandoned": c.get("abandoned") or 0,
             },
-            "first_response": _stats(first_response),
-            "first_response_working_hours": _stats(working),
-            "resolution": _stats(resolution),
-            "queue_wait": {**_stats(queue), "mean": _mean(queue)},
-            "messages_per_conversation": _mean([row.messages for row in new]),
-            "escalations": sum(1 for row in rows for moment in row.escalations if self._in(moment)),
-            "escalation_chains_ran_out": sum(1 for row in rows for moment in row.ran_out if self._in(moment)),
-            "transfers": sum(1 for row in rows for moment in row.transfers if self._in(moment)),
+            "first_response": _stats(c, "first_response"),
+            "first_response_working_hours": _stats(c, "working"),
+            "resolution": _stats(c, "resolution"),
+            "queue_wait": {**_stats(c, "queue"), "mean": _ratio(c.get("queue_sum"), c.get("queue_count"))},
+            "messages_per_conversation": _ratio(c.get("messages"), new),
+            "escalations": e.get("escalations") or 0,
+            "escalation_chains_ran_out": e.get("ran_out") or 0,
+            "transfers": e.get("transfers") or 0,
             "csat": {
-                "count": len(stars),
-                "average": _mean(stars),
-                "distribution": {str(score): stars.count(score) for score in range(1, 6)},
+                "count": e.get("stars_count") or 0,
+                "average": _ratio(e.get("stars_sum"), e.get("stars_count")),
+                "distribution": {str(score): e.get(f"stars_{score}") or 0 for score in range(1, 6)},
             },
             "nps": {
-                "count": len(nps),
+                "count": nps_count,
                 "promoters": promoters,
-                "passives": len(nps) - promoters - detractors,
+                "passives": nps_count - promoters - detractors,
                 "detractors": detractors,
-                "score": round(100 * (promoters - detractors) / len(nps), 1) if nps else None,
+                "score": round(100 * (promoters - detractors) / nps_count, 1) if nps_count else None,
             },
         }
 
+    def figures(self) -> dict[str, Any]:
+        """The summary (docs/analytics.md, "Figures"): two queries."""
+        return self._figures(self._conversation_rows(), self._event_rows().get(None))
+
     def table(self, key: str) -> list[dict[str, Any]]:
         """Per ``operator``, ``branch`` or ``region``: the figures flattened, one row per group."""
-        attribute = {"operator": "assignee_id", "branch": "branch_id", "region": "region_id"}[key]
-        groups: dict[int | None, list[_Row]] = defaultdict(list)
-        for row in self.rows:
-            groups[getattr(row, attribute)].append(row)
-        names = self.names[key]
+        column = GROUPS[key]
+        conversations = {row["group"]: row for row in self._conversation_rows(group=F(column))}
+        events = self._event_rows(group=F(f"conversation__{column}"))
+        groups = set(conversations) | set(events)
         presence: dict[int, dict[str, float]] = {}
         if key == "operator":
             presence = self.presence()
@@ -382,11 +371,11 @@ class Report:
             # report is narrowed to conversations of an inbox, region or label.
             params = self.params
             if params.inbox is None and params.region is None and params.label is None:
-                for user_id in presence:
-                    groups.setdefault(user_id, [])
+                groups |= set(presence)
+        names = self._names(key, groups)
         result = []
         for group_id in sorted(groups, key=lambda value: (value is None, names.get(value or 0, ""), value or 0)):
-            figures = self.figures(groups[group_id])
+            figures = self._figures(conversations.get(group_id), events.get(group_id))
             times = {}
             if key == "operator":
                 seconds = presence.get(group_id or 0, {})
@@ -412,10 +401,22 @@ class Report:
             )
         return result
 
+    @staticmethod
+    def _names(key: str, ids: set[int | None]) -> dict[int, str]:
+        """The names of the table's groups: one query."""
+        wanted = {pk for pk in ids if pk is not None}
+        if key == "operator":
+            return {
+                profile.user_id: profile.user.get_full_name() or profile.user.get_username()
+                for profile in AgentProfile.objects.filter(user_id__in=wanted).select_related("user")
+            }
+        model = Branch if key == "branch" else Region
+        return dict(model.objects.filter(pk__in=wanted).values_list("pk", "name"))
+
     def presence(self) -> dict[int, dict[str, float]]:
         """Per operator: seconds online, away and busy within the range (docs/analytics.md): every
-        ``PresencePeriod`` overlapping it, clipped to it, an open one counted up to now. One query,
-        run by the operators table only."""
+        ``PresencePeriod`` overlapping it, clipped to it, an open one counted up to now, summed by
+        the database. One query, run by the operators table only."""
         params = self.params
         now = timezone.now()
         periods = PresencePeriod.objects.filter(started_at__lt=params.until).filter(
@@ -425,103 +426,117 @@ class Report:
             periods = periods.filter(user_id=params.operator)
         if params.branch is not None:
             periods = periods.filter(user__agent__branch_id=params.branch)
-        result: dict[int, dict[str, float]] = defaultdict(lambda: dict.fromkeys(PRESENCE, 0.0))
-        for user_id, status, started_at, ended_at in periods.values_list("user_id", "status", "started_at", "ended_at"):
-            start = max(started_at, params.since)
-            end = min(ended_at or now, params.until)
-            if end > start:
-                result[user_id][status] += (end - start).total_seconds()
-        return {user_id: {k: round(v, 1) for k, v in times.items()} for user_id, times in result.items()}
+        clipped = Seconds(
+            Least(Coalesce("ended_at", Value(now, output_field=DateTimeField())), Value(params.until)),
+            Greatest("started_at", Value(params.since)),
+        )
+        result: dict[int, dict[str, float]] = {}
+        for row in periods.order_by().values("user_id", "status").annotate(seconds=Sum(clipped)):
+            if row["status"] in PRESENCE and row["seconds"]:
+                result.setdefault(row["user_id"], dict.fromkeys(PRESENCE, 0.0))[row["status"]] = round(
+                    row["seconds"], 1
+                )
+        return result
 
     def series(self) -> list[dict[str, Any]]:
-        """Per local day of the range: new, resolved, missed, first response median."""
+        """Per local day of the range: new, missed and the first response median by the day of
+        creation, resolved by the day of the resolution. Two queries."""
+        zone = self.params.zone
         days: dict[date, dict[str, Any]] = {}
         day = self.params.start
         while day <= self.params.end:
-            days[day] = {"date": day.isoformat(), "new": 0, "resolved": 0, "missed": 0, "_frt": []}
-            day += timedelta(days=1)
-        for row in self.rows:
-            if self._in(row.created_at):
-                bucket = days[self._local(row.created_at).date()]
-                bucket["new"] += 1
-                bucket["missed"] += int(row.missed)
-                if row.first_response is not None:
-                    bucket["_frt"].append(row.first_response)
-            for moment in row.resolutions:
-                if self._in(moment):
-                    days[self._local(moment).date()]["resolved"] += 1
-        return [
-            {
-                **{k: v for k, v in bucket.items() if k != "_frt"},
-                "first_response_median": _round(percentile(bucket["_frt"], 0.5)),
+            days[day] = {
+                "date": day.isoformat(),
+                "new": 0,
+                "resolved": 0,
+                "missed": 0,
+                "first_response_median": None,
             }
-            for bucket in days.values()
-        ]
+            day += timedelta(days=1)
+        only = ("new", "missed", "first_response_count", "first_response_percentiles")
+        for row in self._conversation_rows(only, day=TruncDate("created_at", tzinfo=zone)):
+            if row["day"] in days and row["new"]:
+                bucket = days[row["day"]]
+                bucket["new"], bucket["missed"] = row["new"], row["missed"]
+                bucket["first_response_median"] = _stats(row, "first_response")["median"]
+        for day, figures in self._event_rows(day=TruncDate("created_at", tzinfo=zone)).items():
+            if day in days:
+                days[day]["resolved"] = figures["resolved"]
+        return list(days.values())
 
     def heatmap(self) -> list[dict[str, Any]]:
-        """Weekday (0 = Monday) × local hour of creation: new conversations and mean queue wait."""
-        counts: Counter[tuple[int, int]] = Counter()
-        waits: dict[tuple[int, int], list[float]] = defaultdict(list)
-        for row in self.new:
-            local = self._local(row.created_at)
-            cell = (local.weekday(), local.hour)
-            counts[cell] += 1
-            if row.queue_wait is not None:
-                waits[cell].append(row.queue_wait)
+        """Weekday (0 = Monday) × local hour of creation: new conversations and mean queue wait.
+        One query."""
+        zone = self.params.zone
+        cells = {
+            (row["weekday"] - 1, row["hour"]): row
+            for row in self._conversation_rows(
+                ("new", "queue_sum", "queue_count"),
+                weekday=ExtractIsoWeekDay("created_at", tzinfo=zone),
+                hour=ExtractHour("created_at", tzinfo=zone),
+            )
+        }
         return [
             {
                 "weekday": weekday,
                 "hour": hour,
-                "new": counts[(weekday, hour)],
-                "queue_wait_mean": _mean(waits[(weekday, hour)]),
+                "new": (cells.get((weekday, hour)) or {}).get("new") or 0,
+                "queue_wait_mean": _ratio(
+                    (cells.get((weekday, hour)) or {}).get("queue_sum"),
+                    (cells.get((weekday, hour)) or {}).get("queue_count"),
+                ),
             }
             for weekday in range(7)
             for hour in range(24)
         ]
 
     def ratings(self) -> list[dict[str, Any]]:
-        """The ratings given in the range, newest first, with the comment of the conversation's
-        current rating (an earlier rating's comment is replaced when the visitor rates again)."""
-        result = []
-        for row in self.rows:
-            for index, (moment, score, scale) in enumerate(row.ratings):
-                if not self._in(moment):
-                    continue
-                latest = index == len(row.ratings) - 1 and row.rating_score == score
-                result.append(
-                    {
-                        "conversation_id": row.id,
-                        "rated_at": moment,
-                        "scale": scale,
-                        "score": score,
-                        "comment": row.rating_comment if latest else "",
-                        "operator_id": row.assignee_id,
-                        "branch_id": row.branch_id,
-                    }
-                )
-        result.sort(key=lambda item: (item["rated_at"], item["conversation_id"]), reverse=True)
-        return result
+        """The ratings given in the range, newest first (the newest ``limit``). The comment is the
+        conversation's, shown with its current rating only (a visitor rating again replaces it).
+        One query."""
+        later = ActivityEvent.objects.filter(conversation_id=OuterRef("conversation_id"), verb=RATED).filter(
+            Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), pk__gt=OuterRef("pk"))
+        )
+        rows = (
+            self._events()
+            .filter(verb=RATED, payload__score__isnull=False)
+            .annotate(
+                rating_score=Cast(KT("payload__score"), IntegerField()),
+                rating_scale=Coalesce(KT("payload__scale"), Value("stars"), output_field=CharField()),
+                current=~Exists(later),
+            )
+            .order_by("-created_at", "-conversation_id", "-pk")
+            .values_list(
+                "conversation_id",
+                "created_at",
+                "rating_scale",
+                "rating_score",
+                "current",
+                "conversation__rating_score",
+                "conversation__rating_comment",
+                "conversation__assignee_id",
+                "conversation__branch_id",
+            )
+        )
+        if self.params.limit is not None:
+            rows = rows[: self.params.limit]
+        return [
+            {
+                "conversation_id": conversation_id,
+                "rated_at": rated_at,
+                "scale": scale or "stars",
+                "score": score,
+                "comment": comment if current and stored == score else "",
+                "operator_id": assignee_id,
+                "branch_id": branch_id,
+            }
+            for conversation_id, rated_at, scale, score, current, stored, comment, assignee_id, branch_id in rows
+        ]
 
 
 def report(scope: StaffScope, params: ReportParams) -> Report:
-    """Load what every table needs: six queries whatever the number of rows (none included)."""
-    queryset = _in_report(scope, params)
-    conversations = _conversations(queryset)
-    rows = {row.id: row for row in conversations}
-    _attach_audit(rows, queryset, params.until)
-    inboxes = {inbox.pk: inbox for inbox in Inbox.objects.all()}
-    branches = {branch.pk: branch for branch in Branch.objects.all()}
-    # Staff and regions are small tables: all their names, one query each.
-    operators = {
-        profile.user_id: (profile.user.get_full_name() or profile.user.get_username())
-        for profile in AgentProfile.objects.select_related("user")
-    }
-    names = {
-        "operator": operators,
-        "branch": {pk: branch.name for pk, branch in branches.items()},
-        "region": dict(Region.objects.values_list("pk", "name")),
-    }
-    return Report(params=params, rows=conversations, inboxes=inboxes, branches=branches, names=names)
+    """The report of ``params`` in ``scope``; its methods run the queries."""
+    return Report(scope, params)
 
 
 def filter_choices(scope: StaffScope) -> dict[str, Any]:

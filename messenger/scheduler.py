@@ -24,6 +24,7 @@ from django.core.cache import cache
 from messenger.actions.assignment import do_backlog_sweep_all, do_escalate_due
 from messenger.actions.mail import do_claim_due_emails, do_notify_unread_due, do_purge_old_emails
 from messenger.actions.presence import do_presence_sweep, do_purge_presence_log
+from messenger.actions.report_facts import do_fill_working_seconds
 from messenger.actions.schedule import (
     do_close_resolved,
     do_purge_anonymous,
@@ -46,6 +47,8 @@ TICK_JOBS: dict[str, Callable[[], int]] = {
     "email": do_claim_due_emails,
     # The webhook outbox: claims the due deliveries, sent elsewhere (messenger.jobs).
     "webhooks": do_send_due_deliveries,
+    # The reports' working-hours first response of the conversations answered since.
+    "report_facts": do_fill_working_seconds,
 }
 # Resolved → closed after N days; closed anonymous conversations purged after M months; contacts
 # that never wrote purged after D idle days; sent and failed e-mails deleted after K days; finished

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from messenger.actions.api_tokens import do_create_api_token
 from messenger.actions.base import Actor
+from messenger.actions.report_facts import do_fill_working_seconds, do_rebuild_report_facts
 from messenger.api.v1 import reports as report_api
 from messenger.models import AgentRole, Label, Region
 from messenger.routing.hours import schedule_open_seconds
@@ -120,6 +121,10 @@ def build_world() -> dict:
 
     c6 = make_conversation(inbox_a, at=utc(2026, 3, 29, 22, 30))
     make_message(c6, at=utc(2026, 3, 29, 22, 30))
+    # The rows above were written directly, not by the actions: their report facts are rebuilt
+    # from them, as after an import (tests/test_report_facts.py checks the actions keep the same).
+    do_rebuild_report_facts()
+    do_fill_working_seconds()
     return {
         "branch_a": branch_a,
         "branch_b": branch_b,
@@ -326,6 +331,8 @@ def test_first_response_in_working_hours_across_a_night_and_a_weekend():
         conversation = make_conversation(follows, at=asked, assignee=operator)
         make_message(conversation, at=asked)
         make_message(conversation, at=answered, direction="out", user=operator)
+    do_rebuild_report_facts()
+    assert do_fill_working_seconds() == 4
     api = api_for(supervisor)
     figures = summary(api, start="2026-03-27", end="2026-03-31")
     assert figures["first_response_working_hours"] == {"count": 3, "median": 1200.0, "p90": 2400.0}
@@ -374,11 +381,11 @@ def test_no_token_is_401(world):
     assert Api(None).get("reports/summary", BERLIN_DAY).status_code == 401
 
 
-# The token with its user and profile (its ``last_used_at`` is written at most once a while: a
-# first request warms it), then the report: conversations with their message aggregates, their
-# audit rows, inboxes, branches, operator names, region names. The operators table reads the
-# presence periods overlapping the range too (time online / away / busy): one more.
-QUERIES = {"summary": 7, **{name: 7 for name in report_api.VIEWS}, "operators": 8}
+# The token with its user and profile, one query (its ``last_used_at`` is written at most once a
+# while: a first request warms it), then the report's grouped queries: the conversations' and the
+# audit rows' figures (summary, series; the heat map and the ratings need one of them), the tables
+# also their groups' names, the operators table the presence periods too.
+QUERIES = {"summary": 3, "operators": 5, "branches": 4, "regions": 4, "series": 3, "heatmap": 2, "ratings": 2}
 
 
 def test_query_counts_are_pinned_whatever_the_rows(world):
@@ -417,12 +424,27 @@ def test_query_counts_with_filters_and_for_an_operator(world):
         "label": world["label"].pk,
     }
     for api, params, expected in (
-        (supervisor, filters, 7 + 5),  # no conversation matches them all: the same count
-        (supervisor, {"label": world["label"].pk}, 8),
-        (operator, {}, 7),
-        (operator, {"branch": world["branch_a"].pk}, 8),
+        (supervisor, filters, 3 + 5),  # no conversation matches them all: the same count
+        (supervisor, {"label": world["label"].pk}, 4),
+        (operator, {}, 3),
+        (operator, {"branch": world["branch_a"].pk}, 4),
     ):
         api.get("reports/summary", BERLIN_DAY)
         with CaptureQueriesContext(connection) as queries:
             assert api.get("reports/summary", {**BERLIN_DAY, **params}).status_code == 200
         assert len(queries) == expected, [query["sql"][:80] for query in queries]
+
+
+def test_the_ratings_list_is_the_newest_limit_and_the_csv_has_them_all(world):
+    api = api_for(world["supervisor"])
+    every = api.get("reports/ratings", BERLIN_DAY).json()["results"]
+    assert len(every) == 4  # C1, C2 twice, C5: under the default limit (100)
+    newest = api.get("reports/ratings", {**BERLIN_DAY, "limit": 2}).json()["results"]
+    assert newest == every[:2]
+    for bad in ("0", "1001", "two"):
+        response = api.get("reports/ratings", {**BERLIN_DAY, "limit": bad})
+        assert response.status_code == 400 and "limit" in response.json()["errors"], bad
+    rows = list(
+        csv.DictReader(io.StringIO(api.get("reports/ratings/csv", {**BERLIN_DAY, "limit": 1}).content.decode()))
+    )
+    assert len(rows) == 4  # an export is whole: the limit is the JSON list's

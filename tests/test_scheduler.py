@@ -92,6 +92,7 @@ def test_run_due_jobs_reports_every_job():
         "email_unread",
         "email",
         "webhooks",
+        "report_facts",
         "retention_closed",
         "retention_purged",
         "retention_unused_contacts",
@@ -107,6 +108,7 @@ def test_run_due_jobs_reports_every_job():
         "email_unread",
         "email",
         "webhooks",
+        "report_facts",
     }  # retention: once an hour
     assert set(tasks.retention()) == {
         "retention_closed",

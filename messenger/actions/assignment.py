@@ -231,6 +231,9 @@ def do_assign(
         "routing_log",
         "updated_at",
     ]
+    if assignee is not None and conversation.first_assigned_at is None:
+        conversation.first_assigned_at = now  # the reports' queue wait ends (docs/analytics.md)
+        fields.append("first_assigned_at")
     if kind in ("escalated", "escalation_queued"):
         conversation.escalation_count += 1
         fields.append("escalation_count")

@@ -146,6 +146,9 @@ def do_change_status(
         conversation.escalation_deadline = None
         conversation.waiting_since = None
         fields += ["resolved_at", "escalation_deadline", "waiting_since"]
+        if conversation.first_resolved_at is None:
+            conversation.first_resolved_at = now  # the reports' resolution time ends
+            fields.append("first_resolved_at")
         if conversation.inbox.effective_settings["rating"]["enabled"]:
             # A rating is asked after every resolution: the old score belongs to the old one.
             conversation.rating_requested_at = now

@@ -10,7 +10,8 @@ Invariants:
 * The sequence bump, the message row, the counters and the event row are one transaction; frames
   leave after commit.
 * Human operator replies set ``first_reply_created_at`` and clear ``waiting_since``; bot and system
-  messages touch neither.
+  messages touch neither. A visitor's first message sets ``first_visitor_message_at``; visitor
+  messages and human replies count in ``counted_messages`` (the reports' facts, ``report_facts``).
 """
 
 from __future__ import annotations
@@ -307,6 +308,8 @@ def _send_assignments(
     if direction == MessageDirection.IN:
         assignments += [
             ("waiting_since = COALESCE(waiting_since, %s)", [now]),
+            ("first_visitor_message_at = COALESCE(first_visitor_message_at, %s)", [now]),
+            ("counted_messages = counted_messages + 1", []),
             ("unread_for_agent = unread_for_agent + 1", []),
             ("contact_last_seen_at = %s", [now]),
             # A visitor writing wakes a snoozed conversation (SET sees the row as it was).
@@ -321,6 +324,7 @@ def _send_assignments(
         if sender_type == SenderType.USER:
             assignments += [
                 ("first_reply_created_at = COALESCE(first_reply_created_at, %s)", [now]),
+                ("counted_messages = counted_messages + 1", []),
                 ("waiting_since = NULL", []),
                 ("agent_last_seen_at = %s", [now]),
             ]

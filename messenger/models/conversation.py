@@ -96,6 +96,15 @@ class Conversation(models.Model):
     rating_comment = models.TextField(blank=True)
     rated_at = models.DateTimeField(null=True, blank=True)
     rating_requested_at = models.DateTimeField(null=True, blank=True)
+    # What the reports measure (docs/analytics.md), kept by the actions as things happen: the send
+    # path sets the first two and the counter in its sequence bump, assignment and status changes
+    # the next two; the scheduler's ``report_facts`` job fills the working-hours first response.
+    # ``do_rebuild_report_facts`` recomputes all of them from the messages and the audit log.
+    first_visitor_message_at = models.DateTimeField(null=True, blank=True)
+    counted_messages = models.PositiveIntegerField(default=0)
+    first_assigned_at = models.DateTimeField(null=True, blank=True)
+    first_resolved_at = models.DateTimeField(null=True, blank=True)
+    first_response_working_seconds = models.FloatField(null=True, blank=True)
     labels = models.ManyToManyField("messenger.Label", blank=True, related_name="conversations")
     # Denormalised counters kept by the message and read actions (F() updates).
     unread_for_agent = models.PositiveIntegerField(default=0)
@@ -119,6 +128,17 @@ class Conversation(models.Model):
             models.Index(fields=["-last_activity_at", "-id"], name="conv_activity_id"),
             models.Index(fields=["waiting_since"], name="conv_waiting_since"),
             models.Index(fields=["first_reply_created_at"], name="conv_first_reply"),
+            models.Index(fields=["first_resolved_at"], name="conv_first_resolved"),
+            # The working-hours first responses still to compute (``actions.report_facts``).
+            models.Index(
+                fields=["id"],
+                name="conv_working_pending",
+                condition=models.Q(
+                    first_response_working_seconds__isnull=True,
+                    first_reply_created_at__isnull=False,
+                    first_visitor_message_at__isnull=False,
+                ),
+            ),
             models.Index(fields=["escalation_deadline"], name="conv_escalation_deadline"),
             models.Index(fields=["snoozed_until"], name="conv_snoozed_until"),
             models.Index(fields=["contact_inbox", "-created_at"], name="conv_contactinbox_created"),

@@ -18,6 +18,7 @@
       s: "s", min: "min", h: "h",
       loading: "Loading…", failed: "The report could not be loaded: ", noData: "No data.", noRows: "No rows.",
       row: " row", rows: " rows", days: " days", ratingsCount: " ratings",
+      newestRatings: (shown, total) => "The newest " + shown + " of " + total + " ratings (CSV: all)",
       newC: "New", resolved: "Resolved", reopened: "Reopened", missed: "Missed", day: "Day",
       figures: {
         "conversations.new": "New conversations", "conversations.resolved": "Resolved",
@@ -56,6 +57,7 @@
       s: "с", min: "мин", h: "ч",
       loading: "Загрузка…", failed: "Не удалось загрузить отчёт: ", noData: "Нет данных.", noRows: "Нет строк.",
       row: " стр.", rows: " стр.", days: " дн.", ratingsCount: " оценок",
+      newestRatings: (shown, total) => "Последние " + shown + " из " + total + " оценок (в CSV все)",
       newC: "Новые", resolved: "Решено", reopened: "Открыто снова", missed: "Пропущено", day: "День",
       figures: {
         "conversations.new": "Новые диалоги", "conversations.resolved": "Решено",
@@ -301,6 +303,12 @@
       );
       root.append(rect);
     }
+  }
+
+  /** The ratings table shows the newest (the API's limit); the summary counts them all. */
+  function ratingsCaption(shown, figures) {
+    const total = figures.csat.count + figures.nps.count;
+    return shown < total ? T.newestRatings(shown, total) : total + T.ratingsCount;
   }
 
   /** Stars 1–5: how many ratings each. */
@@ -632,7 +640,7 @@
       ["scale", T.scale, text],
       ["score", T.score, number],
       ["comment", T.comment, text],
-    ], data.ratings.results, data.ratings.results.length + T.ratingsCount);
+    ], data.ratings.results, ratingsCaption(data.ratings.results.length, data.summary.figures));
     $("report-status").textContent = range.start + " – " + range.end + " (" + range.tz + ")";
     document.body.dataset.loaded = String(current);
   }

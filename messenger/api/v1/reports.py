@@ -43,6 +43,16 @@ class V1ReportInput(serializers.Serializer):
     label = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="A label's id.")
 
 
+class V1RatingsInput(V1ReportInput):
+    limit = serializers.IntegerField(
+        required=False,
+        default=100,
+        min_value=1,
+        max_value=1000,
+        help_text="The newest N ratings (the CSV export has them all; the summary counts them all).",
+    )
+
+
 # --- responses -----------------------------------------------------------------------------------
 
 
@@ -167,8 +177,10 @@ class ReportView(V1View):
 
     columns: ClassVar[tuple[str, ...]] = ()
 
+    input_class: ClassVar[type[serializers.Serializer]] = V1ReportInput
+
     def load(self, request: Request) -> reports.Report:
-        data = V1ReportInput(data=request.query_params)
+        data = self.input_class(data=request.query_params)
         data.is_valid(raise_exception=True)
         scope = self.scope(request)
         return reports.report(scope, reports.check_params(scope, dict(data.validated_data)))
@@ -251,15 +263,18 @@ def report_views(
     shape = SHAPES[name]
     columns = tuple(row().fields)
 
+    json_input = V1RatingsInput if name == "ratings" else V1ReportInput
+
     class Json(json_base):  # type: ignore[valid-type,misc]
         serializer_class = shape
+        input_class = json_input
 
         @extend_schema(
             operation_id=f"{operation_prefix}_{name}",
             tags=tags,
             summary=summary,
             description=description,
-            parameters=[V1ReportInput],
+            parameters=[json_input],
             responses={200: shape, **responses},
         )
         def get(self, request: Request) -> Response:
