@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from messenger.actions.assignment import do_assign
 from messenger.actions.base import Actor
-from messenger.actions.conversations import do_change_status
+from messenger.actions.conversations import do_change_status, do_start_conversation
 from messenger.actions.intake import send_visitor_message
 from messenger.actions.locks import lock_conversation
 from messenger.actions.messages import send_operator_message
@@ -203,3 +203,18 @@ def test_the_tick_costs_one_query_per_branch_whatever_the_number_of_visitors(dja
         assert do_publish_queue_places() == 8
     with django_assert_num_queries(4):
         assert do_publish_queue_places() == 0
+
+
+def test_a_conversation_whose_first_message_is_not_stored_yet_is_not_told_a_place():
+    branch, inbox, operator = _queue()
+    _visitor_writes(inbox)
+    contact_inbox = ContactInbox.objects.get(pubsub_token=bootstrap(inbox)["pubsub_token"])
+    started, _ = do_start_conversation(contact_inbox=contact_inbox, actor=Actor(contact=contact_inbox.contact))
+    assert started.waiting_since is None
+    assert do_publish_queue_places() == 1  # the one that wrote
+    send_visitor_message(
+        contact_inbox=contact_inbox, client_id=new_client_id(), body="here", actor=Actor(contact=contact_inbox.contact)
+    )
+    assert do_publish_queue_places() == 1  # now it has its place: second
+    started.refresh_from_db()
+    assert queue_position(started)["position"] == 2

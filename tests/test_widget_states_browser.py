@@ -242,6 +242,15 @@ def test_queue_place_is_live_with_an_expected_wait(chromium, live_server_factory
         supervisor.command("conversation.status", conversation_id=first.pk, status="resolved")
         widget(page).locator(".notice.queue", has_text="#1").wait_for(timeout=8000)
         assert queue.inner_text() == "You are #1 in the queue, about 3 min"
+        # A new visitor learns their place as soon as their first message is stored, without a reload.
+        newcomer = _open(chromium, server, inbox)
+        try:
+            send_text(newcomer, "Anyone there?")
+            place = widget(newcomer).locator(".notice.queue")
+            place.wait_for(timeout=8000)
+            assert place.inner_text() == "You are #2 in the queue, about 6 min"
+        finally:
+            newcomer.context.close()
     finally:
         supervisor.close()
         page.context.close()

@@ -240,7 +240,11 @@ def do_publish_queue_places(*, now: datetime | None = None) -> int:
     passed. Inboxes with ``features.queue_position`` off get nothing, and a branch whose waiting
     conversations are all theirs is not even computed. Returns the frames sent."""
     now = now or timezone.now()
-    rows = list(waiting_conversations().values("pk", "branch_id", "inbox_id", "contact_inbox_id"))
+    rows = list(
+        waiting_conversations().values(
+            "pk", "branch_id", "inbox_id", "contact_inbox_id", "waiting_since", "first_reply_created_at"
+        )
+    )
     shown = {
         inbox.pk
         for inbox in Inbox.objects.filter(pk__in={row["inbox_id"] for row in rows})
@@ -255,6 +259,10 @@ def do_publish_queue_places(*, now: datetime | None = None) -> int:
     sent = 0
     for row in rows:
         if row["inbox_id"] not in shown:
+            continue
+        if row["waiting_since"] is None and row["first_reply_created_at"] is None:
+            # Started, its first message not stored yet (a moment, or a file not sent yet): it
+            # would be told the place of an answered conversation (last) and then its own.
             continue
         place = places[row["pk"]]
         current[row["pk"]] = value = (place["position"], place["expected_wait_seconds"])
