@@ -628,6 +628,12 @@ class PongFrame(TypedDict):
     type: str
 
 
+class QueueFrame(TypedDict):
+    type: str
+    conversation_id: int
+    data: QueuePlace
+
+
 class ResumeDoneFrame(TypedDict):
     type: str
     conversation_id: int
@@ -674,6 +680,7 @@ ACK = FrameType("ack", (AckFrame,))
 PONG = FrameType("pong", (PongFrame,))
 RESUME_DONE = FrameType("resume.done", (ResumeDoneFrame,))
 CONVERSATION_SNAPSHOT = FrameType("conversation.snapshot", (SnapshotFrame,))
+QUEUE = FrameType("queue", (QueueFrame,))
 FRAME_TYPES: tuple[FrameType, ...] = (
     HELLO,
     TYPING_STARTED,
@@ -687,6 +694,7 @@ FRAME_TYPES: tuple[FrameType, ...] = (
     PONG,
     RESUME_DONE,
     CONVERSATION_SNAPSHOT,
+    QUEUE,
 )
 
 
@@ -834,6 +842,11 @@ def status_ack(ref: Any, status: str) -> AckFrame:
 def conversation_ack(ref: Any, conversation: models.Conversation) -> AckFrame:
     """An operator's change of the conversation: its summary after it."""
     return ack_frame(ref, {"conversation": conversation_staff(conversation)})
+
+
+def queue_frame(*, conversation_id: int, place: QueuePlace) -> QueueFrame:
+    """The visitor's new place in the branch queue (the scheduler tick, when it changed)."""
+    return {"type": QUEUE.type, "conversation_id": conversation_id, "data": place}
 
 
 def pong_frame() -> PongFrame:

@@ -1,7 +1,9 @@
 """Markdown-like formatting rendered to safe HTML, in time linear in the body.
 
 ``**bold**``, ``_italic_``, ``` `code` ```, ``[text](https://…)``, bare http(s) links (trailing
-punctuation left out) and line breaks. The output contains no attribute a visitor controls except
+punctuation left out, and, as in GitHub's autolinks, a trailing ``&name;`` or ``&#123;`` that looks
+like an HTML character reference: ``https://example.com/&gt;`` links ``https://example.com/``,
+never ``…/&gt`` with a stray ``;`` after it) and line breaks. The output contains no attribute a visitor controls except
 an escaped ``href`` that starts with http:// or https://.
 
 How it stays linear (a 150 000-character body renders in a few milliseconds: docs/benchmarks.md,
@@ -37,7 +39,15 @@ _CODE, _LINK, _URL, _STRONG, _END_STRONG, _EM, _END_EM = "\x01\x02\x03\x04\x05\x
 _PLACEHOLDER_CHARACTERS = "\x00\x01\x02\x03\x04\x05\x06\x07"
 _PLACEHOLDERS = re.compile("[\x00-\x07]")
 _URL_CHAR = rf"[^{_SPACE}<>\"'\x01-\x07]"
-_URL_END = rf"[^{_SPACE}<>\"'\x01-\x07.,;:!?)]"
+# A URL is read in units: a character other than "&", a whole character reference (bounded, so
+# each lookahead stops within 34 characters), or an "&" that does not start one. It cannot end
+# inside a reference: its last unit is a character (not punctuation) or such a lone "&".
+_REFERENCE = "&#?[A-Za-z0-9]{1,32};"
+_LONE_AMPERSAND = "&(?!#?[A-Za-z0-9]{1,32};)"
+# The units, unrolled: runs without "&" are one character class, as fast as before, and so is a
+# run of lone "&".
+_URL_BODY = rf"[^{_SPACE}<>\"'&\x01-\x07]*(?:(?:{_REFERENCE}|&+(?!#?[A-Za-z0-9]{{1,32}};))[^{_SPACE}<>\"'&\x01-\x07]*)*"
+_URL_END = rf"(?:[^{_SPACE}<>\"'&\x01-\x07.,;:!?)]|{_LONE_AMPERSAND})"
 _SCHEME_AFTER_H = "[Tt][Tt][Pp][Ss]?://"
 _SCHEME = "[Hh]" + _SCHEME_AFTER_H
 
@@ -45,7 +55,7 @@ _CODE_SPAN = re.compile(r"`([^`\n]{1,500})`")
 _MARKDOWN_LINK = re.compile(rf"\[([^\[\]\n]{{1,200}})\]\(({_SCHEME}[^{_SPACE}()<>\"'\x01-\x07]++)\)")
 # The lookbehinds follow the first character: a pattern that starts with a character lets the
 # regex engine skip ahead to its next occurrence instead of trying every position.
-_BARE_URL = re.compile(rf"([Hh](?<![{_WORD}=][Hh]){_SCHEME_AFTER_H}(?={_URL_CHAR})(?:{_URL_CHAR}*{_URL_END})?)")
+_BARE_URL = re.compile(rf"([Hh](?<![{_WORD}=][Hh]){_SCHEME_AFTER_H}(?={_URL_CHAR})(?:{_URL_BODY}{_URL_END})?)")
 _BOLD = re.compile(rf"\*\*(?=[^{_SPACE}])(.+?)(?<=[^{_SPACE}])\*\*", re.DOTALL)
 _LAST_BOLD = re.compile(rf".*(?<=[^{_SPACE}])\*\*", re.DOTALL)
 _ITALIC = re.compile(rf"_(?<![{_WORD}/]_)(?=[^{_SPACE}])(.+?)(?<=[^{_SPACE}])_(?![{_WORD}])", re.DOTALL)

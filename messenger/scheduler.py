@@ -32,17 +32,20 @@ from messenger.actions.schedule import (
     do_wake_snoozed,
 )
 from messenger.actions.webhooks import do_purge_delivery_log, do_send_due_deliveries
+from messenger.actions.widget import do_publish_queue_places
 
 logger = logging.getLogger(__name__)
 
 # name → job, in the order of a pass: dead sockets first (their operators' unopened conversations
 # move on), then escalation, snoozed wake-ups, and the queue offered to whoever is free; then the
-# e-mails: the unread reminders are written, and every due e-mail is handed to a send job.
+# e-mails: the unread reminders are written, and every due e-mail is handed to a send job. The
+# visitors still waiting then learn their place in the queue as the sweeps left it.
 TICK_JOBS: dict[str, Callable[[], int]] = {
     "presence": do_presence_sweep,
     "escalation": do_escalate_due,
     "snooze": do_wake_snoozed,
     "backlog": do_backlog_sweep_all,
+    "queue_places": do_publish_queue_places,
     "email_unread": do_notify_unread_due,
     "email": do_claim_due_emails,
     # The webhook outbox: claims the due deliveries, sent elsewhere (messenger.jobs).

@@ -34,6 +34,8 @@ PATTERNS: dict[str, str] = {
     "URLs without spaces": "https://e.com/a",
     "URLs with trailing punctuation": "https://e.com/a.) ",
     "URL scheme only": "https://",
+    "URLs ending in character references": "https://e.com/a&gt; ",
+    "URL ampersands": "https://e.com/&",
     "HTML characters": "&<>\"'",
     "line breaks": "\n",
     "everything unclosed": "**_`[a](https://e.com/ ",
@@ -47,6 +49,9 @@ def adversarial_corpus(length: int) -> dict[str, str]:
     corpus = {name: (pattern * (length // len(pattern) + 1))[:length] for name, pattern in PATTERNS.items()}
     corpus["one long URL"] = ("https://e.com/" + "a" * length)[:length]
     corpus["one long URL ending in dots"] = ("https://e.com/a" + "." * length)[:length]
+    corpus["one long URL of character references"] = ("https://e.com/" + "&amp;" * length)[:length]
+    corpus["one long URL of almost references"] = ("https://e.com/" + "&" + "a" * 31 * length)[:length]
+    corpus["one long URL of ampersands"] = ("https://e.com/" + "&" * length)[:length]
     corpus["one bold span"] = ("**" + "a" * length)[: length - 2] + "**"
     corpus["one italic span"] = ("_" + "a" * length)[: length - 1] + "_"
     return corpus

@@ -6,6 +6,11 @@ Invariants:
 * The session token is signed and expires; the socket re-checks it, the inbox's widget token and
   the Origin on every connect.
 * Operator messages returned by bootstrap are marked delivered (first delivery).
+* Queue places reach waiting visitors from the scheduler tick (``do_publish_queue_places``), never
+  from the send path: one query for every queue, one per branch for its expected wait, and a frame
+  only to the visitors whose place changed since the last tick. The database stays the truth:
+  every ``QUEUE_PLACES_REFRESH`` seconds each place is sent again (a dropped frame heals), and
+  ``hello`` carries it on every reconnect.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -26,6 +32,9 @@ from messenger.dbwrite import execute
 from messenger.errors import Forbidden, InvalidInput, NotFound
 from messenger.inbox_settings import domain_allowed
 from messenger.models import Contact, ContactInbox, Conversation, Inbox, Message, MessageDirection
+from messenger.realtime.broadcast import broadcast_on_commit
+from messenger.realtime.groups import visitor_group
+from messenger.routing.queue import branch_places, waiting_conversations
 from messenger.selectors import operators_available
 from messenger.tokens import issue_session_token, read_session_token
 
@@ -212,13 +221,61 @@ def history(contact_inbox: ContactInbox) -> list[HistoryEntry]:
     return result
 
 
-def queue_info(conversation: Conversation | None, *, inbox: Inbox) -> dict[str, Any] | None:
+def queue_info(conversation: Conversation | None, *, inbox: Inbox) -> events.QueuePlace | None:
     """The visitor's place in the queue; with ``features.queue_position`` off it is not even computed."""
     from messenger.routing.queue import queue_position
 
     if conversation is None or not inbox.effective_settings["features"].get("queue_position", True):
         return None
     return queue_position(conversation)
+
+
+QUEUE_PLACES_KEY = "widget:queue:places"
+QUEUE_PLACES_REFRESH = 60
+
+
+def do_publish_queue_places(*, now: datetime | None = None) -> int:
+    """Scheduler tick: a ``queue`` frame to each waiting visitor whose place (position or expected
+    wait) changed since the last tick, and to every one once ``QUEUE_PLACES_REFRESH`` seconds have
+    passed. Inboxes with ``features.queue_position`` off get nothing, and a branch whose waiting
+    conversations are all theirs is not even computed. Returns the frames sent."""
+    now = now or timezone.now()
+    rows = list(
+        waiting_conversations().values(
+            "pk", "branch_id", "inbox_id", "contact_inbox_id", "waiting_since", "first_reply_created_at"
+        )
+    )
+    shown = {
+        inbox.pk
+        for inbox in Inbox.objects.filter(pk__in={row["inbox_id"] for row in rows})
+        if inbox.effective_settings["features"].get("queue_position", True)
+    }
+    branches = {row["branch_id"] for row in rows if row["inbox_id"] in shown}
+    places = branch_places((row for row in rows if row["branch_id"] in branches), now)
+    memory = cache.get(QUEUE_PLACES_KEY)
+    stale = not memory or now.timestamp() - memory["at"] >= QUEUE_PLACES_REFRESH
+    previous: dict[int, tuple[int, int | None]] = {} if stale else memory["places"]
+    current: dict[int, tuple[int, int | None]] = {}
+    sent = 0
+    for row in rows:
+        if row["inbox_id"] not in shown:
+            continue
+        if row["waiting_since"] is None and row["first_reply_created_at"] is None:
+            # Started, its first message not stored yet (a moment, or a file not sent yet): it
+            # would be told the place of an answered conversation (last) and then its own.
+            continue
+        place = places[row["pk"]]
+        current[row["pk"]] = value = (place["position"], place["expected_wait_seconds"])
+        if previous.get(row["pk"]) != value:
+            frame = events.queue_frame(conversation_id=row["pk"], place=place)
+            broadcast_on_commit([visitor_group(row["contact_inbox_id"])], frame)
+            sent += 1
+    cache.set(
+        QUEUE_PLACES_KEY,
+        {"at": now.timestamp() if stale else memory["at"], "places": current},
+        timeout=QUEUE_PLACES_REFRESH * 2,
+    )
+    return sent
 
 
 def do_bootstrap(

@@ -10,13 +10,17 @@
   const SPACE = "\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
   const WORD = "\\p{L}\\p{N}_";
   const URL_CHAR = `[^${SPACE}<>"'\\x01-\\x07]`;
-  const URL_END = `[^${SPACE}<>"'\\x01-\\x07.,;:!?)]`;
+  // Units, as in messenger/formatting.py: a URL never ends inside a character reference (&gt;).
+  const LONE_AMPERSAND = "&(?!#?[A-Za-z0-9]{1,32};)";
+  const URL_RUN = `[^${SPACE}<>"'&\\x01-\\x07]*`;
+  const URL_BODY = `${URL_RUN}(?:(?:&#?[A-Za-z0-9]{1,32};|&+(?!#?[A-Za-z0-9]{1,32};))${URL_RUN})*`;
+  const URL_END = `(?:[^${SPACE}<>"'&\\x01-\\x07.,;:!?)]|${LONE_AMPERSAND})`;
   const SCHEME = "[Hh][Tt][Tt][Pp][Ss]?://";
   const CODE = "\x01", LINK = "\x02", URL = "\x03", STRONG = "\x04", END_STRONG = "\x05", EM = "\x06", END_EM = "\x07";
 
   const CODE_SPAN = /`([^`\n]{1,500})`/gu;
   const MARKDOWN_LINK = new RegExp(`\\[([^\\[\\]\\n]{1,200})\\]\\((${SCHEME}[^${SPACE}()<>"'\\x01-\\x07]+)\\)`, "gu");
-  const BARE_URL = new RegExp(`(?<![${WORD}=])${SCHEME}(?=${URL_CHAR})(?:${URL_CHAR}*${URL_END})?`, "gu");
+  const BARE_URL = new RegExp(`(?<![${WORD}=])${SCHEME}(?=${URL_CHAR})(?:${URL_BODY}${URL_END})?`, "gu");
   const BOLD = new RegExp(`\\*\\*(?=[^${SPACE}])([\\s\\S]+?)(?<=[^${SPACE}])\\*\\*`, "gu");
   const BOLD_CLOSER = new RegExp(`(?<=[^${SPACE}])\\*\\*`, "uy");
   const ITALIC = new RegExp(`(?<![${WORD}/])_(?=[^${SPACE}])([\\s\\S]+?)(?<=[^${SPACE}])_(?![${WORD}])`, "gu");

@@ -19,10 +19,10 @@
   const TEXTS = {
     en: {
       title: "Chat with us", placeholder: "Type a message…", send: "Send", close: "Close chat", open: "Open chat",
-      attach: "Attach files", emoji: "Emoji", connecting: "Connecting…", online: "Online", reconnecting: "Reconnecting…",
+      attach: "Attach files", emoji: "Emoji", connecting: "Connecting…", online: "Online", away: "Offline", reconnecting: "Reconnecting…",
       interrupted: "Reconnecting…", liveDown: "Live updates are interrupted. Your messages are still saved.",
       offline: "We are offline now. Leave a message and we will reply as soon as we can.",
-      typing: "{name} is typing…", operator: "Operator", queue: "You are #{n} in the queue", wait: ", about {m} min",
+      typing: "{name} is typing…", operator: "Operator", automatic: "Automatic reply", queue: "You are #{n} in the queue", wait: ", about {m} min",
       opened: "{name} opened your conversation", preview: "Operators can see what you type before you send it.",
       resolved: "This conversation is resolved.", newConv: "Start a new conversation", earlier: "Earlier conversation",
       rate: "How did we do?", comment: "Comment (optional)", sendRating: "Send rating", thanks: "Thank you for your feedback!",
@@ -34,13 +34,14 @@
       privacy: "Privacy policy", npsLow: "Not likely", npsHigh: "Very likely", drop: "Drop files here", remove: "Remove",
       stars: "{n} of 5", newMessage: "New message", sent: "Sent", delivered: "Delivered", read: "Read", sending: "Sending",
       you: "You", menu: "Menu", transcript: "E-mail me this conversation", transcriptSent: "The conversation is on its way to {e}.",
+      uploading: "Uploading {f}",
     },
     ru: {
       title: "Напишите нам", placeholder: "Введите сообщение…", send: "Отправить", close: "Закрыть чат", open: "Открыть чат",
-      attach: "Прикрепить файлы", emoji: "Эмодзи", connecting: "Подключение…", online: "В сети", reconnecting: "Переподключение…",
+      attach: "Прикрепить файлы", emoji: "Эмодзи", connecting: "Подключение…", online: "В сети", away: "Не в сети", reconnecting: "Переподключение…",
       interrupted: "Переподключение…", liveDown: "Обновления в реальном времени прервались. Ваши сообщения сохраняются.",
       offline: "Сейчас мы не в сети. Оставьте сообщение — мы ответим, как только сможем.",
-      typing: "{name} печатает…", operator: "Оператор", queue: "Вы №{n} в очереди", wait: ", примерно {m} мин",
+      typing: "{name} печатает…", operator: "Оператор", automatic: "Автоответ", queue: "Вы №{n} в очереди", wait: ", примерно {m} мин",
       opened: "{name} открыл(а) ваш диалог", preview: "Операторы видят текст, который вы набираете, ещё до отправки.",
       resolved: "Диалог завершён.", newConv: "Начать новый диалог", earlier: "Предыдущий диалог",
       rate: "Оцените, пожалуйста, разговор", comment: "Комментарий (необязательно)", sendRating: "Отправить оценку",
@@ -54,6 +55,7 @@
       drop: "Перетащите файлы сюда", remove: "Убрать", stars: "{n} из 5", newMessage: "Новое сообщение",
       sent: "Отправлено", delivered: "Доставлено", read: "Прочитано", sending: "Отправка", you: "Вы",
       menu: "Меню", transcript: "Отправить диалог на e-mail", transcriptSent: "Диалог отправлен на {e}.",
+      uploading: "Загрузка {f}",
     },
   };
 
@@ -128,7 +130,7 @@ header h2{font-size:16px;margin:0;font-weight:600;flex:1;color:#fff}
 .notice{padding:8px 12px;font-size:13px;background:#eff6ff;color:#1e3a8a;border-bottom:1px solid #dbeafe}
 .notice.offline,.notice.live{background:#fef3c7;color:#78350f;border-color:#fde68a}
 .notice.warn{background:#fee2e2;color:#7f1d1d;border-color:#fecaca}
-.log{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f9fafb}
+.log{flex:1 1 auto;min-height:150px;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f9fafb}
 .greeting{align-self:flex-start;background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:8px 10px;max-width:85%}
 .divider{text-align:center;font-size:12px;color:#6b7280;margin:6px 0}
 .msg{display:flex;flex-direction:column;max-width:85%}
@@ -145,6 +147,7 @@ header h2{font-size:16px;margin:0;font-weight:600;flex:1;color:#fff}
 .files{display:flex;flex-wrap:wrap;gap:4px;margin-top:4px}
 .files img{max-width:200px;max-height:160px;border-radius:6px;display:block}
 .files a{font-size:13px}
+.extra{flex:0 1 auto;min-height:0;overflow-y:auto}
 .typing{font-size:12px;color:#6b7280;padding:0 12px 4px;min-height:16px;background:#f9fafb}
 .box{padding:10px 12px;border-top:1px solid #e5e7eb;background:#fff;display:flex;flex-direction:column;gap:6px}
 .box label{font-size:12px;color:#374151;display:flex;flex-direction:column;gap:2px}
@@ -167,6 +170,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
 .chip img{width:32px;height:32px;object-fit:cover;border-radius:4px}
 .chip span{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .chip button{border:0;background:transparent;padding:0 2px}
+.chip progress{width:48px;height:6px}
 .privacy{font-size:11px;color:#6b7280;padding:0 10px 6px;background:#fff}
 .privacy a{color:#6b7280}
 .hp{position:absolute!important;left:-10000px!important;width:1px;height:1px;overflow:hidden}
@@ -255,6 +259,11 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     ui.emoji.hidden = !ui.emoji.hidden;
     e.currentTarget.setAttribute("aria-expanded", String(!ui.emoji.hidden));
   }
+  function closeEmoji() {
+    ui.emoji.hidden = true;
+    const toggle = ui.composer.querySelector(".emoji-toggle");
+    if (toggle) toggle.setAttribute("aria-expanded", "false");
+  }
   function insertEmoji(e) {
     const el = ui.input, at = el.selectionStart == null ? el.value.length : el.selectionStart;
     el.value = el.value.slice(0, at) + e + el.value.slice(el.selectionEnd == null ? at : el.selectionEnd);
@@ -264,7 +273,8 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
 
   function setConn(state) {
     root.setAttribute("data-conn", state);
-    ui.conn.textContent = t[state];
+    // Connected while nobody can answer: the header agrees with the offline banner.
+    ui.conn.textContent = state === "online" && !available ? t.away : t[state];
     ui.live.hidden = state !== "interrupted";
   }
 
@@ -273,12 +283,20 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     available = !!data.operators_available;
     const off = boot.settings.offline || {};
     ui.offline.hidden = available;
-    if (!available) {
-      ui.offline.textContent = off.message || t.offline;
-      if (off.collect_contact !== false && !store.get("contactSaved") && !(boot.contact && (boot.contact.email || boot.contact.phone))) {
-        showContactForm();
-      }
-    }
+    if (root.getAttribute("data-conn") === "online") setConn("online");
+    if (!available) ui.offline.textContent = off.message || t.offline;
+    offerContactForm();
+  }
+
+  // The offline form: only while nobody can answer, never beside the pre-chat form (which takes
+  // the contact first), and only while the server knows no way to reply (no e-mail, no phone).
+  function offerContactForm() {
+    const off = boot.settings.offline || {};
+    const form = ui.extra.querySelector("form.contact");
+    const known = boot.contact && (boot.contact.email || boot.contact.phone);
+    const wanted = !available && off.collect_contact !== false && !store.get("contactSaved") && !known;
+    if (!wanted || ui.extra.querySelector(".prechat")) { if (form) form.remove(); return; }
+    showContactForm();
   }
 
   function setQueue(queue, conversation) {
@@ -344,7 +362,9 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
 
   function showContactForm() {
     if (ui.extra.querySelector(".contact")) return;
-    const fields = [{ name: "name", type: "text" }, { name: "email", type: "email" }, { name: "phone", type: "phone" }].map(field);
+    // What the visitor already told us (the pre-chat form) is not asked again.
+    const fields = [{ name: "name", type: "text" }, { name: "email", type: "email" }, { name: "phone", type: "phone" }]
+      .filter((def) => !(boot.contact && boot.contact[def.name])).map(field);
     const form = formBox("contact", t.leaveContact, fields, t.save, (f, err) => {
       request(contactFrame(fields), (frame) => {
         if (frame.type === "error") { err.textContent = frame.message; return; }
@@ -366,6 +386,8 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     const defs = (boot.settings.pre_chat && boot.settings.pre_chat.fields) || [];
     const fields = (defs.length ? defs : [{ name: "name", type: "text", required: true }, { name: "email", type: "email", required: true }]).map(field);
     ui.composer.hidden = true;
+    const offline = ui.extra.querySelector("form.contact");
+    if (offline) offline.remove();
     const form = formBox("prechat", "", fields, t.start, (f, err) => {
       request(contactFrame(fields), (frame) => {
         if (frame.type === "error") { err.textContent = frame.message; return; }
@@ -373,6 +395,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
         boot.contact = frame.data.contact;
         f.remove();
         ui.composer.hidden = false;
+        offerContactForm();
         ui.input.focus();
         // Messages the server held back for the form go out now.
         for (const item of outbox) item.sentOn = 0;
@@ -579,6 +602,12 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     }));
   }
 
+  // A person by name; the inbox's automatic replies (bot, system) never pass for an operator.
+  function senderLabel(sender) {
+    if (sender && sender.type && sender.type !== "user") return t.automatic;
+    return (sender && sender.name) || t.operator;
+  }
+
   function messageEl(m, pending) {
     const mine = m.direction === "in";
     const text = h("div", { class: "text" });
@@ -587,7 +616,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     else text.innerHTML = m.content || "";
     for (const a of text.querySelectorAll("a")) { a.target = "_blank"; a.rel = "noopener noreferrer nofollow"; }
     const el = h("div", { class: "msg " + (mine ? "in" : "out"), "data-client-id": m.client_id || null, "data-id": m.id || null }, [
-      mine ? null : h("div", { class: "who", text: (m.sender && m.sender.name) || t.operator }),
+      mine ? null : h("div", { class: "who", text: senderLabel(m.sender) }),
       h("div", { class: "bubble" }, [text, renderFiles(m.attachments)]),
       h("div", { class: "meta" }, [
         h("time", { datetime: m.created_at || null, text: new Date(m.created_at || Date.now()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) }),
@@ -685,6 +714,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     staged = [];
     renderStaged();
     ui.input.value = "";
+    closeEmoji();
     stopTyping();
     outbox.push(item);
     saveOutbox();
@@ -809,8 +839,11 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     if (answer != null) form.append("captcha", answer);
     form.append("file", entry.file, entry.name);
     entry.waitsForCaptcha = false;
-    return fetch(SERVER + "/api/widget/attachments/", { method: "POST", body: form, credentials: "omit" })
-      .then((r) => r.json().then((data) => ({ ok: r.ok, data })))
+    entry.progress = 0;
+    return post(SERVER + "/api/widget/attachments/", form, (percent) => {
+      entry.progress = percent;
+      if (entry.bar) entry.bar.value = percent;
+    })
       .then(({ ok, data }) => {
         if (!ok && data && data.code === "captcha_required" && data.challenge) {
           entry.waitsForCaptcha = true; // uploaded again once the challenge is solved (showCaptcha)
@@ -829,10 +862,28 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       });
   }
 
+  // XMLHttpRequest, not fetch: only it reports how much of the body has been sent.
+  function post(url, body, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", url);
+      xhr.withCredentials = false;
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable && e.total) onProgress(Math.round((e.loaded / e.total) * 100)); };
+      xhr.onload = () => {
+        let data = null;
+        try { data = JSON.parse(xhr.responseText); } catch (e) { /* not JSON: a proxy's error page */ }
+        resolve({ ok: xhr.status >= 200 && xhr.status < 300, data });
+      };
+      xhr.onerror = () => reject(new Error(""));
+      xhr.send(body);
+    });
+  }
+
   function renderStaged() {
     ui.staged.replaceChildren(...staged.map((s) => h("div", { class: "chip", "data-ready": s.attachment ? "1" : "0" }, [
       s.url ? h("img", { src: s.url, alt: "" }) : null,
       h("span", { text: s.name }),
+      s.attachment ? null : (s.bar = h("progress", { max: "100", value: String(s.progress || 0), "aria-label": fmt(t.uploading, { f: s.name }) })),
       h("button", { type: "button", "aria-label": t.remove + " " + s.name, text: "×", onclick: () => { staged = staged.filter((x) => x !== s); renderStaged(); } }),
     ])));
     ui.staged.hidden = !staged.length;
@@ -937,6 +988,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       return;
     }
     if (f.type === "presence") return setAvailability(f.data || {});
+    if (f.type === "queue") return onQueue(f);
     if (f.type === "resume.done") {
       const c = conv(f.conversation_id);
       c.resuming = false;
@@ -964,6 +1016,14 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     }
     flush();
     markRead();
+  }
+
+  // A live place from the scheduler tick: for the current conversation while it still waits.
+  function onQueue(f) {
+    if (f.conversation_id !== currentId) return;
+    const c = conv(f.conversation_id);
+    if (c.assignee || c.status !== "open") return;
+    setQueue(f.data, null);
   }
 
   function onLive(data) {
@@ -1016,12 +1076,15 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
   function applyConversation(c, changes, live) {
     const state = conv(c.id);
     state.status = c.status;
+    state.assignee = c.assignee;
     if (c.id >= (currentId || 0)) {
       currentId = c.id;
       showResolved(c.status === "resolved" || c.status === "closed");
-      if (c.assignee) ui.queue.hidden = true;
+      if (c.assignee || c.status !== "open") ui.queue.hidden = true;
+      // "Olga opened your conversation" holds while she has it open and it is not over.
+      if (c.status === "resolved" || c.status === "closed" || !c.opened) info("");
     }
-    if (live && changes.includes("opened") && c.opened) info(fmt(t.opened, { name: (c.assignee && c.assignee.name) || t.operator }));
+    if (live && changes.includes("opened") && c.opened && c.status === "open") info(fmt(t.opened, { name: (c.assignee && c.assignee.name) || t.operator }));
     if (c.rating_requested && !live && c.id === currentId && !ui.extra.querySelector(".rating")) showRating(c.id, boot.settings.rating.scale);
   }
 
