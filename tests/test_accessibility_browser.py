@@ -1,0 +1,279 @@
+"""Accessibility in Chromium: axe-core (the copy shipped by ``axe-playwright-python``, injected by
+Playwright: no CDN) finds no serious or critical violation on the widget's screens, and the widget
+works from the keyboard alone (docs/widget.md, "Accessibility")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+
+from tests import live
+from tests.factories import make_branch, make_inbox, make_user
+from tests.live import screenshot
+from tests.test_widget_browser import Operator, demo_page, send_text, wait_ready, widget
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+BLOCKING = ("serious", "critical")
+STORED = "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
+AXE = Axe()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
+    with live.orm_beside_playwright():
+        yield
+
+
+@pytest.fixture
+def server(live_server_factory):  # noqa: ANN001
+    live = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": ""})
+    yield live
+    live.stop(kill=True)
+
+
+def blocking_violations(page: Any, context: Any = None) -> list[dict[str, Any]]:
+    """axe-core's violations of impact serious or critical on the page (or within ``context``)."""
+    results = AXE.run(page, context=context, options={"resultTypes": ["violations"]})
+    return [v for v in results.response["violations"] if v["impact"] in BLOCKING]
+
+
+def describe(violations: list[dict[str, Any]]) -> str:
+    lines = []
+    for violation in violations:
+        lines.append(f"{violation['id']} ({violation['impact']}): {violation['help']}  {violation['helpUrl']}")
+        for node in violation["nodes"]:
+            lines.append(f"    at {' > '.join(map(str, node['target']))}: {node['html'][:160]}")
+            lines.append(f"       {node.get('failureSummary', '').replace(chr(10), ' ')}")
+    return "\n".join(lines)
+
+
+class Audit:
+    """Runs axe-core on each screen and fails once, at the end, with every screen's findings."""
+
+    def __init__(self) -> None:
+        self.findings: list[str] = []
+        self.screens = 0
+
+    def check(self, page: Any, where: str, context: Any = None) -> None:
+        violations = blocking_violations(page, context)
+        self.screens += 1
+        if violations:
+            self.findings.append(f"axe-core on {where}:\n{describe(violations)}")
+
+    def verify(self) -> None:
+        assert self.screens
+        assert not self.findings, "\n\n".join(self.findings)
+
+
+WIDGET = {"include": [["profi-messenger"]]}
+
+
+def test_axe_on_the_widget_screens(chromium, server):  # noqa: ANN001
+    branch = make_branch()
+    inbox = make_inbox(branch, settings={"widget": {"greeting": "Hi there!"}, "features": {"emoji": True}})
+    operator = Operator(server, make_user(branch=branch, first_name="Olga"))
+    page = demo_page(chromium, server, inbox.widget_token)
+    audit = Audit()
+    try:
+        wait_ready(page)
+        audit.check(page, "the closed widget (launcher)", WIDGET)
+        page.evaluate("ProfiMessenger.open()")
+        send_text(page, "Hello, **where** is my order?")
+        page.wait_for_function(STORED)
+        conversation_id = operator.expect("message.created", direction="in")["conversation_id"]
+        operator.command("message.send", conversation_id=conversation_id, client_id="op-1", body="It is on its way.")
+        widget(page).locator(".msg.out", has_text="It is on its way.").wait_for()
+        audit.check(page, "the open widget with messages", WIDGET)
+        widget(page).locator("button.emoji-toggle").click()
+        widget(page).locator("button.menub").click()
+        audit.check(page, "the widget with the emoji picker and the menu open", WIDGET)
+        page.keyboard.press("Escape")
+        operator.command("conversation.status", conversation_id=conversation_id, status="resolved")
+        widget(page).locator("form.rating").wait_for()
+        screenshot(page, "a11y-widget-rating")
+        audit.check(page, "the widget's rating form", WIDGET)
+    finally:
+        page.context.close()
+        operator.close()
+    audit.verify()
+
+
+def test_axe_on_the_widget_forms(chromium, server):  # noqa: ANN001
+    branch = make_branch()
+    inbox = make_inbox(branch, settings={"features": {"pre_chat_form": True}})
+    page = demo_page(chromium, server, inbox.widget_token)
+    audit = Audit()
+    try:
+        wait_ready(page)
+        page.evaluate("ProfiMessenger.open()")
+        widget(page).locator("form.prechat").wait_for()
+        audit.check(page, "the widget's pre-chat form (offline)", WIDGET)
+    finally:
+        page.context.close()
+    # A light brand colour: the text on it turns dark, links and outlines on white darken.
+    light = make_inbox(branch, settings={"widget": {"color": "#facc15"}})
+    page = demo_page(chromium, server, light.widget_token)
+    try:
+        wait_ready(page)
+        page.evaluate("ProfiMessenger.open()")
+        widget(page).locator("form.contact").wait_for()
+        send_text(page, "Hello, see https://example.com/order")
+        page.wait_for_function(STORED)
+        screenshot(page, "a11y-widget-offline-light-brand")
+        audit.check(page, "the widget's offline contact form, a light brand colour", WIDGET)
+        audit.check(page, "the demo page around the widget")
+    finally:
+        page.context.close()
+    audit.verify()
+
+
+FOCUSED = """() => {
+  let el = document.activeElement;
+  while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
+  if (!el) return null;
+  return {tag: el.tagName.toLowerCase(), cls: el.className || "", name: el.getAttribute("name"),
+          label: el.getAttribute("aria-label") || el.textContent.trim().slice(0, 40), id: el.id};
+}"""
+
+
+def focused(page: Any) -> dict[str, Any]:
+    """The element that has the keyboard's focus, inside the widget's shadow root too."""
+    return page.evaluate(FOCUSED)
+
+
+def tab_to(page: Any, predicate: Any, *, backwards: bool = False, limit: int = 30) -> dict[str, Any]:
+    """Press Tab (Shift+Tab) until ``predicate(focused)``; fails when it is never reached."""
+    seen = []
+    for _ in range(limit):
+        page.keyboard.press("Shift+Tab" if backwards else "Tab")
+        now = focused(page)
+        if now and predicate(now):
+            return now
+        seen.append(now)
+    raise AssertionError(f"not reached with {'Shift+' if backwards else ''}Tab; focus went through {seen}")
+
+
+def has_class(name: str) -> Any:
+    return lambda f: name in f["cls"].split()
+
+
+def test_the_widget_from_the_keyboard_alone(chromium, server):  # noqa: ANN001
+    branch = make_branch()
+    inbox = make_inbox(branch, settings={"features": {"emoji": True}})
+    operator = Operator(server, make_user(branch=branch, first_name="Olga"))
+    page = demo_page(chromium, server, inbox.widget_token)
+    panel = widget(page).locator("[role=dialog]")
+    try:
+        wait_ready(page)
+        # From the host page's last control, Tab reaches the launcher; Enter opens the panel and
+        # puts the focus in the composer.
+        page.locator("#host-button").focus()
+        assert has_class("launcher")(tab_to(page, has_class("launcher"), limit=3))
+        page.keyboard.press("Enter")
+        assert panel.is_visible()
+        assert has_class("input")(focused(page))
+        page.keyboard.type("Hello from the keyboard")
+        page.keyboard.press("Enter")
+        page.wait_for_function(STORED)
+        conversation_id = operator.expect("message.created", direction="in")["conversation_id"]
+
+        # The emoji picker: opened with Enter on its button, one Tab stop, arrow keys inside,
+        # Enter inserts and returns to the composer, Escape closes it and returns to its button.
+        tab_to(page, has_class("emoji-toggle"), backwards=True)
+        page.keyboard.press("Enter")
+        picker = widget(page).locator(".emoji")
+        assert picker.is_visible()
+        assert focused(page)["label"] == "😀"
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowDown")
+        assert focused(page)["label"] == "😡"
+        page.keyboard.press("Enter")
+        assert has_class("input")(focused(page))
+        assert widget(page).locator("textarea.input").input_value() == "😡"
+        tab_to(page, lambda f: f["label"] == "😡", backwards=True)
+        page.keyboard.press("Escape")
+        assert not picker.is_visible() and panel.is_visible()
+        assert has_class("emoji-toggle")(focused(page))
+        assert widget(page).locator("button.emoji-toggle").get_attribute("aria-expanded") == "false"
+
+        # The header's menu: Enter opens it on its item, Escape closes it back to its button, Tab
+        # out of it closes it too; its item opens the transcript form with the focus in it.
+        tab_to(page, has_class("menub"), backwards=True)
+        page.keyboard.press("Enter")
+        menu = widget(page).locator("[role=menu]")
+        assert menu.is_visible()
+        assert has_class("transcript-item")(focused(page))
+        page.keyboard.press("Escape")
+        assert not menu.is_visible() and panel.is_visible()
+        assert has_class("menub")(focused(page))
+        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        assert not menu.is_visible()
+        tab_to(page, has_class("menub"), backwards=True)
+        page.keyboard.press("Enter")
+        page.keyboard.press("Enter")
+        assert focused(page)["name"] == "email"
+        # A bad address: the field is marked invalid, described by the message, and keeps the focus.
+        page.keyboard.type("not-an-address")
+        page.keyboard.press("Enter")
+        email = widget(page).locator("form.transcript input[name=email]")
+        assert email.get_attribute("aria-invalid") == "true"
+        described = email.get_attribute("aria-describedby")
+        assert "not a valid e-mail" in widget(page).locator(f"#{described}").inner_text()
+        assert focused(page)["name"] == "email"
+
+        # The rating, from the keyboard: one Tab stop for the stars, arrows choose, Enter sends.
+        operator.command("conversation.status", conversation_id=conversation_id, status="resolved")
+        rating = widget(page).locator("form.rating")
+        rating.wait_for()
+        widget(page).locator("textarea.input").focus()
+        star = tab_to(page, lambda f: f["label"] == "1 of 5", backwards=True)
+        assert star["tag"] == "button"
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+        assert focused(page)["label"] == "4 of 5"
+        assert rating.locator("[aria-checked=true]").get_attribute("data-score") == "4"
+        page.keyboard.press("Tab")
+        assert focused(page)["name"] == "comment"
+        page.keyboard.type("Quick")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
+        widget(page).locator(".notice.thanks").wait_for()
+
+        # Escape anywhere in the panel closes it and gives the focus back to the launcher.
+        widget(page).locator("textarea.input").focus()
+        page.keyboard.press("Escape")
+        assert not panel.is_visible()
+        assert has_class("launcher")(focused(page))
+        assert widget(page).locator("button.launcher").get_attribute("aria-expanded") == "false"
+    finally:
+        page.context.close()
+        operator.close()
+
+
+def test_the_pre_chat_form_from_the_keyboard(chromium, server):  # noqa: ANN001
+    inbox = make_inbox(make_branch(), settings={"features": {"pre_chat_form": True}})
+    page = demo_page(chromium, server, inbox.widget_token)
+    try:
+        wait_ready(page)
+        page.locator("#host-button").focus()
+        tab_to(page, has_class("launcher"), limit=3)
+        page.keyboard.press("Enter")
+        # The composer waits for the form: the focus starts in its first field.
+        assert focused(page)["name"] == "name"
+        page.keyboard.type("Anna")
+        page.keyboard.press("Enter")
+        name, email = (widget(page).locator(f"form.prechat input[name={n}]") for n in ("name", "email"))
+        assert focused(page)["name"] == "email"
+        assert email.get_attribute("aria-invalid") == "true" and name.get_attribute("aria-invalid") == "false"
+        assert email.get_attribute("aria-required") == "true"
+        page.keyboard.type("anna@example.com")
+        page.keyboard.press("Enter")
+        widget(page).locator(".composer").wait_for()
+        assert has_class("input")(focused(page))
+        assert email.count() == 0
+    finally:
+        page.context.close()
