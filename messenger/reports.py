@@ -42,7 +42,7 @@ from django.db.models.functions import Cast, Coalesce, ExtractHour, ExtractIsoWe
 from django.utils import timezone
 
 from messenger.access import StaffScope, visible_conversations, visible_inboxes
-from messenger.db.aggregates import Percentiles, Seconds, percentile_cont
+from messenger.db.aggregates import Percentiles, Seconds
 from messenger.errors import InvalidInput, NotFound
 from messenger.models import (
     ActivityEvent,
@@ -77,7 +77,6 @@ EVENT_FIGURES = (
     "detractors",
     *(f"stars_{score}" for score in range(1, 6)),
 )
-percentile = percentile_cont
 
 
 @dataclass(frozen=True)
@@ -264,13 +263,16 @@ class Report:
         return rows.values(**group).annotate(**aggregates)
 
     def _events(self) -> QuerySet[ActivityEvent]:
+        """The audit rows of the range, of the conversations in reach and in the filters (every
+        conversation: no join; a purged conversation's rows, which lost it, do not count)."""
         p = self.params
-        return ActivityEvent.objects.filter(
-            verb__in=VERBS,
-            created_at__gte=p.since,
-            created_at__lt=p.until,
-            conversation__in=self.conversations.values("pk"),
-        ).order_by()
+        events = ActivityEvent.objects.filter(
+            verb__in=VERBS, created_at__gte=p.since, created_at__lt=p.until, conversation__isnull=False
+        )
+        filtered = any(getattr(p, name) is not None for name in ("branch", "region", "inbox", "operator", "label"))
+        if filtered or not self.scope.sees_all:
+            events = events.filter(conversation__in=self.conversations.values("pk"))
+        return events.order_by()
 
     def _event_rows(self, **group: Any) -> dict[Any, dict[str, int]]:
         """Per group (one name → expression; none: the key None): what the audit rows of the range count. The rows are
