@@ -166,7 +166,7 @@ def test_the_contact_panel_shows_the_pre_chat_fields(chromium, live_server_facto
     field.wait_for()
     assert field.inner_text() == "A-42"
     assert olga.locator('#contact-custom dd[data-field="city"]').inner_text() == "Riga"
-    assert olga.locator("#contact-custom dt").all_inner_texts() == ["order number", "city"]
+    assert olga.locator("#contact-custom dt").all_inner_texts() == ["city", "order number"]
     card = olga.locator("#contact-card")
     assert "Anna Petrova" in card.inner_text() and "anna@example.com" in card.inner_text()
     assert card.locator(".avatar").inner_text() == "AP"

@@ -860,7 +860,8 @@
       details.append(el("dt", {}, name), el("dd", {}, name === T.page ? el("a", { href: value, target: "_blank", rel: "noopener noreferrer" }, detail.page.title || value) : value));
     }
     // What the pre-chat (or offline) form stored besides name, e-mail and phone.
-    const custom = Object.entries(contact.custom || {});
+    // Sorted by name: PostgreSQL's jsonb keeps no order.
+    const custom = Object.entries(contact.custom || {}).sort(([a], [b]) => a.localeCompare(b));
     const form = $("contact-custom");
     form.hidden = !custom.length;
     form.replaceChildren(el("h4", {}, T.customFields), el("dl", { class: "details" }, ...custom.flatMap(([key, value]) => [el("dt", {}, key.replace(/_/g, " ")), el("dd", { dataset: { field: key } }, String(value))])));
