@@ -258,7 +258,7 @@ def test_the_rating_and_its_comment_show_in_the_conversation_and_the_list(chromi
     visitor.command("conversation.rate", conversation_id=visitor.conversation_id, score=4, comment="Quick and kind")
     rating = olga.locator("#conversation-rating")
     rating.locator(".rating-text", has_text="Quick and kind").wait_for()
-    assert "★★★★☆ 4" in rating.inner_text()
+    assert "★ 4" in rating.inner_text()
     badge = row(olga, visitor.conversation_id).locator(".rating-badge")
     badge.wait_for()
     assert badge.inner_text() == "★ 4 “Quick and kind”"

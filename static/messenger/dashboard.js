@@ -25,7 +25,7 @@
       priority: ["", "low", "medium", "high", "urgent"], earlierNone: "None", delivered: "Delivered", read: "Read", sent: "Sent",
       openLoad: "open", offlineStatus: "offline", operatorStatus: { online: "online", away: "away", busy: "busy", offline: "offline" },
       rating: "Rating", ratingComment: "Comment", customFields: "Form",
-      alert: "Needs attention", alertOpen: "Open", dismiss: "Dismiss", alertConversation: "Conversation",
+      alert: "Needs attention", alertOpen: "Open", dismiss: "Dismiss",
       confirmAssign: "Assign {conversation} to {name}?", confirmTransfer: "Transfer {conversation} to {name}?",
       steps: {
         route: "Routed", assigned: "Assigned", reassigned: "Reassigned", unassigned: "Unassigned", transferred: "Transferred",
@@ -49,7 +49,7 @@
       priority: ["", "низкий", "средний", "высокий", "срочный"], earlierNone: "Нет", delivered: "Доставлено", read: "Прочитано", sent: "Отправлено",
       openLoad: "открыто", offlineStatus: "не в сети", operatorStatus: { online: "в сети", away: "отошёл", busy: "занят", offline: "не в сети" },
       rating: "Оценка", ratingComment: "Комментарий", customFields: "Анкета",
-      alert: "Требует внимания", alertOpen: "Открыть", dismiss: "Скрыть", alertConversation: "Диалог",
+      alert: "Требует внимания", alertOpen: "Открыть", dismiss: "Скрыть",
       confirmAssign: "Назначить {conversation} на {name}?", confirmTransfer: "Передать {conversation}: {name}?",
       steps: {
         route: "Маршрут", assigned: "Назначен", reassigned: "Переназначен", unassigned: "Снят", transferred: "Передан",
@@ -437,7 +437,7 @@
     if (previous) previous.remove();
     const row = state.rows.get(id);
     const who = row ? row.contact.name : `#${id}`;
-    const text = `${T.alertConversation} ${who}: ${data.reason || data.kind || ""}${data.step ? ` (${T.step} ${data.step})` : ""}`;
+    const text = `${who} (#${id}): ${data.reason || data.kind || ""}${data.step ? `, ${T.step} ${data.step}` : ""}`;
     const item = el("div", { class: "alert", role: "alert", dataset: { conversationId: id, kind: data.kind || "" } },
       el("span", { class: "alert-icon", "aria-hidden": "true" }, "⚠"),
       el("strong", {}, T.alert), " ", el("span", { class: "alert-text" }, text),
@@ -496,7 +496,7 @@
 
   function renderMute() {
     const button = $("mute");
-    button.textContent = state.muted ? "🔕" : "🔔";
+    button.replaceChildren(el("span", { class: `icon ${state.muted ? "icon-bell-off" : "icon-bell"}`, "aria-hidden": "true" }));
     button.setAttribute("aria-pressed", String(state.muted));
     button.title = state.muted ? T.muted : T.unmuted;
   }
@@ -746,7 +746,7 @@
     const attachments = (message.attachments || []).map((attachment) =>
       attachment.is_image
         ? el("a", { href: attachment.url, target: "_blank", rel: "noopener" }, el("img", { src: attachment.url, alt: attachment.name, class: "attachment-image" }))
-        : el("a", { href: attachment.url, target: "_blank", rel: "noopener", class: "attachment" }, `📎 ${attachment.name}`),
+        : el("a", { href: attachment.url, target: "_blank", rel: "noopener", class: "attachment" }, el("span", { class: "icon icon-clip", "aria-hidden": "true" }), ` ${attachment.name}`),
     );
     const kind = message.sender.type === "system" ? "system" : message.direction;
     return el(
@@ -813,7 +813,8 @@
     ratingNode.replaceChildren();
     if (rating) {
       ratingNode.append(
-        el("span", { class: "rating-score" }, `${T.rating}: ${rating.score <= 5 ? "★".repeat(rating.score) + "☆".repeat(5 - rating.score) : ""} ${rating.score}`),
+        // The payload does not carry the inbox's scale (stars or NPS): the score as a number.
+        el("span", { class: "rating-score" }, `${T.rating}: ★ ${rating.score}`),
         rating.comment ? el("q", { class: "rating-text" }, rating.comment) : null,
         rating.rated_at ? el("time", { class: "muted small", datetime: rating.rated_at }, ` ${time(rating.rated_at)}`) : null,
       );
@@ -980,6 +981,7 @@
     const labels = $("set-labels");
     const selected = new Set(conversation.labels || []);
     labels.replaceChildren(labels.querySelector("legend") || el("legend", {}, "Labels"));
+    labels.hidden = !state.labels.length; // no labels defined: no empty box
     for (const label of state.labels) {
       labels.append(el("label", { class: "label-choice" }, el("input", { type: "checkbox", value: label.name, checked: selected.has(label.name), disabled: open.watch }), ` ${label.name}`));
     }
@@ -1113,7 +1115,7 @@
     const box = $("pending-attachments");
     for (const chip of box.querySelectorAll(".chip.ready")) chip.remove();
     for (const attachment of state.pendingAttachments) {
-      box.append(el("span", { class: "chip ready" }, `📎 ${attachment.name} `, el("button", { type: "button", class: "link", "aria-label": "remove", onclick: () => { state.pendingAttachments = state.pendingAttachments.filter((item) => item !== attachment); renderPendingAttachments(); } }, "×")));
+      box.append(el("span", { class: "chip ready" }, el("span", { class: "icon icon-clip", "aria-hidden": "true" }), ` ${attachment.name} `, el("button", { type: "button", class: "link", "aria-label": "remove", onclick: () => { state.pendingAttachments = state.pendingAttachments.filter((item) => item !== attachment); renderPendingAttachments(); } }, "×")));
     }
   }
 
