@@ -23,7 +23,7 @@
       branch: "Branch", region: "Region", page: "Page", browser: "Browser", email: "E-mail", phone: "Phone",
       language: "Language", ip: "IP", status: { open: "open", pending: "pending", snoozed: "snoozed", resolved: "resolved", closed: "closed" },
       priority: ["", "low", "medium", "high", "urgent"], earlierNone: "None", delivered: "Delivered", read: "Read", sent: "Sent",
-      openLoad: "open", offlineStatus: "offline", operatorStatus: { online: "online", away: "away", busy: "busy", offline: "offline" },
+      openLoad: "open", unreadCount: "unread", offlineStatus: "offline", operatorStatus: { online: "online", away: "away", busy: "busy", offline: "offline" },
       rating: "Rating", ratingComment: "Comment", customFields: "Form",
       alert: "Needs attention", alertOpen: "Open", dismiss: "Dismiss",
       confirmAssign: "Assign {conversation} to {name}?", confirmTransfer: "Transfer {conversation} to {name}?",
@@ -47,7 +47,7 @@
       branch: "Филиал", region: "Регион", page: "Страница", browser: "Браузер", email: "E-mail", phone: "Телефон",
       language: "Язык", ip: "IP", status: { open: "открыт", pending: "ожидает", snoozed: "отложен", resolved: "решён", closed: "закрыт" },
       priority: ["", "низкий", "средний", "высокий", "срочный"], earlierNone: "Нет", delivered: "Доставлено", read: "Прочитано", sent: "Отправлено",
-      openLoad: "открыто", offlineStatus: "не в сети", operatorStatus: { online: "в сети", away: "отошёл", busy: "занят", offline: "не в сети" },
+      openLoad: "открыто", unreadCount: "непрочитано", offlineStatus: "не в сети", operatorStatus: { online: "в сети", away: "отошёл", busy: "занят", offline: "не в сети" },
       rating: "Оценка", ratingComment: "Комментарий", customFields: "Анкета",
       alert: "Требует внимания", alertOpen: "Открыть", dismiss: "Скрыть",
       confirmAssign: "Назначить {conversation} на {name}?", confirmTransfer: "Передать {conversation}: {name}?",
@@ -455,9 +455,11 @@
     return narrow.matches ? document.body.dataset.side === "open" : document.body.dataset.side !== "closed";
   }
   function setSideOpen(open) {
+    const wasOpenDrawer = narrow.matches && document.body.dataset.side === "open";
     document.body.dataset.side = open ? "open" : "closed";
     $("toggle-side").setAttribute("aria-expanded", String(sideVisible()));
     if (open && narrow.matches) $("close-side").focus();
+    else if (!open && wasOpenDrawer && $("side").contains(document.activeElement)) $("toggle-side").focus();
   }
   narrow.addEventListener("change", () => { delete document.body.dataset.side; $("toggle-side").setAttribute("aria-expanded", String(sideVisible())); });
 
@@ -562,7 +564,7 @@
       node.title = "";
       if (unread) {
         node.textContent = `${counters[key] || 0} · ${unread}`;
-        node.title = `${counters[key] || 0} ${T.openLoad}, ${unread} ${T.newMessage.toLowerCase()}`;
+        node.title = `${counters[key] || 0} ${T.openLoad}, ${unread} ${T.unreadCount}`;
       }
     }
   }
@@ -657,6 +659,7 @@
     if (watch === undefined) watch = me.sees_all && !(row && row.assignee && row.assignee.id === me.id);
     if (state.open && state.open.watch && state.open.id !== id) send({ type: "conversation.close_view", conversation_id: state.open.id });
     for (const select of ["assign-to", "transfer-branch", "transfer-operator"]) delete $(select).dataset.dirty;
+    if (narrow.matches && document.body.dataset.side === "open") setSideOpen(false); // show the conversation
     state.open = { id, watch, messages: new Map(), byClientId: new Map(), oldestId: null, hasMore: false, loading: false, lastReadSent: 0, conversation: row || null };
     state.selected = id;
     $("conversation").dataset.state = "open";
@@ -917,6 +920,17 @@
 
   /* A choice made but not yet confirmed survives a refresh of the options. */
   function fillSelect(select, items, label, current) {
+    // Only the texts changed (a load, a status): updated in place, so an open dropdown stays open.
+    const options = [...select.options].slice(1);
+    if (options.length === items.length && options.every((option, index) => option.value === String(items[index].id))) {
+      options.forEach((option, index) => {
+        option.textContent = label(items[index]);
+        option.className = items[index].status ? `st-${operatorStatus(items[index])}` : "";
+      });
+      if (select.dataset.dirty !== "1") select.value = String(current ?? "");
+      if (select.selectedIndex < 0) select.value = "";
+      return;
+    }
     const chosen = select.dataset.dirty === "1" ? select.value : String(current ?? "");
     select.replaceChildren(el("option", { value: "" }, T.choose), ...items.map((item) => el("option", { value: item.id, selected: String(item.id) === chosen, class: item.status ? `st-${operatorStatus(item)}` : null }, label(item))));
     if (![...select.options].some((option) => option.value === chosen)) { select.value = ""; delete select.dataset.dirty; }
