@@ -23,16 +23,15 @@
       branch: "Branch", region: "Region", page: "Page", browser: "Browser", email: "E-mail", phone: "Phone",
       language: "Language", ip: "IP", status: { open: "open", pending: "pending", snoozed: "snoozed", resolved: "resolved", closed: "closed" },
       priority: ["", "low", "medium", "high", "urgent"], earlierNone: "None", delivered: "Delivered", read: "Read", sent: "Sent",
-      openLoad: "open", unreadCount: "unread", offlineStatus: "offline", operatorStatus: { online: "online", away: "away", busy: "busy", offline: "offline" },
-      rating: "Rating", ratingComment: "Comment", customFields: "Form",
+      openLoad: "open", unreadCount: "unread", operatorStatus: { online: "online", away: "away", busy: "busy", offline: "offline" },
+      rating: "Rating", customFields: "Form",
       alert: "Needs attention", alertOpen: "Open", dismiss: "Dismiss",
-      confirmAssign: "Assign {conversation} to {name}?", confirmTransfer: "Transfer {conversation} to {name}?",
       steps: {
         route: "Routed", assigned: "Assigned", reassigned: "Reassigned", unassigned: "Unassigned", transferred: "Transferred",
         escalated: "Escalated", escalation_queued: "Escalation: back to the queue", queued: "Queued",
       },
       reasons: { manual: "by hand", transfer: "", "routing rule": "routing rule", "inbox branch": "inbox's branch", "default branch": "default branch", "no branch": "no branch" },
-      from: "from", to: "to", hours: "hours", closed: "closed", step: "step",
+      from: "from", hours: "hours", closed: "closed", step: "step",
     },
     ru: {
       connecting: "Подключение…", online: "На связи", offline: "Нет связи — переподключаемся…",
@@ -47,16 +46,15 @@
       branch: "Филиал", region: "Регион", page: "Страница", browser: "Браузер", email: "E-mail", phone: "Телефон",
       language: "Язык", ip: "IP", status: { open: "открыт", pending: "ожидает", snoozed: "отложен", resolved: "решён", closed: "закрыт" },
       priority: ["", "низкий", "средний", "высокий", "срочный"], earlierNone: "Нет", delivered: "Доставлено", read: "Прочитано", sent: "Отправлено",
-      openLoad: "открыто", unreadCount: "непрочитано", offlineStatus: "не в сети", operatorStatus: { online: "в сети", away: "отошёл", busy: "занят", offline: "не в сети" },
-      rating: "Оценка", ratingComment: "Комментарий", customFields: "Анкета",
+      openLoad: "открыто", unreadCount: "непрочитано", operatorStatus: { online: "в сети", away: "отошёл", busy: "занят", offline: "не в сети" },
+      rating: "Оценка", customFields: "Анкета",
       alert: "Требует внимания", alertOpen: "Открыть", dismiss: "Скрыть",
-      confirmAssign: "Назначить {conversation} на {name}?", confirmTransfer: "Передать {conversation}: {name}?",
       steps: {
         route: "Маршрут", assigned: "Назначен", reassigned: "Переназначен", unassigned: "Снят", transferred: "Передан",
         escalated: "Эскалация", escalation_queued: "Эскалация: снова в очереди", queued: "В очереди",
       },
       reasons: { manual: "вручную", transfer: "", "routing rule": "правило маршрутизации", "inbox branch": "филиал источника", "default branch": "филиал по умолчанию", "no branch": "без филиала" },
-      from: "от", to: "кому", hours: "часы работы", closed: "закрыт", step: "шаг",
+      from: "от", hours: "часы работы", closed: "закрыт", step: "шаг",
     },
   };
   const T = STRINGS[config.language] || STRINGS.en;
@@ -85,7 +83,6 @@
   // The same name always gets the same colour.
   const hue = (text) => [...String(text || "")].reduce((sum, c) => (sum * 31 + c.charCodeAt(0)) % 360, 7);
   const avatar = (name, extra = "") => el("span", { class: `avatar ${extra}`.trim(), "aria-hidden": "true", dataset: { hue: String(Math.round(hue(name) / 30) % 12) } }, initials(name));
-  const fill = (template, values) => template.replace(/\{(\w+)\}/g, (_, key) => values[key] ?? "");
   const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;" })[c]);
   const newClientId = () => (crypto.randomUUID ? crypto.randomUUID() : `c-${Date.now()}-${Math.random().toString(16).slice(2)}`);
   const time = (iso) => (iso ? new Date(iso).toLocaleTimeString(config.language, { hour: "2-digit", minute: "2-digit" }) : "");
