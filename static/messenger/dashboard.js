@@ -521,9 +521,13 @@
       return;
     }
     if (generation !== listGeneration) return; // a newer filter won
+    const previous = new Map(state.rows);
     if (!cursor) state.rows.clear();
     for (const row of page.results) {
-      state.rows.set(row.id, row);
+      // Frames applied while this page was on its way (a rating, a status) are newer than it.
+      const known = previous.get(row.id);
+      const newer = known && (state.lastId.get(row.id) || 0) > row.last_seq;
+      state.rows.set(row.id, newer ? { ...row, ...known } : row);
       // A conversation being replayed takes its id from the replay: raised here, the replay's
       // frames would be dropped as duplicates.
       if (!state.resuming.has(row.id)) state.lastId.set(row.id, Math.max(state.lastId.get(row.id) || 0, row.last_seq));
