@@ -12,9 +12,10 @@ read (assignments, escalations, chains that ran out, transfers, resolutions, reo
 ratings with comments), missed and abandoned ones, and presence periods. Then asks every
 ``/api/v1/reports/…`` endpoint through Django's test client with a supervisor's bearer token, for
 the whole range in Europe/Berlin, with no filter and with a branch filter: ``--runs`` times each,
-after one warm-up run that counts the queries and the time spent executing them (the rows'
-conversion to Python happens while fetching, so it counts as Python). ``--profile`` adds a
-cProfile of the loading and the summary's arithmetic.
+after one warm-up run that counts the queries. Per endpoint: p50/p95/max wall time, and the CPU of
+this process and of its PostgreSQL backend per request (what the request costs whatever else runs
+on the machine: the wall time of a loaded machine includes waiting for a core). ``--profile`` adds a
+cProfile of the summary.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import RESULTS, service_arguments, setup_django  # noqa: E402
+from bench.run import RESULTS, cpu_seconds, service_arguments, setup_django  # noqa: E402
 
 ENDPOINTS = ("summary", "operators", "branches", "regions", "series", "heatmap", "ratings")
 TZ = "Europe/Berlin"
@@ -376,16 +377,24 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             assert response.status_code == 200, (url, response.status_code, response.content[:300])
             body = response.json()
             times = []
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                backend = cursor.fetchone()[0]
+            cpu_began, pg_began = time.process_time(), cpu_seconds(backend)
             for _ in range(args.runs):
                 began = time.perf_counter()
                 client.get(url, params, **headers)
                 times.append((time.perf_counter() - began) * 1000)
+            cpu_ms = 1000 * (time.process_time() - cpu_began) / args.runs
+            pg_cpu_ms = 1000 * (cpu_seconds(backend) - pg_began) / args.runs
             rows = len(body["results"]) if "results" in body else None
             results[f"{name}:{variant}"] = {
                 "queries": sql[1],
                 "p50_ms": round(quantile(times, 0.5), 1),
                 "p95_ms": round(quantile(times, 0.95), 1),
                 "max_ms": round(max(times), 1),
+                "cpu_ms": round(cpu_ms, 1),
+                "postgres_cpu_ms": round(pg_cpu_ms, 1),
                 "warmup_ms": round(warm * 1000, 1),
                 "warmup_sql_ms": round(sql[0] * 1000, 1),
                 "rows": rows,
@@ -394,8 +403,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             row = results[f"{name}:{variant}"]
             print(
                 f"{name:10} {variant:6} queries {row['queries']:2}  p50 {row['p50_ms']:8.1f}  p95 "
-                f"{row['p95_ms']:8.1f}  max {row['max_ms']:8.1f} ms  (warm-up {row['warmup_ms']:.0f} ms,"
-                f" of which SQL {row['warmup_sql_ms']:.0f} ms)",
+                f"{row['p95_ms']:8.1f}  max {row['max_ms']:8.1f} ms  CPU {row['cpu_ms']:.0f} + PostgreSQL"
+                f" {row['postgres_cpu_ms']:.0f} ms",
                 flush=True,
             )
     return {"range": base, "branch": branch, "endpoints": results, "token_headers": "Bearer"}

@@ -343,7 +343,6 @@ class VisitorConsumer(BaseConsumer):
             )
             return
         self.context = commands.VisitorContext(contact_inbox=result.contact_inbox, ip=ip, page={"origin": origin})
-        self.visitor_name = str(result.contact_inbox.contact)
         # The frame rate is the session's: every tab of this visitor draws on one budget.
         self.limiter.share(session_frame_budget(result.contact_inbox.pk))
         await self.join(
@@ -365,21 +364,19 @@ class VisitorConsumer(BaseConsumer):
         return await database_sync_to_async(commands.check_visitor_command)(self.context, command)
 
     async def typing(self, command: Command) -> list[dict[str, Any]]:
-        conversation_id, branch_id, preview_enabled = await database_sync_to_async(commands.visitor_typing_target)(
-            self.context, command.int_field("conversation_id")
-        )
+        conversation_id, branch_id, preview_enabled, name = await database_sync_to_async(
+            commands.visitor_typing_target
+        )(self.context, command.int_field("conversation_id"))
         preview = command.str_field("preview", required=False, max_length=2000) if preview_enabled else None
         targets = groups.staff_groups(branch_id)
 
         async def stop() -> None:
-            frame = events.typing_frame(
-                started=False, conversation_id=conversation_id, who="contact", name=self.visitor_name
-            )
+            frame = events.typing_frame(started=False, conversation_id=conversation_id, who="contact", name=name)
             await abroadcast_ephemeral(targets, frame)
 
         if command.type == "typing.start":
             frame = events.typing_frame(
-                started=True, conversation_id=conversation_id, who="contact", name=self.visitor_name, preview=preview
+                started=True, conversation_id=conversation_id, who="contact", name=name, preview=preview
             )
             await abroadcast_ephemeral(targets, frame)
             self.schedule_typing_stop(conversation_id, stop)

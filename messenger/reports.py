@@ -42,7 +42,7 @@ from django.db.models.functions import Cast, Coalesce, ExtractHour, ExtractIsoWe
 from django.utils import timezone
 
 from messenger.access import StaffScope, visible_conversations, visible_inboxes
-from messenger.db.aggregates import Percentiles, Seconds, percentile_cont
+from messenger.db.aggregates import Percentiles, Seconds
 from messenger.errors import InvalidInput, NotFound
 from messenger.models import (
     ActivityEvent,
@@ -62,8 +62,17 @@ ENDED = (ConversationStatus.RESOLVED, ConversationStatus.CLOSED)
 ESCALATED = "assignment.escalated"
 RAN_OUT = "assignment.escalation_queued"
 RATED = "conversation.rated"
-VERBS = ("conversation.status", "conversation.transferred", RATED, ESCALATED, RAN_OUT)
+STATUS = "conversation.status"
+VERBS = (STATUS, "conversation.transferred", RATED, ESCALATED, RAN_OUT)
 GROUPS = {"operator": "assignee_id", "branch": "branch_id", "region": "region_id"}
+# What a table shows of the conversations' figures (the working-hours first response is the
+# summary's only: one sort less).
+TABLE = (
+    "new",
+    "missed",
+    *(f"{name}_{part}" for name in ("first_response", "resolution", "queue") for part in ("count", "percentiles")),
+    "queue_sum",
+)
 EVENT_FIGURES = (
     "resolved",
     "reopened",
@@ -77,7 +86,6 @@ EVENT_FIGURES = (
     "detractors",
     *(f"stars_{score}" for score in range(1, 6)),
 )
-percentile = percentile_cont
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,11 @@ def _ratio(total: float | None, count: int | None) -> float | None:
     return round(total / count, 3) if count and total is not None else None
 
 
+def _key(verb: str, key: str) -> Case:
+    """The payload's ``key`` as text, for the audit rows of ``verb`` (else NULL)."""
+    return Case(When(verb=verb, then=KT(f"payload__{key}")), output_field=CharField())
+
+
 def _score(value: Any) -> int | None:
     """A rating's score as the audit row stores it (an integer; text on PostgreSQL's ``->>``)."""
     try:
@@ -249,28 +262,31 @@ class Report:
 
     def _conversation_rows(self, only: tuple[str, ...] = (), **group: Any) -> Any:
         """The conversations created or first resolved in the range, aggregated by ``group``
-        (none: one row). ``only``: these aggregates, over the conversations created in the range
-        (the daily series and the heat map need no resolution)."""
+        (none: one row). ``only``: these aggregates (each percentile is a sort); without a
+        resolution among them, over the conversations created in the range only."""
         p = self.params
-        new = Q(created_at__gte=p.since, created_at__lt=p.until)
         aggregates = self._conversation_aggregates()
         if only:
             aggregates = {name: aggregates[name] for name in only}
-        rows = self.conversations.filter(
-            new if only else new | Q(first_resolved_at__gte=p.since, first_resolved_at__lt=p.until)
-        )
+        where = Q(created_at__gte=p.since, created_at__lt=p.until)
+        if any(name.startswith("resolution") for name in aggregates):
+            where |= Q(first_resolved_at__gte=p.since, first_resolved_at__lt=p.until)
+        rows = self.conversations.filter(where)
         if not group:
             return rows.aggregate(**aggregates)
         return rows.values(**group).annotate(**aggregates)
 
     def _events(self) -> QuerySet[ActivityEvent]:
+        """The audit rows of the range, of the conversations in reach and in the filters (every
+        conversation: no join; a purged conversation's rows, which lost it, do not count)."""
         p = self.params
-        return ActivityEvent.objects.filter(
-            verb__in=VERBS,
-            created_at__gte=p.since,
-            created_at__lt=p.until,
-            conversation__in=self.conversations.values("pk"),
-        ).order_by()
+        events = ActivityEvent.objects.filter(
+            verb__in=VERBS, created_at__gte=p.since, created_at__lt=p.until, conversation__isnull=False
+        )
+        filtered = any(getattr(p, name) is not None for name in ("branch", "region", "inbox", "operator", "label"))
+        if filtered or not self.scope.sees_all:
+            events = events.filter(conversation__in=self.conversations.values("pk"))
+        return events.order_by()
 
     def _event_rows(self, **group: Any) -> dict[Any, dict[str, int]]:
         """Per group (one name → expression; none: the key None): what the audit rows of the range count. The rows are
@@ -281,10 +297,11 @@ class Report:
             .values(
                 "verb",
                 **group,
-                to=KT("payload__to"),
-                source=KT("payload__from"),
-                scale=KT("payload__scale"),
-                score=KT("payload__score"),
+                # Each key read only where it means something: half the rows' JSON left alone.
+                to=_key(STATUS, "to"),
+                source=_key(STATUS, "from"),
+                scale=_key(RATED, "scale"),
+                score=_key(RATED, "score"),
             )
             .annotate(count=Count("pk"))
         )
@@ -293,7 +310,7 @@ class Report:
             key = row[next(iter(group))] if group else None
             figures = result.setdefault(key, dict.fromkeys(EVENT_FIGURES, 0))
             verb, count = row["verb"], row["count"]
-            if verb == "conversation.status":
+            if verb == STATUS:
                 if row["to"] == ConversationStatus.RESOLVED:
                     figures["resolved"] += count
                 elif row["source"] in ENDED and row["to"] not in ENDED:
@@ -361,7 +378,7 @@ class Report:
     def table(self, key: str) -> list[dict[str, Any]]:
         """Per ``operator``, ``branch`` or ``region``: the figures flattened, one row per group."""
         column = GROUPS[key]
-        conversations = {row["group"]: row for row in self._conversation_rows(group=F(column))}
+        conversations = {row["group"]: row for row in self._conversation_rows(TABLE, group=F(column))}
         events = self._event_rows(group=F(f"conversation__{column}"))
         groups = set(conversations) | set(events)
         presence: dict[int, dict[str, float]] = {}

@@ -214,6 +214,7 @@ def test_operator_dashboard_live(chromium, live_server_factory):  # noqa: ANN001
 
     # Transfer to South: it leaves Olga's view and lands with Ivan, live.
     olga.select_option("#transfer-branch", label="South")
+    olga.click("#transfer-branch-go")
     row(ivan_page, conversation_id).wait_for()
     row(olga, conversation_id).wait_for(state="detached")
     olga.wait_for_selector("#conversation[data-state=empty]")

@@ -158,3 +158,27 @@ def test_the_command_rebuilds_after_an_import(capsys):
     assert (row.first_visitor_message_at, row.first_reply_created_at) == (at, at.replace(minute=2))
     assert row.counted_messages == 2  # the deleted reply still answered, but is not counted
     assert row.first_response_working_seconds == 120.0
+
+
+def test_the_migration_rebuilds_with_its_historical_models():
+    """0011's RunPython on the rows stored before it: the same function, with the models as they
+    were at that migration (what ``migrate`` hands it)."""
+    import importlib
+
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    inbox = make_inbox(make_branch())
+    operator = make_user("op-migration")
+    at = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    conversation = make_conversation(inbox, at=at, assignee=operator)
+    make_message(conversation, at=at)
+    make_message(conversation, at=at.replace(minute=5), direction="out", user=operator)
+    historical = MigrationLoader(connection).project_state(("messenger", "0011_report_facts")).apps
+    importlib.import_module("messenger.migrations.0011_report_facts").rebuild(historical, None)
+    row = Conversation.objects.get(pk=conversation.pk)
+    assert (row.first_visitor_message_at, row.first_reply_created_at, row.counted_messages) == (
+        at,
+        at.replace(minute=5),
+        2,
+    )

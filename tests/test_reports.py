@@ -448,3 +448,19 @@ def test_the_ratings_list_is_the_newest_limit_and_the_csv_has_them_all(world):
         csv.DictReader(io.StringIO(api.get("reports/ratings/csv", {**BERLIN_DAY, "limit": 1}).content.decode()))
     )
     assert len(rows) == 4  # an export is whole: the limit is the JSON list's
+
+
+def test_a_purged_conversations_audit_rows_do_not_count(world):
+    """Retention deletes a conversation; its audit rows stay, without it (SET NULL): a supervisor's
+    unfiltered report, which reads the audit rows without joining the conversations, leaves them
+    out as a filtered one does."""
+    gone = make_conversation(world["inbox_a"], at=utc(2026, 3, 20))
+    make_audit(gone, "conversation.status", at=utc(2026, 3, 29, 9), payload={"from": "open", "to": "resolved"})
+    make_audit(gone, "conversation.transferred", at=utc(2026, 3, 29, 9), payload={})
+    api = api_for(world["supervisor"])
+    counted = summary(api)
+    assert (counted["conversations"]["resolved"], counted["transfers"]) == (5, 2)
+    gone.delete()
+    for params in ({}, {"branch": world["branch_a"].pk}):
+        figures = summary(api, **params)
+        assert (figures["conversations"]["resolved"], figures["transfers"]) == (4 - ("branch" in params), 1), params

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -178,13 +178,22 @@ async def acheck_visitor_command(context: VisitorContext, command: Command) -> l
     return None if result is None else _visitor_sent(context, command, result)
 
 
-def visitor_typing_target(context: VisitorContext, conversation_id: Any) -> tuple[int, int | None, bool]:
-    """(conversation id, branch id, typing preview enabled) for a visitor's typing frame."""
+class VisitorTypingTarget(NamedTuple):
+    conversation_id: int
+    branch_id: int | None
+    preview_enabled: bool
+    name: str
+
+
+def visitor_typing_target(context: VisitorContext, conversation_id: Any) -> VisitorTypingTarget:
+    """Where a visitor's typing frame goes, whether it may carry the draft, and the visitor's name
+    as stored now (the pre-chat form may have named them after the socket opened)."""
     conversation = access_conversation_for_visitor(context.contact_inbox, conversation_id)
-    return (
+    return VisitorTypingTarget(
         conversation.pk,
         conversation.branch_id,
         bool(conversation.inbox.effective_settings["features"].get("typing_preview")),
+        str(conversation.contact),
     )
 
 

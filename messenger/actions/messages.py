@@ -300,10 +300,11 @@ def _send_assignments(
     direction: str, sender_type: str, sender_user: Any, now: datetime, preview: str | None
 ) -> list[tuple[str, list[Any]]]:
     """What a send sets on its conversation, as the sequence bump's ``SET`` clauses: activity,
-    the list's preview (``preview`` of a public message), and by who sent it the counters, the
+    the list's preview (``preview`` of a public message written by a person: an auto-reply or a
+    system notice leaves the visitor's question there), and by who sent it the counters, the
     timers and a snoozed conversation's wake-up, all decided under the row lock."""
     assignments: list[tuple[str, list[Any]]] = [("last_activity_at = %s", [now])]
-    if preview is not None:
+    if preview is not None and sender_type in (SenderType.CONTACT, SenderType.USER):
         assignments.append(("last_message_preview = %s", [preview]))
     if direction == MessageDirection.IN:
         assignments += [

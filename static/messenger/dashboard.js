@@ -23,6 +23,15 @@
       branch: "Branch", region: "Region", page: "Page", browser: "Browser", email: "E-mail", phone: "Phone",
       language: "Language", ip: "IP", status: { open: "open", pending: "pending", snoozed: "snoozed", resolved: "resolved", closed: "closed" },
       priority: ["", "low", "medium", "high", "urgent"], earlierNone: "None", delivered: "Delivered", read: "Read", sent: "Sent",
+      openLoad: "open", unreadCount: "unread", operatorStatus: { online: "online", away: "away", busy: "busy", offline: "offline" },
+      rating: "Rating", customFields: "Form",
+      alert: "Needs attention", alertOpen: "Open", dismiss: "Dismiss",
+      steps: {
+        route: "Routed", assigned: "Assigned", reassigned: "Reassigned", unassigned: "Unassigned", transferred: "Transferred",
+        escalated: "Escalated", escalation_queued: "Escalation: back to the queue", queued: "Queued",
+      },
+      reasons: { manual: "by hand", transfer: "", "routing rule": "routing rule", "inbox branch": "inbox's branch", "default branch": "default branch", "no branch": "no branch" },
+      from: "from", hours: "hours", closed: "closed", step: "step",
     },
     ru: {
       connecting: "Подключение…", online: "На связи", offline: "Нет связи — переподключаемся…",
@@ -37,6 +46,15 @@
       branch: "Филиал", region: "Регион", page: "Страница", browser: "Браузер", email: "E-mail", phone: "Телефон",
       language: "Язык", ip: "IP", status: { open: "открыт", pending: "ожидает", snoozed: "отложен", resolved: "решён", closed: "закрыт" },
       priority: ["", "низкий", "средний", "высокий", "срочный"], earlierNone: "Нет", delivered: "Доставлено", read: "Прочитано", sent: "Отправлено",
+      openLoad: "открыто", unreadCount: "непрочитано", operatorStatus: { online: "в сети", away: "отошёл", busy: "занят", offline: "не в сети" },
+      rating: "Оценка", customFields: "Анкета",
+      alert: "Требует внимания", alertOpen: "Открыть", dismiss: "Скрыть",
+      steps: {
+        route: "Маршрут", assigned: "Назначен", reassigned: "Переназначен", unassigned: "Снят", transferred: "Передан",
+        escalated: "Эскалация", escalation_queued: "Эскалация: снова в очереди", queued: "В очереди",
+      },
+      reasons: { manual: "вручную", transfer: "", "routing rule": "правило маршрутизации", "inbox branch": "филиал источника", "default branch": "филиал по умолчанию", "no branch": "без филиала" },
+      from: "от", hours: "часы работы", closed: "закрыт", step: "шаг",
     },
   };
   const T = STRINGS[config.language] || STRINGS.en;
@@ -57,6 +75,14 @@
     }
     return node;
   };
+  const initials = (name) => {
+    const words = String(name || "?").replace(/[#\d]+/g, " ").trim().split(/\s+/).filter(Boolean);
+    const letters = words.length > 1 ? words[0][0] + words[words.length - 1][0] : (words[0] || "?").slice(0, 2);
+    return letters.toUpperCase();
+  };
+  // The same name always gets the same colour.
+  const hue = (text) => [...String(text || "")].reduce((sum, c) => (sum * 31 + c.charCodeAt(0)) % 360, 7);
+  const avatar = (name, extra = "") => el("span", { class: `avatar ${extra}`.trim(), "aria-hidden": "true", dataset: { hue: String(Math.round(hue(name) / 30) % 12) } }, initials(name));
   const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;" })[c]);
   const newClientId = () => (crypto.randomUUID ? crypto.randomUUID() : `c-${Date.now()}-${Math.random().toString(16).slice(2)}`);
   const time = (iso) => (iso ? new Date(iso).toLocaleTimeString(config.language, { hour: "2-digit", minute: "2-digit" }) : "");
@@ -180,6 +206,7 @@
       case "typing.started": case "typing.stopped": return onTyping(frame);
       case "presence": return onPresence(frame.data || {});
       case "unread": return setUnread(frame.data.messages, frame.data.conversations);
+      case "supervisor.alert": return onSupervisorAlert(frame.data || {});
       default:
         if (typeof frame.id === "number" && frame.conversation_id) onDurable(frame);
     }
@@ -243,7 +270,7 @@
   function apply(frame) {
     const data = frame.data || {};
     const id = frame.conversation_id;
-    if (frame.type === "message.created") return onMessage(id, data.message);
+    if (frame.type === "message.created") return onMessage(id, data.message, data.conversation);
     if (frame.type === "message.updated") return onReceipt(id, data.direction, data.up_to_message_id, data.changes || {});
     if (frame.type === "conversation.read") {
       if (data.reader === "contact") return onReceipt(id, "out", data.up_to_message_id, { read_at: data.read_at });
@@ -299,24 +326,31 @@
     }
     renderList();
     scheduleCounters();
+    if (type !== "ack" && (!existing || (existing.assignee && existing.assignee.id) !== (conversation.assignee && conversation.assignee.id) || existing.status !== conversation.status)) scheduleOperators();
     if (state.open && state.open.id === id) {
       if (!visibleToMe(conversation)) {
         closeConversation(T.movedAway);
         return;
       }
-      state.open.conversation = { ...state.open.conversation, ...conversation };
+      const before = state.open.conversation || {};
+      state.open.conversation = { ...before, ...conversation };
       renderConversationHeader();
       renderActions();
+      // The routing log grows with every assignment, transfer and escalation.
+      const assigneeOf = (item) => (item.assignee ? item.assignee.id : null);
+      if (assigneeOf(before) !== assigneeOf(conversation) || (before.branch && before.branch.id) !== (conversation.branch && conversation.branch.id)) loadDetail(id);
     }
   }
 
-  async function onMessage(conversationId, message) {
+  async function onMessage(conversationId, message, summary) {
     const row = state.rows.get(conversationId);
     const incoming = message.direction === "in";
     const openHere = state.open && state.open.id === conversationId;
     if (row) {
       row.last_activity_at = message.created_at;
-      if (message.direction !== "internal") row.last_message_preview = (message.body || "").slice(0, 140);
+      // The server decides the preview (an auto-reply keeps the visitor's question there).
+      if (summary && typeof summary.last_message_preview === "string") row.last_message_preview = summary.last_message_preview;
+      else if (message.direction !== "internal" && ["contact", "user"].includes(message.sender.type)) row.last_message_preview = (message.body || "").slice(0, 140);
       // The server keeps waiting_since; mirrored here so the list needs no refetch per message.
       if (incoming && !row.waiting_since) row.waiting_since = message.created_at;
       if (message.direction === "out" && message.sender.type === "user") row.waiting_since = null;
@@ -373,7 +407,7 @@
     const timer = setTimeout(() => clearTyping(id), 10000);
     state.typing.set(id, { name: data.name, preview: data.preview, timer });
     renderTyping();
-    renderList();
+    renderRowPreview(id);
   }
 
   function clearTyping(id) {
@@ -381,15 +415,50 @@
     if (entry) clearTimeout(entry.timer);
     state.typing.delete(id);
     renderTyping();
-    renderList();
+    renderRowPreview(id);
   }
 
   function onPresence(data) {
     if (data.user_id === undefined) return;
     const operator = state.operators.find((item) => item.id === data.user_id);
-    if (operator) { operator.status = data.status; operator.connected = data.connected; }
+    if (operator) { operator.status = data.status; operator.connected = data.connected; renderActions(); }
     if (data.user_id === me.id && data.status !== "offline") $("my-status").value = data.status;
   }
+
+  /* supervisor.alert (docs/protocol.md): an escalation chain ran out. Shown until dismissed; one
+   * per conversation, the newest on top. */
+  function onSupervisorAlert(data) {
+    const id = data.conversation_id;
+    const box = $("alerts");
+    const previous = box.querySelector(`[data-conversation-id="${id}"]`);
+    if (previous) previous.remove();
+    const row = state.rows.get(id);
+    const who = row ? row.contact.name : `#${id}`;
+    const text = `${who} (#${id}): ${data.reason || data.kind || ""}${data.step ? `, ${T.step} ${data.step}` : ""}`;
+    const item = el("div", { class: "alert", role: "alert", dataset: { conversationId: id, kind: data.kind || "" } },
+      el("span", { class: "alert-icon", "aria-hidden": "true" }, "⚠"),
+      el("strong", {}, T.alert), " ", el("span", { class: "alert-text" }, text),
+      el("span", { class: "spacer" }),
+      el("button", { type: "button", class: "alert-open", onclick: () => { item.remove(); openConversation(id); } }, T.alertOpen),
+      el("button", { type: "button", class: "ghost alert-dismiss", "aria-label": T.dismiss, title: T.dismiss, onclick: () => item.remove() }, "×"),
+    );
+    box.prepend(item);
+    notify(T.alert, text, id);
+  }
+
+  // --- the side panel: a column on wide screens, a drawer below 1 100 px ---------------------------
+  const narrow = window.matchMedia("(max-width: 1100px)");
+  function sideVisible() {
+    return narrow.matches ? document.body.dataset.side === "open" : document.body.dataset.side !== "closed";
+  }
+  function setSideOpen(open) {
+    const wasOpenDrawer = narrow.matches && document.body.dataset.side === "open";
+    document.body.dataset.side = open ? "open" : "closed";
+    $("toggle-side").setAttribute("aria-expanded", String(sideVisible()));
+    if (open && narrow.matches) $("close-side").focus();
+    else if (!open && wasOpenDrawer && $("side").contains(document.activeElement)) $("toggle-side").focus();
+  }
+  narrow.addEventListener("change", () => { delete document.body.dataset.side; $("toggle-side").setAttribute("aria-expanded", String(sideVisible())); });
 
   // --- unread badge, sound, notifications -------------------------------------------------------
   function setUnread(messages, conversations) {
@@ -426,7 +495,7 @@
 
   function renderMute() {
     const button = $("mute");
-    button.textContent = state.muted ? "🔕" : "🔔";
+    button.replaceChildren(el("span", { class: `icon ${state.muted ? "icon-bell-off" : "icon-bell"}`, "aria-hidden": "true" }));
     button.setAttribute("aria-pressed", String(state.muted));
     button.title = state.muted ? T.muted : T.unmuted;
   }
@@ -452,9 +521,13 @@
       return;
     }
     if (generation !== listGeneration) return; // a newer filter won
+    const previous = new Map(state.rows);
     if (!cursor) state.rows.clear();
     for (const row of page.results) {
-      state.rows.set(row.id, row);
+      // Frames applied while this page was on its way (a rating, a status) are newer than it.
+      const known = previous.get(row.id);
+      const newer = known && (state.lastId.get(row.id) || 0) > row.last_seq;
+      state.rows.set(row.id, newer ? { ...row, ...known } : row);
       // A conversation being replayed takes its id from the replay: raised here, the replay's
       // frames would be dropped as duplicates.
       if (!state.resuming.has(row.id)) state.lastId.set(row.id, Math.max(state.lastId.get(row.id) || 0, row.last_seq));
@@ -489,7 +562,11 @@
       const unread = key === "mine" ? counters.mine_unread : key === "all" ? counters.all_unread : 0;
       node.textContent = counters[key] ? String(counters[key]) : "";
       node.classList.toggle("has-unread", Boolean(unread));
-      if (unread) node.textContent = `${counters[key] || 0} · ${unread}`;
+      node.title = "";
+      if (unread) {
+        node.textContent = `${counters[key] || 0} · ${unread}`;
+        node.title = `${counters[key] || 0} ${T.openLoad}, ${unread} ${T.unreadCount}`;
+      }
     }
   }
 
@@ -508,39 +585,61 @@
     });
   }
 
-  function renderList() {
-    const list = $("conversations");
-    const rows = sortedRows();
-    list.replaceChildren();
-    if (!rows.length) list.append(el("li", { class: "empty" }, T.noConversations));
-    for (const row of rows) {
-      const typing = state.typing.get(row.id);
-      const item = el(
-        "li",
-        {
-          role: "option",
-          class: ["conversation", state.open && state.open.id === row.id ? "is-open" : "", state.selected === row.id ? "is-selected" : "", row.unread_for_agent ? "is-unread" : ""].join(" "),
-          dataset: { id: row.id, status: row.status, priority: row.priority, unread: row.unread_for_agent || 0 },
-          "aria-selected": state.selected === row.id ? "true" : "false",
-          onclick: () => { state.selected = row.id; openConversation(row.id); },
-        },
+  function rowPreviewText(row) {
+    const typing = state.typing.get(row.id);
+    return typing ? `✎ ${typing.preview || T.typing}` : row.last_message_preview || "";
+  }
+
+  function ratingBadge(rating) {
+    if (!rating) return null;
+    return el("span", { class: "rating-badge", title: rating.comment ? `${T.rating} ${rating.score}: ${rating.comment}` : `${T.rating} ${rating.score}` },
+      `★ ${rating.score}`, rating.comment ? el("span", { class: "rating-comment" }, ` “${rating.comment}”`) : null);
+  }
+
+  function rowNode(row) {
+    return el(
+      "li",
+      {
+        role: "option",
+        class: ["conversation", state.open && state.open.id === row.id ? "is-open" : "", state.selected === row.id ? "is-selected" : "", row.unread_for_agent ? "is-unread" : ""].join(" "),
+        dataset: { id: row.id, status: row.status, priority: row.priority, unread: row.unread_for_agent || 0 },
+        "aria-selected": state.selected === row.id ? "true" : "false",
+        onclick: () => { state.selected = row.id; openConversation(row.id); },
+      },
+      avatar(row.contact.name),
+      el("div", { class: "row-body" },
         el("div", { class: "row-top" },
           el("span", { class: "name" }, row.contact.name),
           row.priority ? el("span", { class: `priority p${row.priority}` }, T.priority[row.priority]) : null,
           el("span", { class: "when", title: row.last_activity_at || "" }, time(row.last_activity_at)),
         ),
-        el("div", { class: "row-preview" }, typing ? `✎ ${typing.preview || T.typing}` : row.last_message_preview || ""),
+        el("div", { class: "row-preview" }, rowPreviewText(row)),
         el("div", { class: "row-meta" },
           el("span", { class: `status s-${row.status}` }, T.status[row.status] || row.status),
           el("span", { class: "assignee" }, row.assignee ? row.assignee.name : T.nobody),
           row.branch && (me.sees_all || row.branch.id !== me.branch_id) ? el("span", { class: "branch" }, row.branch.name) : null,
           row.waiting_since ? el("span", { class: "waiting", dataset: { since: row.waiting_since } }, `${T.waiting} ${since(row.waiting_since)}`) : null,
+          ratingBadge(row.rating),
           ...(row.labels || []).map((name) => el("span", { class: "label" }, name)),
           row.unread_for_agent ? el("span", { class: "unread-badge", "aria-label": "unread" }, String(row.unread_for_agent)) : null,
         ),
-      );
-      list.append(item);
-    }
+      ),
+    );
+  }
+
+  function renderList() {
+    const list = $("conversations");
+    const rows = sortedRows();
+    list.replaceChildren();
+    if (!rows.length) list.append(el("li", { class: "empty" }, T.noConversations));
+    for (const row of rows) list.append(rowNode(row));
+  }
+
+  /* Typing frames arrive several times a second: only that row's preview line changes. */
+  function renderRowPreview(id) {
+    const row = state.rows.get(id);
+    const node = $("conversations").querySelector(`li[data-id="${id}"] .row-preview`);
+    if (row && node) node.textContent = rowPreviewText(row);
   }
 
   function moveSelection(step) {
@@ -560,6 +659,8 @@
     // Supervisors look at other people's chats invisibly unless they take them over.
     if (watch === undefined) watch = me.sees_all && !(row && row.assignee && row.assignee.id === me.id);
     if (state.open && state.open.watch && state.open.id !== id) send({ type: "conversation.close_view", conversation_id: state.open.id });
+    for (const select of ["assign-to", "transfer-branch", "transfer-operator"]) delete $(select).dataset.dirty;
+    if (narrow.matches && document.body.dataset.side === "open") setSideOpen(false); // show the conversation
     state.open = { id, watch, messages: new Map(), byClientId: new Map(), oldestId: null, hasMore: false, loading: false, lastReadSent: 0, conversation: row || null };
     state.selected = id;
     $("conversation").dataset.state = "open";
@@ -586,6 +687,7 @@
     scrollToBottom();
     markRead();
     loadDetail(id);
+    refreshOperators();
   }
 
   function closeConversation(notice) {
@@ -648,7 +750,7 @@
     const attachments = (message.attachments || []).map((attachment) =>
       attachment.is_image
         ? el("a", { href: attachment.url, target: "_blank", rel: "noopener" }, el("img", { src: attachment.url, alt: attachment.name, class: "attachment-image" }))
-        : el("a", { href: attachment.url, target: "_blank", rel: "noopener", class: "attachment" }, `📎 ${attachment.name}`),
+        : el("a", { href: attachment.url, target: "_blank", rel: "noopener", class: "attachment" }, el("span", { class: "icon icon-clip", "aria-hidden": "true" }), ` ${attachment.name}`),
     );
     const kind = message.sender.type === "system" ? "system" : message.direction;
     return el(
@@ -669,7 +771,9 @@
 
   function ticksNode(message) {
     const ticks = message.pending ? "pending" : message.read_at ? "read" : message.delivered_at ? "delivered" : "sent";
-    const label = { pending: "…", sent: "✓", delivered: "✓✓", read: "✓✓" }[ticks];
+    // docs/dashboard.md: one tick when the widget received it, two blue ticks when read; a sent
+    // message not yet received shows an empty circle.
+    const label = { pending: "…", sent: "○", delivered: "✓", read: "✓✓" }[ticks];
     return el("span", { class: `ticks t-${ticks}`, dataset: { ticks }, title: T[ticks] || "" }, label);
   }
 
@@ -706,6 +810,19 @@
     if (!open) return;
     const conversation = open.conversation || {};
     $("conversation-title").textContent = conversation.contact ? conversation.contact.name : `#${open.id}`;
+    $("conversation-avatar").replaceChildren(avatar(conversation.contact ? conversation.contact.name : "?"));
+    const rating = conversation.rating;
+    const ratingNode = $("conversation-rating");
+    ratingNode.hidden = !rating;
+    ratingNode.replaceChildren();
+    if (rating) {
+      ratingNode.append(
+        // The payload does not carry the inbox's scale (stars or NPS): the score as a number.
+        el("span", { class: "rating-score" }, `${T.rating}: ★ ${rating.score}`),
+        rating.comment ? el("q", { class: "rating-text" }, rating.comment) : null,
+        rating.rated_at ? el("time", { class: "muted small", datetime: rating.rated_at }, ` ${time(rating.rated_at)}`) : null,
+      );
+    }
     const meta = [
       conversation.inbox && conversation.inbox.name,
       conversation.branch && conversation.branch.name,
@@ -719,7 +836,8 @@
     $("resolve").hidden = !active || open.watch;
     $("reopen").hidden = active || open.watch;
     for (const control of $("composer").querySelectorAll("textarea, button, input")) control.disabled = open.watch;
-    for (const control of $("side").querySelectorAll("select, button, input")) control.disabled = open.watch;
+    for (const control of $("side").querySelectorAll("select, button:not(#close-side), input")) control.disabled = open.watch;
+    updateConfirmButtons();
     renderTyping();
   }
 
@@ -739,9 +857,19 @@
       [T.branch, detail.branch && detail.branch.name], [T.page, detail.page.url], [T.browser, [contact.browser, contact.os].filter(Boolean).join(", ")],
       [T.language, contact.language], [T.ip, contact.ip],
     ];
+    $("contact-card").replaceChildren(avatar(contact.name, "large"), el("div", {}, el("strong", {}, contact.name), el("div", { class: "muted small" }, [contact.email, contact.phone].filter(Boolean).join(" · "))));
     const details = $("contact-details");
-    details.replaceChildren(el("dt", {}, contact.name), el("dd", {}, ""));
-    for (const [name, value] of pairs) if (value) details.append(el("dt", {}, name), el("dd", {}, name === T.page ? el("a", { href: value, target: "_blank", rel: "noopener noreferrer" }, detail.page.title || value) : value));
+    details.replaceChildren();
+    for (const [name, value] of pairs) {
+      if (!value || name === T.email || name === T.phone) continue;
+      details.append(el("dt", {}, name), el("dd", {}, name === T.page ? el("a", { href: value, target: "_blank", rel: "noopener noreferrer" }, detail.page.title || value) : value));
+    }
+    // What the pre-chat (or offline) form stored besides name, e-mail and phone.
+    // Sorted by name: PostgreSQL's jsonb keeps no order.
+    const custom = Object.entries(contact.custom || {}).sort(([a], [b]) => a.localeCompare(b));
+    const form = $("contact-custom");
+    form.hidden = !custom.length;
+    form.replaceChildren(el("h4", {}, T.customFields), el("dl", { class: "details" }, ...custom.flatMap(([key, value]) => [el("dt", {}, key.replace(/_/g, " ")), el("dd", { dataset: { field: key } }, String(value))])));
     const log = $("routing-log");
     log.replaceChildren(...(detail.routing_log || []).map(routingEntry));
     const earlier = $("earlier");
@@ -753,18 +881,34 @@
     renderActions();
   }
 
+  function routingHead(entry) {
+    const step = T.steps[entry.step] || entry.step || "";
+    const reasonKey = typeof entry.reason === "string" ? entry.reason : "";
+    // "transferred" with the reason "transfer" said it twice; known reasons are translated.
+    const reason = reasonKey in T.reasons ? T.reasons[reasonKey] : reasonKey;
+    const parts = [step];
+    if (reason && reason.toLowerCase() !== step.toLowerCase()) parts.push(`(${reason})`);
+    if (entry.to && entry.to.name) parts.push(`→ ${entry.to.name}`);
+    if (entry.to_branch && !(entry.to && entry.to.name)) parts.push(`→ ${entry.to_branch}`);
+    else if (entry.to_branch) parts.push(`· ${entry.to_branch}`);
+    if (entry.branch && typeof entry.branch === "string") parts.push(`→ ${entry.branch}`);
+    if (entry.region) parts.push(`(${entry.region})`);
+    return parts.join(" ");
+  }
+
   function routingEntry(entry) {
     const lines = [];
-    const head = [entry.step, entry.reason, entry.to && `→ ${entry.to.name}`, entry.branch && `→ ${entry.branch}`, entry.region && `(${entry.region})`].filter(Boolean).join(" ");
+    if (entry.from && entry.from.name) lines.push(`${T.from} ${entry.from.name}`);
+    if (entry.why && entry.why !== entry.reason) lines.push(entry.why);
     if (entry.policy) lines.push(entry.policy);
     if (entry.tie_break) lines.push(entry.tie_break);
-    if (entry.hours) lines.push(`hours: ${entry.hours.decision}${entry.hours.closed ? ` (${entry.hours.closed} closed)` : ""}`);
-    if (entry.step_number || entry.escalation_step) lines.push(`step ${entry.step_number || entry.escalation_step}`);
+    if (entry.hours) lines.push(`${T.hours}: ${entry.hours.decision}${entry.hours.closed ? ` (${entry.hours.closed} ${T.closed})` : ""}`);
+    if (entry.step_number || entry.escalation_step) lines.push(`${T.step} ${entry.step_number || entry.escalation_step}`);
     const candidates = (entry.candidates || []).map((candidate, index) =>
-      el("li", { class: index === entry.picked_index ? "picked" : "" }, `${candidate.name || operatorName(candidate.user_id)}: ${candidate.open ?? "?"} open${candidate.status ? `, ${candidate.status}` : ""}`),
+      el("li", { class: index === entry.picked_index ? "picked" : "" }, `${candidate.name || operatorName(candidate.user_id)}: ${candidate.open ?? "?"} ${T.openLoad}${candidate.status ? `, ${T.operatorStatus[candidate.status] || candidate.status}` : ""}`),
     );
-    return el("li", {},
-      el("div", {}, el("strong", {}, head), " ", el("time", { class: "muted small" }, time(entry.at))),
+    return el("li", { dataset: { step: entry.step || "" } },
+      el("div", {}, el("strong", { class: "routing-head" }, routingHead(entry)), " ", el("time", { class: "muted small" }, time(entry.at))),
       ...lines.map((line) => el("div", { class: "muted small" }, line)),
       candidates.length ? el("ul", { class: "candidates" }, candidates) : null,
     );
@@ -775,8 +919,67 @@
     return operator ? operator.name : `#${userId}`;
   }
 
+  /* A choice made but not yet confirmed survives a refresh of the options. */
   function fillSelect(select, items, label, current) {
-    select.replaceChildren(el("option", { value: "" }, T.choose), ...items.map((item) => el("option", { value: item.id, selected: String(item.id) === String(current) }, label(item))));
+    // Only the texts changed (a load, a status): updated in place, so an open dropdown stays open.
+    const options = [...select.options].slice(1);
+    if (options.length === items.length && options.every((option, index) => option.value === String(items[index].id))) {
+      options.forEach((option, index) => {
+        option.textContent = label(items[index]);
+        option.className = items[index].status ? `st-${operatorStatus(items[index])}` : "";
+      });
+      if (select.dataset.dirty !== "1") select.value = String(current ?? "");
+      if (select.selectedIndex < 0) select.value = "";
+      return;
+    }
+    const chosen = select.dataset.dirty === "1" ? select.value : String(current ?? "");
+    select.replaceChildren(el("option", { value: "" }, T.choose), ...items.map((item) => el("option", { value: item.id, selected: String(item.id) === chosen, class: item.status ? `st-${operatorStatus(item)}` : null }, label(item))));
+    if (![...select.options].some((option) => option.value === chosen)) { select.value = ""; delete select.dataset.dirty; }
+  }
+
+  function operatorStatus(operator) {
+    return operator.connected ? operator.status : "offline";
+  }
+  function operatorLabel(operator) {
+    const status = operatorStatus(operator);
+    return `${status === "offline" ? "○" : "●"} ${operator.name}${operator.branch ? ` · ${operator.branch.name}` : ""} · ${T.operatorStatus[status] || status} · ${operator.load} ${T.openLoad}`;
+  }
+
+  /* Loads change with every assignment anywhere: read them again when a conversation opens, after
+   * an assignment or transfer, and (at most once a second) when assignment frames arrive. */
+  let operatorsTimer = null;
+  let operatorsGeneration = 0;
+  async function refreshOperators() {
+    const generation = ++operatorsGeneration;
+    try {
+      const results = (await api(config.urls.operators)).results;
+      if (generation !== operatorsGeneration) return;
+      state.operators = results;
+      renderActions();
+    } catch { /* the next change retries */ }
+  }
+  function scheduleOperators() {
+    clearTimeout(operatorsTimer);
+    operatorsTimer = setTimeout(refreshOperators, 1000);
+  }
+
+  function updateConfirmButtons() {
+    const open = state.open;
+    const assignee = open && open.conversation && open.conversation.assignee;
+    $("assign-go").disabled = !open || open.watch || !$("assign-to").value || (assignee && String(assignee.id) === $("assign-to").value);
+    $("transfer-branch-go").disabled = !open || open.watch || !$("transfer-branch").value;
+    $("transfer-operator-go").disabled = !open || open.watch || !$("transfer-operator").value;
+  }
+
+  async function confirmedAct(selectId, type, field) {
+    const select = $(selectId);
+    if (!select.value) return;
+    const value = Number(select.value);
+    delete select.dataset.dirty;
+    const ack = await act(type, { [field]: value });
+    select.value = "";
+    if (ack) refreshOperators();
+    updateConfirmButtons();
   }
 
   function renderActions() {
@@ -784,15 +987,16 @@
     if (!open || !open.conversation) return;
     const conversation = open.conversation;
     const sameBranch = state.operators.filter((operator) => operator.role !== "admin" && (me.sees_all || (operator.branch && conversation.branch && operator.branch.id === conversation.branch.id)));
-    const operatorLabel = (operator) => `${operator.name}${operator.branch ? ` · ${operator.branch.name}` : ""} · ${operator.connected ? operator.status : "offline"} · ${operator.load}`;
     fillSelect($("assign-to"), sameBranch, operatorLabel, conversation.assignee && conversation.assignee.id);
     fillSelect($("transfer-branch"), state.branches.filter((branch) => !conversation.branch || branch.id !== conversation.branch.id), (branch) => branch.name);
     fillSelect($("transfer-operator"), state.operators.filter((operator) => operator.role !== "admin" && operator.id !== me.id), operatorLabel);
+    updateConfirmButtons();
     $("set-status").value = conversation.status === "snoozed" ? "pending" : conversation.status;
     $("set-priority").value = String(conversation.priority || 0);
     const labels = $("set-labels");
     const selected = new Set(conversation.labels || []);
     labels.replaceChildren(labels.querySelector("legend") || el("legend", {}, "Labels"));
+    labels.hidden = !state.labels.length; // no labels defined: no empty box
     for (const label of state.labels) {
       labels.append(el("label", { class: "label-choice" }, el("input", { type: "checkbox", value: label.name, checked: selected.has(label.name), disabled: open.watch }), ` ${label.name}`));
     }
@@ -926,7 +1130,7 @@
     const box = $("pending-attachments");
     for (const chip of box.querySelectorAll(".chip.ready")) chip.remove();
     for (const attachment of state.pendingAttachments) {
-      box.append(el("span", { class: "chip ready" }, `📎 ${attachment.name} `, el("button", { type: "button", class: "link", "aria-label": "remove", onclick: () => { state.pendingAttachments = state.pendingAttachments.filter((item) => item !== attachment); renderPendingAttachments(); } }, "×")));
+      box.append(el("span", { class: "chip ready" }, el("span", { class: "icon icon-clip", "aria-hidden": "true" }), ` ${attachment.name} `, el("button", { type: "button", class: "link", "aria-label": "remove", onclick: () => { state.pendingAttachments = state.pendingAttachments.filter((item) => item !== attachment); renderPendingAttachments(); } }, "×")));
     }
   }
 
@@ -1003,9 +1207,15 @@
       const ack = await act("conversation.assign", { assignee_id: me.id });
       if (ack) openConversation(id, { watch: false });
     });
-    $("assign-to").addEventListener("change", (event) => event.target.value && act("conversation.assign", { assignee_id: Number(event.target.value) }));
-    $("transfer-branch").addEventListener("change", (event) => event.target.value && act("conversation.transfer", { branch_id: Number(event.target.value) }));
-    $("transfer-operator").addEventListener("change", (event) => event.target.value && act("conversation.transfer", { assignee_id: Number(event.target.value) }));
+    // Choosing in a picker only prepares the change; the button next to it makes it.
+    for (const id of ["assign-to", "transfer-branch", "transfer-operator"]) {
+      $(id).addEventListener("change", (event) => { event.target.dataset.dirty = "1"; updateConfirmButtons(); });
+    }
+    $("assign-go").addEventListener("click", () => confirmedAct("assign-to", "conversation.assign", "assignee_id"));
+    $("transfer-branch-go").addEventListener("click", () => confirmedAct("transfer-branch", "conversation.transfer", "branch_id"));
+    $("transfer-operator-go").addEventListener("click", () => confirmedAct("transfer-operator", "conversation.transfer", "assignee_id"));
+    $("toggle-side").addEventListener("click", () => setSideOpen(!sideVisible()));
+    $("close-side").addEventListener("click", () => setSideOpen(false));
     $("set-status").addEventListener("change", (event) => act("conversation.status", { status: event.target.value }));
     $("set-priority").addEventListener("change", (event) => act("conversation.priority", { priority: Number(event.target.value) }));
     $("snooze").addEventListener("click", () => {
@@ -1036,7 +1246,10 @@
       else if (event.key === "/") { event.preventDefault(); $("search").focus(); }
       else if (event.key === "r" && state.open && !state.open.watch) { event.preventDefault(); body.focus(); }
       else if (event.key === "?") $("help").showModal();
-      else if (event.key === "Escape") $("conversations").focus();
+      else if (event.key === "Escape") {
+        if (narrow.matches && document.body.dataset.side === "open") setSideOpen(false);
+        $("conversations").focus();
+      }
     });
     // Waiting times tick without re-rendering the whole list.
     setInterval(() => {
@@ -1058,6 +1271,7 @@
 
   wire();
   renderMute();
+  $("toggle-side").setAttribute("aria-expanded", String(sideVisible()));
   for (const button of document.querySelectorAll("#tabs [data-tab]")) button.setAttribute("aria-selected", String(button.dataset.tab === state.tab));
   loadPickers();
   connect();
