@@ -1,6 +1,7 @@
 """Accessibility in Chromium: axe-core (the copy shipped by ``axe-playwright-python``, injected by
-Playwright: no CDN) finds no serious or critical violation on the widget's screens, and the widget
-works from the keyboard alone (docs/widget.md, "Accessibility")."""
+Playwright: no CDN) finds no serious or critical violation on the widget's screens, the
+dashboard, the reports page and the login page; and the widget and the dashboard work from the
+keyboard alone (docs/widget.md and docs/dashboard.md, "Accessibility")."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from typing import Any
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
+from messenger.models import AgentRole, Label
 from tests import live
 from tests.factories import make_branch, make_inbox, make_user
 from tests.live import screenshot
+from tests.test_dashboard_browser import Visitor, log_in, row
+from tests.test_reports import build_world
+from tests.test_reports_browser import DAY, open_reports
 from tests.test_widget_browser import Operator, demo_page, send_text, wait_ready, widget
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -135,7 +140,8 @@ FOCUSED = """() => {
   while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
   if (!el) return null;
   return {tag: el.tagName.toLowerCase(), cls: el.className || "", name: el.getAttribute("name"),
-          label: el.getAttribute("aria-label") || el.textContent.trim().slice(0, 40), id: el.id};
+          label: el.getAttribute("aria-label") || el.textContent.trim().slice(0, 40), id: el.id,
+          type: el.getAttribute("type"), value: el.value};
 }"""
 
 
@@ -277,3 +283,159 @@ def test_the_pre_chat_form_from_the_keyboard(chromium, server):  # noqa: ANN001
         assert email.count() == 0
     finally:
         page.context.close()
+
+
+def test_axe_on_the_login_and_reports_pages(chromium, server):  # noqa: ANN001
+    build_world()
+    audit = Audit()
+    context = chromium.new_context(viewport={"width": 1300, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(server.url + "/accounts/login/")
+        audit.check(page, "the login page")
+        page.fill("#id_username", "op1")
+        page.fill("#id_password", "wrong")
+        page.click("button[type=submit]")
+        page.locator(".login-error").wait_for()
+        audit.check(page, "the login page after a failed attempt")
+        page.goto(server.url + "/accounts/password_reset/")
+        audit.check(page, "the password reset page")
+    finally:
+        context.close()
+    for username in ("sup", "op1"):
+        page = open_reports(chromium, server, username, DAY)
+        try:
+            page.locator("#now-connection[data-state=online]").wait_for()
+            page.locator("#table-now tr").first.wait_for()
+            page.locator("details summary").click()
+            audit.check(page, f"the reports page ({username})")
+        finally:
+            page.context.close()
+    audit.verify()
+
+
+def test_axe_on_the_dashboard(chromium, server):  # noqa: ANN001
+    branch = make_branch("North")
+    inbox = make_inbox(branch)
+    make_user("olga", branch=branch)
+    make_user("sonia", role=AgentRole.SUPERVISOR)
+    Label.objects.create(name="vip")
+    visitors = [Visitor(server, inbox) for _ in range(2)]
+    for number, visitor in enumerate(visitors):
+        visitor.say(f"Hello number {number}, where is my **order**?")
+    audit = Audit()
+    olga = log_in(chromium, server, "olga")
+    sonia = log_in(chromium, server, "sonia")
+    try:
+        row(olga, visitors[0].conversation_id).wait_for()
+        audit.check(olga, "the dashboard's list")
+        row(olga, visitors[0].conversation_id).click()
+        olga.locator("#messages .message", has_text="Hello number 0").wait_for()
+        olga.locator("#side:not([hidden])").wait_for()
+        audit.check(olga, "the dashboard with an open conversation and its side panel")
+        olga.check("#composer input[value=note]")
+        olga.fill("#body", "A note with **bold**")
+        audit.check(olga, "the dashboard's composer in note mode with a preview")
+        olga.keyboard.press("Escape")
+        olga.keyboard.press("?")
+        olga.locator("#help[open]").wait_for()
+        audit.check(olga, "the dashboard's keyboard help")
+        olga.keyboard.press("Escape")
+        sonia.select_option("#filter-status", "closed")
+        sonia.locator("#conversations li.empty").wait_for()
+        audit.check(sonia, "the dashboard with an empty list")
+        sonia.select_option("#filter-status", "active")
+        sonia.locator("#tabs [data-tab=all]").click()
+        row(sonia, visitors[1].conversation_id).click()
+        sonia.wait_for_selector("#watch-banner:not([hidden])")
+        audit.check(sonia, "the dashboard watching a conversation (supervisor)")
+        sonia.locator("#open-fairness").click()
+        sonia.locator("#fairness[open]").wait_for()
+        audit.check(sonia, "the dashboard's fairness view")
+        screenshot(olga, "a11y-dashboard")
+    finally:
+        for visitor in visitors:
+            visitor.close()
+        olga.context.close()
+        sonia.context.close()
+    audit.verify()
+
+
+def test_the_dashboard_from_the_keyboard_alone(chromium, server):  # noqa: ANN001
+    branch = make_branch("North")
+    inbox = make_inbox(branch)
+    make_user("olga", branch=branch)
+    Label.objects.create(name="vip")
+    visitors = [Visitor(server, inbox) for _ in range(3)]
+    for number, visitor in enumerate(visitors):
+        visitor.say(f"Question number {number}")
+    olga = log_in(chromium, server, "olga")
+    ids = [visitor.conversation_id for visitor in visitors]
+    newest_first = sorted(ids, reverse=True)
+    listbox = olga.locator("#conversations")
+
+    def selected() -> str | None:
+        return listbox.get_attribute("aria-activedescendant")
+
+    try:
+        for conversation_id in ids:
+            row(olga, conversation_id).wait_for()
+        # The tabs: ← and → move between them and select.
+        olga.locator("#tabs [data-tab=mine]").focus()
+        olga.keyboard.press("ArrowRight")
+        assert focused(olga)["label"].startswith("Unassigned")
+        assert olga.locator("#tabs [data-tab=unassigned]").get_attribute("aria-selected") == "true"
+        olga.keyboard.press("ArrowLeft")
+        assert olga.locator("#tabs [data-tab=mine]").get_attribute("aria-selected") == "true"
+        for conversation_id in ids:
+            row(olga, conversation_id).wait_for()
+
+        # Tab reaches the list, which lands on its first row; the arrows, Home and End move, and
+        # the list names the selected row for screen readers (aria-activedescendant).
+        olga.locator("#search").focus()
+        tab_to(olga, lambda f: f["id"] == "conversations")
+        assert selected() == f"row-{newest_first[0]}"
+        olga.keyboard.press("ArrowDown")
+        assert selected() == f"row-{newest_first[1]}"
+        assert row(olga, newest_first[1]).get_attribute("aria-selected") == "true"
+        olga.keyboard.press("End")
+        assert selected() == f"row-{newest_first[2]}"
+        olga.keyboard.press("Home")
+        olga.keyboard.press("j")
+        assert selected() == f"row-{newest_first[1]}"
+        olga.keyboard.press("Enter")
+        olga.locator("#messages .message", has_text="Question number 1").wait_for()
+        assert focused(olga)["id"] == "conversations"
+
+        # Tab goes on to the composer; Ctrl+Enter sends; Escape returns to the list.
+        tab_to(olga, lambda f: f["id"] == "body")
+        olga.keyboard.type("Answered from the keyboard")
+        olga.keyboard.press("Control+Enter")
+        visitors[1].expect("message.created", direction="out", body="Answered from the keyboard")
+        olga.keyboard.press("Escape")
+        assert focused(olga)["id"] == "conversations"
+
+        # The side panel's controls come next in the Tab order: Space ticks a label.
+        tab_to(olga, lambda f: f["type"] == "checkbox" and f["value"] == "vip", limit=40)
+        olga.keyboard.press("Space")
+        row(olga, newest_first[1]).locator(".label", has_text="vip").wait_for()
+
+        # Enter on a button is the button's (here: the panel's toggle), not "open the selected row".
+        olga.locator("#toggle-side").focus()
+        assert olga.locator("#toggle-side").get_attribute("aria-expanded") == "true"
+        olga.keyboard.press("Enter")
+        assert olga.locator("#toggle-side").get_attribute("aria-expanded") == "false"
+        olga.keyboard.press("Enter")
+        assert olga.locator("#toggle-side").get_attribute("aria-expanded") == "true"
+
+        # The shortcuts' help: ? opens it, Escape closes it.
+        listbox.focus()
+        olga.keyboard.press("?")
+        assert olga.locator("#help").is_visible()
+        olga.keyboard.press("Escape")
+        assert not olga.locator("#help").is_visible()
+        assert olga.errors == []
+    finally:
+        for visitor in visitors:
+            visitor.close()
+        olga.context.close()
