@@ -255,6 +255,21 @@ def test_the_widget_from_the_keyboard_alone(chromium, server):  # noqa: ANN001
         assert not panel.is_visible()
         assert has_class("launcher")(focused(page))
         assert widget(page).locator("button.launcher").get_attribute("aria-expanded") == "false"
+
+        # A site that hides the launcher opens the chat from its own button: Escape gives the
+        # focus back to that button.
+        page.evaluate("ProfiMessenger.hideLauncher()")
+        page.locator("#host-button").focus()
+        page.evaluate("ProfiMessenger.open()")
+        assert has_class("input")(focused(page))
+        page.keyboard.press("Escape")
+        assert not panel.is_visible()
+        assert focused(page)["id"] == "host-button"
+        # A close() from the page while the visitor is elsewhere takes the focus nowhere.
+        page.evaluate("ProfiMessenger.showLauncher(); ProfiMessenger.open()")
+        page.locator("#host-button").focus()
+        page.evaluate("ProfiMessenger.close()")
+        assert focused(page)["id"] == "host-button"
     finally:
         page.context.close()
         operator.close()

@@ -34,7 +34,7 @@
       privacy: "Privacy policy", npsLow: "Not likely", npsHigh: "Very likely", drop: "Drop files here", remove: "Remove",
       stars: "{n} of 5", newMessage: "New message", sent: "Sent", delivered: "Delivered", read: "Read", sending: "Sending",
       you: "You", menu: "Menu", transcript: "E-mail me this conversation", transcriptSent: "The conversation is on its way to {e}.",
-      uploading: "Uploading {f}", unread: "{n} unread", messages: "Messages",
+      uploading: "Uploading {f}", unread: "{n} unread",
     },
     ru: {
       title: "Напишите нам", placeholder: "Введите сообщение…", send: "Отправить", close: "Закрыть чат", open: "Открыть чат",
@@ -55,7 +55,7 @@
       drop: "Перетащите файлы сюда", remove: "Убрать", stars: "{n} из 5", newMessage: "Новое сообщение",
       sent: "Отправлено", delivered: "Доставлено", read: "Прочитано", sending: "Отправка", you: "Вы",
       menu: "Меню", transcript: "Отправить диалог на e-mail", transcriptSent: "Диалог отправлен на {e}.",
-      uploading: "Загрузка {f}", unread: "непрочитанных: {n}", messages: "Сообщения",
+      uploading: "Загрузка {f}", unread: "непрочитанных: {n}",
     },
   };
 
@@ -129,7 +129,6 @@ header h2{font-size:16px;margin:0;font-weight:600;flex:1;color:var(--on)}
 .menu button[aria-disabled=true]{color:#6b7280;cursor:default}
 :focus-visible{outline:2px solid #111827;outline-offset:1px;box-shadow:0 0 0 3px #fff}
 header :focus-visible{outline-color:var(--on);box-shadow:none}
-.launcher:focus-visible{outline:3px solid #111827;outline-offset:2px;box-shadow:0 0 0 2px #fff}
 .notice{padding:8px 12px;font-size:13px;background:#eff6ff;color:#1e3a8a;border-bottom:1px solid #dbeafe}
 .notice.offline,.notice.live{background:#fef3c7;color:#78350f;border-color:#fde68a}
 .notice.warn{background:#fee2e2;color:#7f1d1d;border-color:#fecaca}
@@ -194,7 +193,7 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
     const style = D.createElement("style");
     style.textContent = CSS;
     root = h("div", { class: "root" + (w.position === "left" ? " left" : ""), "data-conn": "connecting", lang: s.language });
-    // The server pairs the brand colour with readable text colours (readable_colors).
+    // Readable companions of the colour: readable_colors on the server.
     for (const [name, value] of [["--c", w.color], ["--on", w.on_color], ["--ct", w.text_color]]) if (value) root.style.setProperty(name, value);
     shadow.append(style, root);
     const titleId = "pm-title";
@@ -216,7 +215,7 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
     ui.queue = h("div", { class: "notice queue", hidden: true, role: "status" });
     ui.info = h("div", { class: "notice info", hidden: true, role: "status" });
     ui.preview = h("div", { class: "notice preview", hidden: !(s.features && s.features.typing_preview), text: t.preview });
-    ui.log = h("div", { class: "log", role: "log", "aria-label": t.messages, "aria-live": "polite", "aria-relevant": "additions", tabindex: "0" });
+    ui.log = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-relevant": "additions", tabindex: "0" });
     if (w.greeting) ui.log.append(h("div", { class: "greeting", text: w.greeting }));
     ui.typing = h("div", { class: "typing", "aria-live": "polite" });
     ui.extra = h("div", { class: "extra" });
@@ -1203,7 +1202,7 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
   W.addEventListener("online", () => { if (boot && !ws && !stopped) { attempt = 0; connect(); } });
 
   // --- public API -------------------------------------------------------------------------------
-  let ready = false;
+  let ready = false, opener = null;
   const queued = [];
   const api = {
     open() {
@@ -1213,6 +1212,7 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
       ui.panel.hidden = false;
       ui.launcher.setAttribute("aria-expanded", "true");
       scrollDown();
+      if (D.activeElement !== host) opener = D.activeElement;
       (ui.composer.hidden ? ui.extra.querySelector("input, select") || ui.close : ui.input).focus();
       updateBadge();
       markRead();
@@ -1222,10 +1222,12 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
       if (!ready) return void queued.push(["close", []]);
       if (!opened) return;
       opened = false;
+      // Only a focus inside moves back (a close() from the page steals nothing).
+      const back = D.activeElement === host && (launcherVisible ? ui.launcher : opener);
       ui.panel.hidden = true;
       ui.launcher.setAttribute("aria-expanded", "false");
       stopTyping();
-      if (launcherVisible) ui.launcher.focus();
+      if (back && back.isConnected) back.focus();
       emit("close");
     },
     toggle() { opened ? api.close() : api.open(); },
