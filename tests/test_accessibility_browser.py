@@ -344,6 +344,20 @@ def test_axe_on_the_dashboard(chromium, server):  # noqa: ANN001
     try:
         row(olga, visitors[0].conversation_id).wait_for()
         audit.check(olga, "the dashboard's list")
+        # A contact's avatar takes one of 12 hues from the name: each keeps its initials readable.
+        olga.evaluate(
+            """() => {
+              const avatar = document.querySelector("#conversations .avatar");
+              for (let hue = 0; hue < 12; hue++) {
+                const copy = avatar.cloneNode(true);
+                copy.dataset.hue = String(hue);
+                copy.classList.add("hue-probe");
+                avatar.after(copy);
+              }
+            }"""
+        )
+        audit.check(olga, "the avatars of every hue", {"include": [[".hue-probe"]]})
+        olga.evaluate("() => document.querySelectorAll('.hue-probe').forEach((node) => node.remove())")
         row(olga, visitors[0].conversation_id).click()
         olga.locator("#messages .message", has_text="Hello number 0").wait_for()
         olga.locator("#side:not([hidden])").wait_for()
@@ -356,6 +370,11 @@ def test_axe_on_the_dashboard(chromium, server):  # noqa: ANN001
         olga.locator("#help[open]").wait_for()
         audit.check(olga, "the dashboard's keyboard help")
         olga.keyboard.press("Escape")
+        olga.set_viewport_size({"width": 768, "height": 1024})
+        olga.locator("#toggle-side").click()
+        olga.locator("#side").wait_for()
+        audit.check(olga, "the dashboard on a tablet with the details drawer open")
+        olga.set_viewport_size({"width": 1400, "height": 900})
         sonia.select_option("#filter-status", "closed")
         sonia.locator("#conversations li.empty").wait_for()
         audit.check(sonia, "the dashboard with an empty list")
@@ -442,6 +461,19 @@ def test_the_dashboard_from_the_keyboard_alone(chromium, server):  # noqa: ANN00
         assert olga.locator("#toggle-side").get_attribute("aria-expanded") == "false"
         olga.keyboard.press("Enter")
         assert olga.locator("#toggle-side").get_attribute("aria-expanded") == "true"
+
+        # A tablet: the details drawer opens on its close button and Escape closes it back to its
+        # toggle.
+        olga.set_viewport_size({"width": 768, "height": 1024})
+        olga.locator("#toggle-side").focus()
+        olga.keyboard.press("Enter")
+        olga.locator("#side").wait_for()
+        assert focused(olga)["id"] == "close-side"
+        tab_to(olga, lambda f: f["id"] == "set-status")
+        olga.keyboard.press("Escape")
+        olga.locator("#side").wait_for(state="hidden")
+        assert focused(olga)["id"] == "toggle-side"
+        olga.set_viewport_size({"width": 1400, "height": 900})
 
         # The shortcuts' help: ? opens it, Escape closes it.
         listbox.focus()

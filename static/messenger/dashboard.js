@@ -1251,6 +1251,12 @@
     $("transfer-operator-go").addEventListener("click", () => confirmedAct("transfer-operator", "conversation.transfer", "assignee_id"));
     $("toggle-side").addEventListener("click", () => setSideOpen(!sideVisible()));
     $("close-side").addEventListener("click", () => setSideOpen(false));
+    // Escape closes the drawer from any of its controls, its selects and text fields too.
+    $("side").addEventListener("keydown", (event) => {
+      if (event.key !== "Escape" || !narrow.matches || document.body.dataset.side !== "open") return;
+      event.stopPropagation();
+      setSideOpen(false);
+    });
     $("set-status").addEventListener("change", (event) => act("conversation.status", { status: event.target.value }));
     $("set-priority").addEventListener("change", (event) => act("conversation.priority", { priority: Number(event.target.value) }));
     $("snooze").addEventListener("click", () => {
@@ -1286,8 +1292,9 @@
       else if (event.key === "r" && state.open && !state.open.watch) { event.preventDefault(); body.focus(); }
       else if (event.key === "?") $("help").showModal();
       else if (event.key === "Escape") {
+        // An open drawer closes first, giving the focus back to its button; then, the list.
         if (narrow.matches && document.body.dataset.side === "open") setSideOpen(false);
-        $("conversations").focus();
+        else $("conversations").focus();
       }
     });
     // Waiting times tick without re-rendering the whole list.
