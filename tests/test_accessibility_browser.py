@@ -308,6 +308,9 @@ def test_axe_on_the_login_and_reports_pages(chromium, server):  # noqa: ANN001
     try:
         page.goto(server.url + "/accounts/login/")
         audit.check(page, "the login page")
+        # Each language's name is read in that language.
+        assert page.locator(".language-switch button[value=ru]").get_attribute("lang") == "ru"
+        assert page.locator(".language-switch button[value=en]").get_attribute("lang") == "en"
         page.fill("#id_username", "op1")
         page.fill("#id_password", "wrong")
         page.click("button[type=submit]")
