@@ -54,6 +54,7 @@ from messenger.models import (
     PresencePeriod,
     Region,
 )
+from messenger.models.branch import is_time_zone
 
 PRESENCE = ("online", "away", "busy")
 MAX_DAYS = 366
@@ -121,10 +122,8 @@ def check_params(scope: StaffScope, values: dict[str, Any]) -> ReportParams:
     if (end - start).days + 1 > MAX_DAYS:
         raise InvalidInput(f"end: a range of at most {MAX_DAYS} days")
     tz = values.get("tz") or "UTC"
-    try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput("tz: unknown time zone") from None
+    if not is_time_zone(tz):
+        raise InvalidInput("tz: unknown time zone (an IANA name such as Europe/Berlin)")
     operator = values.get("operator")
     if not scope.sees_all:
         if operator is not None and operator != scope.user_id:

@@ -8,6 +8,7 @@ import io
 from datetime import UTC, datetime
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from messenger.models import AgentRole
 from tests.factories import make_audit, make_branch, make_conversation, make_inbox, make_message, make_user
@@ -52,3 +53,19 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_stay_text():
     assert [row["name"] for row in exported("operators")] == ["'+cmd|' /C calc'!A0"]
     assert [row["name"] for row in exported("branches")] == ["'@SUM(1+1)"]
     assert api.get("reports/branches", DAY).json()["results"][0]["name"] == "@SUM(1+1)"
+
+
+@pytest.mark.parametrize("name", ["localtime", "posixrules", "posix/Europe/Moscow", "right/UTC"])
+def test_a_zone_file_that_is_not_an_iana_name_is_refused(name):
+    """``zoneinfo`` opens any file of the zone directory: ``localtime`` (the host's own zone),
+    ``posixrules``, ``posix/…``, ``right/…`` (leap seconds, 27 s off). The reports page formats
+    the ratings' times in the report's zone with the browser's Intl, which refuses these names:
+    the page stopped half drawn. The API answers 400, a branch cannot store one; real names pass."""
+    api = api_for(make_user("sup", role=AgentRole.SUPERVISOR))
+    response = api.get("reports/summary", {**DAY, "tz": name})
+    assert response.status_code == 400 and response.json()["detail"].startswith("tz: unknown time zone"), name
+    with pytest.raises(ValidationError) as error:
+        make_branch("Odd", timezone=name)
+    assert "timezone" in error.value.message_dict
+    for good in ("Asia/Kathmandu", "Pacific/Chatham", "Etc/GMT+12", "UTC", "America/Argentina/Buenos_Aires"):
+        assert api.get("reports/summary", {**DAY, "tz": good}).status_code == 200, good
