@@ -540,11 +540,20 @@ def report(scope: StaffScope, params: ReportParams) -> Report:
     return Report(scope, params)
 
 
-def filter_choices(scope: StaffScope) -> dict[str, Any]:
-    """What the reports page offers in its filters, in the caller's reach, and its default zone
-    (the caller's branch's, else UTC). An operator's only operator is themself."""
+DEFAULT_DAYS = 30
+
+
+def filter_choices(scope: StaffScope, *, at: datetime | None = None) -> dict[str, Any]:
+    """What the reports page offers in its filters, in the caller's reach, its default zone (the
+    caller's branch's, else UTC) and its default range: the last 30 days up to today **in that
+    zone** (at 01:00 in Moscow it is already tomorrow in UTC terms of the day; a range ending on
+    the UTC day would leave out the conversations of the last hours). An operator's only operator
+    is themself."""
     profile = AgentProfile.objects.filter(user_id=scope.user_id).select_related("branch").first()
     tz = profile.branch.timezone if profile and profile.branch_id else "UTC"
+    if not is_time_zone(tz):
+        tz = "UTC"  # a branch stored before time zones were checked
+    today = (at or timezone.now()).astimezone(zoneinfo.ZoneInfo(tz)).date()
     staff = AgentProfile.objects.select_related("user").order_by("user__first_name", "user__username")
     branches = Branch.objects.order_by("name")
     if not scope.sees_all:
@@ -556,6 +565,8 @@ def filter_choices(scope: StaffScope) -> dict[str, Any]:
 
     return {
         "tz": tz,
+        "start": (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat(),
+        "end": today.isoformat(),
         "branches": options(branches.values_list("pk", "name")),
         "regions": options(Region.objects.order_by("name").values_list("pk", "name")),
         "inboxes": options(visible_inboxes(scope).order_by("name").values_list("pk", "name")),

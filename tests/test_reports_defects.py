@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 import pytest
 from django.core.exceptions import ValidationError
 
+from messenger.access import staff_scope
 from messenger.models import AgentRole
+from messenger.reports import filter_choices
 from tests.factories import make_audit, make_branch, make_conversation, make_inbox, make_message, make_user
 from tests.test_reports import api_for
 
@@ -69,3 +71,16 @@ def test_a_zone_file_that_is_not_an_iana_name_is_refused(name):
     assert "timezone" in error.value.message_dict
     for good in ("Asia/Kathmandu", "Pacific/Chatham", "Etc/GMT+12", "UTC", "America/Argentina/Buenos_Aires"):
         assert api.get("reports/summary", {**DAY, "tz": good}).status_code == 200, good
+
+
+def test_the_pages_default_range_ends_today_in_the_default_zone():
+    """The reports page's default range is the last 30 days up to today in its default zone (the
+    user's branch's): at 01:00 in Moscow (22:00 UTC the day before), today is already the 30th
+    there. The page used the browser's UTC day, so a conversation answered after local midnight
+    was outside the report it opened with."""
+    supervisor = make_user("sup", role=AgentRole.SUPERVISOR, branch=make_branch("Moscow", timezone="Europe/Moscow"))
+    choices = filter_choices(staff_scope(supervisor), at=datetime(2026, 3, 29, 22, 0, tzinfo=UTC))
+    assert (choices["tz"], choices["start"], choices["end"]) == ("Europe/Moscow", "2026-03-01", "2026-03-30")
+    nobody = make_user("op", branch=None)
+    choices = filter_choices(staff_scope(nobody), at=datetime(2026, 3, 29, 22, 0, tzinfo=UTC))
+    assert (choices["tz"], choices["start"], choices["end"]) == ("UTC", "2026-02-28", "2026-03-29")

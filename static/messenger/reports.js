@@ -117,19 +117,28 @@
     const s = Math.round(seconds);
     if (s < 60) return s + " " + T.s;
     if (s < 3600) return Math.floor(s / 60) + " " + T.min + " " + (s % 60) + " " + T.s;
-    return Math.floor(s / 3600) + " " + T.h + " " + Math.round((s % 3600) / 60) + " " + T.min;
+    // Whole minutes first, then hours: 7170 s is 2 h 0 min, not 1 h 60 min.
+    const minutes = Math.round(s / 60);
+    return Math.floor(minutes / 60) + " " + T.h + " " + (minutes % 60) + " " + T.min;
   }
 
   function number(value, digits) {
     if (value === null || value === undefined) return "—";
-    return digits === undefined ? String(value) : Number(value).toFixed(digits);
+    if (digits === undefined) return String(value);
+    // The language's decimal sign: 4.50 in English, 4,50 in Russian.
+    return Number(value).toLocaleString(LANGUAGE, { minimumFractionDigits: digits, maximumFractionDigits: digits, useGrouping: false });
+  }
+
+  /** A moment as the report zone's local time; a zone this browser does not know: UTC, said so. */
+  function localTime(iso, zone) {
+    try {
+      return new Date(iso).toLocaleString(LANGUAGE, { timeZone: zone });
+    } catch {
+      return new Date(iso).toLocaleString(LANGUAGE, { timeZone: "UTC" }) + " UTC";
+    }
   }
 
   // --- filters and URLs ------------------------------------------------------------------------
-
-  function isoDay(date) {
-    return date.toISOString().slice(0, 10);
-  }
 
   function fillSelect(id, options) {
     const select = $(id);
@@ -138,10 +147,9 @@
   }
 
   function initFilters() {
-    const today = new Date();
-    const monthAgo = new Date(today.getTime() - 29 * 86400000);
-    $("f-start").value = isoDay(monthAgo);
-    $("f-end").value = isoDay(today);
+    // The last 30 days up to today in the default zone, as the server counts them (not the UTC day).
+    $("f-start").value = config.start;
+    $("f-end").value = config.end;
     $("f-tz").value = config.tz;
     fillSelect("f-branch", config.choices.branches);
     fillSelect("f-region", config.choices.regions);
@@ -154,7 +162,11 @@
     const given = new URLSearchParams(window.location.search);
     for (const name of FILTERS) {
       const input = $("f-" + name);
-      if (input && given.has(name)) input.value = given.get(name);
+      if (!input || !given.has(name)) continue;
+      const fallback = input.value;
+      input.value = given.get(name);
+      // A day the date field refuses (?start=garbage) keeps the default instead of emptying it.
+      if (!input.value) input.value = fallback;
     }
   }
 
@@ -635,7 +647,7 @@
     heatMap($("chart-heatmap"), data.heatmap.results);
     csatChart($("chart-csat"), data.summary.figures.csat);
     renderTable("table-ratings", [
-      ["rated_at", T.ratedAt, (v) => new Date(v).toLocaleString(LANGUAGE, { timeZone: range.tz })],
+      ["rated_at", T.ratedAt, (v) => localTime(v, range.tz)],
       ["conversation_id", T.conversation, number],
       ["scale", T.scale, text],
       ["score", T.score, number],
