@@ -8,15 +8,27 @@ import io
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.test import Client
 
+from messenger import models as m
 from messenger.access import staff_scope
 from messenger.models import AgentRole
 from messenger.reports import filter_choices
 from tests.factories import make_audit, make_branch, make_conversation, make_inbox, make_message, make_user
+from tests.test_admin_forms import errors_of, form_of, url
 from tests.test_reports import api_for
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def superuser_client() -> Client:
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    return client
+
 
 DAY = {"start": "2026-03-29", "end": "2026-03-29", "tz": "UTC"}
 
@@ -84,3 +96,24 @@ def test_the_pages_default_range_ends_today_in_the_default_zone():
     nobody = make_user("op", branch=None)
     choices = filter_choices(staff_scope(nobody), at=datetime(2026, 3, 29, 22, 0, tzinfo=UTC))
     assert (choices["tz"], choices["start"], choices["end"]) == ("UTC", "2026-02-28", "2026-03-29")
+
+
+def test_a_stored_webhook_event_the_boxes_do_not_know_is_not_dropped_unseen(superuser_client):
+    """A webhook whose stored events name one the boxes do not offer (written by a shell or an
+    older version: only ``clean`` checks the names) showed no box for it; saving the page unchanged
+    stored no event at all — every event. It is shown ticked now and named in the error."""
+    client = superuser_client
+    webhook = m.Webhook.objects.create(
+        inbox=make_inbox(make_branch()), url="https://hooks.example.com/in", events=["message.deleted"]
+    )
+    page = client.get(url(m.Webhook, "change", webhook.pk))
+    assert b'type="checkbox" name="events" value="message.deleted"' in page.content
+    data = form_of(page)
+    assert data["events"] == "message.deleted"
+    assert "message.deleted" in errors_of(client.post(url(m.Webhook, "change", webhook.pk), data))
+    webhook.refresh_from_db()
+    assert (webhook.events, webhook.event_filter) == (["message.deleted"], ",message.deleted,")
+    data.pop("events")  # unticked by the admin: every event, as the help text says
+    assert client.post(url(m.Webhook, "change", webhook.pk), data).status_code == 302
+    webhook.refresh_from_db()
+    assert (webhook.events, webhook.event_filter) == ([], "*")
