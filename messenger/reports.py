@@ -420,7 +420,12 @@ class Report:
         the database. One query, run by the operators table only."""
         params = self.params
         now = timezone.now()
-        periods = PresencePeriod.objects.filter(started_at__lt=params.until).filter(
+        # Nothing after now: an open period counts up to now, so a range that starts later (a
+        # future day, or tomorrow in a zone ahead) has no time at all, not now − since < 0.
+        upto = min(params.until, now)
+        if upto <= params.since:
+            return {}
+        periods = PresencePeriod.objects.filter(started_at__lt=upto).filter(
             Q(ended_at__isnull=True) | Q(ended_at__gt=params.since)
         )
         if params.operator is not None:
@@ -428,7 +433,7 @@ class Report:
         if params.branch is not None:
             periods = periods.filter(user__agent__branch_id=params.branch)
         clipped = Seconds(
-            Least(Coalesce("ended_at", Value(now, output_field=DateTimeField())), Value(params.until)),
+            Least(Coalesce("ended_at", Value(now, output_field=DateTimeField())), Value(upto)),
             Greatest("started_at", Value(params.since)),
         )
         result: dict[int, dict[str, float]] = {}

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.test import Client
+from django.utils import timezone
 
 from messenger import models as m
 from messenger.access import staff_scope
@@ -117,3 +118,24 @@ def test_a_stored_webhook_event_the_boxes_do_not_know_is_not_dropped_unseen(supe
     assert client.post(url(m.Webhook, "change", webhook.pk), data).status_code == 302
     webhook.refresh_from_db()
     assert (webhook.events, webhook.event_filter) == ([], "*")
+
+
+def test_time_online_of_a_range_after_now_is_none_not_negative():
+    """An operator online for the last hour has an open period. A report of tomorrow (or of a day
+    that has not begun in the report's zone) clipped that period to [since, now): now − since,
+    a negative number of seconds online, and a row for the operator. Nothing after now counts."""
+    operator = make_user("op", first_name="Olga")
+    supervisor = make_user("sup", role=AgentRole.SUPERVISOR)
+    now = timezone.now()
+    m.PresencePeriod.objects.create(user=operator, status="online", started_at=now - timedelta(hours=1))
+    api = api_for(supervisor)
+    today = now.date()
+    future = {"start": (today + timedelta(days=1)).isoformat(), "end": (today + timedelta(days=2)).isoformat()}
+    assert api.get("reports/operators", future).json()["results"] == []
+    current = {"start": today.isoformat(), "end": today.isoformat(), "tz": "UTC"}
+    [row] = api.get("reports/operators", current).json()["results"]
+    expected = (
+        min(timezone.now(), now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1))
+        - max(now - timedelta(hours=1), now.replace(hour=0, minute=0, second=0, microsecond=0))
+    ).total_seconds()
+    assert row["name"] == "Olga" and 0 < row["online_seconds"] <= expected + 1
