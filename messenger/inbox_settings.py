@@ -185,7 +185,7 @@ def pre_chat_problems(fields: Any) -> list[str]:
         name = field.get("name")
         shown = name if isinstance(name, str) and name else str(number)
         where = gettext("Pre-chat field %(name)s") % {"name": f'"{shown}"'}
-        if not isinstance(name, str) or not re.match(PRE_CHAT_NAME_PATTERN, name):
+        if not isinstance(name, str) or not re.fullmatch(PRE_CHAT_NAME_PATTERN, name):
             problems.append(
                 gettext(
                     "%(where)s: the name must be 1-40 lowercase Latin letters, digits or _, starting with a "

@@ -15,8 +15,10 @@ from django.utils import timezone
 
 from messenger import models as m
 from messenger.access import staff_scope
+from messenger.inbox_settings import pre_chat_problems
 from messenger.models import AgentRole
 from messenger.reports import filter_choices
+from messenger.working_hours import schedule_problems
 from tests.factories import make_audit, make_branch, make_conversation, make_inbox, make_message, make_user
 from tests.test_admin_forms import errors_of, form_of, url
 from tests.test_reports import api_for
@@ -139,3 +141,15 @@ def test_time_online_of_a_range_after_now_is_none_not_negative():
         - max(now - timedelta(hours=1), now.replace(hour=0, minute=0, second=0, microsecond=0))
     ).total_seconds()
     assert row["name"] == "Olga" and 0 < row["online_seconds"] <= expected + 1
+
+
+def test_a_time_or_a_pre_chat_name_with_a_trailing_line_break_is_refused():
+    """``$`` matches before a final line break: "09:00\\n" passed as a time and "company\\n" as a
+    pre-chat name from any path but the admin (which strips), and were stored so."""
+    with pytest.raises(ValidationError, match="Monday"):
+        make_branch("Odd", working_hours={"mon": [["09:00\n", "18:00"]]})
+    assert schedule_problems({"mon": [["09:00", "18:00\n"]]}) != []
+    assert pre_chat_problems([{"name": "company\n", "type": "text"}]) != []
+    assert (
+        schedule_problems({"mon": [["09:00", "24:00"]]}) == pre_chat_problems([{"name": "c_1", "type": "text"}]) == []
+    )
