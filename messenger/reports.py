@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import (
     Case,
     CharField,
@@ -407,9 +408,11 @@ class Report:
         """The names of the table's groups: one query."""
         wanted = {pk for pk in ids if pk is not None}
         if key == "operator":
+            # The users, not their agent profiles: an assignee whose profile was deleted (no longer
+            # staff) still has a name, not the empty one of the row of unassigned conversations.
             return {
-                profile.user_id: profile.user.get_full_name() or profile.user.get_username()
-                for profile in AgentProfile.objects.filter(user_id__in=wanted).select_related("user")
+                user.pk: user.get_full_name() or user.get_username()
+                for user in get_user_model().objects.filter(pk__in=wanted)
             }
         model = Branch if key == "branch" else Region
         return dict(model.objects.filter(pk__in=wanted).values_list("pk", "name"))

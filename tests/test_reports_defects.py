@@ -153,3 +153,18 @@ def test_a_time_or_a_pre_chat_name_with_a_trailing_line_break_is_refused():
     assert (
         schedule_problems({"mon": [["09:00", "24:00"]]}) == pre_chat_problems([{"name": "c_1", "type": "text"}]) == []
     )
+
+
+def test_an_assignee_without_an_agent_profile_keeps_their_name_in_the_operators_table():
+    """The operators table named its rows from the agent profiles: an assignee whose profile was
+    deleted (removed from staff, conversations kept) had the empty name of the unassigned row, and
+    the page showed two rows "Unassigned"."""
+    branch = make_branch()
+    former = make_user("former", branch=branch, first_name="Fyodor")
+    supervisor = make_user("sup", role=AgentRole.SUPERVISOR)
+    conversation = make_conversation(make_inbox(branch), at=at(10), assignee=former)
+    make_message(conversation, at=at(10))
+    make_conversation(make_inbox(branch), at=at(11))
+    m.AgentProfile.objects.filter(user=former).delete()
+    rows = api_for(supervisor).get("reports/operators", DAY).json()["results"]
+    assert [(row["id"], row["name"], row["new"]) for row in rows] == [(former.pk, "Fyodor", 1), (None, "", 1)]
