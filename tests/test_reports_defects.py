@@ -168,3 +168,15 @@ def test_an_assignee_without_an_agent_profile_keeps_their_name_in_the_operators_
     m.AgentProfile.objects.filter(user=former).delete()
     rows = api_for(supervisor).get("reports/operators", DAY).json()["results"]
     assert [(row["id"], row["name"], row["new"]) for row in rows] == [(former.pk, "Fyodor", 1), (None, "", 1)]
+
+
+def test_the_webhook_event_errors_speak_russian():
+    """The admin now shows the model's event-name errors (above); they had no Russian."""
+    from django.utils import translation
+
+    from messenger.models.webhook import validate_webhook_events
+
+    with translation.override("ru"), pytest.raises(ValidationError) as error:
+        validate_webhook_events(["message.deleted", 5])
+    text = " ".join(error.value.messages)
+    assert "Неизвестные типы событий: message.deleted" in text and "Названия событий — это текст" in text
