@@ -176,7 +176,8 @@ def test_the_webhook_event_errors_speak_russian():
 
     from messenger.models.webhook import validate_webhook_events
 
-    with translation.override("ru"), pytest.raises(ValidationError) as error:
-        validate_webhook_events(["message.deleted", 5])
-    text = " ".join(error.value.messages)
+    with translation.override("ru"):
+        with pytest.raises(ValidationError) as error:
+            validate_webhook_events(["message.deleted", 5])
+        text = " ".join(error.value.messages)
     assert "Неизвестные типы событий: message.deleted" in text and "Названия событий — это текст" in text
