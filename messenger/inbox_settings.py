@@ -243,6 +243,11 @@ def validate_settings(value: Any) -> None:
 
 def effective_settings(stored: dict[str, Any] | None) -> dict[str, Any]:
     merged = deep_merge(DEFAULTS, stored or {})
+    stored_attachments = (stored or {}).get("attachments")
+    if not (isinstance(stored_attachments, dict) and "max_size" in stored_attachments):
+        # No size of its own: the server's limit (the admin's "Empty: that limit"), not the
+        # default's 10 MiB, which would cap a server configured for larger files.
+        merged["attachments"]["max_size"] = django_settings.MESSENGER_ATTACHMENT_MAX_SIZE
     if not merged["privacy"]["url"]:
         merged["privacy"]["url"] = django_settings.MESSENGER_PRIVACY_URL
     if not merged["privacy"]["text"]:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from messenger import models as m
 from messenger.access import staff_scope
+from messenger.actions.attachments import limits
 from messenger.inbox_settings import pre_chat_problems
 from messenger.models import AgentRole
 from messenger.reports import filter_choices
@@ -181,3 +182,22 @@ def test_the_webhook_event_errors_speak_russian():
             validate_webhook_events(["message.deleted", 5])
         text = " ".join(error.value.messages)
     assert "Неизвестные типы событий: message.deleted" in text and "Названия событий — это текст" in text
+
+
+def test_an_inbox_without_a_file_size_of_its_own_takes_the_servers_limit(superuser_client, settings):
+    """The admin's file size field says "Empty: that limit" (MESSENGER_ATTACHMENT_MAX_SIZE), but an
+    inbox saved with it empty took the defaults' 10 MiB: on a server allowing 50 MiB, its visitors
+    were refused anything over 10. A size of its own still lowers the limit."""
+    settings.MESSENGER_ATTACHMENT_MAX_SIZE = 50 * 1024 * 1024
+    inbox = make_inbox(make_branch())
+    page = superuser_client.get(url(m.Inbox, "change", inbox.pk))
+    data = form_of(page)
+    assert data["attachments_max_size"] == ""
+    assert superuser_client.post(url(m.Inbox, "change", inbox.pk), data).status_code == 302
+    inbox.refresh_from_db()
+    assert "max_size" not in inbox.settings["attachments"]
+    assert limits(inbox)[0] == 50 * 1024 * 1024
+    data["attachments_max_size"] = "5"
+    assert superuser_client.post(url(m.Inbox, "change", inbox.pk), data).status_code == 302
+    inbox.refresh_from_db()
+    assert limits(inbox)[0] == inbox.settings["attachments"]["max_size"] == 5 * 1024 * 1024
