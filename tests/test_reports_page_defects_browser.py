@@ -86,6 +86,15 @@ def test_default_range_durations_numbers_and_a_refused_day(chromium, live_server
     assert russian.locator('#figures dd[data-figure="first_response.median"]').inner_text() == "2 ч 0 мин"
     assert russian.errors == []
 
+    # Dates the server refuses (start after end): the error, and none of the previous figures
+    # under it (the address already names the refused range).
+    page.fill("#f-start", (today + timedelta(days=1)).isoformat())
+    page.click("#report-filters button[type=submit]")
+    page.locator("#report-error").wait_for()
+    assert "start: after end" in page.locator("#report-error").inner_text()
+    assert page.locator("#figures dd").count() == 0 and page.locator("#table-operators tr").count() == 0
+    assert page.locator("#chart-heatmap rect.cell").count() == 0
+
     refused = open_reports(chromium, server, "sup", query="?start=garbage&end=" + today.isoformat())
     assert refused.input_value("#f-start") == config["start"]
     assert refused.locator("#report-error").is_hidden()

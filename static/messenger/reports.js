@@ -597,6 +597,10 @@
   // --- the page --------------------------------------------------------------------------------
 
   let generation = 0;
+  const REPORT_PARTS = [
+    "figures", "chart-conversations", "chart-first-response", "table-series", "chart-operators", "table-operators",
+    "chart-branches", "table-branches", "table-regions", "chart-heatmap", "chart-csat", "table-ratings",
+  ];
 
   async function load() {
     const current = ++generation;
@@ -618,6 +622,8 @@
       error.textContent = T.failed + failure.message;
       error.hidden = false;
       $("report-status").textContent = "";
+      // The address already names the refused query: no figures of the previous one under it.
+      for (const id of REPORT_PARTS) $(id).replaceChildren();
       return;
     }
     if (current !== generation) return;
