@@ -81,9 +81,22 @@ def test_default_range_durations_numbers_and_a_refused_day(chromium, live_server
     assert page.locator('#figures dd[data-figure="csat.average"]').inner_text() == "4.00"
     assert page.errors == []
 
+    # One day, one rating: counted in the singular.
+    page.fill("#f-start", today.isoformat())
+    page.click("#report-filters button[type=submit]")
+    deadline = time.monotonic() + TIMEOUT / 1000
+    while page.locator("body").get_attribute("data-loaded") != "2":
+        assert time.monotonic() < deadline
+        page.wait_for_timeout(50)
+    assert page.locator("#table-series caption").text_content() == "1 day"
+    assert page.locator("#table-ratings caption").inner_text() == "1 rating"
+    assert page.locator("#chart-csat figcaption").inner_text() == "CSAT: 1 rating, average 4.00"
+
     russian = open_reports(chromium, server, "sup", locale="ru-RU")
     assert russian.locator('#figures dd[data-figure="csat.average"]').inner_text() == "4,00"
     assert russian.locator('#figures dd[data-figure="first_response.median"]').inner_text() == "2 ч 0 мин"
+    assert russian.locator("#table-ratings caption").inner_text() == "1 оценка"
+    assert russian.locator("#table-series caption").text_content() == "30 дн."
     assert russian.errors == []
 
     # Dates the server refuses (start after end): the error, and none of the previous figures
