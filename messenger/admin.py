@@ -1031,6 +1031,16 @@ class WebhookForm(forms.ModelForm):
         model = Webhook
         fields = ("inbox", "url", "events", "is_active")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A stored name that is no event (a row written by a shell or an older version) is shown
+        # ticked: dropping it unseen would leave no box ticked, which subscribes to every event.
+        # Saving it ticked names it in the model's error; unticking it is the admin's choice.
+        stored = self.instance.events if self.instance.pk and isinstance(self.instance.events, list) else []
+        extra = [(name, name) for name in stored if isinstance(name, str) and name not in WEBHOOK_EVENTS]
+        if extra:
+            self.fields["events"].choices = [*self.fields["events"].choices, *extra]
+
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]
         try:
