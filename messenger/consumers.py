@@ -27,6 +27,7 @@ from messenger.actions.widget import visitor_connect
 from messenger.client_address import scope_client_address
 from messenger.db.outage import DATABASE_OUTAGE_ERRORS, database_unavailable
 from messenger.errors import MessengerError, Unavailable
+from messenger.events import LiveVisitor
 from messenger.protocol import (
     CLOSE_DISABLED,
     CLOSE_THROTTLED,
@@ -362,10 +363,10 @@ class VisitorConsumer(BaseConsumer):
             groups.visitor_group(result.contact_inbox.pk), groups.inbox_group(result.contact_inbox.inbox_id)
         )
         # Subscribed first, then the snapshot (hello) is read: nothing can fall in between.
-        hello = await database_sync_to_async(result.hello)()
+        hello, entry, plans = await database_sync_to_async(result.hello_and_live)()
         await self.send_frame(hello)
         await liveness.attach(self)
-        await self.go_live()
+        self.go_live(entry, plans)
 
     async def handle(self, command: Command) -> list[dict[str, Any]]:
         if command.type == "ping":
@@ -380,10 +381,9 @@ class VisitorConsumer(BaseConsumer):
 
     # --- the live list and proactive triggers (messenger.actions.visitors) ----------------------
 
-    async def go_live(self) -> None:
+    def go_live(self, entry: LiveVisitor, plans: list[visitors.TriggerPlan]) -> None:
         """Into the live list; the inbox's triggers that may fire on this page are planned."""
         self.trigger_tasks: set[asyncio.Future[None]] = set()
-        entry, plans = await database_sync_to_async(visitors.on_socket_connect)(self.context.contact_inbox)
         self.live_id = entry["id"]
         live_visitors.tracker().attach(self.channel_name, entry, contact_inbox_id=self.context.contact_inbox.pk)
         for plan in plans:

@@ -370,6 +370,12 @@ class VisitorConnect:
             availability=availability(self.contact_inbox.inbox),
         )
 
+    def hello_and_live(self) -> tuple[dict[str, Any], events.LiveVisitor, list[visitors.TriggerPlan]]:
+        """``hello``, the visitor's line in the live list and the triggers to plan: one hop."""
+        assert self.contact_inbox is not None
+        entry, plans = visitors.on_socket_connect(self.contact_inbox)
+        return self.hello(), entry, plans
+
 
 def visitor_connect(*, widget_token: str, token: str, origin: str | None, ip: str | None) -> VisitorConnect:
     """Authorise a visitor's socket: session token + widget token + Origin."""
