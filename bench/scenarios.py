@@ -404,30 +404,37 @@ async def _visitors_run(
     async def get() -> tuple[int, float]:
         return await asyncio.to_thread(listed)
 
-    watcher = await websockets.connect(
+    # The supervisor's socket is read by a thread of its own: this process's event loop is busy
+    # opening thousands of sockets, and frames waiting for it would be timed when it got to them.
+    import threading
+
+    from websockets.sync.client import connect as connect_sync
+
+    frames: list[tuple[float, str, int]] = []
+    stop = threading.Event()
+    watcher = connect_sync(
         f"ws://127.0.0.1:{ports[0]}/ws/operator/?presence=0",
         origin=f"http://127.0.0.1:{ports[0]}",
         additional_headers={"Cookie": f"sessionid={cookie}"},
         max_size=2**24,
-        ping_interval=None,
     )
-    await watcher.recv()  # hello
-    frames: list[tuple[float, str, int]] = []
+    watcher.recv()  # hello
 
-    async def watch() -> None:
-        async for text in watcher:
-            frame = json.loads(text)
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                frame = json.loads(watcher.recv(timeout=0.5))
+            except TimeoutError:
+                continue
+            except Exception:  # noqa: BLE001 — closed at the end
+                return
             if frame["type"].startswith("visitors."):
                 changes = frame.get("data") or {}
-                frames.append(
-                    (
-                        time.perf_counter(),
-                        frame["type"],
-                        len(changes.get("upserts", ())) + len(changes.get("removed", ())),
-                    )
-                )
+                size = len(changes.get("upserts", ())) + len(changes.get("removed", ()))
+                frames.append((time.perf_counter(), frame["type"], size))
 
-    watching = asyncio.ensure_future(watch())
+    watching = threading.Thread(target=watch, daemon=True)
+    watching.start()
     half = len(tokens) // 2
     failures: list[str] = []
 
@@ -477,6 +484,7 @@ async def _visitors_run(
         steady.append(latency)
     leaving = time.perf_counter()
     await asyncio.gather(*(socket.close() for socket in first))
+    closed = time.perf_counter() - leaving
     empty_at = None
     while time.perf_counter() - leaving < 120:
         count, latency = await get()
@@ -487,8 +495,9 @@ async def _visitors_run(
     await asyncio.sleep(2)
     await asyncio.gather(*(socket.close() for socket in second))
     await asyncio.sleep(2)
-    watching.cancel()
-    await watcher.close()
+    stop.set()
+    watching.join()
+    watcher.close()
     times = [at for at, _, _ in frames]
     gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
     return {
@@ -506,6 +515,7 @@ async def _visitors_run(
             "p50": round(statistics.median(steady) * 1000, 1),
             "p95": round((percentile(steady, 95) or 0) * 1000, 1),
         },
+        "half_left_close_seconds": round(closed, 2),
         "half_left_listed_within_seconds": round(empty_at - leaving, 2) if empty_at else None,
         "supervisor_frames": len(frames),
         "supervisor_resets": sum(1 for _, kind, _ in frames if kind == "visitors.reset"),

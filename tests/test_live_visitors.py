@@ -336,13 +336,28 @@ async def test_an_entry_of_a_process_that_died_vanishes_within_its_ttl():
     tracker.task.cancel()  # this test writes by hand
 
     async def listed_ids() -> list[str]:
-        entries = await database_sync_to_async(live.live_visitors)([inbox.branch_id])
+        count, entries = await database_sync_to_async(live.live_visitors)([inbox.branch_id])
+        assert count == len(entries)
         return [entry["id"] for entry in entries]
 
     await tracker._write(set(tracker.visitors), {}, refresh=False, now=time.time())
     assert await listed_ids() == [data["visitor_id"]]
     found = await database_sync_to_async(live.find)(data["visitor_id"])
     assert found.contact_inbox_id == contact_inbox.pk
+    # The list shows the newest visits first, as many as asked; the count is every live one.
+    later = await database_sync_to_async(boot)(inbox)
+    later_inbox = await database_sync_to_async(ContactInbox.objects.select_related("inbox").get)(
+        pubsub_token=later["pubsub_token"]
+    )
+    later_entry = await database_sync_to_async(visitors.live_entry)(later_inbox)
+    later_entry["started_at"] = "2100-01-01T00:00:00Z"
+    tracker.attach("socket-2", later_entry, contact_inbox_id=later_inbox.pk)
+    await tracker._write(set(tracker.visitors), {}, refresh=False, now=time.time())
+    count, newest = await database_sync_to_async(live.live_visitors)([inbox.branch_id], limit=1)
+    assert (count, [entry["id"] for entry in newest]) == (2, [later["visitor_id"]])
+    tracker.detach("socket-2", later["visitor_id"])
+    await tracker._write(set(), dict(tracker.removed), refresh=False, now=time.time())
+    assert await listed_ids() == [data["visitor_id"]]
     # Written by a process that stopped refreshing it TTL seconds ago.
     await tracker._write(set(tracker.visitors), {}, refresh=False, now=time.time() - live.TTL_SECONDS - 1)
     assert await listed_ids() == []

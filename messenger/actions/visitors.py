@@ -177,9 +177,7 @@ def visible_branch_ids(scope: StaffScope) -> list[int | None]:
 
 def live_list(scope: StaffScope, *, limit: int) -> tuple[int, list[events.LiveVisitor]]:
     """(how many visitors are live, the ``limit`` who arrived last), for this member of staff."""
-    entries = live.live_visitors(visible_branch_ids(scope))
-    entries.sort(key=lambda entry: entry["started_at"], reverse=True)
-    return len(entries), entries[:limit]
+    return live.live_visitors(visible_branch_ids(scope), limit=limit)
 
 
 # --- an operator's invitation -------------------------------------------------------------------

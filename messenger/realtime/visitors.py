@@ -8,7 +8,9 @@ operator socket merges those messages and sends at most one ``visitors.changed``
 operator gets one frame a second however many processes and visitors there are.
 
 In Redis, per branch group (``b.<id>``, ``b.none`` for inboxes without a branch): a hash of the
-entries by visitor id and a sorted set of the same ids scored by the time the entry expires; plus,
+entries by visitor id, a sorted set of the same ids scored by the time the entry expires (the count
+is one ``ZCOUNT``) and one scored by when the visit began (a list reads only the entries it shows,
+however many visitors there are); plus,
 per visitor, the key ``find`` reads (inbox, branch, contact inbox). A process refreshes its entries
 every ``REFRESH_SECONDS`` and each lasts ``TTL_SECONDS``: a socket that closes is removed within a
 second, and every entry of a process that died is gone within ``TTL_SECONDS`` (readers skip expired
@@ -24,6 +26,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -39,6 +42,8 @@ FLUSH_SECONDS = 1.0
 REFRESH_SECONDS = 15
 TTL_SECONDS = 45
 BATCH_MESSAGE = "visitors.batch"
+# Arrivals read beyond a list's limit, in case some of the newest belong to a process that died.
+ARRIVAL_MARGIN = 100
 
 
 def _prefix() -> str:
@@ -51,6 +56,10 @@ def _hash_key(group: str) -> str:
 
 def _expiry_key(group: str) -> str:
     return f"{_prefix()}z:{group}"
+
+
+def _arrival_key(group: str) -> str:
+    return f"{_prefix()}a:{group}"
 
 
 def _visitor_key(visitor_id: str) -> str:
@@ -197,6 +206,7 @@ class Tracker:
             groups.add(local.group)
             if visitor_id in dirty or refresh:
                 pipe.hset(_hash_key(local.group), visitor_id, json.dumps(local.entry, separators=(",", ":")))
+                pipe.zadd(_arrival_key(local.group), {visitor_id: _timestamp(local.entry["started_at"])})
             pipe.zadd(_expiry_key(local.group), {visitor_id: until})
             found = local.found()
             pipe.set(
@@ -208,10 +218,11 @@ class Tracker:
             groups.add(group)
             pipe.hdel(_hash_key(group), visitor_id)
             pipe.zrem(_expiry_key(group), visitor_id)
+            pipe.zrem(_arrival_key(group), visitor_id)
             pipe.delete(_visitor_key(visitor_id))
         for group in groups:
-            pipe.expire(_hash_key(group), TTL_SECONDS * 2)
-            pipe.expire(_expiry_key(group), TTL_SECONDS * 2)
+            for key in (_hash_key(group), _expiry_key(group), _arrival_key(group)):
+                pipe.expire(key, TTL_SECONDS * 2)
         await pipe.execute()
         if refresh:
             await _prune(client, groups, now)
@@ -225,7 +236,12 @@ async def _prune(client: Any, groups: set[str], now: float) -> None:
             pipe = client.pipeline(transaction=False)
             pipe.hdel(_hash_key(group), *expired)
             pipe.zrem(_expiry_key(group), *expired)
+            pipe.zrem(_arrival_key(group), *expired)
             await pipe.execute()
+
+
+def _timestamp(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 _tracker: Tracker | None = None
@@ -241,27 +257,42 @@ def tracker() -> Tracker:
 # --- reads (a request's thread) -------------------------------------------------------------------
 
 
-def live_visitors(branch_ids: list[int | None]) -> list[LiveVisitor]:
-    """Every live visitor of these branches' inboxes (None: the inboxes without a branch)."""
+def live_visitors(branch_ids: list[int | None], *, limit: int | None = None) -> tuple[int, list[LiveVisitor]]:
+    """(how many visitors of these branches' inboxes are live (None: the inboxes without a
+    branch), the ``limit`` whose visit began last, newest first; every one without a limit).
+
+    In Redis the count is one ``ZCOUNT`` per branch and only the entries shown are read: the
+    newest arrivals of each branch (``limit`` plus a margin for entries whose process died and
+    that no refresh pruned yet), those still live, then their entries."""
     groups = [branch_group(branch_id) for branch_id in branch_ids]
     client = messenger_cache.redis_client()
     if client is None:
-        return tracker().entries(set(groups))
+        entries = sorted(tracker().entries(set(groups)), key=lambda entry: entry["started_at"], reverse=True)
+        return len(entries), entries[:limit] if limit is not None else entries
     now = time.time()
     pipe = client.pipeline(transaction=False)
     for group in groups:
-        pipe.zrangebyscore(_expiry_key(group), now, "+inf")
-    live_ids = pipe.execute()
+        pipe.zcount(_expiry_key(group), now, "+inf")
+        pipe.zrevrange(_arrival_key(group), 0, -1 if limit is None else limit + ARRIVAL_MARGIN - 1, withscores=True)
+    answers = pipe.execute()
+    count = sum(answers[0::2])
+    candidates = [
+        (score, group, visitor_id)
+        for group, arrivals in zip(groups, answers[1::2], strict=True)
+        for visitor_id, score in arrivals
+    ]
+    if not candidates:
+        return count, []
     pipe = client.pipeline(transaction=False)
-    asked = []
-    for group, ids in zip(groups, live_ids, strict=True):
-        if ids:
-            pipe.hmget(_hash_key(group), ids)
-            asked.append(group)
-    result: list[LiveVisitor] = []
-    for values in pipe.execute() if asked else []:
-        result.extend(json.loads(value) for value in values if value is not None)
-    return result
+    for _, group, visitor_id in candidates:
+        pipe.zscore(_expiry_key(group), visitor_id)
+    live = [candidate for candidate, until in zip(candidates, pipe.execute(), strict=True) if until and until >= now]
+    live.sort(key=lambda candidate: candidate[0], reverse=True)
+    shown = live if limit is None else live[:limit]
+    pipe = client.pipeline(transaction=False)
+    for _, group, visitor_id in shown:
+        pipe.hget(_hash_key(group), visitor_id)
+    return count, [json.loads(value) for value in pipe.execute() if value is not None]
 
 
 def find(visitor_id: str) -> Found | None:
