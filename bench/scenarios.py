@@ -384,6 +384,31 @@ def scenario_visitors(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _watch_supervisor(port: int, cookie: str, out: Any, stop: Any) -> None:
+    """In a process of its own: the supervisor's socket; every ``visitors.*`` frame timed as it
+    arrives, handed back when ``stop`` is set."""
+    from websockets.sync.client import connect as connect_sync
+
+    frames: list[tuple[float, str, int]] = []
+    with connect_sync(
+        f"ws://127.0.0.1:{port}/ws/operator/?presence=0",
+        origin=f"http://127.0.0.1:{port}",
+        additional_headers={"Cookie": f"sessionid={cookie}"},
+        max_size=2**24,
+    ) as socket:
+        out.put(json.loads(socket.recv())["type"])
+        while not stop.is_set():
+            try:
+                frame = json.loads(socket.recv(timeout=0.5))
+            except TimeoutError:
+                continue
+            if frame["type"].startswith("visitors."):
+                changes = frame.get("data") or {}
+                size = len(changes.get("upserts", ())) + len(changes.get("removed", ()))
+                frames.append((time.perf_counter(), frame["type"], size))
+    out.put(frames)
+
+
 async def _visitors_run(
     args: argparse.Namespace, ports: list[int], widget_token: str, tokens: list[str], cookie: str
 ) -> dict[str, Any]:
@@ -404,37 +429,17 @@ async def _visitors_run(
     async def get() -> tuple[int, float]:
         return await asyncio.to_thread(listed)
 
-    # The supervisor's socket is read by a thread of its own: this process's event loop is busy
-    # opening thousands of sockets, and frames waiting for it would be timed when it got to them.
-    import threading
+    # The supervisor's socket is read by a process of its own: this one is busy opening thousands of
+    # sockets, and frames waiting for its turn would be timed when it got to them.
+    import multiprocessing
 
-    from websockets.sync.client import connect as connect_sync
-
-    frames: list[tuple[float, str, int]] = []
-    stop = threading.Event()
-    watcher = connect_sync(
-        f"ws://127.0.0.1:{ports[0]}/ws/operator/?presence=0",
-        origin=f"http://127.0.0.1:{ports[0]}",
-        additional_headers={"Cookie": f"sessionid={cookie}"},
-        max_size=2**24,
+    frames_queue: Any = multiprocessing.get_context("fork").Queue()
+    stop = multiprocessing.get_context("fork").Event()
+    watching = multiprocessing.get_context("fork").Process(
+        target=_watch_supervisor, args=(ports[0], cookie, frames_queue, stop), daemon=True
     )
-    watcher.recv()  # hello
-
-    def watch() -> None:
-        while not stop.is_set():
-            try:
-                frame = json.loads(watcher.recv(timeout=0.5))
-            except TimeoutError:
-                continue
-            except Exception:  # noqa: BLE001 — closed at the end
-                return
-            if frame["type"].startswith("visitors."):
-                changes = frame.get("data") or {}
-                size = len(changes.get("upserts", ())) + len(changes.get("removed", ()))
-                frames.append((time.perf_counter(), frame["type"], size))
-
-    watching = threading.Thread(target=watch, daemon=True)
     watching.start()
+    frames_queue.get(timeout=30)  # its hello
     half = len(tokens) // 2
     failures: list[str] = []
 
@@ -496,9 +501,10 @@ async def _visitors_run(
     await asyncio.gather(*(socket.close() for socket in second))
     await asyncio.sleep(2)
     stop.set()
-    watching.join()
-    watcher.close()
+    frames: list[tuple[float, str, int]] = frames_queue.get(timeout=30)
+    watching.join(timeout=10)
     times = [at for at, _, _ in frames]
+    duration = times[-1] - times[0] if len(times) > 1 else 0.0
     gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
     return {
         "sockets": len(tokens),
@@ -520,7 +526,9 @@ async def _visitors_run(
         "supervisor_frames": len(frames),
         "supervisor_resets": sum(1 for _, kind, _ in frames if kind == "visitors.reset"),
         "supervisor_changes_in_frames": sum(n for _, _, n in frames),
+        "supervisor_frames_seconds": round(duration, 1),
         "min_seconds_between_frames": round(min(gaps), 3) if gaps else None,
+        "frames_less_than_0_9_s_apart": sum(1 for gap in gaps if gap < 0.9),
     }
 
 
