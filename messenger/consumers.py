@@ -544,16 +544,21 @@ class OperatorConsumer(BaseConsumer):
             self.visitors_flush = asyncio.ensure_future(self.send_visitors(delay))
 
     async def send_visitors(self, delay: float) -> None:
+        # The next frame waits a second from the moment this one was written, not from when it
+        # was due: a busy loop that wrote this one late does not send the next one early.
         await asyncio.sleep(delay)
         changes, self.visitor_changes = self.visitor_changes, {}
-        self.visitors_flush = None
-        self.visitors_sent_at = asyncio.get_running_loop().time()
         if len(changes) > VISITORS_FRAME_MAX:
             await self.send_frame(events.visitors_reset_frame())
-            return
-        upserts = [entry for entry in changes.values() if entry is not None]
-        removed = [visitor_id for visitor_id, entry in changes.items() if entry is None]
-        await self.send_frame(events.visitors_changed_frame(upserts=upserts, removed=removed))
+        else:
+            upserts = [entry for entry in changes.values() if entry is not None]
+            removed = [visitor_id for visitor_id, entry in changes.items() if entry is None]
+            await self.send_frame(events.visitors_changed_frame(upserts=upserts, removed=removed))
+        self.visitors_sent_at = asyncio.get_running_loop().time()
+        # Changes that came while this frame was written wait for the next one.
+        self.visitors_flush = (
+            asyncio.ensure_future(self.send_visitors(VISITORS_FRAME_SECONDS)) if self.visitor_changes else None
+        )
 
     async def disconnect(self, code: int) -> None:
         flush = getattr(self, "visitors_flush", None)
