@@ -14,7 +14,15 @@ from django.test import Client
 
 from messenger.actions import visitors
 from messenger.actions.widget import do_bootstrap
-from messenger.models import ActivityEvent, AgentRole, AgentStatus, ContactInbox, Conversation, ProactiveTrigger
+from messenger.models import (
+    ActivityEvent,
+    AgentRole,
+    AgentStatus,
+    Contact,
+    ContactInbox,
+    Conversation,
+    ProactiveTrigger,
+)
 from messenger.realtime import visitors as live
 from tests.conftest import new_client_id, operator_socket, visitor_socket
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox, make_user
@@ -199,6 +207,10 @@ async def test_an_invitation_opens_the_widget_and_the_answer_goes_to_that_operat
     await operator.close()
 
 
+def _block(visitor_id: str, *, blocked: bool) -> None:
+    Contact.objects.filter(contact_inboxes__source_id=visitor_id).update(blocked=blocked)
+
+
 async def test_bad_invitations_get_an_error_and_send_nothing():
     branch = await database_sync_to_async(make_branch)()
     inbox = await database_sync_to_async(make_inbox)(branch)
@@ -226,6 +238,11 @@ async def test_bad_invitations_get_an_error_and_send_nothing():
     reply = await outsider.command("visitor.invite", visitor_id=visitor_id, body="Hi")
     assert reply["code"] == "not_found"  # another branch's visitor answers like no visitor
     assert [frame for frame in await visitor.drain(0.5) if frame["type"] == "invitation"] == []
+
+    # A blocked visitor is not invited.
+    await database_sync_to_async(_block)(visitor_id, blocked=True)
+    assert (await operator.command("visitor.invite", visitor_id=visitor_id, body="Hi"))["code"] == "blocked"
+    await database_sync_to_async(_block)(visitor_id, blocked=False)
 
     # Three invitations an hour reach one visitor; the fourth is refused.
     for _ in range(3):
@@ -373,3 +390,15 @@ def test_the_inbox_admin_edits_its_triggers():
     page = client.get(f"/admin/messenger/inbox/{inbox.pk}/change/")
     assert page.status_code == 200
     assert b"proactive_triggers-TOTAL_FORMS" in page.content
+
+
+async def test_no_automatic_invitation_for_a_blocked_contact():
+    inbox = await database_sync_to_async(make_inbox)(await database_sync_to_async(make_branch)())
+    await database_sync_to_async(_trigger)(inbox, page_number=2)
+    data = await database_sync_to_async(boot)(inbox)
+    await database_sync_to_async(_block)(data["visitor_id"], blocked=True)
+    socket = visitor_socket(inbox, await database_sync_to_async(boot)(inbox, pubsub_token=data["pubsub_token"]))
+    await socket.connect()
+    await socket.expect("hello")
+    assert await socket.nothing(0.5)
+    await socket.close()

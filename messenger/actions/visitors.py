@@ -10,7 +10,7 @@ Invariants:
 * An operator's invitation waits ``INVITATION_SECONDS`` for the visitor's answer: the conversation
   that answer starts is assigned to that operator (``intake.visitor_conversation``).
 * An automatic invitation reaches a visitor at most once a day (whichever trigger), never once
-  they closed the widget, never while they chat, and never outside working hours when the trigger
+  they closed the widget, never while they chat, never a blocked contact, and never outside working hours when the trigger
   says so; every condition is checked again when it fires.
 """
 
@@ -29,7 +29,7 @@ from django.utils import timezone
 from messenger import events, formatting, throttle
 from messenger.access import StaffScope
 from messenger.actions.base import Actor, audit
-from messenger.errors import Conflict, InvalidInput, NotFound
+from messenger.errors import Conflict, Forbidden, InvalidInput, NotFound
 from messenger.models import ContactInbox, Conversation, ProactiveTrigger, TriggerKind
 from messenger.models.conversation import ACTIVE_STATUSES
 from messenger.realtime import visitors as live
@@ -193,7 +193,7 @@ class PendingInvitation:
 def check_invite(*, scope: StaffScope, user: Any, visitor_id: Any, body: Any) -> str:
     """``visitor.invite``: the invitation's id once the visitor's widgets were told. Refused with
     ``invalid`` (body empty or too long), ``not_found`` (no such visitor on a page now, or not one
-    this operator may see), ``conflict`` (they chat already) or ``rate_limited``."""
+    this operator may see), ``blocked``, ``conflict`` (they chat already) or ``rate_limited``."""
     if not isinstance(visitor_id, str) or not 0 < len(visitor_id) <= 64:
         raise InvalidInput("visitor_id: a string of 1–64 characters")
     if not isinstance(body, str) or not body.strip():
@@ -203,9 +203,11 @@ def check_invite(*, scope: StaffScope, user: Any, visitor_id: Any, body: Any) ->
     found = live.find(visitor_id)
     if found is None or found.branch_id not in visible_branch_ids(scope):
         raise NotFound("This visitor is not on the site now.")
-    contact_inbox = ContactInbox.objects.select_related("inbox").filter(pk=found.contact_inbox_id).first()
+    contact_inbox = ContactInbox.objects.select_related("inbox", "contact").filter(pk=found.contact_inbox_id).first()
     if contact_inbox is None or not contact_inbox.inbox.is_active:
         raise NotFound("This visitor is not on the site now.")
+    if contact_inbox.contact.blocked:
+        raise Forbidden("This visitor is blocked.", code="blocked")
     if _active_conversation_id(contact_inbox.pk) is not None:
         raise Conflict("This visitor is chatting already.")
     throttle.check(
@@ -287,7 +289,8 @@ def do_close_widget(*, contact_inbox: ContactInbox) -> None:
 
 def _automatic_blocked(contact_inbox: ContactInbox) -> bool:
     return bool(
-        cache.get(_closed_key(contact_inbox.pk))
+        contact_inbox.contact.blocked
+        or cache.get(_closed_key(contact_inbox.pk))
         or cache.get(_automatic_key(contact_inbox.pk))
         or _active_conversation_id(contact_inbox.pk) is not None
     )
