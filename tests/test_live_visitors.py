@@ -402,3 +402,23 @@ async def test_no_automatic_invitation_for_a_blocked_contact():
     await socket.expect("hello")
     assert await socket.nothing(0.5)
     await socket.close()
+
+
+def test_the_visit_tells_country_and_region_by_geoip(tmp_path, settings):
+    from messenger.models import Region
+    from messenger.routing import geo
+    from tests.test_routing import MOSCOW_IP, build_city_db
+
+    settings.MESSENGER_GEOIP_PATH = str(build_city_db(tmp_path / "city.mmdb"))
+    geo.reset_reader()
+    try:
+        Region.objects.create(name="Central", geoip_codes=["RU-MOW"])
+        inbox = make_inbox(make_branch())
+        data = do_bootstrap(
+            widget_token=inbox.widget_token, pubsub_token=None, page={"url": "https://shop.example/"},
+            origin=VISITOR_ORIGIN, ip=MOSCOW_IP,
+        )  # fmt: skip
+        entry = visitors.live_entry(ContactInbox.objects.select_related("inbox").get(pubsub_token=data["pubsub_token"]))
+        assert (entry["country"], entry["region"]) == ("RU", "Central")
+    finally:
+        geo.reset_reader()
