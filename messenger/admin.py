@@ -57,6 +57,7 @@ from messenger.models import (
     Message,
     OutgoingEmail,
     PresencePeriod,
+    ProactiveTrigger,
     Region,
     RoutingRule,
     Webhook,
@@ -621,8 +622,36 @@ class InboxAdminForm(forms.ModelForm):
         return cleaned
 
 
+class ProactiveTriggerInline(admin.StackedInline):
+    """The inbox's automatic invitations (docs/widget.md, "Invitations"); the model's ``clean``
+    checks the numbers and the message."""
+
+    model = ProactiveTrigger
+    extra = 0
+    fields = (
+        ("name", "is_active"),
+        ("kind", "seconds", "page_number"),
+        "url_pattern",
+        "message",
+        "only_within_working_hours",
+    )
+
+
+@admin.register(ProactiveTrigger)
+class ProactiveTriggerAdmin(admin.ModelAdmin):
+    """Every inbox's automatic invitations in one list; each is also edited on its inbox's page."""
+
+    list_display = ("name", "inbox", "kind", "seconds", "page_number", "url_pattern", "is_active")
+    list_filter = ("is_active", "kind", "inbox")
+    search_fields = ("name", "url_pattern", "message")
+    list_select_related = ("inbox",)
+    fields = ("inbox", *ProactiveTriggerInline.fields)
+
+
 @admin.register(Inbox)
 class InboxAdmin(admin.ModelAdmin):
+    inlines = [ProactiveTriggerInline]
+
     class Media:
         css = {"all": ("messenger/admin-forms.css",)}
 

@@ -997,6 +997,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       return;
     }
     if (f.type === "live") return onLive(f.data || {});
+    if (f.type === "invitation") return onInvitation(f.data || {});
     if (f.type === "error" && f.code === "captcha_required" && f.challenge) return showCaptcha(f.challenge);
     if (typeof f.id === "number" && f.conversation_id) return onDurable(f);
   }
@@ -1086,6 +1087,31 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     }
     if (live && changes.includes("opened") && c.opened && c.status === "open") info(fmt(t.opened, { name: (c.assignee && c.assignee.name) || t.operator }));
     if (c.rating_requested && !live && c.id === currentId && !ui.extra.querySelector(".rating")) showRating(c.id, boot.settings.rating.scale);
+  }
+
+  // --- invitations (docs/widget.md, "Invitations") -----------------------------------------------
+  // An operator's (or the inbox's automatic) invitation: shown as their message, then the widget
+  // opens; the visitor's answer is an ordinary first message.
+  const invitationsShown = new Set();
+  function onInvitation(d) {
+    if (!d.id || invitationsShown.has(d.id)) return;
+    invitationsShown.add(d.id);
+    const text = h("div", { class: "text" });
+    text.innerHTML = d.content || ""; // rendered and sanitised by the server
+    for (const a of text.querySelectorAll("a")) { a.target = "_blank"; a.rel = "noopener noreferrer nofollow"; }
+    const who = d.automatic ? (boot.settings.widget || {}).title || t.title : (d.sender && d.sender.name) || t.operator;
+    ui.log.append(h("div", { class: "msg out invitation", "data-invitation": d.id }, [
+      h("div", { class: "who", text: who }),
+      h("div", { class: "bubble" }, [text]),
+    ]));
+    scrollDown();
+    emit("invitation", { invitation: d });
+    api.open();
+  }
+
+  // The visitor closed the widget: the server sends them no more automatic invitations.
+  function tellClosed() {
+    send({ type: "widget.close" });
   }
 
   // --- bootstrap --------------------------------------------------------------------------------
@@ -1178,6 +1204,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       ui.panel.hidden = true;
       ui.launcher.setAttribute("aria-expanded", "false");
       stopTyping();
+      tellClosed();
       if (launcherVisible) ui.launcher.focus();
       emit("close");
     },
