@@ -8,6 +8,9 @@
 * ``reconnect`` — N visitors in N conversations; every socket drops, operators keep writing, and
   all reconnect within 10 s and resume: every message must arrive exactly once.
 * ``dashboard`` — list and history latency of the operator REST endpoints with many rows.
+* ``visitors``  — N visitor sockets over two daphne processes: how soon a supervisor's live list
+  holds them all, its ``GET /api/operator/visitors/`` latency meanwhile, the ``visitors.*`` frames
+  the supervisor's socket gets (at most one a second), and how soon the list empties when they leave.
 """
 
 from __future__ import annotations
@@ -345,9 +348,193 @@ def scenario_dashboard(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def scenario_visitors(args: argparse.Namespace) -> dict[str, Any]:
+    """N visitor sockets, half on each of two processes; a supervisor watches from the first."""
+    setup_django(args)
+    from django.contrib.auth import get_user_model
+    from django.core.cache import cache
+    from django.test import Client as DjangoClient
+
+    from messenger.models import AgentProfile, AgentRole
+
+    widget_token, tokens = make_visitors(args.sockets)
+    cache.clear()  # the benchmark's Redis database: yesterday's live list and throttles
+    supervisor, _ = get_user_model().objects.get_or_create(username="bench-supervisor")
+    AgentProfile.objects.update_or_create(user=supervisor, defaults={"branch": None, "role": AgentRole.SUPERVISOR})
+    client = DjangoClient()
+    client.force_login(supervisor)
+    cookie = client.cookies["sessionid"].value
+    servers = Servers()
+    try:
+        ports = [
+            servers.start(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "project.asgi:application"],
+                server_env(args),
+                "/health/",
+                f"visitors-{index}",
+            )
+            for index in range(2)
+        ]
+        pids = [process.pid for process in servers.processes]
+        baselines = [rss_mib(pid) for pid in pids]
+        result = asyncio.run(_visitors_run(args, ports, widget_token, tokens, cookie))
+        result["rss_mib"] = [round(rss_mib(pid) - base, 1) for pid, base in zip(pids, baselines, strict=True)]
+    finally:
+        servers.stop()
+    return result
+
+
+def _watch_supervisor(port: int, cookie: str, out: Any, stop: Any) -> None:
+    """In a process of its own: the supervisor's socket; every ``visitors.*`` frame timed as it
+    arrives, handed back when ``stop`` is set."""
+    from websockets.sync.client import connect as connect_sync
+
+    frames: list[tuple[float, str, int]] = []
+    with connect_sync(
+        f"ws://127.0.0.1:{port}/ws/operator/?presence=0",
+        origin=f"http://127.0.0.1:{port}",
+        additional_headers={"Cookie": f"sessionid={cookie}"},
+        max_size=2**24,
+    ) as socket:
+        out.put(json.loads(socket.recv())["type"])
+        while not stop.is_set():
+            try:
+                frame = json.loads(socket.recv(timeout=0.5))
+            except TimeoutError:
+                continue
+            if frame["type"].startswith("visitors."):
+                changes = frame.get("data") or {}
+                size = len(changes.get("upserts", ())) + len(changes.get("removed", ()))
+                frames.append((time.perf_counter(), frame["type"], size))
+    out.put(frames)
+
+
+async def _visitors_run(
+    args: argparse.Namespace, ports: list[int], widget_token: str, tokens: list[str], cookie: str
+) -> dict[str, Any]:
+    import urllib.request
+
+    import websockets
+
+    def listed() -> tuple[int, float]:
+        request = urllib.request.Request(  # noqa: S310 — the benchmark's own server
+            f"http://127.0.0.1:{ports[0]}/api/operator/visitors/?limit=200",
+            headers={"Cookie": f"sessionid={cookie}", "Accept": "application/json"},
+        )
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            count = json.loads(response.read())["count"]
+        return count, time.perf_counter() - started
+
+    async def get() -> tuple[int, float]:
+        return await asyncio.to_thread(listed)
+
+    # The supervisor's socket is read by a process of its own: this one is busy opening thousands of
+    # sockets, and frames waiting for its turn would be timed when it got to them.
+    import multiprocessing
+
+    frames_queue: Any = multiprocessing.get_context("fork").Queue()
+    stop = multiprocessing.get_context("fork").Event()
+    watching = multiprocessing.get_context("fork").Process(
+        target=_watch_supervisor, args=(ports[0], cookie, frames_queue, stop), daemon=True
+    )
+    watching.start()
+    frames_queue.get(timeout=30)  # its hello
+    half = len(tokens) // 2
+    failures: list[str] = []
+
+    async def open_counted(port: int, part: list[str]) -> list[Any]:
+        """Like ``open_sockets``, counting the refused handshakes instead of failing on one."""
+        opened: list[Any] = []
+        semaphore = asyncio.Semaphore(args.concurrency)
+
+        async def one(token: str) -> None:
+            async with semaphore:
+                try:
+                    socket = await websockets.connect(
+                        f"ws://127.0.0.1:{port}/ws/widget/?widget_token={widget_token}&token={token}",
+                        origin="http://localhost",
+                        compression=None,
+                        open_timeout=60,
+                        ping_interval=None,
+                    )
+                    hello = json.loads(await socket.recv())
+                    if hello["type"] != "hello":
+                        failures.append(hello.get("code", hello["type"]))
+                        await socket.close()
+                        return
+                    opened.append(socket)
+                except Exception as error:  # noqa: BLE001 — counted and reported
+                    failures.append(type(error).__name__)
+
+        await asyncio.gather(*(one(token) for token in part))
+        return opened
+
+    started = time.perf_counter()
+    opening = asyncio.gather(open_counted(ports[0], tokens[:half]), open_counted(ports[1], tokens[half:]))
+    latencies: list[float] = []
+    full_at = None
+    while True:
+        count, latency = await get()
+        latencies.append(latency)
+        if count >= len(tokens) - len(failures) and opening.done():
+            full_at = time.perf_counter()
+            break
+        await asyncio.sleep(0.5)
+    first, second = await opening
+    opened = time.perf_counter() - started
+    steady: list[float] = []
+    for _ in range(args.repeat):
+        count, latency = await get()
+        steady.append(latency)
+    leaving = time.perf_counter()
+    await asyncio.gather(*(socket.close() for socket in first))
+    closed = time.perf_counter() - leaving
+    empty_at = None
+    while time.perf_counter() - leaving < 120:
+        count, latency = await get()
+        if count <= len(second):
+            empty_at = time.perf_counter()
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(2)
+    await asyncio.gather(*(socket.close() for socket in second))
+    await asyncio.sleep(2)
+    stop.set()
+    frames: list[tuple[float, str, int]] = frames_queue.get(timeout=30)
+    watching.join(timeout=10)
+    times = [at for at, _, _ in frames]
+    duration = times[-1] - times[0] if len(times) > 1 else 0.0
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    return {
+        "sockets": len(tokens),
+        "refused": len(failures),
+        "concurrency_per_process": args.concurrency,
+        "servers": 2,
+        "open_seconds": round(opened, 1),
+        "list_complete_seconds": round(full_at - started, 1) if full_at else None,
+        "list_ms_while_opening": {
+            "p50": round(statistics.median(latencies) * 1000, 1),
+            "p95": round((percentile(latencies, 95) or 0) * 1000, 1),
+        },
+        "list_ms_steady": {
+            "p50": round(statistics.median(steady) * 1000, 1),
+            "p95": round((percentile(steady, 95) or 0) * 1000, 1),
+        },
+        "half_left_close_seconds": round(closed, 2),
+        "half_left_listed_within_seconds": round(empty_at - leaving, 2) if empty_at else None,
+        "supervisor_frames": len(frames),
+        "supervisor_resets": sum(1 for _, kind, _ in frames if kind == "visitors.reset"),
+        "supervisor_changes_in_frames": sum(n for _, _, n in frames),
+        "supervisor_frames_seconds": round(duration, 1),
+        "min_seconds_between_frames": round(min(gaps), 3) if gaps else None,
+        "frames_less_than_0_9_s_apart": sum(1 for gap in gaps if gap < 0.9),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenario", choices=["idle", "reconnect", "dashboard"])
+    parser.add_argument("scenario", choices=["idle", "reconnect", "dashboard", "visitors"])
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument(
         "--messages", type=int, default=3, help="reconnect: messages written to each conversation while away"
@@ -355,14 +542,19 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=2)
     parser.add_argument("--conversations", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=50, help="visitors: handshakes in flight per process")
     service_arguments(parser)
     args = parser.parse_args()
     if args.scenario == "dashboard" and args.messages == 3:
         args.messages = 1_000_000
     RESULTS.mkdir(exist_ok=True)
-    result = {"idle": scenario_idle, "reconnect": scenario_reconnect, "dashboard": scenario_dashboard}[args.scenario](
-        args
-    )
+    scenarios = {
+        "idle": scenario_idle,
+        "reconnect": scenario_reconnect,
+        "dashboard": scenario_dashboard,
+        "visitors": scenario_visitors,
+    }
+    result = scenarios[args.scenario](args)
     result["scenario"] = args.scenario
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(json.dumps(result, indent=2))

@@ -57,6 +57,7 @@ from messenger.models import (
     Message,
     OutgoingEmail,
     PresencePeriod,
+    ProactiveTrigger,
     Region,
     RoutingRule,
     Webhook,
@@ -621,8 +622,36 @@ class InboxAdminForm(forms.ModelForm):
         return cleaned
 
 
+class ProactiveTriggerInline(admin.StackedInline):
+    """The inbox's automatic invitations (docs/widget.md, "Invitations"); the model's ``clean``
+    checks the numbers and the message."""
+
+    model = ProactiveTrigger
+    extra = 0
+    fields = (
+        ("name", "is_active"),
+        ("kind", "seconds", "page_number"),
+        "url_pattern",
+        "message",
+        "only_within_working_hours",
+    )
+
+
+@admin.register(ProactiveTrigger)
+class ProactiveTriggerAdmin(admin.ModelAdmin):
+    """Every inbox's automatic invitations in one list; each is also edited on its inbox's page."""
+
+    list_display = ("name", "inbox", "kind", "seconds", "page_number", "url_pattern", "is_active")
+    list_filter = ("is_active", "kind", "inbox")
+    search_fields = ("name", "url_pattern", "message")
+    list_select_related = ("inbox",)
+    fields = ("inbox", *ProactiveTriggerInline.fields)
+
+
 @admin.register(Inbox)
 class InboxAdmin(admin.ModelAdmin):
+    inlines = [ProactiveTriggerInline]
+
     class Media:
         css = {"all": ("messenger/admin-forms.css",)}
 
@@ -1030,6 +1059,16 @@ class WebhookForm(forms.ModelForm):
     class Meta:
         model = Webhook
         fields = ("inbox", "url", "events", "is_active")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A stored name that is no event (a row written by a shell or an older version) is shown
+        # ticked: dropping it unseen would leave no box ticked, which subscribes to every event.
+        # Saving it ticked names it in the model's error; unticking it is the admin's choice.
+        stored = self.instance.events if self.instance.pk and isinstance(self.instance.events, list) else []
+        extra = [(name, name) for name in stored if isinstance(name, str) and name not in WEBHOOK_EVENTS]
+        if extra:
+            self.fields["events"].choices = [*self.fields["events"].choices, *extra]
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]

@@ -16,6 +16,7 @@ GROUPS: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
         _("Configuration"),
         (
             "messenger.inbox",
+            "messenger.proactivetrigger",
             "messenger.branch",
             "messenger.region",
             "messenger.routingrule",

@@ -131,3 +131,12 @@ def _async_client(client: RedisCacheClient, loop: asyncio.AbstractEventLoop) -> 
         options = {name: value for name, value in client._pool_options.items() if name != "parser_class"}
         connection = _async_clients[loop] = Redis.from_url(client._servers[0], **options)
     return connection
+
+
+def async_redis_client() -> Any | None:
+    """An asynchronous redis-py client of the running event loop to the default cache's Redis (the
+    same server and options as ``async_redis_script``'s); None when the cache is not Redis."""
+    client = _cache_client()
+    if client is None:
+        return None
+    return _async_client(client, asyncio.get_running_loop())

@@ -8,6 +8,7 @@ between the snapshot and the live stream (clients drop duplicates by id).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -21,11 +22,12 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from messenger import events
-from messenger.actions import commands
+from messenger.actions import commands, visitors
 from messenger.actions.widget import visitor_connect
 from messenger.client_address import scope_client_address
 from messenger.db.outage import DATABASE_OUTAGE_ERRORS, database_unavailable
 from messenger.errors import MessengerError, Unavailable
+from messenger.events import LiveVisitor
 from messenger.protocol import (
     CLOSE_DISABLED,
     CLOSE_THROTTLED,
@@ -43,12 +45,18 @@ from messenger.protocol import (
     parse_rate,
 )
 from messenger.realtime import diagnostics, groups, liveness
+from messenger.realtime import visitors as live_visitors
 from messenger.realtime.broadcast import abroadcast_ephemeral, remember_server_loop
 from messenger.realtime.dispatch import serve
 from messenger.realtime.frame_budget import session_frame_budget
 from messenger.realtime.session import session_watch
 
 logger = logging.getLogger(__name__)
+
+# The operator socket's live visitors: at most one frame per this many seconds, and a frame
+# holds at most this many changed visitors (more: ``visitors.reset``, the list is read again).
+VISITORS_FRAME_SECONDS = 1.0
+VISITORS_FRAME_MAX = 500
 
 # Per-socket command lanes: a conversation's commands always share one (``lane_of``).
 LANES = 8
@@ -187,6 +195,8 @@ class BaseConsumer(AsyncWebsocketConsumer):
         # took per-process delivery from collapsing at ~100 messages/s to keeping up (bench/).
         if message["type"] == "fanout":
             await self.fanout(message)
+        elif message["type"] == live_visitors.BATCH_MESSAGE:
+            await self.visitors_batch(message)
         elif message["type"] == "websocket.receive":
             await self.websocket_receive(message)
         else:
@@ -213,6 +223,9 @@ class BaseConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=event["frame"])
         if "published" in event:
             diagnostics.record("fanout_delay", time.time() - event["published"])
+
+    async def visitors_batch(self, message: dict[str, Any]) -> None:
+        """Live visitors' changes from a server process (``messenger.realtime.visitors``): staff only."""
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         from messenger.realtime.broadcast import dumps
@@ -349,9 +362,10 @@ class VisitorConsumer(BaseConsumer):
             groups.visitor_group(result.contact_inbox.pk), groups.inbox_group(result.contact_inbox.inbox_id)
         )
         # Subscribed first, then the snapshot (hello) is read: nothing can fall in between.
-        hello = await database_sync_to_async(result.hello)()
+        hello, entry, plans = await database_sync_to_async(result.hello_and_live)()
         await self.send_frame(hello)
         await liveness.attach(self)
+        self.go_live(entry, plans)
 
     async def handle(self, command: Command) -> list[dict[str, Any]]:
         if command.type == "ping":
@@ -359,9 +373,65 @@ class VisitorConsumer(BaseConsumer):
         if command.type in ("typing.start", "typing.stop"):
             return await self.typing(command)
         frames = await commands.acheck_visitor_command(self.context, command)
-        if frames is not None:
-            return frames
-        return await database_sync_to_async(commands.check_visitor_command)(self.context, command)
+        if frames is None:
+            frames = await database_sync_to_async(commands.check_visitor_command)(self.context, command)
+        self.after_command(command)
+        return frames
+
+    # --- the live list and proactive triggers (messenger.actions.visitors) ----------------------
+
+    def go_live(self, entry: LiveVisitor, plans: list[visitors.TriggerPlan]) -> None:
+        """Into the live list; the inbox's triggers that may fire on this page are planned."""
+        self.trigger_tasks: set[asyncio.Future[None]] = set()
+        self.live_id = entry["id"]
+        live_visitors.tracker().attach(self.channel_name, entry, contact_inbox_id=self.context.contact_inbox.pk)
+        for plan in plans:
+            self.trigger_tasks.add(asyncio.ensure_future(self.fire_trigger_later(plan)))
+
+    async def fire_trigger_later(self, plan: visitors.TriggerPlan) -> None:
+        await asyncio.sleep(plan.delay_seconds)
+        frame = await database_sync_to_async(visitors.do_fire_trigger)(
+            contact_inbox=self.context.contact_inbox, trigger_id=plan.trigger_id
+        )
+        if frame is not None:
+            self.cancel_triggers()
+            await self.send_frame(frame)
+
+    def cancel_triggers(self) -> None:
+        current = asyncio.current_task()
+        for task in getattr(self, "trigger_tasks", ()):
+            if task is not current:
+                task.cancel()
+        self.trigger_tasks = set()
+
+    def after_command(self, command: Command) -> None:
+        if command.type == "widget.close":
+            self.cancel_triggers()
+        elif command.type == "message.send" and self.context.conversation is not None:
+            self.cancel_triggers()
+            self.set_chatting(self.context.conversation.status, self.context.conversation.pk)
+
+    def set_chatting(self, status: str, conversation_id: int) -> None:
+        from messenger.models.conversation import ACTIVE_STATUSES
+
+        chatting = status in ACTIVE_STATUSES
+        if hasattr(self, "live_id"):
+            live_visitors.tracker().update(
+                self.live_id, chatting=chatting, conversation_id=conversation_id if chatting else None
+            )
+
+    async def fanout(self, event: dict[str, Any]) -> None:
+        await super().fanout(event)
+        # A conversation's status on the visitor stream tells whether they chat (the live list).
+        if event["frame"].startswith(events.CONVERSATION_CHANGED_PREFIXES):
+            conversation = json.loads(event["frame"])["data"]["conversation"]
+            self.set_chatting(conversation["status"], conversation["id"])
+
+    async def disconnect(self, code: int) -> None:
+        self.cancel_triggers()
+        if hasattr(self, "live_id"):
+            live_visitors.tracker().detach(self.channel_name, self.live_id)
+        await super().disconnect(code)
 
     async def typing(self, command: Command) -> list[dict[str, Any]]:
         conversation_id, branch_id, preview_enabled, name = await database_sync_to_async(
@@ -452,7 +522,45 @@ class OperatorConsumer(BaseConsumer):
             heartbeat=settings.MESSENGER_HEARTBEAT_SECONDS,
         )
 
+    async def visitors_batch(self, message: dict[str, Any]) -> None:
+        """Merged with the changes not sent yet; at most one ``visitors.changed`` frame a second
+        (``visitors.reset`` when more than ``VISITORS_FRAME_MAX`` visitors changed meanwhile)."""
+        scope = self.context.scope
+        if not scope.sees_all and not scope.branch_id:
+            return  # the inboxes without a branch are the supervisors'
+        pending = self.__dict__.setdefault("visitor_changes", {})
+        for entry in message.get("upserts", ()):
+            pending[entry["id"]] = entry
+        for visitor_id in message.get("removed", ()):
+            pending[visitor_id] = None
+        if getattr(self, "visitors_flush", None) is None:
+            loop = asyncio.get_running_loop()
+            delay = max(
+                0.0, getattr(self, "visitors_sent_at", -VISITORS_FRAME_SECONDS) + VISITORS_FRAME_SECONDS - loop.time()
+            )
+            self.visitors_flush = asyncio.ensure_future(self.send_visitors(delay))
+
+    async def send_visitors(self, delay: float) -> None:
+        # The next frame waits a second from the moment this one was written, not from when it
+        # was due: a busy loop that wrote this one late does not send the next one early.
+        await asyncio.sleep(delay)
+        changes, self.visitor_changes = self.visitor_changes, {}
+        if len(changes) > VISITORS_FRAME_MAX:
+            await self.send_frame(events.visitors_reset_frame())
+        else:
+            upserts = [entry for entry in changes.values() if entry is not None]
+            removed = [visitor_id for visitor_id, entry in changes.items() if entry is None]
+            await self.send_frame(events.visitors_changed_frame(upserts=upserts, removed=removed))
+        self.visitors_sent_at = asyncio.get_running_loop().time()
+        # Changes that came while this frame was written wait for the next one.
+        self.visitors_flush = (
+            asyncio.ensure_future(self.send_visitors(VISITORS_FRAME_SECONDS)) if self.visitor_changes else None
+        )
+
     async def disconnect(self, code: int) -> None:
+        flush = getattr(self, "visitors_flush", None)
+        if flush is not None:
+            flush.cancel()
         session_watch().discard(self)
         await super().disconnect(code)
         if getattr(self, "context", None) is not None and self.counts_presence:

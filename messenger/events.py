@@ -476,6 +476,13 @@ def durable_frame(*, type: str, conversation_id: int, event_id: int, ts: datetim
     return {"type": type, "conversation_id": conversation_id, "id": event_id, "ts": iso(ts), "data": data}
 
 
+# How the text of a conversation's summary event begins (``durable_frame_text``): a socket that
+# only needs the conversation's status reads those frames alone.
+CONVERSATION_CHANGED_PREFIXES = tuple(
+    f'{{"type":{json.dumps(event_type.type)},' for event_type in (CONVERSATION_CREATED, CONVERSATION_UPDATED)
+)
+
+
 def durable_frame_text(*, type: str, conversation_id: int, event_id: int, ts: datetime, data_json: str) -> str:
     """``durable_frame`` as JSON, around a payload already serialised once for the event row."""
     return (
@@ -605,6 +612,11 @@ class TranscriptAck(TypedDict):
     email: str
 
 
+class InviteAck(TypedDict):
+    id: str
+    visitor_id: str
+
+
 class AckData(TypedDict, total=False):
     """What an ``ack`` carries: nothing, or the keys of the command it answers."""
 
@@ -616,6 +628,7 @@ class AckData(TypedDict, total=False):
     contact: ContactDetails
     status: str
     conversation: StaffConversation
+    invitation: InviteAck
 
 
 class AckFrame(TypedDict):
@@ -659,6 +672,52 @@ class SnapshotFrame(TypedDict):
     data: SnapshotData
 
 
+class LiveVisitor(TypedDict):
+    """One visitor on a page with the widget (the live list; docs/dashboard.md, "Visitors")."""
+
+    id: str
+    inbox: Ref
+    branch_id: int | None
+    url: str
+    title: str
+    referrer: str
+    started_at: str
+    page_started_at: str
+    pages_seen: int
+    country: str
+    region: str
+    returning: bool
+    chatting: bool
+    conversation_id: int | None
+
+
+class VisitorsChangedData(TypedDict):
+    upserts: list[LiveVisitor]
+    removed: list[str]
+
+
+class VisitorsChangedFrame(TypedDict):
+    type: str
+    data: VisitorsChangedData
+
+
+class VisitorsResetFrame(TypedDict):
+    type: str
+
+
+class InvitationData(TypedDict):
+    id: str
+    body: str
+    content: str
+    sender: Sender
+    automatic: bool
+
+
+class InvitationFrame(TypedDict):
+    type: str
+    data: InvitationData
+
+
 @dataclass(frozen=True)
 class FrameType:
     """An ephemeral frame type (never stored, never replayed): the TypedDicts of its frames (one
@@ -681,6 +740,9 @@ PONG = FrameType("pong", (PongFrame,))
 RESUME_DONE = FrameType("resume.done", (ResumeDoneFrame,))
 CONVERSATION_SNAPSHOT = FrameType("conversation.snapshot", (SnapshotFrame,))
 QUEUE = FrameType("queue", (QueueFrame,))
+VISITORS_CHANGED = FrameType("visitors.changed", (VisitorsChangedFrame,))
+VISITORS_RESET = FrameType("visitors.reset", (VisitorsResetFrame,))
+INVITATION = FrameType("invitation", (InvitationFrame,))
 FRAME_TYPES: tuple[FrameType, ...] = (
     HELLO,
     TYPING_STARTED,
@@ -695,6 +757,9 @@ FRAME_TYPES: tuple[FrameType, ...] = (
     RESUME_DONE,
     CONVERSATION_SNAPSHOT,
     QUEUE,
+    VISITORS_CHANGED,
+    VISITORS_RESET,
+    INVITATION,
 )
 
 
@@ -877,3 +942,28 @@ def snapshot_frame(
         "watch": watch,
     }
     return {"type": CONVERSATION_SNAPSHOT.type, "conversation_id": conversation.pk, "ref": ref, "data": snapshot}
+
+
+def visitors_changed_frame(*, upserts: list[LiveVisitor], removed: list[str]) -> VisitorsChangedFrame:
+    """Staff: the live visitors that arrived or changed, and those who left, since the last frame."""
+    return {"type": VISITORS_CHANGED.type, "data": {"upserts": upserts, "removed": removed}}
+
+
+def visitors_reset_frame() -> VisitorsResetFrame:
+    """Staff: too much changed at once for one frame: read the list again (``GET /api/operator/visitors/``)."""
+    return {"type": VISITORS_RESET.type}
+
+
+def invitation_frame(
+    *, invitation_id: str, body: str, content: str, sender_name: str, automatic: bool
+) -> InvitationFrame:
+    """Visitor: an operator (or a proactive trigger of the inbox) invites them to chat."""
+    sender: Sender = {"type": "bot", "name": ""} if automatic else {"type": "user", "name": sender_name}
+    return {
+        "type": INVITATION.type,
+        "data": {"id": invitation_id, "body": body, "content": content, "sender": sender, "automatic": automatic},
+    }
+
+
+def invite_ack(ref: Any, *, invitation_id: str, visitor_id: str) -> AckFrame:
+    return ack_frame(ref, {"invitation": {"id": invitation_id, "visitor_id": visitor_id}})

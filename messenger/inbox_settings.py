@@ -185,7 +185,7 @@ def pre_chat_problems(fields: Any) -> list[str]:
         name = field.get("name")
         shown = name if isinstance(name, str) and name else str(number)
         where = gettext("Pre-chat field %(name)s") % {"name": f'"{shown}"'}
-        if not isinstance(name, str) or not re.match(PRE_CHAT_NAME_PATTERN, name):
+        if not isinstance(name, str) or not re.fullmatch(PRE_CHAT_NAME_PATTERN, name):
             problems.append(
                 gettext(
                     "%(where)s: the name must be 1-40 lowercase Latin letters, digits or _, starting with a "
@@ -243,6 +243,11 @@ def validate_settings(value: Any) -> None:
 
 def effective_settings(stored: dict[str, Any] | None) -> dict[str, Any]:
     merged = deep_merge(DEFAULTS, stored or {})
+    stored_attachments = (stored or {}).get("attachments")
+    if not (isinstance(stored_attachments, dict) and "max_size" in stored_attachments):
+        # No size of its own: the server's limit (the admin's "Empty: that limit"), not the
+        # default's 10 MiB, which would cap a server configured for larger files.
+        merged["attachments"]["max_size"] = django_settings.MESSENGER_ATTACHMENT_MAX_SIZE
     if not merged["privacy"]["url"]:
         merged["privacy"]["url"] = django_settings.MESSENGER_PRIVACY_URL
     if not merged["privacy"]["text"]:

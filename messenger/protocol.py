@@ -39,6 +39,7 @@ VISITOR_COMMANDS = COMMON_COMMANDS | {
     "conversation.new",
     "contact.update",
     "conversation.transcript",
+    "widget.close",
 }
 OPERATOR_COMMANDS = COMMON_COMMANDS | {
     "conversation.open",
@@ -49,6 +50,7 @@ OPERATOR_COMMANDS = COMMON_COMMANDS | {
     "conversation.priority",
     "conversation.labels",
     "status.set",
+    "visitor.invite",
 }
 
 

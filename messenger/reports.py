@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import (
     Case,
     CharField,
@@ -54,6 +55,7 @@ from messenger.models import (
     PresencePeriod,
     Region,
 )
+from messenger.models.branch import is_time_zone
 
 PRESENCE = ("online", "away", "busy")
 MAX_DAYS = 366
@@ -130,10 +132,8 @@ def check_params(scope: StaffScope, values: dict[str, Any]) -> ReportParams:
     if (end - start).days + 1 > MAX_DAYS:
         raise InvalidInput(f"end: a range of at most {MAX_DAYS} days")
     tz = values.get("tz") or "UTC"
-    try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput("tz: unknown time zone") from None
+    if not is_time_zone(tz):
+        raise InvalidInput("tz: unknown time zone (an IANA name such as Europe/Berlin)")
     operator = values.get("operator")
     if not scope.sees_all:
         if operator is not None and operator != scope.user_id:
@@ -423,9 +423,11 @@ class Report:
         """The names of the table's groups: one query."""
         wanted = {pk for pk in ids if pk is not None}
         if key == "operator":
+            # The users, not their agent profiles: an assignee whose profile was deleted (no longer
+            # staff) still has a name, not the empty one of the row of unassigned conversations.
             return {
-                profile.user_id: profile.user.get_full_name() or profile.user.get_username()
-                for profile in AgentProfile.objects.filter(user_id__in=wanted).select_related("user")
+                user.pk: user.get_full_name() or user.get_username()
+                for user in get_user_model().objects.filter(pk__in=wanted)
             }
         model = Branch if key == "branch" else Region
         return dict(model.objects.filter(pk__in=wanted).values_list("pk", "name"))
@@ -436,7 +438,12 @@ class Report:
         the database. One query, run by the operators table only."""
         params = self.params
         now = timezone.now()
-        periods = PresencePeriod.objects.filter(started_at__lt=params.until).filter(
+        # Nothing after now: an open period counts up to now, so a range that starts later (a
+        # future day, or tomorrow in a zone ahead) has no time at all, not now − since < 0.
+        upto = min(params.until, now)
+        if upto <= params.since:
+            return {}
+        periods = PresencePeriod.objects.filter(started_at__lt=upto).filter(
             Q(ended_at__isnull=True) | Q(ended_at__gt=params.since)
         )
         if params.operator is not None:
@@ -444,7 +451,7 @@ class Report:
         if params.branch is not None:
             periods = periods.filter(user__agent__branch_id=params.branch)
         clipped = Seconds(
-            Least(Coalesce("ended_at", Value(now, output_field=DateTimeField())), Value(params.until)),
+            Least(Coalesce("ended_at", Value(now, output_field=DateTimeField())), Value(upto)),
             Greatest("started_at", Value(params.since)),
         )
         result: dict[int, dict[str, float]] = {}
@@ -556,11 +563,20 @@ def report(scope: StaffScope, params: ReportParams) -> Report:
     return Report(scope, params)
 
 
-def filter_choices(scope: StaffScope) -> dict[str, Any]:
-    """What the reports page offers in its filters, in the caller's reach, and its default zone
-    (the caller's branch's, else UTC). An operator's only operator is themself."""
+DEFAULT_DAYS = 30
+
+
+def filter_choices(scope: StaffScope, *, at: datetime | None = None) -> dict[str, Any]:
+    """What the reports page offers in its filters, in the caller's reach, its default zone (the
+    caller's branch's, else UTC) and its default range: the last 30 days up to today **in that
+    zone** (at 01:00 in Moscow it is already tomorrow in UTC terms of the day; a range ending on
+    the UTC day would leave out the conversations of the last hours). An operator's only operator
+    is themself."""
     profile = AgentProfile.objects.filter(user_id=scope.user_id).select_related("branch").first()
     tz = profile.branch.timezone if profile and profile.branch_id else "UTC"
+    if not is_time_zone(tz):
+        tz = "UTC"  # a branch stored before time zones were checked
+    today = (at or timezone.now()).astimezone(zoneinfo.ZoneInfo(tz)).date()
     staff = AgentProfile.objects.select_related("user").order_by("user__first_name", "user__username")
     branches = Branch.objects.order_by("name")
     if not scope.sees_all:
@@ -572,6 +588,8 @@ def filter_choices(scope: StaffScope) -> dict[str, Any]:
 
     return {
         "tz": tz,
+        "start": (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat(),
+        "end": today.isoformat(),
         "branches": options(branches.values_list("pk", "name")),
         "regions": options(Region.objects.order_by("name").values_list("pk", "name")),
         "inboxes": options(visible_inboxes(scope).order_by("name").values_list("pk", "name")),

@@ -22,6 +22,7 @@ urlpatterns: list = [
     path("api/operator/canned/", operator.CannedResponseListView.as_view(), name="operator-canned"),
     path("api/operator/operators/", operator.OperatorListView.as_view(), name="operator-operators"),
     path("api/operator/branches/", operator.BranchListView.as_view(), name="operator-branches"),
+    path("api/operator/visitors/", operator.VisitorListView.as_view(), name="operator-visitors"),
     path("api/operator/labels/", operator.LabelListView.as_view(), name="operator-labels"),
     path("api/operator/fairness/", operator.FairnessView.as_view(), name="operator-fairness"),
     path("api/operator/reports/now/", operator_reports.SessionReportNowView.as_view(), name="operator-reports-now"),

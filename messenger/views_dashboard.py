@@ -76,6 +76,8 @@ def reports_page(request: HttpRequest) -> HttpResponse:
         "user": {"id": request.user.pk, "name": events.user_name(request.user), "sees_all": scope.sees_all},
         "language": "ru" if language == "ru" else "en",
         "tz": choices.pop("tz"),
+        "start": choices.pop("start"),
+        "end": choices.pop("end"),
         "choices": choices,
         # The "now" panel listens on the operator socket (with ?presence=0: not presence).
         "socket_path": "/ws/operator/",

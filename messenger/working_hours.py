@@ -39,7 +39,7 @@ END_OF_DAY = 24 * 60
 
 def minute_of_day(value: str) -> int:
     """'09:30' → 570, '24:00' → 1440; ValueError for anything else."""
-    if not isinstance(value, str) or not _TIME.match(value):
+    if not isinstance(value, str) or not _TIME.fullmatch(value):
         raise ValueError(f"not a time: {value!r}")
     hours, minutes = value.split(":")
     return int(hours) * 60 + int(minutes)
@@ -67,7 +67,7 @@ def day_problems(day: str, intervals: Any) -> list[str]:
             )
             continue
         opens, closes = interval
-        bad = [value for value in (opens, closes) if not _TIME.match(value)]
+        bad = [value for value in (opens, closes) if not _TIME.fullmatch(value)]
         for value in bad:
             problems.append(
                 gettext("%(day)s: %(value)s is not a time from 00:00 to 24:00 (HH:MM).")

@@ -5,12 +5,14 @@ keyboard alone (docs/widget.md and docs/dashboard.md, "Accessibility")."""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
-from messenger.models import AgentRole, Label
+from messenger.models import AgentRole, ContactInbox, Label
 from tests import live
 from tests.factories import make_branch, make_inbox, make_user
 from tests.live import screenshot
@@ -162,6 +164,18 @@ def tab_to(page: Any, predicate: Any, *, backwards: bool = False, limit: int = 3
     raise AssertionError(f"not reached with {'Shift+' if backwards else ''}Tab; focus went through {seen}")
 
 
+def resize(page: Any, width: int, height: int) -> None:
+    """Resize, then wait until the page's script sees the new width (the dashboard switches the
+    side panel to a drawer below 1 100 px) and has drawn a frame."""
+    page.set_viewport_size({"width": width, "height": height})
+    narrow = width <= 1100
+    deadline = time.monotonic() + 5
+    while page.evaluate("matchMedia('(max-width: 1100px)').matches") != narrow:
+        assert time.monotonic() < deadline, "the page did not see the new width"
+        page.wait_for_timeout(50)
+    page.evaluate("new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
 def has_class(name: str) -> Any:
     return lambda f: name in f["cls"].split()
 
@@ -275,6 +289,36 @@ def test_the_widget_from_the_keyboard_alone(chromium, server):  # noqa: ANN001
         operator.close()
 
 
+def test_an_invitation_opens_the_widget_without_taking_the_focus(chromium, server):  # noqa: ANN001
+    branch = make_branch()
+    inbox = make_inbox(branch)
+    operator = Operator(server, make_user(branch=branch, first_name="Olga"))
+    page = demo_page(chromium, server, inbox.widget_token)
+    try:
+        wait_ready(page)
+        visitor_id = ContactInbox.objects.get(inbox=inbox).source_id
+        page.locator("#host-button").focus()
+        # The live visitors list learns of the page within a second or two: invite until it does.
+        deadline = time.monotonic() + 10
+        while True:
+            invite = {"type": "visitor.invite", "ref": "invite", "visitor_id": visitor_id, "body": "Need a hand?"}
+            operator.socket.send(json.dumps(invite))
+            frame = None
+            while frame is None or frame.get("ref") != "invite":
+                frame = json.loads(operator.socket.recv(timeout=8))
+            if frame["type"] == "ack":
+                break
+            assert time.monotonic() < deadline, frame
+            time.sleep(0.3)
+        widget(page).locator(".msg.invitation").wait_for()
+        widget(page).locator(".panel:not([hidden])").wait_for()
+        # Shown and announced (the log is a live region), but the visitor's focus stays put.
+        assert focused(page)["id"] == "host-button"
+    finally:
+        page.context.close()
+        operator.close()
+
+
 def test_the_pre_chat_form_from_the_keyboard(chromium, server):  # noqa: ANN001
     inbox = make_inbox(make_branch(), settings={"features": {"pre_chat_form": True}})
     page = demo_page(chromium, server, inbox.widget_token)
@@ -373,11 +417,11 @@ def test_axe_on_the_dashboard(chromium, server):  # noqa: ANN001
         olga.locator("#help[open]").wait_for()
         audit.check(olga, "the dashboard's keyboard help")
         olga.keyboard.press("Escape")
-        olga.set_viewport_size({"width": 768, "height": 1024})
+        resize(olga, 768, 1024)
         olga.locator("#toggle-side").click()
         olga.locator("#side").wait_for()
         audit.check(olga, "the dashboard on a tablet with the details drawer open")
-        olga.set_viewport_size({"width": 1400, "height": 900})
+        resize(olga, 1400, 900)
         sonia.select_option("#filter-status", "closed")
         sonia.locator("#conversations li.empty").wait_for()
         audit.check(sonia, "the dashboard with an empty list")
@@ -467,7 +511,7 @@ def test_the_dashboard_from_the_keyboard_alone(chromium, server):  # noqa: ANN00
 
         # A tablet: the details drawer opens on its close button and Escape closes it back to its
         # toggle.
-        olga.set_viewport_size({"width": 768, "height": 1024})
+        resize(olga, 768, 1024)
         olga.locator("#toggle-side").focus()
         olga.keyboard.press("Enter")
         olga.locator("#side").wait_for()
@@ -476,7 +520,7 @@ def test_the_dashboard_from_the_keyboard_alone(chromium, server):  # noqa: ANN00
         olga.keyboard.press("Escape")
         olga.locator("#side").wait_for(state="hidden")
         assert focused(olga)["id"] == "toggle-side"
-        olga.set_viewport_size({"width": 1400, "height": 900})
+        resize(olga, 1400, 900)
 
         # The shortcuts' help: ? opens it, Escape closes it.
         listbox.focus()

@@ -54,6 +54,7 @@ MESSENGER_MODELS = [
     m.Label,
     m.ApiToken,
     m.OutgoingEmail,
+    m.ProactiveTrigger,
 ]
 
 
@@ -108,7 +109,9 @@ def one_of_each() -> dict[type[Model], Model]:
         dedupe_key="admin-test",
         conversation=conversation,
     )
+    trigger = m.ProactiveTrigger.objects.create(inbox=inbox, name="Pricing", message="Can we help?")
     return {
+        m.ProactiveTrigger: trigger,
         m.Branch: branch,
         m.Region: region,
         m.RoutingRule: rule,

@@ -294,6 +294,30 @@ def test_side_panel_is_a_drawer_on_a_tablet(chromium, live_server_factory):  # n
     assert wide.errors == [], wide.errors
     wide.context.close()
 
+    # 1 280 px: every filter and every control of the panel is whole inside its column (a grid
+    # column sized by its content used to push them past its edge).
+    laptop = log_in(chromium, server, "olga", width=1280, height=800)
+    row(laptop, conversation_id).click()
+    laptop.locator("#transfer-branch option", has_text="South").wait_for(state="attached")
+    for column, controls in (
+        (".filters", ("#search", "#filter-status", "#filter-priority", "#filter-inbox")),
+        ("#side", ("#assign-me", "#assign-to", "#transfer-branch", "#transfer-operator", "#set-priority")),
+    ):
+        edge = laptop.locator(column).bounding_box()
+        for control in controls:
+            if not laptop.locator(control).count():
+                continue
+            laptop.locator(control).scroll_into_view_if_needed()
+            box = laptop.locator(control).bounding_box()
+            # Inside the column and clear of its right edge (the side column has a 1 rem padding).
+            assert box["x"] >= edge["x"] and box["x"] + box["width"] <= edge["x"] + edge["width"] - 4, (
+                control,
+                box,
+                edge,
+            )
+    shoot(laptop, "dashboard-1280")
+    laptop.context.close()
+
     # 768 px: list and conversation; the panel is one click away and fully inside the screen.
     tablet = log_in(chromium, server, "olga", width=768, height=1024)
     row(tablet, conversation_id).click()

@@ -198,6 +198,7 @@ ALLOWED = {"ack", "error", "conversation.snapshot", "resume.done", "message.crea
 ALLOWED |= {"conversation.updated", "conversation.read", "conversation.created", "typing.started"}
 ALLOWED |= {"typing.stopped", "presence", "unread", "rating.requested", "supervisor.alert"}
 ALLOWED |= {"assignment.assigned", "assignment.reassigned", "assignment.unassigned", "assignment.transferred"}
+ALLOWED |= {"visitors.changed", "visitors.reset", "invitation"}
 
 
 def _world() -> dict[str, Any]:
@@ -307,6 +308,8 @@ def well_formed(command: str, ids: dict[str, Any]) -> dict[str, Any]:
         "conversation.priority": {**conversation, "priority": 2},
         "conversation.labels": {**conversation, "labels": ["vip"]},
         "status.set": {"status": "online"},
+        "widget.close": {},
+        "visitor.invite": {"visitor_id": "fuzz-visitor", "body": "fuzz"},
     }
     return {"type": command, **frames[command]}
 

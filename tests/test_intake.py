@@ -362,23 +362,28 @@ def test_the_migration_resolves_older_active_conversations_and_clears_repeated_c
     executor = MigrationExecutor(connection)
     latest = executor.loader.graph.leaf_nodes("messenger")
     executor.migrate([("messenger", "0002_message_client_id_first")])
+    # The tables as they were then: the models of that state (later migrations add columns).
+    then = executor.loader.project_state(("messenger", "0002_message_client_id_first")).apps
+    old_conversation, old_message = (then.get_model("messenger", name) for name in ("Conversation", "Message"))
     try:
         # What the races left before the constraints: three active conversations of one visitor
         # (and one of another), and one client_id stored in two of them.
         now = timezone.now()
         rows = [
-            Conversation.objects.create(
-                inbox=inbox, contact=contact_inbox.contact, contact_inbox=contact_inbox, status=status
+            old_conversation.objects.create(
+                inbox_id=inbox.pk, contact_id=contact_inbox.contact_id, contact_inbox_id=contact_inbox.pk, status=status
             )
             for status in ("snoozed", "open", "resolved", "pending")
         ]
-        alone = Conversation.objects.create(inbox=inbox, contact=other.contact, contact_inbox=other, status="open")
+        alone = old_conversation.objects.create(
+            inbox_id=inbox.pk, contact_id=other.contact_id, contact_inbox_id=other.pk, status="open"
+        )
         copies = [
-            Message.objects.create(
-                conversation=conversation,
+            old_message.objects.create(
+                conversation_id=conversation.pk,
                 direction="in",
                 sender_type="contact",
-                sender_contact=contact_inbox.contact,
+                sender_contact_id=contact_inbox.contact_id,
                 body="hello",
                 client_id="same",
                 created_at=now,

@@ -119,3 +119,50 @@ def test_socket_on_the_redis_layer_stays_open_past_redis_py_default_timeout(live
             await peer.recv_until(lambda f: f["type"] == "message.created")
 
     run_async(scenario())
+
+
+def test_live_visitors_are_shared_by_every_process(live_server_factory):
+    """A visitor on process A: staff on process B list them, get the frame, and invite them."""
+    inbox, boot, cookie = _setup()
+    server_a = live_server_factory()
+    server_b = live_server_factory()
+
+    def listed() -> dict:
+        import urllib.request
+
+        request = urllib.request.Request(  # noqa: S310 — the test's own server
+            f"http://127.0.0.1:{server_b.port}/api/operator/visitors/", headers={"Cookie": f"sessionid={cookie}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return json.loads(response.read())
+
+    async def scenario():
+        operator_url = f"ws://127.0.0.1:{server_b.port}/ws/operator/"
+        visitor_url = (
+            f"ws://127.0.0.1:{server_a.port}/ws/widget/?widget_token={inbox.widget_token}&token={boot['session_token']}"
+        )
+        async with websockets.connect(
+            operator_url,
+            origin=f"http://127.0.0.1:{server_b.port}",
+            additional_headers={"Cookie": f"sessionid={cookie}"},
+        ) as os_:
+            operator = Peer(os_)
+            await operator.recv_until(lambda f: f["type"] == "hello")
+            async with websockets.connect(visitor_url, origin="http://localhost") as vs:
+                visitor = Peer(vs)
+                await visitor.recv_until(lambda f: f["type"] == "hello")
+                changed = await operator.recv_until(lambda f: f["type"] == "visitors.changed")
+                assert [entry["id"] for entry in changed["data"]["upserts"]] == [boot["visitor_id"]]
+                assert [entry["id"] for entry in (await asyncio.to_thread(listed))["results"]] == [boot["visitor_id"]]
+                await operator.send(
+                    {"type": "visitor.invite", "ref": "i1", "visitor_id": boot["visitor_id"], "body": "Hello from B"}
+                )
+                ack = await operator.recv_until(lambda f: f.get("ref") == "i1")
+                assert ack["type"] == "ack", ack
+                invitation = await visitor.recv_until(lambda f: f["type"] == "invitation")
+                assert invitation["data"]["body"] == "Hello from B"
+            left = await operator.recv_until(lambda f: f["type"] == "visitors.changed")
+            assert left["data"]["removed"] == [boot["visitor_id"]]
+            assert (await asyncio.to_thread(listed))["count"] == 0
+
+    run_async(scenario())

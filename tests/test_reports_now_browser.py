@@ -126,7 +126,9 @@ def test_now_panel_updates_live(chromium, live_server_factory):  # noqa: ANN001
     sonia.wait_for_timeout(2500)
     starts = sorted(request.timing["startTime"] for request in sonia.reads)
     gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
-    assert starts and all(gap >= 990 for gap in gaps), gaps
+    # The page spaces its reads by 1 s; the network's start times lag it by a scheduling delay under
+    # load (951 ms was seen), so the gaps are checked loosely and the count strictly.
+    assert starts and all(gap >= 800 for gap in gaps), gaps
     assert len(starts) <= (time.monotonic() - started) + 1
 
     # Olga goes away: the panel follows.

@@ -26,7 +26,7 @@ from messenger.access import (
     access_conversation_for_staff,
     access_conversation_for_visitor,
 )
-from messenger.actions import assignment, conversations, intake, mail, messages, presence
+from messenger.actions import assignment, conversations, intake, mail, messages, presence, visitors
 from messenger.actions.base import Actor
 from messenger.errors import Forbidden, InvalidInput
 from messenger.models import Contact, ContactInbox, Conversation
@@ -117,6 +117,9 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
 
         contact = do_update_contact_from_visitor(contact_inbox=ci, fields=command.fields, actor=context.actor)
         return [events.contact_ack(command.ref, contact)]
+    if kind == "widget.close":
+        visitors.do_close_widget(contact_inbox=ci)
+        return [events.ack_frame(command.ref)] if command.ref is not None else []
     raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
 
 
@@ -269,6 +272,12 @@ def check_operator_command(context: OperatorContext, command: Command) -> list[d
     if kind == "status.set":
         profile = presence.do_set_status(user=context.user, status=command.str_field("status"), actor=actor)
         return [events.status_ack(command.ref, profile.status)]
+    if kind == "visitor.invite":
+        visitor_id = command.fields.get("visitor_id")
+        invitation_id = visitors.check_invite(
+            scope=context.scope, user=context.user, visitor_id=visitor_id, body=command.fields.get("body")
+        )
+        return [events.invite_ack(command.ref, invitation_id=invitation_id, visitor_id=visitor_id)]
     return [events.conversation_ack(command.ref, check_conversation_change(context, command))]
 
 

@@ -64,9 +64,17 @@ def active_conversation(contact_inbox_id: int) -> Conversation | None:
 
 
 def do_start_conversation(
-    *, contact_inbox: ContactInbox, actor: Actor, page: dict[str, Any] | None = None, ip: str | None = None
+    *,
+    contact_inbox: ContactInbox,
+    actor: Actor,
+    page: dict[str, Any] | None = None,
+    ip: str | None = None,
+    invited_by: Any = None,
+    invitation: str | None = None,
 ) -> tuple[Conversation, bool]:
     """Create a conversation, route it (region → branch) and offer it to an operator: (it, True).
+    ``invited_by``: the operator whose invitation (``invitation``, its text) the visitor answers,
+    assigned at once instead.
 
     Trusts its caller: a visitor's transport reaches it through ``intake.visitor_conversation``,
     once the visitor was found to have no active conversation. When another start for the same visitor (a second tab) committed first, the
@@ -90,7 +98,11 @@ def do_start_conversation(
             region=decision.region,
             status=ConversationStatus.OPEN,
             last_activity_at=now,
-            additional_attributes={"page": page or {}, "ip": ip or ""},
+            additional_attributes={
+                "page": page or {},
+                "ip": ip or "",
+                **({"invitation": invitation} if invitation is not None else {}),
+            },
             routing_log=[decision.log],
         )
         conversation.branch = decision.branch
@@ -116,7 +128,16 @@ def do_start_conversation(
             payload={"routing": decision.log},
         )
         record_conversation_change(conversation, ["created"], created=True)
-        assignment.do_auto_assign(conversation=conversation, actor=Actor.system("routing"), now=now)
+        if invited_by is not None:
+            assignment.do_assign(
+                conversation=conversation,
+                assignee=invited_by,
+                actor=Actor.system("invitation"),
+                reason={"reason": "the visitor answered this operator's invitation"},
+                now=now,
+            )
+        else:
+            assignment.do_auto_assign(conversation=conversation, actor=Actor.system("routing"), now=now)
     return conversation, True
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from messenger import formatting
 from messenger.access import access_conversation_for_visitor
-from messenger.actions import attachments, automation, contacts, conversations, mail, messages
+from messenger.actions import attachments, automation, contacts, conversations, mail, messages, visitors
 from messenger.actions.base import Actor
 from messenger.errors import Conflict, Forbidden
 from messenger.models import Attachment, ContactInbox, Conversation, Message
@@ -63,9 +63,19 @@ def visitor_conversation(
             limits.check_send(contact_inbox_id=contact_inbox.pk)
         contacts.check_pre_chat_complete(contact_inbox=contact_inbox)
         limits.check_new_conversation()
+    # An operator invited the visitor: the conversation their answer starts is that operator's.
+    invitation = visitors.pending_invitation(contact_inbox.pk)
+    invited_by = visitors.invited_operator(invitation) if invitation is not None else None
     conversation, started = conversations.do_start_conversation(
-        contact_inbox=contact_inbox, actor=actor, page=page, ip=actor.ip
+        contact_inbox=contact_inbox,
+        actor=actor,
+        page=page,
+        ip=actor.ip,
+        invited_by=invited_by,
+        invitation=invitation.body if invitation is not None else None,
     )
+    if started and invitation is not None:
+        visitors.forget_invitation(contact_inbox.pk)
     if limits is not None:
         if started:
             limits.count_new_conversation()

@@ -25,6 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from messenger import events, throttle
+from messenger.actions import visitors
 from messenger.actions.base import Actor, audit
 from messenger.actions.messages import latest_conversation, mark_delivered
 from messenger.actions.webhooks import contact_event_statements
@@ -341,6 +342,7 @@ def do_bootstrap(
             .first()
         )
     attributes = {**page_info, **_browser(page_info.get("user_agent", "")), "ip": ip or ""}
+    new_session = contact_inbox is None
     with transaction.atomic():
         if contact_inbox is None:
             contact = Contact.objects.create(additional_attributes=attributes, last_activity_at=now)
@@ -354,6 +356,7 @@ def do_bootstrap(
             contact.last_activity_at = now
             contact.save(update_fields=["additional_attributes", "last_activity_at"])
     contact_inbox.inbox = inbox
+    visitors.record_page_view(contact_inbox=contact_inbox, new_session=new_session, page=page_info, ip=ip, now=now)
     conversation = latest_conversation(contact_inbox)
     if conversation is not None:
         newest_out = (
@@ -399,6 +402,12 @@ class VisitorConnect:
             heartbeat=settings.MESSENGER_HEARTBEAT_SECONDS,
             availability=availability(self.contact_inbox.inbox),
         )
+
+    def hello_and_live(self) -> tuple[dict[str, Any], events.LiveVisitor, list[visitors.TriggerPlan]]:
+        """``hello``, the visitor's line in the live list and the triggers to plan: one hop."""
+        assert self.contact_inbox is not None
+        entry, plans = visitors.on_socket_connect(self.contact_inbox)
+        return self.hello(), entry, plans
 
 
 def visitor_connect(*, widget_token: str, token: str, origin: str | None, ip: str | None) -> VisitorConnect:

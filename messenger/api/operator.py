@@ -13,8 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from messenger import selectors
+from messenger import events, selectors
 from messenger.access import StaffScope, access_conversation_for_staff, staff_scope
+from messenger.actions import visitors
 from messenger.api.schema import errors, shape_serializer
 from messenger.models import ConversationStatus
 
@@ -224,3 +225,32 @@ class FairnessView(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response(selectors.fairness())
+
+
+class VisitorList(TypedDict):
+    """The visitors on pages with the widget now; ``results`` the ``limit`` who arrived last."""
+
+    count: int
+    results: list[events.LiveVisitor]
+
+
+class VisitorListInput(serializers.Serializer):
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=200)
+
+
+class VisitorListView(StaffView):
+    @extend_schema(
+        operation_id="operator_visitor_list",
+        tags=TAGS,
+        summary="Live visitors",
+        description=STAFF + " The visitors on pages with the widget now (a supervisor: every inbox; an operator: their"
+        " branch's inboxes), newest visit first; live changes come as `visitors.changed` frames on the"
+        " operator socket (docs/protocol.md).",
+        parameters=[VisitorListInput],
+        responses={200: shape_serializer(VisitorList), **errors(400, 403, 503)},
+    )
+    def get(self, request: Request) -> Response:
+        data = VisitorListInput(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        count, results = visitors.live_list(self.scope(request), limit=data.validated_data["limit"])
+        return Response({"count": count, "results": results})

@@ -13,6 +13,7 @@ from messenger.models.email import EmailKind, EmailStatus, OutgoingEmail
 from messenger.models.inbox import Inbox
 from messenger.models.message import Attachment, Message, MessageDirection, SenderType
 from messenger.models.misc import CannedResponse, Label
+from messenger.models.proactive import ProactiveTrigger, TriggerKind
 from messenger.models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "Label",
     "Message",
     "MessageDirection",
+    "ProactiveTrigger",
+    "TriggerKind",
     "OutgoingEmail",
     "Region",
     "RoutingRule",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import zoneinfo
 from typing import Any
 
@@ -10,11 +11,22 @@ from django.utils.translation import gettext_lazy as _
 from messenger.working_hours import schedule_problems
 
 
+@functools.cache
+def _iana_zones() -> frozenset[str]:
+    # ``localtime`` is the host's own zone, a link some systems keep among the others.
+    return frozenset(zoneinfo.available_timezones() - {"localtime"})
+
+
+def is_time_zone(value: Any) -> bool:
+    """An IANA time zone name (``Europe/Berlin``, ``UTC``, ``Etc/GMT+5``). Not the other files
+    ``zoneinfo`` would open: ``localtime`` (whatever zone the host has), ``posixrules``, the
+    ``posix/…`` copies and the ``right/…`` clocks with leap seconds, which browsers refuse."""
+    return isinstance(value, str) and value in _iana_zones()
+
+
 def validate_timezone(value: str) -> None:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
-        raise ValidationError(_("Unknown time zone: %(tz)s"), params={"tz": value}) from error
+    if not is_time_zone(value):
+        raise ValidationError(_("Unknown time zone: %(tz)s"), params={"tz": value})
 
 
 class Branch(models.Model):

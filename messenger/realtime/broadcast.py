@@ -174,6 +174,20 @@ async def abroadcast_ephemeral(groups: Iterable[str], frame: dict[str, Any]) -> 
     _enqueue(list(groups), dumps(frame))
 
 
+async def apublish_messages(items: list[tuple[str, dict[str, Any]]]) -> None:
+    """Consumer messages that are not frames (``visitors.batch``: the consumer merges them into
+    its own frames), each to one group; from the event loop. A failed send is logged and dropped:
+    their receivers read the state again on reconnect."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group, message in items:
+        try:
+            await layer.group_send(group, message)
+        except Exception:  # noqa: BLE001 — the layer may be down
+            logger.warning("channel layer send to %s failed", group, exc_info=True)
+
+
 def channel_layer_round_trip() -> tuple[bool, str]:
     """Send a message to a fresh channel and read it back: (worked, backend name)."""
     layer = get_channel_layer()

@@ -190,6 +190,7 @@
   }
 
   function handleFrame(frame) {
+    if (window.MessengerVisitors) window.MessengerVisitors.onFrame(frame); // visitors.js: hello, live, visitors.*
     if (frame.ref && socket.pending.has(frame.ref) && ["ack", "error", "conversation.snapshot"].includes(frame.type)) {
       const waiter = socket.pending.get(frame.ref);
       socket.pending.delete(frame.ref);
@@ -1320,5 +1321,7 @@
   $("toggle-side").setAttribute("aria-expanded", String(sideVisible()));
   for (const button of document.querySelectorAll("#tabs [data-tab]")) button.setAttribute("aria-selected", String(button.dataset.tab === state.tab));
   loadPickers();
+  // The hook visitors.js uses (docs/dashboard.md, "Visitors"): socket commands, opening a conversation.
+  window.MessengerDashboard = { command, openConversation, language: config.language };
   connect();
 })();

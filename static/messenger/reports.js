@@ -17,7 +17,9 @@
       weekdays: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
       s: "s", min: "min", h: "h",
       loading: "Loading…", failed: "The report could not be loaded: ", noData: "No data.", noRows: "No rows.",
-      row: " row", rows: " rows", days: " days", ratingsCount: " ratings",
+      row: " row", rows: " rows",
+      // Counted nouns by the language's plural rules (Intl.PluralRules): one, few, many, other.
+      days: { one: " day", other: " days" }, ratingsCount: { one: " rating", other: " ratings" },
       newestRatings: (shown, total) => "The newest " + shown + " of " + total + " ratings (CSV: all)",
       newC: "New", resolved: "Resolved", reopened: "Reopened", missed: "Missed", day: "Day",
       figures: {
@@ -39,7 +41,7 @@
       firstResponse: "First response", perOperator: "Conversations per operator", perBranch: "Conversations per branch",
       heatmap: "New conversations by weekday and local hour", busiest: "Busiest: ", noNew: "No new conversations.",
       newLower: " new", resolvedLower: " resolved", queueWait: "queue wait ",
-      csatTitle: (count, average) => "CSAT: " + count + " ratings, average " + average,
+      csatTitle: (count, average) => "CSAT: " + count + (count === 1 ? " rating" : " ratings") + ", average " + average,
       ratedAt: "Rated at", conversation: "Conversation", scale: "Scale", score: "Score", comment: "Comment",
       now: {
         connecting: "Connecting…", online: "Live", offline: "Offline — reconnecting…",
@@ -56,7 +58,8 @@
       weekdays: ["Пн", "Вт", "Ср", "Чт", "Пт", "Сб", "Вс"],
       s: "с", min: "мин", h: "ч",
       loading: "Загрузка…", failed: "Не удалось загрузить отчёт: ", noData: "Нет данных.", noRows: "Нет строк.",
-      row: " стр.", rows: " стр.", days: " дн.", ratingsCount: " оценок",
+      row: " стр.", rows: " стр.", days: { other: " дн." },
+      ratingsCount: { one: " оценка", few: " оценки", many: " оценок", other: " оценки" },
       newestRatings: (shown, total) => "Последние " + shown + " из " + total + " оценок (в CSV все)",
       newC: "Новые", resolved: "Решено", reopened: "Открыто снова", missed: "Пропущено", day: "День",
       figures: {
@@ -78,7 +81,7 @@
       firstResponse: "Первый ответ", perOperator: "Диалоги по операторам", perBranch: "Диалоги по филиалам",
       heatmap: "Новые диалоги по дням недели и местным часам", busiest: "Пик: ", noNew: "Новых диалогов нет.",
       newLower: " новых", resolvedLower: " решено", queueWait: "ожидание ",
-      csatTitle: (count, average) => "CSAT: оценок " + count + ", среднее " + average,
+      csatTitle: (count, average) => "CSAT: оценок: " + count + ", среднее " + average,
       ratedAt: "Оценено", conversation: "Диалог", scale: "Шкала", score: "Балл", comment: "Комментарий",
       now: {
         connecting: "Подключение…", online: "На связи", offline: "Нет связи — переподключаемся…",
@@ -117,19 +120,35 @@
     const s = Math.round(seconds);
     if (s < 60) return s + " " + T.s;
     if (s < 3600) return Math.floor(s / 60) + " " + T.min + " " + (s % 60) + " " + T.s;
-    return Math.floor(s / 3600) + " " + T.h + " " + Math.round((s % 3600) / 60) + " " + T.min;
+    // Whole minutes first, then hours: 7170 s is 2 h 0 min, not 1 h 60 min.
+    const minutes = Math.round(s / 60);
+    return Math.floor(minutes / 60) + " " + T.h + " " + (minutes % 60) + " " + T.min;
+  }
+
+  const PLURALS = new Intl.PluralRules(LANGUAGE);
+
+  /** "1 day", "2 days"; "1 оценка", "3 оценки", "5 оценок". */
+  function counted(n, forms) {
+    return n + (forms[PLURALS.select(n)] || forms.other);
   }
 
   function number(value, digits) {
     if (value === null || value === undefined) return "—";
-    return digits === undefined ? String(value) : Number(value).toFixed(digits);
+    if (digits === undefined) return String(value);
+    // The language's decimal sign: 4.50 in English, 4,50 in Russian.
+    return Number(value).toLocaleString(LANGUAGE, { minimumFractionDigits: digits, maximumFractionDigits: digits, useGrouping: false });
+  }
+
+  /** A moment as the report zone's local time; a zone this browser does not know: UTC, said so. */
+  function localTime(iso, zone) {
+    try {
+      return new Date(iso).toLocaleString(LANGUAGE, { timeZone: zone });
+    } catch {
+      return new Date(iso).toLocaleString(LANGUAGE, { timeZone: "UTC" }) + " UTC";
+    }
   }
 
   // --- filters and URLs ------------------------------------------------------------------------
-
-  function isoDay(date) {
-    return date.toISOString().slice(0, 10);
-  }
 
   function fillSelect(id, options) {
     const select = $(id);
@@ -138,10 +157,9 @@
   }
 
   function initFilters() {
-    const today = new Date();
-    const monthAgo = new Date(today.getTime() - 29 * 86400000);
-    $("f-start").value = isoDay(monthAgo);
-    $("f-end").value = isoDay(today);
+    // The last 30 days up to today in the default zone, as the server counts them (not the UTC day).
+    $("f-start").value = config.start;
+    $("f-end").value = config.end;
     $("f-tz").value = config.tz;
     fillSelect("f-branch", config.choices.branches);
     fillSelect("f-region", config.choices.regions);
@@ -154,7 +172,11 @@
     const given = new URLSearchParams(window.location.search);
     for (const name of FILTERS) {
       const input = $("f-" + name);
-      if (input && given.has(name)) input.value = given.get(name);
+      if (!input || !given.has(name)) continue;
+      const fallback = input.value;
+      input.value = given.get(name);
+      // A day the date field refuses (?start=garbage) keeps the default instead of emptying it.
+      if (!input.value) input.value = fallback;
     }
   }
 
@@ -308,7 +330,7 @@
   /** The ratings table shows the newest (the API's limit); the summary counts them all. */
   function ratingsCaption(shown, figures) {
     const total = figures.csat.count + figures.nps.count;
-    return shown < total ? T.newestRatings(shown, total) : total + T.ratingsCount;
+    return shown < total ? T.newestRatings(shown, total) : counted(total, T.ratingsCount);
   }
 
   /** Stars 1–5: how many ratings each. */
@@ -585,6 +607,10 @@
   // --- the page --------------------------------------------------------------------------------
 
   let generation = 0;
+  const REPORT_PARTS = [
+    "figures", "chart-conversations", "chart-first-response", "table-series", "chart-operators", "table-operators",
+    "chart-branches", "table-branches", "table-regions", "chart-heatmap", "chart-csat", "table-ratings",
+  ];
 
   async function load() {
     const current = ++generation;
@@ -606,6 +632,8 @@
       error.textContent = T.failed + failure.message;
       error.hidden = false;
       $("report-status").textContent = "";
+      // The address already names the refused query: no figures of the previous one under it.
+      for (const id of REPORT_PARTS) $(id).replaceChildren();
       return;
     }
     if (current !== generation) return;
@@ -626,7 +654,7 @@
       ["resolved", T.resolved, number],
       ["missed", T.missed, number],
       ["first_response_median", T.firstResponseMedian, duration],
-    ], series, series.length + T.days);
+    ], series, counted(series.length, T.days));
     barChart($("chart-operators"), T.perOperator, data.operators.results, T.unassigned);
     groupTable("table-operators", T.operator, data.operators.results, T.unassigned);
     barChart($("chart-branches"), T.perBranch, data.branches.results, T.noBranch);
@@ -635,7 +663,7 @@
     heatMap($("chart-heatmap"), data.heatmap.results);
     csatChart($("chart-csat"), data.summary.figures.csat);
     renderTable("table-ratings", [
-      ["rated_at", T.ratedAt, (v) => new Date(v).toLocaleString(LANGUAGE, { timeZone: range.tz })],
+      ["rated_at", T.ratedAt, (v) => localTime(v, range.tz)],
       ["conversation_id", T.conversation, number],
       ["scale", T.scale, text],
       ["score", T.score, number],

@@ -32,8 +32,8 @@
       start: "Start chat", tooLarge: "{f}: too large (at most {s})", badType: "{f}: this file type is not allowed",
       tooMany: "At most 15 files per message", uploadFailed: "{f}: upload failed", failed: "Not sent",
       privacy: "Privacy policy", npsLow: "Not likely", npsHigh: "Very likely", drop: "Drop files here", remove: "Remove",
-      stars: "{n} of 5", newMessage: "New message", sent: "Sent", delivered: "Delivered", read: "Read", sending: "Sending",
-      you: "You", menu: "Menu", transcript: "E-mail me this conversation", transcriptSent: "The conversation is on its way to {e}.",
+      stars: "{n} of 5", sent: "Sent", delivered: "Delivered", read: "Read", sending: "Sending",
+      menu: "Menu", transcript: "E-mail me this conversation", transcriptSent: "The conversation is on its way to {e}.",
       uploading: "Uploading {f}", unread: "{n} unread",
     },
     ru: {
@@ -52,8 +52,8 @@
       tooLarge: "{f}: слишком большой файл (не больше {s})", badType: "{f}: такой тип файла не разрешён",
       tooMany: "Не больше 15 файлов в сообщении", uploadFailed: "{f}: не удалось загрузить", failed: "Не отправлено",
       privacy: "Политика конфиденциальности", npsLow: "Маловероятно", npsHigh: "Очень вероятно",
-      drop: "Перетащите файлы сюда", remove: "Убрать", stars: "{n} из 5", newMessage: "Новое сообщение",
-      sent: "Отправлено", delivered: "Доставлено", read: "Прочитано", sending: "Отправка", you: "Вы",
+      drop: "Перетащите файлы сюда", remove: "Убрать", stars: "{n} из 5",
+      sent: "Отправлено", delivered: "Доставлено", read: "Прочитано", sending: "Отправка",
       menu: "Меню", transcript: "Отправить диалог на e-mail", transcriptSent: "Диалог отправлен на {e}.",
       uploading: "Загрузка {f}", unread: "непрочитанных: {n}",
     },
@@ -193,7 +193,6 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
     const style = D.createElement("style");
     style.textContent = CSS;
     root = h("div", { class: "root" + (w.position === "left" ? " left" : ""), "data-conn": "connecting", lang: s.language });
-    // Readable companions of the colour: readable_colors on the server.
     for (const [name, value] of [["--c", w.color], ["--on", w.on_color], ["--ct", w.text_color]]) if (value) root.style.setProperty(name, value);
     shadow.append(style, root);
     const titleId = "pm-title";
@@ -316,8 +315,7 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
     offerContactForm();
   }
 
-  // The offline form: only while nobody can answer, never beside the pre-chat form (which takes
-  // the contact first), and only while the server knows no way to reply (no e-mail, no phone).
+  // Only while nobody can answer and the server has no e-mail or phone; never beside the pre-chat form.
   function offerContactForm() {
     const off = boot.settings.offline || {};
     const form = ui.extra.querySelector("form.contact");
@@ -529,10 +527,8 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
     });
   }
 
-  // ALTCHA's proof of work: the number n whose SHA-256(salt + n) is the challenge. Each digest is
-  // awaited, so the page stays responsive while it searches (under a second on a laptop). Pages
-  // served over plain HTTP have no crypto.subtle: there the digest is computed below, yielding to
-  // the page every thousand tries.
+  // ALTCHA: find n with SHA-256(salt + n) = challenge. Awaiting each digest keeps the page
+  // responsive; plain HTTP has no crypto.subtle, so sha256() below yields every thousand tries.
   async function solveAltcha(c) {
     const want = c.challenge.match(/../g).map((x) => parseInt(x, 16)), enc = new TextEncoder();
     const subtle = window.crypto && crypto.subtle;
@@ -545,8 +541,7 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
     throw new Error("unsolved");
   }
 
-  // SHA-256 (FIPS 180-4) of a short byte array. The constants are the first 32 bits of the
-  // fractional parts of the square roots (H) and cube roots (K) of the first primes.
+  // SHA-256 (FIPS 180-4); H, K: fractions of the first primes' square and cube roots.
   let H0, K;
   const ror = (x, n) => (x >>> n) | (x << (32 - n));
   function sha256(bytes) {
@@ -694,8 +689,7 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
       if (observer) observer.observe(el);
     }
     if (!existing) scrollDown();
-    // Once per message: when it arrives live, or when the visitor's own pending one is stored,
-    // whichever of its ack and its event comes first.
+    // Once per message: live, or the visitor's own when stored (its ack or its event, the first).
     if (!stored && (live || pending)) emit("message", { message: m });
     return !existing;
   }
@@ -807,8 +801,7 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
       return;
     }
     if (frame.code === "pre_chat_required") {
-      // The server wants the pre-chat form first (e.g. a new conversation after a resolved one):
-      // the message waits in the outbox until the form is sent.
+      // The server wants the pre-chat form first: the message waits in the outbox until it is sent.
       item.sentOn = -1;
       showPreChat();
       return;
@@ -1043,6 +1036,7 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
       return;
     }
     if (f.type === "live") return onLive(f.data || {});
+    if (f.type === "invitation") return onInvitation(f.data || {});
     if (f.type === "error" && f.code === "captcha_required" && f.challenge) return showCaptcha(f.challenge);
     if (typeof f.id === "number" && f.conversation_id) return onDurable(f);
   }
@@ -1134,6 +1128,29 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
     if (c.rating_requested && !live && c.id === currentId && !ui.extra.querySelector(".rating")) showRating(c.id, boot.settings.rating.scale);
   }
 
+  // --- invitations (docs/widget.md, "Invitations") -----------------------------------------------
+  const invitationsShown = new Set();
+  function onInvitation(d) {
+    if (!d.id || invitationsShown.has(d.id)) return;
+    invitationsShown.add(d.id);
+    const text = h("div", { class: "text" });
+    text.innerHTML = d.content || ""; // rendered and sanitised by the server
+    for (const a of text.querySelectorAll("a")) { a.target = "_blank"; a.rel = "noopener noreferrer nofollow"; }
+    const who = d.automatic ? (boot.settings.widget || {}).title || t.title : (d.sender && d.sender.name) || t.operator;
+    ui.log.append(h("div", { class: "msg out invitation", "data-invitation": d.id }, [
+      h("div", { class: "who", text: who }),
+      h("div", { class: "bubble" }, [text]),
+    ]));
+    scrollDown();
+    emit("invitation", { invitation: d });
+    api.open(false); // unasked: the focus stays with the visitor
+  }
+
+  // The visitor closed the widget: the server sends them no more automatic invitations.
+  function tellClosed() {
+    send({ type: "widget.close" });
+  }
+
   // --- bootstrap --------------------------------------------------------------------------------
   function bootstrap() {
     const nav = navigator.language || "";
@@ -1205,15 +1222,17 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
   let ready = false, opener = null;
   const queued = [];
   const api = {
-    open() {
-      if (!ready) return void queued.push(["open", []]);
+    open(takeFocus = true) {
+      if (!ready) return void queued.push(["open", [takeFocus]]);
       if (opened) return;
       opened = true;
       ui.panel.hidden = false;
       ui.launcher.setAttribute("aria-expanded", "true");
       scrollDown();
-      if (D.activeElement !== host) opener = D.activeElement;
-      (ui.composer.hidden ? ui.extra.querySelector("input, select") || ui.close : ui.input).focus();
+      if (takeFocus) {
+        if (D.activeElement !== host) opener = D.activeElement;
+        (ui.composer.hidden ? ui.extra.querySelector("input, select") || ui.close : ui.input).focus();
+      }
       updateBadge();
       markRead();
       emit("open");
@@ -1222,11 +1241,12 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
       if (!ready) return void queued.push(["close", []]);
       if (!opened) return;
       opened = false;
-      // Only a focus inside moves back (a close() from the page steals nothing).
+      // Only a focus inside moves back.
       const back = D.activeElement === host && (launcherVisible ? ui.launcher : opener);
       ui.panel.hidden = true;
       ui.launcher.setAttribute("aria-expanded", "false");
       stopTyping();
+      tellClosed();
       if (back && back.isConnected) back.focus();
       emit("close");
     },

@@ -22,6 +22,9 @@ from messenger.api.schema import errors
 from messenger.api.v1.views import TAGS, V1View
 
 MAX_ID = 2**63 - 1
+# A text cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(…), +cmd|…):
+# the CSV export writes it after an apostrophe, so a visitor's comment or a name stays text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 REPORT_ERRORS = errors(400, 401, 403, 404, 429, 503)
 
 
@@ -207,8 +210,19 @@ class ReportView(V1View):
     serializer_class: ClassVar[type[serializers.Serializer]]
 
 
+def csv_cell(value: Any) -> Any:
+    """A value as the CSV export writes it: empty for null, text that a spreadsheet would run as a
+    formula behind an apostrophe (CSV injection); numbers as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 class ReportCsvView(ReportView):
-    """The same rows as text/csv, one column per field, a header line first."""
+    """The same rows as text/csv, one column per field, a header line first; a text cell that a
+    spreadsheet would read as a formula starts with an apostrophe (``csv_cell``)."""
 
     def get(self, request: Request) -> HttpResponse:  # type: ignore[override]
         report = self.load(request)
@@ -217,7 +231,7 @@ class ReportCsvView(ReportView):
         writer = csv.writer(buffer)
         writer.writerow(self.columns)
         for row in rows:
-            writer.writerow(["" if row[column] is None else row[column] for column in self.columns])
+            writer.writerow([csv_cell(row[column]) for column in self.columns])
         response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = (
             f'attachment; filename="{self.filename}-{report.params.start}-{report.params.end}.csv"'

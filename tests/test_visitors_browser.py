@@ -1,0 +1,120 @@
+"""Live visitors and invitations end to end in Chromium: an operator's dashboard lists the visitor
+of a demo page, invites them, the real widget opens with the invitation, the visitor answers and
+the conversation lands with that operator. Screenshots of the visitors screen at 1 440 and 768 px."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from messenger.models import AgentStatus, Conversation
+from tests import live
+from tests.factories import make_branch, make_inbox, make_user
+from tests.live import screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+TIMEOUT = 10_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
+    with live.orm_beside_playwright():
+        yield
+
+
+def log_in(browser: Any, server: Any, username: str, width: int) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.errors = errors
+    page.goto(server.url + "/accounts/login/?next=/dashboard/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", "pw-" + username)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/dashboard/")
+    page.wait_for_selector("#connection[data-state=online]")
+    return page
+
+
+def demo_page(browser: Any, server: Any, token: str, path: str = "") -> Any:
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"{server.other_origin_url}/demo/?token={token}{path}")
+    page.wait_for_function(
+        "() => window.ProfiMessenger && !window.ProfiMessenger._stub && window.ProfiMessenger.connection === 'online'"
+    )
+    return page
+
+
+def test_an_operator_invites_a_visitor_who_answers(chromium, live_server_factory):  # noqa: ANN001
+    branch = make_branch("North")
+    inbox = make_inbox(branch, name="Shop")
+    # Olga is away: automatic assignment would never give her the conversation.
+    olga = make_user("olga", branch=branch, status=AgentStatus.AWAY, first_name="Olga")
+    make_user("ivan", branch=branch)
+    server = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": ""})
+    try:
+        dashboard = log_in(chromium, server, "olga", 1440)
+        dashboard.click("#open-visitors")
+        dashboard.wait_for_selector("#visitors:not([hidden])")
+        dashboard.locator("#visitors-empty").wait_for()
+
+        visitor = demo_page(chromium, server, inbox.widget_token)
+        row = dashboard.locator("#visitors tbody tr[data-id]").first
+        row.wait_for()
+        assert "/demo/" in row.inner_text()
+        assert dashboard.locator("#visitors-count").inner_text() == "1"
+        assert "New" in row.inner_text()
+        time.sleep(1.2)  # time on site counts up
+        screenshot(dashboard, "visitors-list-1440")
+
+        row.locator("button.invite").click()
+        dashboard.fill("#visitors .invite-text", "Hello! Need a hand with your order?")
+        dashboard.click("#visitors .send-invite")
+        dashboard.locator("#visitors .badge.invited").wait_for()
+
+        widget = visitor.locator("profi-messenger")
+        invitation = widget.locator(".msg.invitation")
+        invitation.wait_for()
+        assert invitation.locator(".who").inner_text() == "Olga"
+        assert invitation.locator(".bubble").inner_text() == "Hello! Need a hand with your order?"
+        widget.locator(".panel:not([hidden])").wait_for()
+        assert visitor.evaluate("() => window.ProfiMessenger.isOpen()")
+        screenshot(visitor, "widget-invitation")
+
+        box = widget.locator("textarea.input")
+        box.fill("Yes, where is my parcel?")
+        box.press("Enter")
+        widget.locator(".msg.in .tick[data-state=delivered], .msg.in .tick[data-state=sent]").first.wait_for()
+        deadline = time.monotonic() + 10
+        while not Conversation.objects.filter(inbox=inbox).exists():
+            assert time.monotonic() < deadline, "no conversation"
+            time.sleep(0.1)
+        conversation = Conversation.objects.get(inbox=inbox)
+        assert conversation.assignee_id == olga.pk
+        assert conversation.additional_attributes["invitation"] == "Hello! Need a hand with your order?"
+        # The list says the visitor chats; the conversation is Olga's.
+        dashboard.locator("#visitors tr.is-chatting").wait_for()
+        dashboard.locator("#visitors tr.is-chatting button.link").click()
+        dashboard.wait_for_selector("#visitors", state="hidden")
+        dashboard.locator("#messages .message", has_text="Yes, where is my parcel?").wait_for()
+        assert dashboard.errors == []
+
+        narrow = log_in(chromium, server, "olga", 768)
+        narrow.click("#open-visitors")
+        narrow.locator("#visitors tbody tr[data-id]").first.wait_for()
+        screenshot(narrow, "visitors-list-768")
+        assert narrow.errors == []
+
+        # The visitor leaves: gone from the list within a few seconds.
+        visitor.context.close()
+        dashboard.click("#open-visitors")
+        dashboard.locator("#visitors-empty:not([hidden])").wait_for(timeout=8_000)
+    finally:
+        server.stop(kill=True)
