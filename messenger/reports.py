@@ -310,9 +310,9 @@ class Report:
         return events.order_by()
 
     def _event_rows(self, **group: Any) -> dict[Any, dict[str, int]]:
-        """Per group (one name → expression; none: the key None): what the audit rows of the range count. The rows are
-        counted by verb and the payload's keys in the database, the few combinations summed here
-        by the rules of docs/analytics.md. One query."""
+        """Per group (one name → expression; none: the key None): what the audit rows of the range
+        count. The rows are counted by verb and the payload's keys in the database, the few
+        combinations summed here by the rules of docs/analytics.md. One query."""
         rows = (
             self._events()
             .values(
