@@ -297,24 +297,25 @@ class Report:
             return rows.aggregate(**aggregates)
         return rows.values(**group).annotate(**aggregates)
 
-    def _events(self) -> QuerySet[ActivityEvent]:
-        """The audit rows of the range, of the conversations in reach and in the filters (every
-        conversation: no join; a purged conversation's rows, which lost it, do not count)."""
+    def _events(self, verbs: tuple[str, ...] = VERBS) -> QuerySet[ActivityEvent]:
+        """The audit rows of ``verbs`` in the range, of the conversations in reach and in the
+        filters (every conversation: no join; a purged conversation's rows, which lost it, do not
+        count)."""
         p = self.params
         events = ActivityEvent.objects.filter(
-            verb__in=VERBS, created_at__gte=p.since, created_at__lt=p.until, conversation__isnull=False
+            verb__in=verbs, created_at__gte=p.since, created_at__lt=p.until, conversation__isnull=False
         )
         filtered = any(getattr(p, name) is not None for name in ("branch", "region", "inbox", "operator", "label"))
         if filtered or not self.scope.sees_all:
             events = events.filter(conversation__in=self.conversations.values("pk"))
         return events.order_by()
 
-    def _event_rows(self, **group: Any) -> dict[Any, dict[str, int]]:
+    def _event_rows(self, verbs: tuple[str, ...] = VERBS, **group: Any) -> dict[Any, dict[str, int]]:
         """Per group (one name → expression; none: the key None): what the audit rows of the range
         count. The rows are counted by verb and the payload's keys in the database, the few
         combinations summed here by the rules of docs/analytics.md. One query."""
         rows = (
-            self._events()
+            self._events(verbs)
             .values(
                 "verb",
                 **group,
@@ -402,7 +403,8 @@ class Report:
         """Per ``operator``, ``branch`` or ``region``: the figures flattened, one row per group."""
         column = GROUPS[key]
         conversations = {row["group"]: row for row in self._conversation_rows(TABLE, group=F(column))}
-        events = self._event_rows(group=F(f"conversation__{column}"))
+        # A table shows resolutions, reopenings and ratings: not escalations nor transfers.
+        events = self._event_rows((STATUS, RATED), group=F(f"conversation__{column}"))
         groups = set(conversations) | set(events)
         presence: dict[int, dict[str, float]] = {}
         if key == "operator":
@@ -507,7 +509,7 @@ class Report:
                 bucket = days[row["day"]]
                 bucket["new"], bucket["missed"] = row["new"], row["missed"]
                 bucket["first_response_median"] = _stats(row, "first_response")["median"]
-        for day, figures in self._event_rows(day=TruncDate("created_at", tzinfo=zone)).items():
+        for day, figures in self._event_rows((STATUS,), day=TruncDate("created_at", tzinfo=zone)).items():
             if day in days:
                 days[day]["resolved"] = figures["resolved"]
         return list(days.values())

@@ -478,6 +478,8 @@ def test_a_report_is_planned_for_its_own_range_and_leaves_the_session_as_it_was(
     """PostgreSQL: the report's statements run with ``plan_cache_mode = force_custom_plan``, set for
     its own transaction only; the connection's next statements (the send path's) keep the default.
     (No test transaction around it here: the report's transaction is the outermost, as in a view.)"""
+    if connection.vendor != "postgresql":
+        pytest.skip("plan_cache_mode is PostgreSQL's")
     api = api_for(world["supervisor"])
     with CaptureQueriesContext(connection) as queries:
         assert api.get("reports/operators", BERLIN_DAY).status_code == 200
