@@ -16,13 +16,16 @@ interpolation (``messenger.db.aggregates``), so both databases give the same fig
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.db.models import (
     Case,
     CharField,
@@ -206,6 +209,24 @@ def _in_reach(scope: StaffScope, params: ReportParams) -> QuerySet[Conversation]
     return queryset
 
 
+def _planned_for_its_range(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A report's statements planned for their own parameters. psycopg prepares a statement run
+    five times, and PostgreSQL then plans it once for any parameters (a generic plan): for a
+    report's range and filters that plan was up to 1.5× slower (docs/benchmarks.md, "Reports").
+    ``SET LOCAL`` keeps the choice to this transaction: the send path keeps its generic plans."""
+
+    @functools.wraps(method)
+    def planned(self: Report, *args: Any, **kwargs: Any) -> Any:
+        if connection.vendor != "postgresql":
+            return method(self, *args, **kwargs)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            return method(self, *args, **kwargs)
+
+    return planned
+
+
 class Report:
     """The figures of one range and set of filters; each method runs its own grouped queries."""
 
@@ -276,24 +297,25 @@ class Report:
             return rows.aggregate(**aggregates)
         return rows.values(**group).annotate(**aggregates)
 
-    def _events(self) -> QuerySet[ActivityEvent]:
-        """The audit rows of the range, of the conversations in reach and in the filters (every
-        conversation: no join; a purged conversation's rows, which lost it, do not count)."""
+    def _events(self, verbs: tuple[str, ...] = VERBS) -> QuerySet[ActivityEvent]:
+        """The audit rows of ``verbs`` in the range, of the conversations in reach and in the
+        filters (every conversation: no join; a purged conversation's rows, which lost it, do not
+        count)."""
         p = self.params
         events = ActivityEvent.objects.filter(
-            verb__in=VERBS, created_at__gte=p.since, created_at__lt=p.until, conversation__isnull=False
+            verb__in=verbs, created_at__gte=p.since, created_at__lt=p.until, conversation__isnull=False
         )
         filtered = any(getattr(p, name) is not None for name in ("branch", "region", "inbox", "operator", "label"))
         if filtered or not self.scope.sees_all:
             events = events.filter(conversation__in=self.conversations.values("pk"))
         return events.order_by()
 
-    def _event_rows(self, **group: Any) -> dict[Any, dict[str, int]]:
-        """Per group (one name → expression; none: the key None): what the audit rows of the range count. The rows are
-        counted by verb and the payload's keys in the database, the few combinations summed here
-        by the rules of docs/analytics.md. One query."""
+    def _event_rows(self, verbs: tuple[str, ...] = VERBS, **group: Any) -> dict[Any, dict[str, int]]:
+        """Per group (one name → expression; none: the key None): what the audit rows of the range
+        count. The rows are counted by verb and the payload's keys in the database, the few
+        combinations summed here by the rules of docs/analytics.md. One query."""
         rows = (
-            self._events()
+            self._events(verbs)
             .values(
                 "verb",
                 **group,
@@ -371,15 +393,18 @@ class Report:
             },
         }
 
+    @_planned_for_its_range
     def figures(self) -> dict[str, Any]:
         """The summary (docs/analytics.md, "Figures"): two queries."""
         return self._figures(self._conversation_rows(), self._event_rows().get(None))
 
+    @_planned_for_its_range
     def table(self, key: str) -> list[dict[str, Any]]:
         """Per ``operator``, ``branch`` or ``region``: the figures flattened, one row per group."""
         column = GROUPS[key]
         conversations = {row["group"]: row for row in self._conversation_rows(TABLE, group=F(column))}
-        events = self._event_rows(group=F(f"conversation__{column}"))
+        # A table shows resolutions, reopenings and ratings: not escalations nor transfers.
+        events = self._event_rows((STATUS, RATED), group=F(f"conversation__{column}"))
         groups = set(conversations) | set(events)
         presence: dict[int, dict[str, float]] = {}
         if key == "operator":
@@ -462,6 +487,7 @@ class Report:
                 )
         return result
 
+    @_planned_for_its_range
     def series(self) -> list[dict[str, Any]]:
         """Per local day of the range: new, missed and the first response median by the day of
         creation, resolved by the day of the resolution. Two queries."""
@@ -483,11 +509,12 @@ class Report:
                 bucket = days[row["day"]]
                 bucket["new"], bucket["missed"] = row["new"], row["missed"]
                 bucket["first_response_median"] = _stats(row, "first_response")["median"]
-        for day, figures in self._event_rows(day=TruncDate("created_at", tzinfo=zone)).items():
+        for day, figures in self._event_rows((STATUS,), day=TruncDate("created_at", tzinfo=zone)).items():
             if day in days:
                 days[day]["resolved"] = figures["resolved"]
         return list(days.values())
 
+    @_planned_for_its_range
     def heatmap(self) -> list[dict[str, Any]]:
         """Weekday (0 = Monday) × local hour of creation: new conversations and mean queue wait.
         One query."""
@@ -514,6 +541,7 @@ class Report:
             for hour in range(24)
         ]
 
+    @_planned_for_its_range
     def ratings(self) -> list[dict[str, Any]]:
         """The ratings given in the range, newest first (the newest ``limit``). The comment is the
         conversation's, shown with its current rating only (a visitor rating again replaces it).

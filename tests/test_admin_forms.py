@@ -514,7 +514,7 @@ def test_index_is_grouped_by_what_people_do(client):
     groups = {str(app["name"]): [entry["object_name"] for entry in app["models"]] for app in page.context["app_list"]}
     assert list(groups)[:4] == ["Configuration", "Staff and access", "Conversations and contacts", "Logs"]
     assert groups["Configuration"] == [
-        "Inbox", "Branch", "Region", "RoutingRule", "CannedResponse", "Label", "Webhook",
+        "Inbox", "ProactiveTrigger", "Branch", "Region", "RoutingRule", "CannedResponse", "Label", "Webhook",
     ]  # fmt: skip
     assert groups["Staff and access"] == ["User", "Group", "AgentProfile", "ApiToken"]
     assert groups["Conversations and contacts"] == ["Conversation", "Message", "Attachment", "Contact", "ContactInbox"]

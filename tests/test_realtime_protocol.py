@@ -490,6 +490,7 @@ async def test_hop_log_records_each_socket_commands_database_hop_and_the_deliver
     assert len(values["check_visitor_command"]) == 1, lines
     queue, wall, cpu = values["check_visitor_command"][0]
     assert 0 <= queue < 10 and 0 < wall < 10 and 0 <= cpu < 10
-    assert {"visitor_connect", "hello", "loop_lag", "publish_delay", "fanout_delay"} <= set(values), set(values)
+    hops = {"visitor_connect", "hello_and_live", "loop_lag", "publish_delay", "fanout_delay"}
+    assert hops <= set(values), set(values)
     for name in ("loop_lag", "publish_delay", "fanout_delay"):
         assert all(-0.01 < row[0] < 10 for row in values[name]), (name, values[name])

@@ -384,8 +384,14 @@ def test_no_token_is_401(world):
 # The token with its user and profile, one query (its ``last_used_at`` is written at most once a
 # while: a first request warms it), then the report's grouped queries: the conversations' and the
 # audit rows' figures (summary, series; the heat map and the ratings need one of them), the tables
-# also their groups' names, the operators table the presence periods too.
+# also their groups' names, the operators table the presence periods too. On PostgreSQL the report
+# runs in a transaction of its own that sets ``plan_cache_mode`` (``reports._planned_for_its_range``):
+# inside a test's transaction a savepoint, the SET and the savepoint's release, three more.
 QUERIES = {"summary": 3, "operators": 5, "branches": 4, "regions": 4, "series": 3, "heatmap": 2, "ratings": 2}
+
+
+def planning() -> int:
+    return 3 if connection.vendor == "postgresql" else 0
 
 
 def test_query_counts_are_pinned_whatever_the_rows(world):
@@ -402,7 +408,7 @@ def test_query_counts_are_pinned_whatever_the_rows(world):
         return result
 
     before = counts()
-    assert before == {key: QUERIES[key.split("/")[0]] for key in before}, before
+    assert before == {key: QUERIES[key.split("/")[0]] + planning() for key in before}, before
     inbox = world["inbox_a"]
     for minute in range(20):
         conversation = make_conversation(inbox, at=utc(2026, 3, 29, 15, minute), assignee=world["op2"])
@@ -432,7 +438,7 @@ def test_query_counts_with_filters_and_for_an_operator(world):
         api.get("reports/summary", BERLIN_DAY)
         with CaptureQueriesContext(connection) as queries:
             assert api.get("reports/summary", {**BERLIN_DAY, **params}).status_code == 200
-        assert len(queries) == expected, [query["sql"][:80] for query in queries]
+        assert len(queries) == expected + planning(), [query["sql"][:80] for query in queries]
 
 
 def test_the_ratings_list_is_the_newest_limit_and_the_csv_has_them_all(world):
@@ -464,3 +470,23 @@ def test_a_purged_conversations_audit_rows_do_not_count(world):
     for params in ({}, {"branch": world["branch_a"].pk}):
         figures = summary(api, **params)
         assert (figures["conversations"]["resolved"], figures["transfers"]) == (4 - ("branch" in params), 1), params
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_report_is_planned_for_its_own_range_and_leaves_the_session_as_it_was(world):
+    """PostgreSQL: the report's statements run with ``plan_cache_mode = force_custom_plan``, set for
+    its own transaction only; the connection's next statements (the send path's) keep the default.
+    (No test transaction around it here: the report's transaction is the outermost, as in a view.)"""
+    if connection.vendor != "postgresql":
+        pytest.skip("plan_cache_mode is PostgreSQL's")
+    api = api_for(world["supervisor"])
+    with CaptureQueriesContext(connection) as queries:
+        assert api.get("reports/operators", BERLIN_DAY).status_code == 200
+    statements = [query["sql"] for query in queries]
+    setting = statements.index("SET LOCAL plan_cache_mode = force_custom_plan")
+    assert not connection.in_atomic_block
+    assert any("messenger_conversation" in sql for sql in statements[setting:])
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == "auto"
