@@ -162,10 +162,43 @@ def _browser(user_agent: str) -> dict[str, str]:
     return {"browser": browser, "os": system}
 
 
+# WCAG 2 AA: normal text needs a contrast ratio of 4.5:1 with its background.
+READABLE_CONTRAST = 4.5
+WHITE, NEAR_BLACK, BLACK = "#ffffff", "#111827", "#000000"
+
+
+def _luminance(color: str) -> float:
+    """WCAG 2's relative luminance of ``#rrggbb``."""
+    channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast_ratio(first: str, second: str) -> float:
+    """WCAG 2's contrast ratio of two ``#rrggbb`` colours, from 1 to 21."""
+    lighter, darker = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def readable_colors(color: str) -> dict[str, str]:
+    """The widget's companions of the inbox's brand colour (``#rrggbb``, used as given for
+    backgrounds), so that any colour an administrator picks keeps its text readable (4.5:1):
+    ``on_color`` for text drawn on it (white where it reads, else the widget's near-black, else
+    black: one of white and black always does) and ``text_color``, the colour itself darkened
+    until it reads on white (links, outlined buttons)."""
+    on_color = next((c for c in (WHITE, NEAR_BLACK) if contrast_ratio(color, c) >= READABLE_CONTRAST), BLACK)
+    channels = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    text_color = color.lower()
+    while contrast_ratio(text_color, WHITE) < READABLE_CONTRAST:
+        channels = [int(c * 0.9) for c in channels]
+        text_color = "#" + "".join(f"{c:02x}" for c in channels)
+    return {"on_color": on_color, "text_color": text_color}
+
+
 def widget_settings_payload(inbox: Inbox, *, language: str = "") -> WidgetSettings:
     effective = inbox.effective_settings
     return {
-        "widget": effective["widget"],
+        "widget": {**effective["widget"], **readable_colors(effective["widget"]["color"])},
         "offline": {
             "enabled": effective["offline"]["enabled"],
             "message": effective["offline"]["message"],

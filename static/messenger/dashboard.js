@@ -602,6 +602,7 @@
       "li",
       {
         role: "option",
+        id: `row-${row.id}`,
         class: ["conversation", state.open && state.open.id === row.id ? "is-open" : "", state.selected === row.id ? "is-selected" : "", row.unread_for_agent ? "is-unread" : ""].join(" "),
         dataset: { id: row.id, status: row.status, priority: row.priority, unread: row.unread_for_agent || 0 },
         "aria-selected": state.selected === row.id ? "true" : "false",
@@ -632,8 +633,23 @@
     const list = $("conversations");
     const rows = sortedRows();
     list.replaceChildren();
-    if (!rows.length) list.append(el("li", { class: "empty" }, T.noConversations));
+    // The listbox holds options only: its empty state is one, disabled.
+    if (!rows.length) list.append(el("li", { class: "empty", role: "option", "aria-disabled": "true", "aria-selected": "false" }, T.noConversations));
     for (const row of rows) list.append(rowNode(row));
+    showSelection();
+  }
+
+  /* The selected row, marked in place. The focus stays on the list: screen readers follow the
+   * selection through aria-activedescendant. */
+  function showSelection() {
+    const list = $("conversations");
+    for (const node of list.querySelectorAll("li[data-id]")) {
+      const selected = Number(node.dataset.id) === state.selected;
+      node.classList.toggle("is-selected", selected);
+      node.setAttribute("aria-selected", String(selected));
+    }
+    if (state.selected && state.rows.has(state.selected)) list.setAttribute("aria-activedescendant", `row-${state.selected}`);
+    else list.removeAttribute("aria-activedescendant");
   }
 
   /* Typing frames arrive several times a second: only that row's preview line changes. */
@@ -1167,6 +1183,25 @@
 
   function wire() {
     for (const button of document.querySelectorAll("#tabs [data-tab]")) button.addEventListener("click", () => selectTab(button.dataset.tab));
+    // The tabs: ← and → move between them and select (the ARIA tabs pattern).
+    $("tabs").addEventListener("keydown", (event) => {
+      const tabs = [...document.querySelectorAll("#tabs [data-tab]")];
+      const index = tabs.indexOf(event.target);
+      const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+      if (index < 0 || !step) return;
+      event.preventDefault();
+      const next = tabs[(index + step + tabs.length) % tabs.length];
+      next.focus();
+      selectTab(next.dataset.tab);
+    });
+    // Arriving on the list selects a row (the open one, else the first), marked in place: a
+    // re-render here would take the row a click is landing on.
+    $("conversations").addEventListener("focus", () => {
+      if (state.selected && state.rows.has(state.selected)) return;
+      const first = sortedRows()[0];
+      state.selected = state.open && state.rows.has(state.open.id) ? state.open.id : first ? first.id : null;
+      showSelection();
+    });
     let searchTimer = null;
     $("search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(() => loadList(), 300); });
     for (const id of ["filter-status", "filter-priority", "filter-branch", "filter-inbox", "filter-label"]) $(id).addEventListener("change", () => loadList());
@@ -1187,7 +1222,7 @@
         return;
       }
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submitComposer(); }
-      if (event.key === "Escape") body.blur();
+      if (event.key === "Escape") { event.preventDefault(); $("conversations").focus(); }
     });
     $("file").addEventListener("change", (event) => { uploadFiles([...event.target.files]); event.target.value = ""; });
     $("my-status").addEventListener("change", (event) => command("status.set", { status: event.target.value }).catch(() => {}));
@@ -1217,6 +1252,12 @@
     $("transfer-operator-go").addEventListener("click", () => confirmedAct("transfer-operator", "conversation.transfer", "assignee_id"));
     $("toggle-side").addEventListener("click", () => setSideOpen(!sideVisible()));
     $("close-side").addEventListener("click", () => setSideOpen(false));
+    // Escape closes the drawer from any of its controls, its selects and text fields too.
+    $("side").addEventListener("keydown", (event) => {
+      if (event.key !== "Escape" || !narrow.matches || document.body.dataset.side !== "open") return;
+      event.stopPropagation();
+      setSideOpen(false);
+    });
     $("set-status").addEventListener("change", (event) => act("conversation.status", { status: event.target.value }));
     $("set-priority").addEventListener("change", (event) => act("conversation.priority", { priority: Number(event.target.value) }));
     $("snooze").addEventListener("click", () => {
@@ -1241,15 +1282,20 @@
         }
         return;
       }
-      if (event.key === "j" || event.key === "ArrowDown") { event.preventDefault(); moveSelection(1); }
-      else if (event.key === "k" || event.key === "ArrowUp") { event.preventDefault(); moveSelection(-1); }
-      else if (event.key === "Enter" && state.selected) { event.preventDefault(); openConversation(state.selected); }
+      // Arrows, Home, End and Enter belong to the focused control (a button, a link, a scrolled
+      // region): they move in the list only when the list (or nothing) has the focus.
+      const onList = event.target === $("conversations") || event.target === document.body;
+      if (event.key === "j" || (event.key === "ArrowDown" && onList)) { event.preventDefault(); moveSelection(1); }
+      else if (event.key === "k" || (event.key === "ArrowUp" && onList)) { event.preventDefault(); moveSelection(-1); }
+      else if ((event.key === "Home" || event.key === "End") && onList) { event.preventDefault(); moveSelection(event.key === "End" ? Infinity : -Infinity); }
+      else if (event.key === "Enter" && onList && state.selected) { event.preventDefault(); openConversation(state.selected); }
       else if (event.key === "/") { event.preventDefault(); $("search").focus(); }
       else if (event.key === "r" && state.open && !state.open.watch) { event.preventDefault(); body.focus(); }
       else if (event.key === "?") $("help").showModal();
       else if (event.key === "Escape") {
+        // An open drawer closes first, giving the focus back to its button; then, the list.
         if (narrow.matches && document.body.dataset.side === "open") setSideOpen(false);
-        $("conversations").focus();
+        else $("conversations").focus();
       }
     });
     // Waiting times tick without re-rendering the whole list.

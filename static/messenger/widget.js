@@ -32,9 +32,9 @@
       start: "Start chat", tooLarge: "{f}: too large (at most {s})", badType: "{f}: this file type is not allowed",
       tooMany: "At most 15 files per message", uploadFailed: "{f}: upload failed", failed: "Not sent",
       privacy: "Privacy policy", npsLow: "Not likely", npsHigh: "Very likely", drop: "Drop files here", remove: "Remove",
-      stars: "{n} of 5", newMessage: "New message", sent: "Sent", delivered: "Delivered", read: "Read", sending: "Sending",
-      you: "You", menu: "Menu", transcript: "E-mail me this conversation", transcriptSent: "The conversation is on its way to {e}.",
-      uploading: "Uploading {f}",
+      stars: "{n} of 5", sent: "Sent", delivered: "Delivered", read: "Read", sending: "Sending",
+      menu: "Menu", transcript: "E-mail me this conversation", transcriptSent: "The conversation is on its way to {e}.",
+      uploading: "Uploading {f}", unread: "{n} unread",
     },
     ru: {
       title: "Напишите нам", placeholder: "Введите сообщение…", send: "Отправить", close: "Закрыть чат", open: "Открыть чат",
@@ -52,10 +52,10 @@
       tooLarge: "{f}: слишком большой файл (не больше {s})", badType: "{f}: такой тип файла не разрешён",
       tooMany: "Не больше 15 файлов в сообщении", uploadFailed: "{f}: не удалось загрузить", failed: "Не отправлено",
       privacy: "Политика конфиденциальности", npsLow: "Маловероятно", npsHigh: "Очень вероятно",
-      drop: "Перетащите файлы сюда", remove: "Убрать", stars: "{n} из 5", newMessage: "Новое сообщение",
-      sent: "Отправлено", delivered: "Доставлено", read: "Прочитано", sending: "Отправка", you: "Вы",
+      drop: "Перетащите файлы сюда", remove: "Убрать", stars: "{n} из 5",
+      sent: "Отправлено", delivered: "Доставлено", read: "Прочитано", sending: "Отправка",
       menu: "Меню", transcript: "Отправить диалог на e-mail", transcriptSent: "Диалог отправлен на {e}.",
-      uploading: "Загрузка {f}",
+      uploading: "Загрузка {f}", unread: "непрочитанных: {n}",
     },
   };
 
@@ -108,25 +108,27 @@
   const CSS = `
 :host{all:initial}
 *{box-sizing:border-box}
-.root{all:initial;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#111827;--c:#2563eb}
+.root{all:initial;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#111827;--c:#2563eb;--on:#fff;--ct:#2563eb}
 button,input,textarea,select{font:inherit;color:inherit;margin:0}
 button{cursor:pointer}
-.launcher{position:fixed;bottom:20px;right:20px;width:56px;height:56px;border-radius:50%;border:0;background:var(--c);color:#fff;box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483000;display:flex;align-items:center;justify-content:center;padding:0}
+.launcher{position:fixed;bottom:20px;right:20px;width:56px;height:56px;border-radius:50%;border:0;background:var(--c);color:var(--on);box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483000;display:flex;align-items:center;justify-content:center;padding:0}
 .left .launcher{right:auto;left:20px}
-.launcher svg{width:28px;height:28px;fill:#fff}
+.launcher svg{width:28px;height:28px;fill:var(--on)}
 .launcher[hidden],[hidden]{display:none!important}
 .badge{position:absolute;top:-2px;right:-2px;min-width:18px;height:18px;border-radius:9px;background:#dc2626;color:#fff;font-size:11px;line-height:18px;text-align:center;padding:0 4px}
 .panel{position:fixed;bottom:88px;right:20px;width:370px;height:min(600px,calc(100vh - 110px));background:#fff;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.25);display:flex;flex-direction:column;overflow:hidden;z-index:2147483001}
 .left .panel{right:auto;left:20px}
 @media (max-width:480px){.panel{inset:0;width:100%;height:100%;border-radius:0;bottom:0;right:0;left:0}}
-header{background:var(--c);color:#fff;padding:12px 14px;display:flex;align-items:center;gap:8px}
-header h2{font-size:16px;margin:0;font-weight:600;flex:1;color:#fff}
-.conn{font-size:12px;opacity:.9;color:#fff}
-.x{background:transparent;border:0;color:#fff;font-size:22px;line-height:1;padding:2px 6px;border-radius:4px}
+header{background:var(--c);color:var(--on);padding:12px 14px;display:flex;align-items:center;gap:8px}
+header h2{font-size:16px;margin:0;font-weight:600;flex:1;color:var(--on)}
+.conn{font-size:12px;color:var(--on)}
+.x{background:transparent;border:0;color:var(--on);font-size:22px;line-height:1;padding:2px 6px;border-radius:4px}
 .x.menub{font-size:18px}
 .menu{position:absolute;top:48px;right:10px;background:#fff;border:1px solid #e5e7eb;border-radius:8px;box-shadow:0 4px 14px rgba(0,0,0,.15);z-index:1;padding:4px}
 .menu button{background:transparent;border:0;padding:6px 10px;border-radius:6px;text-align:left;width:100%}
-.x:focus-visible,button:focus-visible,textarea:focus-visible,input:focus-visible{outline:2px solid #f59e0b;outline-offset:1px}
+.menu button[aria-disabled=true]{color:#6b7280;cursor:default}
+:focus-visible{outline:2px solid #111827;outline-offset:1px;box-shadow:0 0 0 3px #fff}
+header :focus-visible{outline-color:var(--on);box-shadow:none}
 .notice{padding:8px 12px;font-size:13px;background:#eff6ff;color:#1e3a8a;border-bottom:1px solid #dbeafe}
 .notice.offline,.notice.live{background:#fef3c7;color:#78350f;border-color:#fde68a}
 .notice.warn{background:#fee2e2;color:#7f1d1d;border-color:#fecaca}
@@ -137,12 +139,13 @@ header h2{font-size:16px;margin:0;font-weight:600;flex:1;color:#fff}
 .msg.in{align-self:flex-end;align-items:flex-end}
 .msg.out{align-self:flex-start}
 .bubble{padding:8px 10px;border-radius:10px;background:#fff;border:1px solid #e5e7eb;word-wrap:break-word;overflow-wrap:anywhere;white-space:normal}
-.in .bubble{background:var(--c);color:#fff;border-color:transparent}
-.in .bubble a{color:#fff}
-.bubble a{color:var(--c)}
+.in .bubble{background:var(--c);color:var(--on);border-color:transparent}
+.in .bubble a{color:var(--on)}
+.bubble a{color:var(--ct)}
 .who{font-size:11px;color:#6b7280;margin-bottom:2px}
 .meta{font-size:11px;color:#6b7280;margin-top:2px;display:flex;gap:4px}
-.tick[data-state=read]{color:#2563eb}
+.tick[data-state=delivered]{color:#1f2937}
+.tick[data-state=read]{color:#1d4ed8}
 .tick[data-state=failed]{color:#dc2626}
 .files{display:flex;flex-wrap:wrap;gap:4px;margin-top:4px}
 .files img{max-width:200px;max-height:160px;border-radius:6px;display:block}
@@ -151,18 +154,18 @@ header h2{font-size:16px;margin:0;font-weight:600;flex:1;color:#fff}
 .typing{font-size:12px;color:#6b7280;padding:0 12px 4px;min-height:16px;background:#f9fafb}
 .box{padding:10px 12px;border-top:1px solid #e5e7eb;background:#fff;display:flex;flex-direction:column;gap:6px}
 .box label{font-size:12px;color:#374151;display:flex;flex-direction:column;gap:2px}
-.box input,.box textarea,.box select{border:1px solid #d1d5db;border-radius:6px;padding:6px 8px;background:#fff}
+.box input,.box textarea,.box select{border:1px solid #6b7280;border-radius:6px;padding:6px 8px;background:#fff}
 .err{color:#b91c1c;font-size:12px}
-.btn{background:var(--c);color:#fff;border:0;border-radius:6px;padding:7px 12px;align-self:flex-start}
-.btn.ghost{background:#fff;color:var(--c);border:1px solid var(--c)}
+.btn{background:var(--c);color:var(--on);border:0;border-radius:6px;padding:7px 12px;align-self:flex-start}
+.btn.ghost{background:#fff;color:var(--ct);border:1px solid var(--ct)}
 .scale{display:flex;flex-wrap:wrap;gap:4px}
-.scale button{border:1px solid #d1d5db;background:#fff;border-radius:6px;min-width:30px;padding:4px 6px}
-.scale button[aria-pressed=true]{background:var(--c);color:#fff;border-color:var(--c)}
+.scale button{border:1px solid #6b7280;background:#fff;border-radius:6px;min-width:30px;padding:4px 6px}
+.scale button.lit{background:var(--c);color:var(--on);border-color:var(--c)}
 .composer{border-top:1px solid #e5e7eb;background:#fff;padding:8px;display:flex;flex-direction:column;gap:6px}
 .row{display:flex;gap:6px;align-items:flex-end}
-textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;padding:8px;min-height:38px;max-height:120px;background:#fff}
+textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;padding:8px;min-height:38px;max-height:120px;background:#fff}
 .icon{background:transparent;border:0;font-size:18px;padding:6px;border-radius:6px;color:#4b5563}
-.sendb{background:var(--c);color:#fff;border:0;border-radius:8px;padding:8px 12px}
+.sendb{background:var(--c);color:var(--on);border:0;border-radius:8px;padding:8px 12px}
 .emoji{display:grid;grid-template-columns:repeat(8,1fr);gap:2px;padding:4px;border:1px solid #e5e7eb;border-radius:8px}
 .emoji button{background:transparent;border:0;font-size:18px;padding:2px}
 .staged{display:flex;flex-wrap:wrap;gap:6px}
@@ -174,7 +177,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
 .privacy{font-size:11px;color:#6b7280;padding:0 10px 6px;background:#fff}
 .privacy a{color:#6b7280}
 .hp{position:absolute!important;left:-10000px!important;width:1px;height:1px;overflow:hidden}
-.drop{position:absolute;inset:0;background:rgba(37,99,235,.12);border:2px dashed var(--c);display:flex;align-items:center;justify-content:center;font-weight:600;color:var(--c);pointer-events:none}
+.drop{position:absolute;inset:0;background:rgba(37,99,235,.12);border:2px dashed var(--c);display:flex;align-items:center;justify-content:center;font-weight:600;color:var(--ct);pointer-events:none}
 `;
 
   // --- UI ---------------------------------------------------------------------------------------
@@ -190,7 +193,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     const style = D.createElement("style");
     style.textContent = CSS;
     root = h("div", { class: "root" + (w.position === "left" ? " left" : ""), "data-conn": "connecting", lang: s.language });
-    if (w.color) root.style.setProperty("--c", w.color);
+    for (const [name, value] of [["--c", w.color], ["--on", w.on_color], ["--ct", w.text_color]]) if (value) root.style.setProperty(name, value);
     shadow.append(style, root);
     const titleId = "pm-title";
     ui.launcher = h("button", { class: "launcher", type: "button", "aria-label": t.open, "aria-expanded": "false", onclick: () => api.toggle() });
@@ -199,9 +202,13 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     ui.launcher.append(ui.badge);
     ui.conn = h("span", { class: "conn", role: "status", text: t.connecting });
     ui.close = h("button", { class: "x", type: "button", "aria-label": t.close, text: "×", onclick: () => api.close() });
-    ui.menuItem = h("button", { type: "button", role: "menuitem", class: "transcript-item", text: t.transcript, onclick: () => { toggleMenu(false); showTranscript(currentId); } });
-    ui.menu = h("div", { class: "menu", role: "menu", hidden: true }, [ui.menuItem]);
-    ui.menuButton = h("button", { class: "x menub", type: "button", "aria-label": t.menu, "aria-haspopup": "true", "aria-expanded": "false", text: "⋯", onclick: () => toggleMenu() });
+    ui.menuItem = h("button", { type: "button", role: "menuitem", class: "transcript-item", text: t.transcript, onclick: () => {
+      if (ui.menuItem.getAttribute("aria-disabled") === "true") return;
+      toggleMenu(false);
+      showTranscript(currentId);
+    } });
+    ui.menuButton = h("button", { class: "x menub", type: "button", "aria-label": t.menu, "aria-haspopup": "menu", "aria-expanded": "false", text: "⋯", onclick: () => toggleMenu() });
+    ui.menu = h("div", { class: "menu", role: "menu", hidden: true, onkeydown: (e) => rove(Array.from(ui.menu.children), e, 1), onfocusout: onMenuFocusOut }, [ui.menuItem]);
     ui.offline = h("div", { class: "notice offline", hidden: true, role: "status" });
     ui.live = h("div", { class: "notice live", hidden: true, role: "status", text: t.liveDown });
     ui.queue = h("div", { class: "notice queue", hidden: true, role: "status" });
@@ -234,7 +241,8 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     ui.file = h("input", { type: "file", multiple: true, hidden: true, tabindex: "-1", onchange: () => { addFiles(ui.file.files); ui.file.value = ""; } });
     // Bots fill every field they find; people never see this one.
     ui.honeypot = h("input", { class: "hp", type: "text", name: "website", tabindex: "-1", autocomplete: "off", "aria-hidden": "true" });
-    ui.emoji = h("div", { class: "emoji", hidden: true, role: "group", "aria-label": t.emoji }, EMOJI.map((e) => h("button", { type: "button", text: e, "aria-label": e, onclick: () => insertEmoji(e) })));
+    ui.emoji = h("div", { class: "emoji", hidden: true, role: "group", "aria-label": t.emoji, onkeydown: (e) => rove(Array.from(ui.emoji.children), e, 8) },
+      EMOJI.map((e, i) => h("button", { type: "button", text: e, tabindex: i ? "-1" : "0", onclick: () => insertEmoji(e) })));
     ui.staged = h("div", { class: "staged", hidden: true });
     ui.fileErr = h("div", { class: "err", role: "alert", hidden: true });
     const features = boot.settings.features || {};
@@ -242,27 +250,46 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       ui.emoji, ui.staged, ui.fileErr, ui.honeypot,
       h("div", { class: "row" }, [
         features.attachments === false ? null : h("button", { class: "icon attach", type: "button", "aria-label": t.attach, text: "📎", onclick: () => ui.file.click() }),
-        features.emoji === false ? null : h("button", { class: "icon emoji-toggle", type: "button", "aria-label": t.emoji, "aria-expanded": "false", text: "🙂", onclick: toggleEmoji }),
+        features.emoji === false ? null : (ui.emojiToggle = h("button", { class: "icon emoji-toggle", type: "button", "aria-label": t.emoji, "aria-expanded": "false", text: "🙂", onclick: toggleEmoji })),
         ui.input, ui.file,
         h("button", { class: "sendb", type: "button", text: t.send, onclick: submit }),
       ]),
     ]);
   }
 
+  // Escape closes the innermost of menu, emoji picker, panel; the focus returns to its opener.
   function onPanelKey(e) {
-    if (e.key === "Escape") { e.stopPropagation(); api.close(); }
+    if (e.key !== "Escape" || e.isComposing) return;
+    e.stopPropagation();
+    if (!ui.menu.hidden) { toggleMenu(false); ui.menuButton.focus(); }
+    else if (!ui.emoji.hidden) { closeEmoji(); ui.emojiToggle.focus(); }
+    else api.close();
   }
   function onInputKey(e) {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
   }
-  function toggleEmoji(e) {
+  function toggleEmoji() {
     ui.emoji.hidden = !ui.emoji.hidden;
-    e.currentTarget.setAttribute("aria-expanded", String(!ui.emoji.hidden));
+    ui.emojiToggle.setAttribute("aria-expanded", String(!ui.emoji.hidden));
+    if (!ui.emoji.hidden) ui.emoji.querySelector("[tabindex='0']").focus();
   }
   function closeEmoji() {
     ui.emoji.hidden = true;
-    const toggle = ui.composer.querySelector(".emoji-toggle");
-    if (toggle) toggle.setAttribute("aria-expanded", "false");
+    if (ui.emojiToggle) ui.emojiToggle.setAttribute("aria-expanded", "false");
+  }
+  function rove(buttons, e, columns) {
+    const i = buttons.indexOf(e.target), last = buttons.length - 1;
+    const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns, Home: -i, End: last - i }[e.key];
+    if (i < 0 || step == null) return -1;
+    const next = Math.min(last, Math.max(0, i + step));
+    e.preventDefault();
+    buttons.forEach((b, j) => b.setAttribute("tabindex", j === next ? "0" : "-1"));
+    buttons[next].focus();
+    return next;
+  }
+  function onMenuFocusOut(e) {
+    if (e.relatedTarget && (ui.menu.contains(e.relatedTarget) || e.relatedTarget === ui.menuButton)) return;
+    toggleMenu(false);
   }
   function insertEmoji(e) {
     const el = ui.input, at = el.selectionStart == null ? el.value.length : el.selectionStart;
@@ -288,8 +315,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     offerContactForm();
   }
 
-  // The offline form: only while nobody can answer, never beside the pre-chat form (which takes
-  // the contact first), and only while the server knows no way to reply (no e-mail, no phone).
+  // Only while nobody can answer and the server has no e-mail or phone; never beside the pre-chat form.
   function offerContactForm() {
     const off = boot.settings.offline || {};
     const form = ui.extra.querySelector("form.contact");
@@ -320,17 +346,18 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     if (def.type === "select") input = h("select", { name: def.name }, [h("option", { value: "", text: "—" }), ...(def.options || []).map((o) => h("option", { value: o, text: o }))]);
     else input = h("input", { name: def.name, type: def.type === "email" ? "email" : def.type === "phone" ? "tel" : "text", autocomplete: def.type === "email" ? "email" : def.type === "phone" ? "tel" : def.name === "name" ? "name" : "off" });
     if (def.required) input.setAttribute("aria-required", "true");
-    return { def, label, input, el: h("label", {}, [label + (def.required ? " *" : ""), input]) };
+    return { def, label, input, el: h("label", {}, [label, def.required ? h("span", { "aria-hidden": "true", text: " *" }) : null, input]) };
   }
 
   function validate(fields) {
     for (const f of fields) {
       const v = f.input.value.trim(), type = f.def.type;
-      if (f.def.required && !v) return fmt(t.required, { f: f.label });
-      if (v && type === "email" && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v)) return fmt(t.badEmail, { f: f.label });
-      if (v && type === "phone" && !/^[+\d\s()-]{5,40}$/.test(v)) return fmt(t.badPhone, { f: f.label });
+      const text = f.def.required && !v ? t.required
+        : v && type === "email" && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v) ? t.badEmail
+          : v && type === "phone" && !/^[+\d\s()-]{5,40}$/.test(v) ? t.badPhone : "";
+      if (text) return { field: f, text: fmt(text, { f: f.label }) };
     }
-    return "";
+    return null;
   }
 
   function contactFrame(fields) {
@@ -345,8 +372,10 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     return frame;
   }
 
+  let formSeq = 0;
   function formBox(cls, title, fields, buttonText, onSubmit) {
-    const err = h("div", { class: "err", role: "alert" });
+    const errId = "pm-err-" + ++formSeq;
+    const err = h("div", { class: "err", role: "alert", id: errId });
     const form = h("form", { class: "box " + cls, novalidate: true }, [
       title ? h("div", { text: title }) : null, ...fields.map((f) => f.el), err,
       h("button", { class: "btn", type: "submit", text: buttonText }),
@@ -354,8 +383,13 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     form.addEventListener("submit", (e) => {
       e.preventDefault();
       const problem = validate(fields);
-      err.textContent = problem;
-      if (!problem) onSubmit(form, err);
+      err.textContent = problem ? problem.text : "";
+      for (const f of fields) {
+        f.input.setAttribute("aria-invalid", String(!!problem && problem.field === f));
+        f.input.setAttribute("aria-describedby", errId);
+      }
+      if (problem) problem.field.input.focus();
+      else onSubmit(form, err);
     });
     return form;
   }
@@ -411,25 +445,30 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     let score = null;
     const max = scale === "nps" ? 10 : 5, min = scale === "nps" ? 0 : 1;
     const buttons = [];
-    for (let i = min; i <= max; i++) {
-      const b = h("button", { type: "button", "aria-pressed": "false", "data-score": i, "aria-label": scale === "nps" ? String(i) : fmt(t.stars, { n: i }), text: scale === "nps" ? String(i) : "★" });
-      b.addEventListener("click", () => {
-        score = i;
-        buttons.forEach((x) => x.setAttribute("aria-pressed", String(scale === "nps" ? x === b : +x.dataset.score <= i)));
+    const choose = (b) => {
+      score = +b.dataset.score;
+      buttons.forEach((x) => {
+        x.setAttribute("aria-checked", String(x === b));
+        x.setAttribute("tabindex", x === b ? "0" : "-1");
+        x.classList.toggle("lit", scale === "nps" ? x === b : +x.dataset.score <= score);
       });
+    };
+    for (let i = min; i <= max; i++) {
+      const b = h("button", { type: "button", role: "radio", "aria-checked": "false", tabindex: i === min ? "0" : "-1", "data-score": i, "aria-label": scale === "nps" ? String(i) : fmt(t.stars, { n: i }), text: scale === "nps" ? String(i) : "★" });
+      b.addEventListener("click", () => choose(b));
       buttons.push(b);
     }
     const comment = h("textarea", { name: "comment", rows: "2", "aria-label": t.comment, placeholder: t.comment });
     const err = h("div", { class: "err", role: "alert" });
     const form = h("form", { class: "box rating", "data-scale": scale, "data-conversation": conversationId }, [
       h("div", { id: "pm-rate", text: t.rate }),
-      h("div", { class: "scale", role: "group", "aria-labelledby": "pm-rate" }, buttons),
+      h("div", { class: "scale", role: "radiogroup", "aria-labelledby": "pm-rate", onkeydown: (e) => { const n = rove(buttons, e, 1); if (n >= 0) choose(buttons[n]); } }, buttons),
       scale === "nps" ? h("div", { class: "meta", text: "0 — " + t.npsLow + ", 10 — " + t.npsHigh }) : null,
       comment, err, h("button", { class: "btn", type: "submit", text: t.sendRating }),
     ]);
     form.addEventListener("submit", (e) => {
       e.preventDefault();
-      if (score == null) { err.textContent = fmt(t.required, { f: t.rate }); return; }
+      if (score == null) { err.textContent = fmt(t.required, { f: t.rate }); buttons[0].focus(); return; }
       request({ type: "conversation.rate", conversation_id: conversationId, score, comment: comment.value.trim() }, (frame) => {
         if (frame.type === "error") { err.textContent = frame.message; return; }
         form.replaceWith(h("div", { class: "notice thanks", role: "status", text: t.thanks }));
@@ -453,14 +492,17 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
   function toggleMenu(open) {
     open = open == null ? ui.menu.hidden : open;
     ui.menu.hidden = !open;
-    ui.menuItem.disabled = !currentId;
+    // aria-disabled, not disabled: the open menu always holds the focus.
+    ui.menuItem.setAttribute("aria-disabled", String(!currentId));
     ui.menuButton.setAttribute("aria-expanded", String(open));
     if (open) ui.menuItem.focus();
   }
 
   // The conversation by e-mail: to the contact's address when known (editable), else one typed.
   function showTranscript(conversationId) {
-    if (!conversationId || ui.extra.querySelector(".transcript")) return;
+    const shown = ui.extra.querySelector("form.transcript");
+    if (shown) { shown.querySelector("input").focus(); return; }
+    if (!conversationId) return;
     const f = field({ name: "email", type: "email", required: true });
     f.input.value = (boot.contact && boot.contact.email) || "";
     const form = formBox("transcript", t.transcript, [f], t.send, (el, err) => {
@@ -485,10 +527,8 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     });
   }
 
-  // ALTCHA's proof of work: the number n whose SHA-256(salt + n) is the challenge. Each digest is
-  // awaited, so the page stays responsive while it searches (under a second on a laptop). Pages
-  // served over plain HTTP have no crypto.subtle: there the digest is computed below, yielding to
-  // the page every thousand tries.
+  // ALTCHA: find n with SHA-256(salt + n) = challenge. Awaiting each digest keeps the page
+  // responsive; plain HTTP has no crypto.subtle, so sha256() below yields every thousand tries.
   async function solveAltcha(c) {
     const want = c.challenge.match(/../g).map((x) => parseInt(x, 16)), enc = new TextEncoder();
     const subtle = window.crypto && crypto.subtle;
@@ -501,8 +541,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     throw new Error("unsolved");
   }
 
-  // SHA-256 (FIPS 180-4) of a short byte array. The constants are the first 32 bits of the
-  // fractional parts of the square roots (H) and cube roots (K) of the first primes.
+  // SHA-256 (FIPS 180-4); H, K: fractions of the first primes' square and cube roots.
   let H0, K;
   const ror = (x, n) => (x >>> n) | (x << (32 - n));
   function sha256(bytes) {
@@ -589,8 +628,8 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     if (!tick) return;
     tick.setAttribute("data-state", state);
     tick.textContent = { pending: "◷", sent: "✓", delivered: "✓", read: "✓✓", failed: "!" }[state];
+    tick.setAttribute("role", "img");
     tick.setAttribute("aria-label", t[{ pending: "sending", failed: "failed" }[state] || state]);
-    if (state === "sent") tick.style.opacity = ".5"; else tick.style.opacity = "";
   }
 
   function renderFiles(list) {
@@ -650,8 +689,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       if (observer) observer.observe(el);
     }
     if (!existing) scrollDown();
-    // Once per message: when it arrives live, or when the visitor's own pending one is stored,
-    // whichever of its ack and its event comes first.
+    // Once per message: live, or the visitor's own when stored (its ack or its event, the first).
     if (!stored && (live || pending)) emit("message", { message: m });
     return !existing;
   }
@@ -697,6 +735,8 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     if (opened) unread = 0;
     ui.badge.hidden = !unread;
     ui.badge.textContent = String(unread);
+    // The launcher's name carries the count: the badge is aria-hidden.
+    ui.launcher.setAttribute("aria-label", unread ? t.open + " (" + fmt(t.unread, { n: unread }) + ")" : t.open);
   }
 
   // --- sending ----------------------------------------------------------------------------------
@@ -761,8 +801,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       return;
     }
     if (frame.code === "pre_chat_required") {
-      // The server wants the pre-chat form first (e.g. a new conversation after a resolved one):
-      // the message waits in the outbox until the form is sent.
+      // The server wants the pre-chat form first: the message waits in the outbox until it is sent.
       item.sentOn = -1;
       showPreChat();
       return;
@@ -1090,8 +1129,6 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
   }
 
   // --- invitations (docs/widget.md, "Invitations") -----------------------------------------------
-  // An operator's (or the inbox's automatic) invitation: shown as their message, then the widget
-  // opens; the visitor's answer is an ordinary first message.
   const invitationsShown = new Set();
   function onInvitation(d) {
     if (!d.id || invitationsShown.has(d.id)) return;
@@ -1106,7 +1143,7 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
     ]));
     scrollDown();
     emit("invitation", { invitation: d });
-    api.open();
+    api.open(false); // unasked: the focus stays with the visitor
   }
 
   // The visitor closed the widget: the server sends them no more automatic invitations.
@@ -1182,17 +1219,20 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
   W.addEventListener("online", () => { if (boot && !ws && !stopped) { attempt = 0; connect(); } });
 
   // --- public API -------------------------------------------------------------------------------
-  let ready = false;
+  let ready = false, opener = null;
   const queued = [];
   const api = {
-    open() {
-      if (!ready) return void queued.push(["open", []]);
+    open(takeFocus = true) {
+      if (!ready) return void queued.push(["open", [takeFocus]]);
       if (opened) return;
       opened = true;
       ui.panel.hidden = false;
       ui.launcher.setAttribute("aria-expanded", "true");
       scrollDown();
-      (ui.composer.hidden ? ui.extra.querySelector("input, select") || ui.close : ui.input).focus();
+      if (takeFocus) {
+        if (D.activeElement !== host) opener = D.activeElement;
+        (ui.composer.hidden ? ui.extra.querySelector("input, select") || ui.close : ui.input).focus();
+      }
       updateBadge();
       markRead();
       emit("open");
@@ -1201,11 +1241,13 @@ textarea.input{flex:1;resize:none;border:1px solid #d1d5db;border-radius:8px;pad
       if (!ready) return void queued.push(["close", []]);
       if (!opened) return;
       opened = false;
+      // Only a focus inside moves back.
+      const back = D.activeElement === host && (launcherVisible ? ui.launcher : opener);
       ui.panel.hidden = true;
       ui.launcher.setAttribute("aria-expanded", "false");
       stopTyping();
       tellClosed();
-      if (launcherVisible) ui.launcher.focus();
+      if (back && back.isConnected) back.focus();
       emit("close");
     },
     toggle() { opened ? api.close() : api.open(); },
