@@ -433,6 +433,10 @@ def test_axe_on_the_dashboard(chromium, server):  # noqa: ANN001
         sonia.locator("#open-fairness").click()
         sonia.locator("#fairness[open]").wait_for()
         audit.check(sonia, "the dashboard's fairness view")
+        sonia.keyboard.press("Escape")
+        sonia.locator("#open-visitors").click()
+        sonia.locator("#visitors:not([hidden]) .visitor-kind").first.wait_for()
+        audit.check(sonia, "the dashboard's live visitors")
         screenshot(olga, "a11y-dashboard")
     finally:
         for visitor in visitors:
