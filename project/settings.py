@@ -343,6 +343,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "messenger.api.errors.exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "messenger.api.negotiation.ContentNegotiation",
     "DEFAULT_PARSER_CLASSES": [
         "messenger.api.parsers.JSONParser",
         "rest_framework.parsers.FormParser",

@@ -219,6 +219,13 @@ def test_only_a_valid_bearer_token_of_active_staff_gets_in(world):
     assert_error(Api(second).get("conversations"), 403, "forbidden")
 
 
+def test_a_blank_accept_header_reads_as_any_type(world):
+    api = Api(token_for(world["operator"]))
+    assert api.get("me", Accept="").status_code == 200
+    assert api.get("inboxes", Accept="").status_code == 200
+    assert_error(api.get("me", Accept="text/csv"), 406, "not_acceptable")
+
+
 def test_last_used_at_is_written_at_most_once_a_minute(world):
     plaintext = token_for(world["operator"])
     api = Api(plaintext)
