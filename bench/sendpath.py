@@ -79,7 +79,8 @@ def main() -> None:
     import messenger.realtime.broadcast as broadcast
     from messenger.access import staff_scope
     from messenger.actions import commands
-    from messenger.actions.widget import do_bootstrap
+    from messenger.actions.contacts import do_become_contact
+    from messenger.actions.widget import do_bootstrap, session_visitor
     from messenger.models import AgentProfile, AgentStatus, ContactInbox
     from messenger.protocol import Command
 
@@ -105,7 +106,9 @@ def main() -> None:
             origin="http://localhost",
             ip="127.0.0.9",
         )
-        # As the widget socket loads it at connect (``widget.visitor_connect``).
+        # A visitor who wrote before (their rows made by their first message), as the widget
+        # socket loads them at connect (``widget.visitor_connect``).
+        do_become_contact(session_visitor(boot["session_token"], inbox))
         session = ContactInbox.objects.select_related("contact", "inbox", "inbox__branch").get(
             pubsub_token=boot["pubsub_token"]
         )

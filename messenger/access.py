@@ -77,6 +77,8 @@ def access_conversation_for_visitor(
         conversation_id = int(conversation_id)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise NotFound("No such conversation.") from None
+    if contact_inbox.pk is None:
+        raise NotFound("No such conversation.")  # a visitor with no rows has none
     queryset = Conversation.objects.select_related(*CONVERSATION_RELATED).filter(
         pk=conversation_id, contact_inbox=contact_inbox
     )

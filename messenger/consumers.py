@@ -22,8 +22,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from messenger import events
-from messenger.actions import commands, visitors
-from messenger.actions.widget import visitor_connect
+from messenger.actions import commands, contacts, visitors, widget
 from messenger.client_address import scope_client_address
 from messenger.db.outage import DATABASE_OUTAGE_ERRORS, database_unavailable
 from messenger.errors import MessengerError, Unavailable
@@ -339,7 +338,7 @@ class VisitorConsumer(BaseConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         origin = header(self.scope, b"origin")
         ip = scope_client_address(self.scope)
-        result = await database_sync_to_async(visitor_connect)(
+        result = await database_sync_to_async(widget.visitor_connect)(
             widget_token=(query.get("widget_token") or [""])[0],
             token=(query.get("token") or [""])[0],
             origin=origin,
@@ -355,12 +354,13 @@ class VisitorConsumer(BaseConsumer):
                 code=CLOSE_UNKNOWN_INBOX if result.error_code == "unknown_inbox" else CLOSE_UNAUTHENTICATED
             )
             return
-        self.context = commands.VisitorContext(contact_inbox=result.contact_inbox, ip=ip, page={"origin": origin})
+        visitor = result.contact_inbox
+        self.context = commands.VisitorContext(contact_inbox=visitor, ip=ip, page={"origin": origin})
         # The frame rate is the session's: every tab of this visitor draws on one budget.
-        self.limiter.share(session_frame_budget(result.contact_inbox.pk))
-        await self.join(
-            groups.visitor_group(result.contact_inbox.pk), groups.inbox_group(result.contact_inbox.inbox_id)
-        )
+        self.limiter.share(session_frame_budget(visitor.source_id))
+        await self.join(groups.visitor_session_group(visitor.source_id), groups.inbox_group(visitor.inbox_id))
+        if visitor.pk is not None:
+            await self.join(groups.visitor_group(visitor.pk))
         # Subscribed first, then the snapshot (hello) is read: nothing can fall in between.
         hello, entry, plans = await database_sync_to_async(result.hello_and_live)()
         await self.send_frame(hello)
@@ -372,6 +372,12 @@ class VisitorConsumer(BaseConsumer):
             return [events.pong_frame()]
         if command.type in ("typing.start", "typing.stop"):
             return await self.typing(command)
+        if self.context.contact_inbox.pk is None and command.type in commands.CONTACT_COMMANDS:
+            # The visitor's rows are made, and this socket joins their stream, before the command
+            # writes anything: no frame of it can fall in between.
+            visitor = await database_sync_to_async(commands.check_become_contact)(self.context, command)
+            if visitor.pk is not None:
+                await self.join(groups.visitor_group(visitor.pk))
         frames = await commands.acheck_visitor_command(self.context, command)
         if frames is None:
             frames = await database_sync_to_async(commands.check_visitor_command)(self.context, command)
@@ -384,7 +390,7 @@ class VisitorConsumer(BaseConsumer):
         """Into the live list; the inbox's triggers that may fire on this page are planned."""
         self.trigger_tasks: set[asyncio.Future[None]] = set()
         self.live_id = entry["id"]
-        live_visitors.tracker().attach(self.channel_name, entry, contact_inbox_id=self.context.contact_inbox.pk)
+        live_visitors.tracker().attach(self.channel_name, entry)
         for plan in plans:
             self.trigger_tasks.add(asyncio.ensure_future(self.fire_trigger_later(plan)))
 
@@ -421,11 +427,27 @@ class VisitorConsumer(BaseConsumer):
             )
 
     async def fanout(self, event: dict[str, Any]) -> None:
+        if event["frame"].startswith(events.SESSION_CONTACT_PREFIX):
+            await self.contact_made_elsewhere()
+            return
         await super().fanout(event)
         # A conversation's status on the visitor stream tells whether they chat (the live list).
         if event["frame"].startswith(events.CONVERSATION_CHANGED_PREFIXES):
             conversation = json.loads(event["frame"])["data"]["conversation"]
             self.set_chatting(conversation["status"], conversation["id"])
+
+    async def contact_made_elsewhere(self) -> None:
+        """Another tab of this visitor made their rows: this one joins their stream, then reads a
+        fresh ``hello`` (joined first: nothing written meanwhile is missed)."""
+        if self.context.contact_inbox.pk is not None:
+            return
+        visitor = await database_sync_to_async(contacts.stored_visitor)(self.context.contact_inbox)
+        if visitor is None:
+            return
+        self.context.contact_inbox = visitor
+        await self.join(groups.visitor_group(visitor.pk))
+        hello = await database_sync_to_async(widget.VisitorConnect(contact_inbox=visitor).hello)()
+        await self.send_frame(hello)
 
     async def disconnect(self, code: int) -> None:
         self.cancel_triggers()

@@ -965,5 +965,15 @@ def invitation_frame(
     }
 
 
+# Internal to the server: another tab of this visitor made their rows (``do_become_contact``); the
+# visitor sockets act on it and never forward it.
+SESSION_CONTACT = {"type": "session.contact"}
+SESSION_CONTACT_PREFIX = '{"type":"session.contact"'
+
+
+def session_contact_frame() -> dict[str, str]:
+    return dict(SESSION_CONTACT)
+
+
 def invite_ack(ref: Any, *, invitation_id: str, visitor_id: str) -> AckFrame:
     return ack_frame(ref, {"invitation": {"id": invitation_id, "visitor_id": visitor_id}})

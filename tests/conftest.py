@@ -60,6 +60,23 @@ def bootstrap(
     )
 
 
+def visitor_rows(boot: dict[str, Any]) -> Any:
+    """The visitor's ``ContactInbox`` (with its contact), made as their first message or form would
+    (``do_become_contact``): bootstrap alone stores nothing. For tests that give a visitor data
+    (a name, a block, old conversations) before they write."""
+    from messenger.actions.contacts import do_become_contact
+    from messenger.actions.widget import session_visitor
+    from messenger.models import ContactInbox, Inbox
+    from messenger.tokens import read_session_token
+
+    session = read_session_token(boot["session_token"])
+    assert session is not None
+    visitor = session_visitor(boot["session_token"], Inbox.objects.get(pk=session.inbox_id))
+    assert visitor is not None
+    made = do_become_contact(visitor)
+    return ContactInbox.objects.select_related("contact", "inbox", "inbox__branch").get(pk=made.pk)
+
+
 class Socket:
     """A WebsocketCommunicator with JSON helpers and a frame log."""
 

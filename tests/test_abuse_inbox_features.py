@@ -15,10 +15,10 @@ from django.test import Client
 
 from messenger.actions.base import Actor
 from messenger.actions.intake import send_visitor_message
-from messenger.models import Attachment, ContactInbox, Conversation, Message
+from messenger.models import Attachment, Conversation, Message
 from messenger.routing import queue
 from messenger.throttle import VisitorLimits
-from tests.conftest import Socket, bootstrap, new_client_id, visitor_socket
+from tests.conftest import Socket, bootstrap, new_client_id, visitor_rows, visitor_socket
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox
 
 socket_test = pytest.mark.django_db(transaction=True)
@@ -46,7 +46,7 @@ def _waiting_visitor(queue_position: bool):
     inbox = _inbox({"queue_position": queue_position})
     for _ in range(2):
         boot = bootstrap(inbox)
-        contact_inbox = ContactInbox.objects.get(pubsub_token=boot["pubsub_token"])
+        contact_inbox = visitor_rows(boot)
         send_visitor_message(
             contact_inbox=contact_inbox,
             client_id=new_client_id(),
@@ -169,7 +169,7 @@ async def test_pre_chat_off_or_without_required_fields_does_not_gate():
 @pytest.mark.django_db
 def test_pre_chat_gates_only_new_conversations_and_only_the_visitor_transport():
     inbox = _inbox({"pre_chat_form": True}, PRE_CHAT)
-    contact_inbox = ContactInbox.objects.get(pubsub_token=bootstrap(inbox)["pubsub_token"])
+    contact_inbox = visitor_rows(bootstrap(inbox))
     # A trusted server-side path (no VisitorLimits) starts the conversation without the form...
     result = send_visitor_message(
         contact_inbox=contact_inbox, client_id=new_client_id(), body="imported", actor=Actor(label="import")
@@ -214,7 +214,7 @@ def test_pre_chat_required_on_the_upload_that_would_start_a_conversation(setting
     assert response.json()["code"] == "pre_chat_required"
     assert response.json()["fields"] == ["name"]
     assert (Conversation.objects.count(), Attachment.objects.count()) == (0, 0)
-    contact = ContactInbox.objects.get(pubsub_token=boot["pubsub_token"]).contact
+    contact = visitor_rows(boot).contact
     contact.name = "Anna"
     contact.save()
     assert upload().status_code == 201

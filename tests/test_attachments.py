@@ -12,8 +12,8 @@ from django.test import Client
 from messenger.actions.base import Actor
 from messenger.actions.intake import send_visitor_message
 from messenger.errors import InvalidInput
-from messenger.models import ActivityEvent, Attachment, ContactInbox
-from tests.conftest import bootstrap
+from messenger.models import ActivityEvent, Attachment
+from tests.conftest import bootstrap, visitor_rows
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox, make_user
 
 pytestmark = pytest.mark.django_db
@@ -117,7 +117,7 @@ def test_more_than_fifteen_attachments_per_message_are_refused():
     inbox = make_inbox(make_branch())
     boot = bootstrap(inbox)
     ids = [upload(inbox, boot, f"{i}.png", PNG).json()["attachment"]["id"] for i in range(16)]
-    contact_inbox = ContactInbox.objects.get(pubsub_token=boot["pubsub_token"])
+    contact_inbox = visitor_rows(boot)
     with pytest.raises(InvalidInput, match="at most 15"):
         send_visitor_message(
             contact_inbox=contact_inbox, client_id="c1", body="", attachment_ids=ids, actor=Actor(label="visitor")

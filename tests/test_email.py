@@ -14,6 +14,7 @@ from messenger.actions import mail
 from messenger.models import Conversation, EmailKind, EmailStatus, OutgoingEmail
 from messenger.scheduler import TICK_JOBS
 from project.settings import parse_email_url
+from tests.conftest import visitor_rows
 from tests.mailserver import Mailbox, free_port, mailbox_fixture, smtp_settings  # noqa: F401 — the fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -306,7 +307,7 @@ def transcript_world():
     from messenger.actions.base import Actor
     from messenger.actions.intake import send_visitor_message
     from messenger.actions.messages import send_operator_message
-    from messenger.models import Attachment, ContactInbox
+    from messenger.models import Attachment
     from tests.conftest import bootstrap, new_client_id
     from tests.factories import make_branch, make_inbox, make_user
     from tests.test_routing_helpers import connect
@@ -316,7 +317,7 @@ def transcript_world():
     operator = make_user("olga", branch=branch, first_name="Olga", last_name="Ivanova")
     connect(operator)
     boot = bootstrap(inbox)
-    contact_inbox = ContactInbox.objects.select_related("contact").get(pubsub_token=boot["pubsub_token"])
+    contact_inbox = visitor_rows(boot)
     contact_inbox.contact.name = "Anna"
     contact_inbox.contact.save(update_fields=["name"])
     first = send_visitor_message(
@@ -399,11 +400,10 @@ async def test_a_visitor_gets_the_transcript_by_email_once_limited(mailbox: Mail
 def visitor_writes(inbox, body: str, *, new_visitor: bool = True, boot=None):
     from messenger.actions.base import Actor
     from messenger.actions.intake import send_visitor_message
-    from messenger.models import ContactInbox
     from tests.conftest import bootstrap, new_client_id
 
     boot = boot or bootstrap(inbox)
-    contact_inbox = ContactInbox.objects.select_related("contact").get(pubsub_token=boot["pubsub_token"])
+    contact_inbox = visitor_rows(boot)
     result = send_visitor_message(
         contact_inbox=contact_inbox, client_id=new_client_id(), body=body, actor=Actor(contact=contact_inbox.contact)
     )

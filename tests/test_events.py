@@ -29,7 +29,7 @@ from messenger.actions.schedule import do_wake_snoozed
 from messenger.models import ContactInbox, Conversation, Message
 from messenger.protocol import Command
 from messenger.realtime.groups import STAFF_ALL, branch_group, inbox_group, user_group, visitor_group
-from tests.conftest import bootstrap, new_client_id
+from tests.conftest import bootstrap, new_client_id, visitor_rows
 from tests.factories import make_branch, make_inbox, make_user
 from tests.test_routing_helpers import connect, heartbeat_all
 from tests.verify import Sent, check_frame, every_shape, summary, verify_action
@@ -82,9 +82,7 @@ def make_world() -> World:
     inbox = make_inbox(branch)
     operator, colleague, helper = make_user(branch=branch), make_user(branch=branch), make_user(branch=other_branch)
     connect(operator)
-    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(
-        pubsub_token=bootstrap(inbox)["pubsub_token"]
-    )
+    contact_inbox = visitor_rows(bootstrap(inbox))
     first = send_visitor_message(
         contact_inbox=contact_inbox, client_id=new_client_id(), body="first", actor=Actor(contact=contact_inbox.contact)
     )
@@ -310,9 +308,7 @@ def test_internal_note(world, driver):
 
 
 def test_a_visitors_first_message(world):
-    other = ContactInbox.objects.select_related("contact", "inbox").get(
-        pubsub_token=bootstrap(world.inbox)["pubsub_token"]
-    )
+    other = visitor_rows(bootstrap(world.inbox))
     visitor = [visitor_group(other.pk)]
     # The only operator is connected: the new conversation is theirs.
     result, sent = verify(

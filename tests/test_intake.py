@@ -24,7 +24,7 @@ from messenger.actions.locks import lock_conversation
 from messenger.errors import CaptchaRequired, Conflict
 from messenger.models import ActivityEvent, Attachment, ContactInbox, Conversation, ConversationEvent, Message
 from messenger.throttle import NEW_CONVERSATION_WINDOW, VisitorLimits
-from tests.conftest import Socket, bootstrap, new_client_id
+from tests.conftest import Socket, bootstrap, new_client_id, visitor_rows
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox, make_user
 from tests.test_captcha import payload
 from tests.test_realtime_protocol import _operator
@@ -48,7 +48,7 @@ def _small_work() -> Iterator[None]:
 
 
 def _visitor_of(boot: dict[str, Any]) -> ContactInbox:
-    return ContactInbox.objects.select_related("contact", "inbox").get(pubsub_token=boot["pubsub_token"])
+    return visitor_rows(boot)
 
 
 def _upload(inbox: Any, boot: dict[str, Any], **fields: Any) -> Any:

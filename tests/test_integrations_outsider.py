@@ -23,6 +23,7 @@ from messenger import jobs, webhook_http
 from messenger.actions import webhooks as actions
 from messenger.actions.base import Actor
 from messenger.models import WebhookDelivery
+from tests.conftest import visitor_rows
 from tests.factories import make_branch, make_inbox
 from tests.mailserver import Mailbox, mailbox_fixture  # noqa: F401 — the fixture
 from tests.test_webhooks import (  # noqa: F401 — the fixtures
@@ -259,14 +260,12 @@ async def test_a_transcript_address_cannot_carry_headers_or_surrogates(mailbox: 
 def test_a_transcript_with_a_message_of_the_longest_length_arrives_whole(mailbox: Mailbox, settings):
     from messenger.actions import mail
     from messenger.actions.intake import send_visitor_message
-    from messenger.models import ContactInbox, Conversation
+    from messenger.models import Conversation
     from messenger.scheduler import TICK_JOBS
     from tests.conftest import bootstrap, new_client_id
 
     inbox = make_inbox(make_branch())
-    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(
-        pubsub_token=bootstrap(inbox)["pubsub_token"]
-    )
+    contact_inbox = visitor_rows(bootstrap(inbox))
     body = ("Привет, <b>мир</b> & 🙂 " * 10_000)[: settings.MESSENGER_MESSAGE_MAX_LENGTH]
     result = send_visitor_message(
         contact_inbox=contact_inbox, client_id=new_client_id(), body=body, actor=Actor(contact=contact_inbox.contact)
@@ -368,7 +367,7 @@ def test_the_transcript_html_shows_the_formatting_the_widget_shows(mailbox: Mail
     from messenger.actions import mail
     from messenger.actions.intake import send_visitor_message
     from messenger.actions.messages import send_operator_message
-    from messenger.models import ContactInbox, Conversation
+    from messenger.models import Conversation
     from messenger.scheduler import TICK_JOBS
     from tests.conftest import bootstrap, new_client_id
     from tests.factories import make_user
@@ -376,9 +375,7 @@ def test_the_transcript_html_shows_the_formatting_the_widget_shows(mailbox: Mail
     branch = make_branch()
     inbox = make_inbox(branch)
     operator = make_user(branch=branch)
-    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(
-        pubsub_token=bootstrap(inbox)["pubsub_token"]
-    )
+    contact_inbox = visitor_rows(bootstrap(inbox))
     first = send_visitor_message(
         contact_inbox=contact_inbox,
         client_id=new_client_id(),
@@ -508,14 +505,14 @@ def test_a_staff_edit_through_the_api_is_a_contact_updated_that_carries_the_chan
     """``PATCH /api/v1/contacts/{id}`` sends ``contact.updated`` (the docs named only the
     visitor's forms), and its ``changes`` could name ``external_id`` while the ``contact`` did not
     carry it."""
-    from messenger.models import AgentRole, ContactInbox
+    from messenger.models import AgentRole
     from tests.conftest import bootstrap
     from tests.factories import make_user
     from tests.test_api_v1 import Api, token_for
 
     inbox = make_inbox(make_branch())
     make_webhook(receiver.url, inbox=inbox, events=["contact.updated"])
-    contact = ContactInbox.objects.select_related("contact").get(pubsub_token=bootstrap(inbox)["pubsub_token"]).contact
+    contact = visitor_rows(bootstrap(inbox)).contact
     api = Api(token_for(make_user(role=AgentRole.SUPERVISOR)))
     answer = api.patch(f"contacts/{contact.pk}", {"external_id": "crm-42", "name": "Anna"})
     assert answer.status_code == 200, answer.content

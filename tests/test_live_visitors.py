@@ -13,18 +13,17 @@ from django.core.cache import cache
 from django.test import Client
 
 from messenger.actions import visitors
-from messenger.actions.widget import do_bootstrap
+from messenger.actions.widget import do_bootstrap, session_visitor
 from messenger.models import (
     ActivityEvent,
     AgentRole,
     AgentStatus,
     Contact,
-    ContactInbox,
     Conversation,
     ProactiveTrigger,
 )
 from messenger.realtime import visitors as live
-from tests.conftest import new_client_id, operator_socket, visitor_socket
+from tests.conftest import new_client_id, operator_socket, visitor_rows, visitor_socket
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox, make_user
 from tests.verify import Sent, check_frame
 
@@ -139,7 +138,7 @@ async def test_an_operator_gets_at_most_one_frame_a_second_however_many_visitors
 def test_a_visit_counts_its_pages_and_tells_a_returning_visitor():
     inbox = make_inbox(make_branch())
     first = boot(inbox, url="https://shop.example/")
-    contact_inbox = ContactInbox.objects.get(pubsub_token=first["pubsub_token"])
+    contact_inbox = visitor_rows(first)
     boot(inbox, pubsub_token=first["pubsub_token"], url="https://shop.example/shoes", title="Shoes")
     entry = visitors.live_entry(contact_inbox)
     assert (entry["pages_seen"], entry["returning"], entry["url"], entry["title"]) == (
@@ -150,7 +149,7 @@ def test_a_visit_counts_its_pages_and_tells_a_returning_visitor():
     )
     assert entry["page_started_at"] >= entry["started_at"]
     # An hour later: a new visit of a visitor who was here before.
-    key = f"visitors:visit:{contact_inbox.pk}"
+    key = f"visitors:visit:{first['visitor_id']}"
     visit = cache.get(key)
     visit["last_at"] -= 3600
     cache.set(key, visit)
@@ -207,8 +206,9 @@ async def test_an_invitation_opens_the_widget_and_the_answer_goes_to_that_operat
     await operator.close()
 
 
-def _block(visitor_id: str, *, blocked: bool) -> None:
-    Contact.objects.filter(contact_inboxes__source_id=visitor_id).update(blocked=blocked)
+def _block(data: dict, *, blocked: bool) -> None:
+    """Staff block the visitor's contact: one who wrote (a visitor without rows cannot be blocked)."""
+    Contact.objects.filter(pk=visitor_rows(data).contact_id).update(blocked=blocked)
 
 
 async def test_bad_invitations_get_an_error_and_send_nothing():
@@ -240,9 +240,9 @@ async def test_bad_invitations_get_an_error_and_send_nothing():
     assert [frame for frame in await visitor.drain(0.5) if frame["type"] == "invitation"] == []
 
     # A blocked visitor is not invited.
-    await database_sync_to_async(_block)(visitor_id, blocked=True)
+    await database_sync_to_async(_block)(data, blocked=True)
     assert (await operator.command("visitor.invite", visitor_id=visitor_id, body="Hi"))["code"] == "blocked"
-    await database_sync_to_async(_block)(visitor_id, blocked=False)
+    await database_sync_to_async(_block)(data, blocked=False)
 
     # Three invitations an hour reach one visitor; the fourth is refused.
     for _ in range(3):
@@ -344,12 +344,10 @@ async def test_an_entry_of_a_process_that_died_vanishes_within_its_ttl():
         pytest.skip("the embedded default has one process: its list is its own")
     inbox = await database_sync_to_async(make_inbox)(await database_sync_to_async(make_branch)())
     data = await database_sync_to_async(boot)(inbox)
-    contact_inbox = await database_sync_to_async(ContactInbox.objects.select_related("inbox").get)(
-        pubsub_token=data["pubsub_token"]
-    )
-    entry = await database_sync_to_async(visitors.live_entry)(contact_inbox)
+    visitor = await database_sync_to_async(session_visitor)(data["session_token"], inbox)  # no rows yet
+    entry = await database_sync_to_async(visitors.live_entry)(visitor)
     tracker = live.Tracker()
-    tracker.attach("socket-1", entry, contact_inbox_id=contact_inbox.pk)
+    tracker.attach("socket-1", entry)
     tracker.task.cancel()  # this test writes by hand
 
     async def listed_ids() -> list[str]:
@@ -360,15 +358,13 @@ async def test_an_entry_of_a_process_that_died_vanishes_within_its_ttl():
     await tracker._write(set(tracker.visitors), {}, refresh=False, now=time.time())
     assert await listed_ids() == [data["visitor_id"]]
     found = await database_sync_to_async(live.find)(data["visitor_id"])
-    assert found.contact_inbox_id == contact_inbox.pk
+    assert (found.inbox_id, found.branch_id, found.chatting) == (inbox.pk, inbox.branch_id, False)
     # The list shows the newest visits first, as many as asked; the count is every live one.
     later = await database_sync_to_async(boot)(inbox)
-    later_inbox = await database_sync_to_async(ContactInbox.objects.select_related("inbox").get)(
-        pubsub_token=later["pubsub_token"]
-    )
-    later_entry = await database_sync_to_async(visitors.live_entry)(later_inbox)
+    later_visitor = await database_sync_to_async(session_visitor)(later["session_token"], inbox)
+    later_entry = await database_sync_to_async(visitors.live_entry)(later_visitor)
     later_entry["started_at"] = "2100-01-01T00:00:00Z"
-    tracker.attach("socket-2", later_entry, contact_inbox_id=later_inbox.pk)
+    tracker.attach("socket-2", later_entry)
     await tracker._write(set(tracker.visitors), {}, refresh=False, now=time.time())
     count, newest = await database_sync_to_async(live.live_visitors)([inbox.branch_id], limit=1)
     assert (count, [entry["id"] for entry in newest]) == (2, [later["visitor_id"]])
@@ -396,7 +392,7 @@ async def test_no_automatic_invitation_for_a_blocked_contact():
     inbox = await database_sync_to_async(make_inbox)(await database_sync_to_async(make_branch)())
     await database_sync_to_async(_trigger)(inbox, page_number=2)
     data = await database_sync_to_async(boot)(inbox)
-    await database_sync_to_async(_block)(data["visitor_id"], blocked=True)
+    await database_sync_to_async(_block)(data, blocked=True)
     socket = visitor_socket(inbox, await database_sync_to_async(boot)(inbox, pubsub_token=data["pubsub_token"]))
     await socket.connect()
     await socket.expect("hello")
@@ -418,7 +414,7 @@ def test_the_visit_tells_country_and_region_by_geoip(tmp_path, settings):
             widget_token=inbox.widget_token, pubsub_token=None, page={"url": "https://shop.example/"},
             origin=VISITOR_ORIGIN, ip=MOSCOW_IP,
         )  # fmt: skip
-        entry = visitors.live_entry(ContactInbox.objects.select_related("inbox").get(pubsub_token=data["pubsub_token"]))
+        entry = visitors.live_entry(visitor_rows(data))
         assert (entry["country"], entry["region"]) == ("RU", "Central")
     finally:
         geo.reset_reader()

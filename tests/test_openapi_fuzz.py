@@ -31,8 +31,8 @@ from schemathesis.checks import (
 
 from messenger.actions.base import Actor
 from messenger.actions.intake import send_visitor_message
-from messenger.models import AgentRole, ContactInbox, Conversation
-from tests.conftest import bootstrap
+from messenger.models import AgentRole, Conversation
+from tests.conftest import bootstrap, visitor_rows
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -163,7 +163,7 @@ def test_real_answers_conform() -> None:
     )
     assert uploaded.status_code == 201, uploaded.text
     attachment = uploaded.json()["attachment"]
-    contact_inbox = ContactInbox.objects.get(pubsub_token=first["pubsub_token"])
+    contact_inbox = visitor_rows(first)
     send_visitor_message(
         contact_inbox=contact_inbox,
         client_id="c1",

@@ -19,7 +19,7 @@ from messenger.actions.messages import send_operator_message
 from messenger.actions.privacy import REMOVED, do_anonymise_contact
 from messenger.models import ActivityEvent, Attachment, Contact, ContactInbox, Conversation, ConversationEvent, Message
 from messenger.tokens import read_session_token
-from tests.conftest import bootstrap, new_client_id
+from tests.conftest import bootstrap, new_client_id, visitor_rows
 from tests.factories import make_branch, make_inbox, make_user
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +37,7 @@ def chat(media):
     inbox = make_inbox(branch)
     operator = make_user(branch=branch)
     boot = bootstrap(inbox)
-    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(pubsub_token=boot["pubsub_token"])
+    contact_inbox = visitor_rows(boot)
     contact = contact_inbox.contact
     Contact.objects.filter(pk=contact.pk).update(
         name="Anna Secret", email="anna@example.com", phone="+7 900", external_id="crm-1", custom_attributes={"vip": 1}

@@ -21,7 +21,7 @@ from messenger.models import (
 )
 from messenger.realtime.eventlog import record_event
 from messenger.throttle import VisitorLimits
-from tests.conftest import bootstrap, new_client_id
+from tests.conftest import bootstrap, new_client_id, visitor_rows
 from tests.factories import make_branch, make_inbox, make_user
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +45,7 @@ def chat():
     operator = make_user(branch=branch)
     AgentConnection.objects.create(user=operator, channel_name="test!1", last_heartbeat=timezone.now())
     boot = bootstrap(inbox)
-    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(pubsub_token=boot["pubsub_token"])
+    contact_inbox = visitor_rows(boot)
     first = send_visitor_message(
         contact_inbox=contact_inbox, client_id=new_client_id(), body="first", actor=Actor(contact=contact_inbox.contact)
     )
@@ -164,9 +164,7 @@ def test_another_visitors_client_id_is_not_a_resend(chat):
     ci, conversation = _known(chat)
     client_id = new_client_id()
     send_on_socket(ci, conversation, client_id, "mine")
-    other = ContactInbox.objects.select_related("contact", "inbox").get(
-        pubsub_token=bootstrap(chat["inbox"])["pubsub_token"]
-    )
+    other = visitor_rows(bootstrap(chat["inbox"]))
     theirs = send_visitor_message(
         contact_inbox=other, client_id=client_id, body="theirs", actor=Actor(contact=other.contact)
     )
@@ -178,9 +176,7 @@ def test_a_first_message_asks_for_the_visitors_conversation_in_its_check(chat):
     # The resend check also answers whether the visitor has an active conversation: a first message
     # reads nothing more before it starts one (on PostgreSQL it locks its contact against the purge
     # of contacts that never wrote).
-    other = ContactInbox.objects.select_related("contact", "inbox", "inbox__branch").get(
-        pubsub_token=bootstrap(chat["inbox"])["pubsub_token"]
-    )
+    other = visitor_rows(bootstrap(chat["inbox"]))
     with CaptureQueriesContext(connection) as queries:
         sent = send_visitor_message(
             contact_inbox=other, client_id=new_client_id(), body="hello", actor=Actor(contact=other.contact)

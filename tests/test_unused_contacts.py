@@ -17,7 +17,7 @@ from messenger.actions.conversations import do_start_conversation
 from messenger.actions.schedule import do_purge_unused_contacts
 from messenger.actions.widget import visitor_connect
 from messenger.models import ActivityEvent, Contact, ContactInbox, Conversation
-from tests.conftest import bootstrap
+from tests.conftest import bootstrap, visitor_rows
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox
 from tests.test_routing_helpers import is_postgres, start
 
@@ -32,7 +32,7 @@ def test_a_page_view_writes_no_audit_row():
         HTTP_ORIGIN=VISITOR_ORIGIN,
     )
     assert response.status_code == 200
-    assert Contact.objects.count() == ContactInbox.objects.count() == 1
+    assert Contact.objects.count() == ContactInbox.objects.count() == 0  # no row until they write
     assert ActivityEvent.objects.count() == 0
 
 
@@ -45,10 +45,10 @@ def test_contacts_that_never_wrote_are_purged_once_idle(settings):
     settings.MESSENGER_RETENTION_UNUSED_CONTACT_DAYS = 30
     inbox, other_inbox = make_inbox(make_branch()), make_inbox(make_branch())
     viewer = bootstrap(inbox)
-    viewer_inbox = ContactInbox.objects.get(pubsub_token=viewer["pubsub_token"])
+    viewer_inbox = visitor_rows(viewer)
     # The same visitor on a second site: one contact, two contact inboxes, both go.
     ContactInbox.objects.create(contact=viewer_inbox.contact, inbox=other_inbox)
-    recent = ContactInbox.objects.get(pubsub_token=bootstrap(inbox)["pubsub_token"])
+    recent = visitor_rows(bootstrap(inbox))
     wrote = start(inbox).contact_id
     kept = {
         "wrote": wrote,
@@ -84,13 +84,16 @@ def test_contacts_that_never_wrote_are_purged_once_idle(settings):
     assert not ActivityEvent.objects.filter(verb="contact.created").exists()
     assert do_purge_unused_contacts() == 0
 
-    # The widget that still holds the purged session is refused on connect and starts afresh.
-    refused = visitor_connect(
+    # The widget that still holds the purged session goes on as a visitor without rows (the same
+    # visitor id, nothing stored) until they write again.
+    back = visitor_connect(
         widget_token=inbox.widget_token, token=viewer["session_token"], origin=VISITOR_ORIGIN, ip=None
     )
-    assert refused.error_code == "unauthenticated"
+    assert back.contact_inbox is not None and back.contact_inbox.pk is None
+    assert back.contact_inbox.source_id == viewer["visitor_id"]
     again = bootstrap(inbox, pubsub_token=viewer["pubsub_token"])
-    assert again["pubsub_token"] != viewer["pubsub_token"]
+    assert (again["pubsub_token"], again["visitor_id"]) == (viewer["pubsub_token"], viewer["visitor_id"])
+    assert not ContactInbox.objects.filter(source_id=viewer["visitor_id"]).exists()
 
     # Any number of them, a batch at a time.
     Contact.objects.bulk_create([Contact(last_activity_at=timezone.now() - timedelta(days=40)) for _ in range(7)])
@@ -111,7 +114,7 @@ def test_a_first_message_committed_while_the_purge_waits_keeps_its_contact(setti
         pytest.skip("needs PostgreSQL: SQLite serialises all writers, so there is no race to prove")
     settings.MESSENGER_RETENTION_UNUSED_CONTACT_DAYS = 30
     inbox = make_inbox(make_branch())
-    contact_inbox = ContactInbox.objects.get(pubsub_token=bootstrap(inbox)["pubsub_token"])
+    contact_inbox = visitor_rows(bootstrap(inbox))
     _idle(contact_inbox.contact_id, 31)
     started, release, purged, errors = threading.Event(), threading.Event(), [], []
 

@@ -38,7 +38,7 @@ from messenger.models import ContactInbox, Conversation, Webhook, WebhookDeliver
 from messenger.models.webhook import WEBHOOK_EVENTS
 from messenger.scheduler import run_due_jobs
 from messenger.webhooks import webhook_events_for
-from tests.conftest import bootstrap, new_client_id, operator_socket, visitor_socket
+from tests.conftest import bootstrap, new_client_id, operator_socket, visitor_rows, visitor_socket
 from tests.factories import make_branch, make_inbox, make_user
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "integrations.md"
@@ -123,9 +123,7 @@ def verifies(request: Received, secret: str) -> bool:
 
 
 def conversation_of(inbox, body: str = "hello") -> Conversation:
-    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(
-        pubsub_token=bootstrap(inbox)["pubsub_token"]
-    )
+    contact_inbox = visitor_rows(bootstrap(inbox))
     result = send_visitor_message(
         contact_inbox=contact_inbox, client_id=new_client_id(), body=body, actor=Actor(contact=contact_inbox.contact)
     )
@@ -255,9 +253,7 @@ def test_contact_events_are_written_by_the_contact_actions():
     hook = Webhook.objects.create(
         inbox=inbox, url="https://a.example.com/", events=["contact.updated", "contact.created"]
     )
-    contact_inbox = ContactInbox.objects.select_related("contact", "inbox").get(
-        pubsub_token=bootstrap(inbox)["pubsub_token"]
-    )
+    contact_inbox = visitor_rows(bootstrap(inbox))
     assert list(hook.deliveries.values_list("event", flat=True)) == ["contact.created"]
     do_update_contact_from_visitor(
         contact_inbox=contact_inbox, fields={"name": "Anna", "email": "anna@example.com"}, actor=Actor.system()

@@ -17,9 +17,9 @@ from messenger.actions.intake import send_visitor_message
 from messenger.actions.locks import lock_conversation
 from messenger.actions.messages import send_operator_message
 from messenger.actions.widget import QUEUE_PLACES_REFRESH, do_publish_queue_places
-from messenger.models import ContactInbox, Conversation
+from messenger.models import Conversation
 from messenger.routing.queue import QUEUE_WAIT_SAMPLE, queue_position
-from tests.conftest import bootstrap, new_client_id, visitor_socket
+from tests.conftest import bootstrap, new_client_id, visitor_rows, visitor_socket
 from tests.factories import make_branch, make_inbox, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _visitor_writes(inbox) -> tuple[Conversation, dict]:
     boot = bootstrap(inbox)
-    contact_inbox = ContactInbox.objects.get(pubsub_token=boot["pubsub_token"])
+    contact_inbox = visitor_rows(boot)
     result = send_visitor_message(
         contact_inbox=contact_inbox, client_id=new_client_id(), body="hello", actor=Actor(contact=contact_inbox.contact)
     )
@@ -208,7 +208,7 @@ def test_the_tick_costs_one_query_per_branch_whatever_the_number_of_visitors(dja
 def test_a_conversation_whose_first_message_is_not_stored_yet_is_not_told_a_place():
     branch, inbox, operator = _queue()
     _visitor_writes(inbox)
-    contact_inbox = ContactInbox.objects.get(pubsub_token=bootstrap(inbox)["pubsub_token"])
+    contact_inbox = visitor_rows(bootstrap(inbox))
     started, _ = do_start_conversation(contact_inbox=contact_inbox, actor=Actor(contact=contact_inbox.contact))
     assert started.waiting_since is None
     assert do_publish_queue_places() == 1  # the one that wrote

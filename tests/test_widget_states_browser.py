@@ -13,9 +13,9 @@ from django.utils import timezone
 from messenger.actions.base import Actor
 from messenger.actions.intake import send_visitor_message
 from messenger.actions.messages import send_operator_message
-from messenger.models import AgentRole, ContactInbox, Conversation
+from messenger.models import AgentRole, Conversation
 from tests import live
-from tests.conftest import bootstrap, new_client_id
+from tests.conftest import bootstrap, new_client_id, visitor_rows
 from tests.factories import make_branch, make_inbox, make_user
 from tests.test_widget_browser import Operator, demo_page, send_text, wait_ready, widget
 
@@ -208,7 +208,7 @@ def test_upload_progress(chromium, server):  # noqa: ANN001
 
 def _waiting(inbox: Any) -> tuple[Conversation, str]:
     boot = bootstrap(inbox)
-    contact_inbox = ContactInbox.objects.get(pubsub_token=boot["pubsub_token"])
+    contact_inbox = visitor_rows(boot)
     result = send_visitor_message(
         contact_inbox=contact_inbox, client_id=new_client_id(), body="hello", actor=Actor(contact=contact_inbox.contact)
     )

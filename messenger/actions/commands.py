@@ -39,6 +39,7 @@ HISTORY_PAGE = 50
 
 @dataclass
 class VisitorContext:
+    # Unsaved (``pk`` None) until the visitor writes or fills a form (``check_become_contact``).
     contact_inbox: ContactInbox
     ip: str | None = None
     page: dict[str, Any] = field(default_factory=dict)
@@ -121,6 +122,26 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
         visitors.do_close_widget(contact_inbox=ci)
         return [events.ack_frame(command.ref)] if command.ref is not None else []
     raise FrameError(f"Unknown frame type {kind!r}.", code="unknown_type")
+
+
+# The visitor commands that need the visitor's rows: the first of them makes them.
+CONTACT_COMMANDS = frozenset({"message.send", "contact.update"})
+
+
+def check_become_contact(context: VisitorContext, command: Command) -> ContactInbox:
+    """Before a visitor with no rows yet writes or fills a form: the command's input is checked
+    first (a refused one makes no row), then the rows are made (``contacts.do_become_contact``).
+    Returns the visitor, stored unless the command stores nothing."""
+    from messenger.actions.contacts import check_visitor_fields, do_become_contact
+
+    if command.type == "message.send":
+        messages.validate_message_input(
+            command.fields.get("client_id"), command.fields.get("body"), command.fields.get("attachment_ids")
+        )
+    elif not check_visitor_fields(command.fields):
+        return context.contact_inbox  # nothing to store: no rows either
+    context.contact_inbox = do_become_contact(context.contact_inbox)
+    return context.contact_inbox
 
 
 def check_request_transcript(context: VisitorContext, *, conversation: Conversation, email: Any) -> str:

@@ -1,6 +1,9 @@
-"""Contacts: the visitor's own details (pre-chat and offline forms).
+"""Contacts: the visitor's own details (pre-chat and offline forms), and the rows a visitor gets
+when they first write or fill a form.
 
 Invariants:
+* A visitor has no row until then (``do_become_contact``): the widget's session works with an
+  unsaved contact-inbox (``unsaved_visitor``) whose page details wait in the cache.
 * With ``features.pre_chat_form`` on, a visitor whose contact lacks a required pre-chat field cannot
   start a conversation (``check_pre_chat_complete``); the widget submits the form with
   ``contact.update`` first. Trusted server-side paths are not gated.
@@ -10,15 +13,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
+from messenger import events
 from messenger.actions.base import Actor, audit_row
 from messenger.actions.webhooks import contact_event_statements
 from messenger.dbwrite import execute, insert_statement
 from messenger.errors import Conflict, InvalidInput
 from messenger.models import Contact, ContactInbox, Inbox
+from messenger.realtime.broadcast import broadcast_on_commit
+from messenger.realtime.groups import visitor_session_group
+from messenger.tokens import visitor_source_id
 
 CONTACT_FIELDS = ("name", "email", "phone")
 # What the widget asks when the pre-chat form is on but ``pre_chat.fields`` is empty.
@@ -135,6 +145,12 @@ def _save_contact_changes(
     return contact
 
 
+def check_visitor_fields(fields: dict[str, Any]) -> bool:
+    """Whether a visitor's ``contact.update`` changes anything (``InvalidInput`` when refused)."""
+    changes, custom = _contact_changes(fields)
+    return bool(changes) or custom is not None
+
+
 def do_update_contact_from_visitor(*, contact_inbox: ContactInbox, fields: dict[str, Any], actor: Actor) -> Contact:
     changes, custom = _contact_changes(fields)
     return _save_contact_changes(contact_inbox.contact, changes, custom, actor, inbox_ids=[contact_inbox.inbox_id])
@@ -152,3 +168,68 @@ def do_update_contact(*, contact: Contact, fields: dict[str, Any], actor: Actor)
     if contact.anonymized_at is not None and (changes or custom is not None):
         raise Conflict("The contact was anonymised; its personal data cannot be set again.")
     return _save_contact_changes(contact, changes, custom, actor)
+
+
+# --- a visitor's rows, made when they first write or fill a form ---------------------------------
+
+
+def _attributes_key(source_id: str) -> str:
+    return f"widget:visitor:{source_id}"
+
+
+def stored_visitor_by_token(pubsub_token: str, inbox: Inbox) -> ContactInbox | None:
+    return (
+        ContactInbox.objects.select_related("contact", "inbox", "inbox__branch")
+        .filter(pubsub_token=pubsub_token, inbox=inbox)
+        .first()
+    )
+
+
+def unsaved_visitor(pubsub_token: str, inbox: Inbox, attributes: dict[str, str] | None = None) -> ContactInbox:
+    """A visitor with no row yet: their page details (browser, address, page) wait in the cache
+    for ``do_become_contact``; ``attributes`` are this page's, merged into them."""
+    source_id = visitor_source_id(pubsub_token)
+    stored = cache.get(_attributes_key(source_id)) or {}
+    if attributes is not None:
+        stored = {**stored, **attributes}
+        cache.set(_attributes_key(source_id), stored, settings.MESSENGER_SESSION_TOKEN_MAX_AGE)
+    contact = Contact(additional_attributes=stored)
+    return ContactInbox(contact=contact, inbox=inbox, source_id=source_id, pubsub_token=pubsub_token)
+
+
+def do_become_contact(contact_inbox: ContactInbox) -> ContactInbox:
+    """The visitor writes or fills a form: their contact and contact-inbox rows, made now with the
+    page details of their visit (or found, when another tab made them first). Their other tabs
+    are told (the session group), so that they join the visitor's stream."""
+    if contact_inbox.pk is not None:
+        return contact_inbox
+    inbox = contact_inbox.inbox
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            contact = Contact.objects.create(
+                additional_attributes=contact_inbox.contact.additional_attributes, last_activity_at=now
+            )
+            stored = ContactInbox.objects.create(
+                contact=contact,
+                inbox=inbox,
+                source_id=contact_inbox.source_id,
+                pubsub_token=contact_inbox.pubsub_token,
+            )
+            execute(contact_event_statements(contact=contact, inbox_id=inbox.pk, created=True, changes=[], now=now))
+    except IntegrityError:
+        found = stored_visitor_by_token(contact_inbox.pubsub_token, inbox)
+        if found is None:
+            raise
+        return found
+    cache.delete(_attributes_key(stored.source_id))
+    stored.inbox = inbox
+    broadcast_on_commit([visitor_session_group(stored.source_id)], events.session_contact_frame())
+    return stored
+
+
+def stored_visitor(contact_inbox: ContactInbox) -> ContactInbox | None:
+    """The rows of a visitor who had none when their socket opened, once another tab made them."""
+    if contact_inbox.pk is not None:
+        return contact_inbox
+    return stored_visitor_by_token(contact_inbox.pubsub_token, contact_inbox.inbox)

@@ -64,7 +64,7 @@ def visitor_conversation(
         contacts.check_pre_chat_complete(contact_inbox=contact_inbox)
         limits.check_new_conversation()
     # An operator invited the visitor: the conversation their answer starts is that operator's.
-    invitation = visitors.pending_invitation(contact_inbox.pk)
+    invitation = visitors.pending_invitation(contact_inbox.source_id)
     invited_by = visitors.invited_operator(invitation) if invitation is not None else None
     conversation, started = conversations.do_start_conversation(
         contact_inbox=contact_inbox,
@@ -75,7 +75,7 @@ def visitor_conversation(
         invitation=invitation.body if invitation is not None else None,
     )
     if started and invitation is not None:
-        visitors.forget_invitation(contact_inbox.pk)
+        visitors.forget_invitation(contact_inbox.source_id)
     if limits is not None:
         if started:
             limits.count_new_conversation()

@@ -23,6 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from messenger import events, formatting
+from messenger.actions import visitors
 from messenger.actions.base import Actor, audit
 from messenger.errors import NotFound
 from messenger.models import (
@@ -220,8 +221,10 @@ def do_anonymise_contact(*, contact_id: Any, actor: Actor) -> Contact:
                 ConversationEvent.objects.filter(pk=event.pk).update(payload=payload, public_payload=public)
         _scrub_webhook_deliveries(contact.pk, conversations=conversations, removed_ids=removed_ids)
         ActivityEvent.objects.filter(actor_contact=contact).update(ip=None)
+        forgotten = []
         for contact_inbox in ContactInbox.objects.filter(contact=contact):
             # New secrets: a browser that still holds the old ones can no longer read the history.
+            forgotten.append(contact_inbox.source_id)
             contact_inbox.pubsub_token = new_pubsub_token()
             contact_inbox.source_id = new_source_id()
             contact_inbox.save(update_fields=["pubsub_token", "source_id"])
@@ -256,4 +259,5 @@ def do_anonymise_contact(*, contact_id: Any, actor: Actor) -> Contact:
                 file.storage.delete(file.name)
 
         transaction.on_commit(delete_files)
+        transaction.on_commit(lambda: visitors.forget_visitors(forgotten))
     return contact

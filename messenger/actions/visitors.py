@@ -4,7 +4,8 @@ proactive triggers of an inbox (docs/widget.md, "Invitations"; docs/dashboard.md
 Invariants:
 * Nothing here writes a database row but the audit row of an operator's invitation: the visit,
   the live list (``messenger.realtime.visitors``), pending invitations, the daily limit of
-  automatic ones and "the visitor closed the widget" live in the cache (Redis in production).
+  automatic ones and "the visitor closed the widget" live in the cache (Redis in production),
+  keyed by the visitor id (``source_id``), which a visitor has before they have rows.
 * A visit is the page views of one visitor with less than ``VISIT_IDLE_SECONDS`` between them;
   ``returning`` says the visitor's session existed before this visit began.
 * An operator's invitation waits ``INVITATION_SECONDS`` for the visitor's answer: the conversation
@@ -30,11 +31,11 @@ from messenger import events, formatting, throttle
 from messenger.access import StaffScope
 from messenger.actions.base import Actor, audit
 from messenger.errors import Conflict, Forbidden, InvalidInput, NotFound
-from messenger.models import ContactInbox, Conversation, ProactiveTrigger, TriggerKind
+from messenger.models import ContactInbox, Conversation, Inbox, ProactiveTrigger, TriggerKind
 from messenger.models.conversation import ACTIVE_STATUSES
 from messenger.realtime import visitors as live
 from messenger.realtime.broadcast import broadcast_on_commit
-from messenger.realtime.groups import visitor_group
+from messenger.realtime.groups import visitor_session_group
 
 VISIT_IDLE_SECONDS = 30 * 60
 INVITATION_SECONDS = 60 * 60
@@ -56,20 +57,20 @@ class Visit(TypedDict):
     region: str
 
 
-def _visit_key(contact_inbox_id: int) -> str:
-    return f"visitors:visit:{contact_inbox_id}"
+def _visit_key(visitor_id: str) -> str:
+    return f"visitors:visit:{visitor_id}"
 
 
-def _invitation_key(contact_inbox_id: int) -> str:
-    return f"visitors:invitation:{contact_inbox_id}"
+def _invitation_key(visitor_id: str) -> str:
+    return f"visitors:invitation:{visitor_id}"
 
 
-def _automatic_key(contact_inbox_id: int) -> str:
-    return f"visitors:automatic:{contact_inbox_id}"
+def _automatic_key(visitor_id: str) -> str:
+    return f"visitors:automatic:{visitor_id}"
 
 
-def _closed_key(contact_inbox_id: int) -> str:
-    return f"visitors:closed:{contact_inbox_id}"
+def _closed_key(visitor_id: str) -> str:
+    return f"visitors:closed:{visitor_id}"
 
 
 def _geography(ip: str | None) -> tuple[str, str]:
@@ -88,7 +89,7 @@ def record_page_view(
 ) -> Visit:
     """The widget loaded on a page (bootstrap): the visit it belongs to, started when there is none."""
     moment = now.timestamp()
-    key = _visit_key(contact_inbox.pk)
+    key = _visit_key(contact_inbox.source_id)
     visit: Visit | None = cache.get(key)
     if visit is None or moment - visit["last_at"] > VISIT_IDLE_SECONDS:
         country, region = _geography(ip)
@@ -112,7 +113,9 @@ def record_page_view(
     return visit
 
 
-def _active_conversation_id(contact_inbox_id: int) -> int | None:
+def _active_conversation_id(contact_inbox_id: int | None) -> int | None:
+    if contact_inbox_id is None:
+        return None  # a visitor with no rows yet
     return (
         Conversation.objects.filter(contact_inbox_id=contact_inbox_id, status__in=ACTIVE_STATUSES)
         .values_list("pk", flat=True)
@@ -123,7 +126,7 @@ def _active_conversation_id(contact_inbox_id: int) -> int | None:
 def live_entry(contact_inbox: ContactInbox, *, now: datetime | None = None) -> events.LiveVisitor:
     """The visitor's line in the live list, as their socket connects."""
     now = now or timezone.now()
-    visit: Visit | None = cache.get(_visit_key(contact_inbox.pk))
+    visit: Visit | None = cache.get(_visit_key(contact_inbox.source_id))
     moment = now.timestamp()
     if visit is None:  # the visit expired while the page stayed open
         visit = {
@@ -203,42 +206,36 @@ def check_invite(*, scope: StaffScope, user: Any, visitor_id: Any, body: Any) ->
     found = live.find(visitor_id)
     if found is None or found.branch_id not in visible_branch_ids(scope):
         raise NotFound("This visitor is not on the site now.")
-    contact_inbox = ContactInbox.objects.select_related("inbox", "contact").filter(pk=found.contact_inbox_id).first()
-    if contact_inbox is None or not contact_inbox.inbox.is_active:
+    inbox = Inbox.objects.filter(pk=found.inbox_id, is_active=True).first()
+    if inbox is None:
         raise NotFound("This visitor is not on the site now.")
-    if contact_inbox.contact.blocked:
+    # No row yet (the visitor has not written): not blocked, not chatting.
+    contact_inbox = ContactInbox.objects.select_related("contact").filter(inbox=inbox, source_id=visitor_id).first()
+    if contact_inbox is not None and contact_inbox.contact.blocked:
         raise Forbidden("This visitor is blocked.", code="blocked")
-    if _active_conversation_id(contact_inbox.pk) is not None:
+    if contact_inbox is not None and _active_conversation_id(contact_inbox.pk) is not None:
         raise Conflict("This visitor is chatting already.")
     throttle.check(
         "invite", scope.user_id, settings.MESSENGER_INVITE_RATE_PER_OPERATOR, message="You are inviting too fast."
     )
     throttle.check(
         "invite-visitor",
-        contact_inbox.pk,
+        visitor_id,
         settings.MESSENGER_INVITE_RATE_PER_VISITOR,
         message="This visitor was invited a moment ago.",
     )
-    return do_invite(contact_inbox=contact_inbox, user=user, body=body.strip())
+    return do_invite(inbox=inbox, visitor_id=visitor_id, user=user, body=body.strip())
 
 
-def do_invite(*, contact_inbox: ContactInbox, user: Any, body: str) -> str:
+def do_invite(*, inbox: Inbox, visitor_id: str, user: Any, body: str) -> str:
     """Tell the visitor's widgets and remember who invited them (their answer goes to that operator)."""
     invitation_id = uuid.uuid4().hex
-    cache.set(
-        _invitation_key(contact_inbox.pk),
-        {"id": invitation_id, "user_id": user.pk, "body": body},
-        INVITATION_SECONDS,
-    )
+    cache.set(_invitation_key(visitor_id), {"id": invitation_id, "user_id": user.pk, "body": body}, INVITATION_SECONDS)
     audit(
         Actor(user=user),
         "visitor.invited",
-        target=contact_inbox,
-        payload={
-            "visitor_id": contact_inbox.source_id,
-            "inbox_id": contact_inbox.inbox_id,
-            "invitation": invitation_id,
-        },
+        target=inbox,
+        payload={"visitor_id": visitor_id, "inbox_id": inbox.pk, "invitation": invitation_id},
     )
     frame = events.invitation_frame(
         invitation_id=invitation_id,
@@ -247,13 +244,13 @@ def do_invite(*, contact_inbox: ContactInbox, user: Any, body: str) -> str:
         sender_name=events.user_name(user),
         automatic=False,
     )
-    broadcast_on_commit([visitor_group(contact_inbox.pk)], frame)
+    broadcast_on_commit([visitor_session_group(visitor_id)], frame)
     return invitation_id
 
 
-def pending_invitation(contact_inbox_id: int) -> PendingInvitation | None:
+def pending_invitation(visitor_id: str) -> PendingInvitation | None:
     """The operator invitation the visitor has not answered yet, if one still waits."""
-    value = cache.get(_invitation_key(contact_inbox_id))
+    value = cache.get(_invitation_key(visitor_id))
     if not value:
         return None
     return PendingInvitation(invitation_id=value["id"], user_id=value["user_id"], body=value["body"])
@@ -269,8 +266,27 @@ def invited_operator(invitation: PendingInvitation) -> Any | None:
     )
 
 
-def forget_invitation(contact_inbox_id: int) -> None:
-    cache.delete(_invitation_key(contact_inbox_id))
+def forget_invitation(visitor_id: str) -> None:
+    cache.delete(_invitation_key(visitor_id))
+
+
+def _forgotten_key(visitor_id: str) -> str:
+    return f"visitors:forgotten:{visitor_id}"
+
+
+def forget_visitors(visitor_ids: list[str]) -> None:
+    """Erasure (``privacy``): the visits, invitations and flags kept for these visitors go too,
+    and a browser that still holds their old secret starts afresh (``forgotten``)."""
+    keys = (_visit_key, _invitation_key, _automatic_key, _closed_key)
+    cache.delete_many([key(visitor_id) for visitor_id in visitor_ids for key in keys])
+    cache.set_many(
+        {_forgotten_key(visitor_id): 1 for visitor_id in visitor_ids}, settings.MESSENGER_SESSION_TOKEN_MAX_AGE
+    )
+
+
+def forgotten(visitor_id: str) -> bool:
+    """Whether this visitor's data was erased (their old secret must not come back as a visitor)."""
+    return bool(cache.get(_forgotten_key(visitor_id)))
 
 
 # --- proactive triggers ---------------------------------------------------------------------------
@@ -284,14 +300,14 @@ class TriggerPlan:
 
 def do_close_widget(*, contact_inbox: ContactInbox) -> None:
     """The visitor closed the widget: no automatic invitation reaches them any more."""
-    cache.set(_closed_key(contact_inbox.pk), 1, CLOSED_SECONDS)
+    cache.set(_closed_key(contact_inbox.source_id), 1, CLOSED_SECONDS)
 
 
 def _automatic_blocked(contact_inbox: ContactInbox) -> bool:
     return bool(
         contact_inbox.contact.blocked
-        or cache.get(_closed_key(contact_inbox.pk))
-        or cache.get(_automatic_key(contact_inbox.pk))
+        or cache.get(_closed_key(contact_inbox.source_id))
+        or cache.get(_automatic_key(contact_inbox.source_id))
         or _active_conversation_id(contact_inbox.pk) is not None
     )
 
@@ -333,7 +349,7 @@ def do_fire_trigger(
         return None
     if _automatic_blocked(contact_inbox):
         return None
-    if not cache.add(_automatic_key(contact_inbox.pk), trigger.pk, AUTOMATIC_EVERY_SECONDS):
+    if not cache.add(_automatic_key(contact_inbox.source_id), trigger.pk, AUTOMATIC_EVERY_SECONDS):
         return None  # another tab's trigger fired first
     return events.invitation_frame(
         invitation_id=f"t{trigger.pk}-{uuid.uuid4().hex[:12]}",

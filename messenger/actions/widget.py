@@ -2,7 +2,11 @@
 
 Invariants:
 * A visitor is identified by the secret ``pubsub_token`` the widget keeps; without it (or with an
-  unknown one) bootstrap creates a fresh contact. The ``source_id`` alone never restores a session.
+  unknown one) bootstrap gives a fresh one. The ``source_id`` alone never restores a session.
+* No row exists for a visitor until they write or fill a form (``contacts.do_become_contact``): before
+  that the visitor is an unsaved contact-inbox whose token signs itself (``tokens.new_visitor_token``)
+  and whose page details wait in the cache. Every tab of a visitor is in their session group, which
+  learns when the rows are made (another tab wrote) and carries invitations.
 * The session token is signed and expires; the socket re-checks it, the inbox's widget token and
   the Origin on every connect.
 * Operator messages returned by bootstrap are marked delivered (first delivery).
@@ -21,23 +25,27 @@ from typing import Any, TypedDict
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
 from django.utils import timezone
 
 from messenger import events, throttle
 from messenger.actions import visitors
 from messenger.actions.base import Actor, audit
+from messenger.actions.contacts import stored_visitor_by_token, unsaved_visitor
 from messenger.actions.messages import latest_conversation, mark_delivered
-from messenger.actions.webhooks import contact_event_statements
-from messenger.dbwrite import execute
 from messenger.errors import Forbidden, InvalidInput, NotFound
 from messenger.inbox_settings import domain_allowed
-from messenger.models import Contact, ContactInbox, Conversation, Inbox, Message, MessageDirection
+from messenger.models import ContactInbox, Conversation, Inbox, Message, MessageDirection
 from messenger.realtime.broadcast import broadcast_on_commit
 from messenger.realtime.groups import visitor_group
 from messenger.routing.queue import branch_places, waiting_conversations
 from messenger.selectors import operators_available
-from messenger.tokens import issue_session_token, read_session_token
+from messenger.tokens import (
+    is_visitor_token,
+    issue_session_token,
+    new_visitor_token,
+    read_session_token,
+    visitor_source_id,
+)
 
 HISTORY_CONVERSATIONS = 5
 HISTORY_MESSAGES = 100
@@ -334,30 +342,24 @@ def do_bootstrap(
     check_origin(inbox, origin, ip=ip, channel="http")
     page_info = _clean_page(page)
     now = timezone.now()
-    contact_inbox = None
-    if isinstance(pubsub_token, str) and 0 < len(pubsub_token) <= 64:
-        contact_inbox = (
-            ContactInbox.objects.select_related("contact", "inbox")
-            .filter(pubsub_token=pubsub_token, inbox=inbox)
-            .first()
-        )
+    token = pubsub_token if isinstance(pubsub_token, str) and 0 < len(pubsub_token) <= 64 else ""
+    contact_inbox = stored_visitor_by_token(token, inbox) if token else None
     attributes = {**page_info, **_browser(page_info.get("user_agent", "")), "ip": ip or ""}
-    new_session = contact_inbox is None
-    with transaction.atomic():
-        if contact_inbox is None:
-            contact = Contact.objects.create(additional_attributes=attributes, last_activity_at=now)
-            # No audit row: a page view is not a change anyone made, and the contact row itself
-            # records when and from where (retention removes it if the visitor never writes).
-            contact_inbox = ContactInbox.objects.create(contact=contact, inbox=inbox)
-            execute(contact_event_statements(contact=contact, inbox_id=inbox.pk, created=True, changes=[], now=now))
-        else:
-            contact = contact_inbox.contact
-            contact.additional_attributes = {**contact.additional_attributes, **attributes}
-            contact.last_activity_at = now
-            contact.save(update_fields=["additional_attributes", "last_activity_at"])
+    if contact_inbox is not None:
+        new_session = False
+        contact = contact_inbox.contact
+        contact.additional_attributes = {**contact.additional_attributes, **attributes}
+        contact.last_activity_at = now
+        contact.save(update_fields=["additional_attributes", "last_activity_at"])
+    else:
+        new_session = not is_visitor_token(token, inbox.pk) or visitors.forgotten(visitor_source_id(token))
+        if new_session:
+            token = new_visitor_token(inbox.pk)
+        contact_inbox = unsaved_visitor(token, inbox, attributes)
+        contact = contact_inbox.contact
     contact_inbox.inbox = inbox
     visitors.record_page_view(contact_inbox=contact_inbox, new_session=new_session, page=page_info, ip=ip, now=now)
-    conversation = latest_conversation(contact_inbox)
+    conversation = latest_conversation(contact_inbox) if contact_inbox.pk else None
     if conversation is not None:
         newest_out = (
             Message.objects.filter(conversation=conversation, direction=MessageDirection.OUT, delivered_at__isnull=True)
@@ -377,7 +379,7 @@ def do_bootstrap(
         "visitor_id": contact_inbox.source_id,
         "contact": {"name": contact.name, "email": contact.email, "phone": contact.phone},
         "conversation": events.conversation_public(conversation) if conversation else None,
-        "history": history(contact_inbox),
+        "history": history(contact_inbox) if contact_inbox.pk else [],
         "ws_url": ws_url,
         "settings": widget_settings_payload(inbox, language=page_info.get("language", "")[:2]),
         "queue": queue_info(conversation, inbox=inbox),
@@ -395,7 +397,7 @@ class VisitorConnect:
 
     def hello(self) -> dict[str, Any]:
         assert self.contact_inbox is not None
-        conversation = latest_conversation(self.contact_inbox)
+        conversation = latest_conversation(self.contact_inbox) if self.contact_inbox.pk else None
         return events.visitor_hello(
             conversation,
             queue=queue_info(conversation, inbox=self.contact_inbox.inbox),
@@ -420,14 +422,27 @@ def visitor_connect(*, widget_token: str, token: str, origin: str | None, ip: st
         check_origin(inbox, origin, ip=ip, channel="websocket")
     except Forbidden:
         return VisitorConnect(origin_forbidden=True)
+    contact_inbox = session_visitor(token, inbox)
+    if contact_inbox is None:
+        return VisitorConnect(error_code="unauthenticated", error_message="Missing, forged or expired session token.")
+    return VisitorConnect(contact_inbox=contact_inbox)
+
+
+def session_visitor(token: Any, inbox: Inbox) -> ContactInbox | None:
+    """The visitor of a session token for ``inbox``: stored, or not yet (unsaved, ``pk`` None);
+    None when the token is forged, expired, of another inbox, or its rows were erased."""
     session = read_session_token(token)
     if session is None or session.inbox_id != inbox.pk:
-        return VisitorConnect(error_code="unauthenticated", error_message="Missing, forged or expired session token.")
-    contact_inbox = (
+        return None
+    if session.contact_inbox_id is None:
+        stored = stored_visitor_by_token(session.pubsub_token, inbox)
+        if stored is not None:
+            return stored
+        if visitors.forgotten(visitor_source_id(session.pubsub_token)):
+            return None
+        return unsaved_visitor(session.pubsub_token, inbox)
+    return (
         ContactInbox.objects.select_related("contact", "inbox", "inbox__branch")
         .filter(pk=session.contact_inbox_id, inbox=inbox, pubsub_token=session.pubsub_token)
         .first()
     )
-    if contact_inbox is None:
-        return VisitorConnect(error_code="unauthenticated", error_message="Unknown session.")
-    return VisitorConnect(contact_inbox=contact_inbox)

@@ -20,16 +20,15 @@ from messenger import events
 from messenger.access import access_conversation_for_staff, staff_scope
 from messenger.actions.attachments import IMAGE_TYPES, access_attachment, do_upload_operator_attachment
 from messenger.actions.base import Actor
+from messenger.actions.contacts import do_become_contact
 from messenger.actions.intake import upload_visitor_attachment
-from messenger.actions.widget import active_inbox, check_origin
+from messenger.actions.widget import active_inbox, check_origin, session_visitor
 from messenger.api.schema import ERROR_DESCRIPTIONS, ErrorSerializer, errors, shape_serializer
 from messenger.api.util import request_origin
 from messenger.api.widget import WIDGET_AUTH
 from messenger.client_address import request_client_address
 from messenger.errors import InvalidInput, MessengerError, NotFound
-from messenger.models import ContactInbox
 from messenger.throttle import VisitorLimits
-from messenger.tokens import read_session_token
 
 
 class Uploaded(TypedDict):
@@ -83,16 +82,11 @@ class WidgetAttachmentUploadView(APIView):
         inbox = active_inbox(_field(request.data, "widget_token"))
         ip = request_client_address(request)
         check_origin(inbox, request_origin(request), ip=ip, channel="attachment")
-        session = read_session_token(_field(request.data, "token"))
-        contact_inbox = None
-        if session is not None and session.inbox_id == inbox.pk:
-            contact_inbox = (
-                ContactInbox.objects.select_related("contact", "inbox", "inbox__branch")
-                .filter(pk=session.contact_inbox_id, inbox=inbox, pubsub_token=session.pubsub_token)
-                .first()
-            )
+        contact_inbox = session_visitor(_field(request.data, "token"), inbox)
         if contact_inbox is None:
             raise NotFound("Unknown session.", code="unauthenticated")
+        if contact_inbox.pk is None and request.FILES.get("file") is not None:
+            contact_inbox = do_become_contact(contact_inbox)  # a file is their first word
         attachment = upload_visitor_attachment(
             contact_inbox=contact_inbox,
             upload=request.FILES.get("file"),

@@ -25,6 +25,12 @@ def visitor_group(contact_inbox_id: int) -> str:
     return f"v.{contact_inbox_id}"
 
 
+def visitor_session_group(source_id: str) -> str:
+    """Every tab of one visitor, before and after their rows exist: invitations, and the news that
+    another tab made the rows (``actions.contacts.do_become_contact``)."""
+    return f"s.{source_id}"
+
+
 def inbox_group(inbox_id: int) -> str:
     """Every widget of an inbox: operator availability."""
     return f"i.{inbox_id}"

@@ -71,7 +71,6 @@ class Found:
     """Where a live visitor is: enough for an invitation."""
 
     visitor_id: str
-    contact_inbox_id: int
     inbox_id: int
     branch_id: int | None
     chatting: bool
@@ -80,7 +79,6 @@ class Found:
 @dataclass
 class _Local:
     entry: LiveVisitor
-    contact_inbox_id: int
     sockets: set[str] = field(default_factory=set)
 
     @property
@@ -90,7 +88,6 @@ class _Local:
     def found(self) -> Found:
         return Found(
             visitor_id=self.entry["id"],
-            contact_inbox_id=self.contact_inbox_id,
             inbox_id=self.entry["inbox"]["id"],
             branch_id=self.entry["branch_id"],
             chatting=self.entry["chatting"],
@@ -109,10 +106,10 @@ class Tracker:
 
     # --- called by the visitor sockets, on the event loop -------------------------------------
 
-    def attach(self, socket_id: str, entry: LiveVisitor, *, contact_inbox_id: int) -> None:
+    def attach(self, socket_id: str, entry: LiveVisitor) -> None:
         local = self.visitors.get(entry["id"])
         if local is None:
-            local = self.visitors[entry["id"]] = _Local(entry=entry, contact_inbox_id=contact_inbox_id)
+            local = self.visitors[entry["id"]] = _Local(entry=entry)
         else:
             local.entry = entry  # the newest page of the visitor's tabs
         local.sockets.add(socket_id)
@@ -211,7 +208,7 @@ class Tracker:
             found = local.found()
             pipe.set(
                 _visitor_key(visitor_id),
-                json.dumps([found.contact_inbox_id, found.inbox_id, found.branch_id, found.chatting]),
+                json.dumps([found.inbox_id, found.branch_id, found.chatting]),
                 ex=TTL_SECONDS,
             )
         for visitor_id, group in gone.items():
@@ -303,10 +300,9 @@ def find(visitor_id: str) -> Found | None:
     value = client.get(_visitor_key(visitor_id))
     if value is None:
         return None
-    contact_inbox_id, inbox_id, branch_id, chatting = json.loads(value)
+    *_, inbox_id, branch_id, chatting = json.loads(value)  # an older process wrote 4 values
     return Found(
         visitor_id=visitor_id,
-        contact_inbox_id=contact_inbox_id,
         inbox_id=inbox_id,
         branch_id=branch_id,
         chatting=chatting,
