@@ -848,6 +848,7 @@ CONVERSATION_STATE_FIELDS = (
     "resolved_at",
     "rating_score",
     "rating_comment",
+    "rating_scale",
     "rated_at",
     "rating_requested_at",
     "unread_for_agent",
@@ -919,7 +920,10 @@ class ConversationAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        (_("Rating"), {"fields": ("rating_score", "rating_comment", "rated_at", "rating_requested_at")}),
+        (
+            _("Rating"),
+            {"fields": ("rating_score", "rating_scale", "rating_comment", "rated_at", "rating_requested_at")},
+        ),
         (
             _("Attributes"),
             {"fields": ("additional_attributes", "custom_attributes"), "classes": ("collapse",)},

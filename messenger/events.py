@@ -75,6 +75,7 @@ class ContactRef(TypedDict):
 
 class RatingData(TypedDict):
     score: int
+    scale: str
     comment: str
     rated_at: str | None
 
@@ -245,10 +246,14 @@ def conversation_staff(conversation: models.Conversation) -> StaffConversation:
 
 
 def _rating(conversation: models.Conversation) -> RatingData | None:
+    """``scale`` is the one the visitor rated on (kept with the score): a later change of the inbox's
+    setting does not turn 4 stars into 4 of 10. A rating older than that column whose audit row
+    recorded no scale (migration 0016) reads the inbox's current one."""
     if conversation.rating_score is None:
         return None
     return {
         "score": conversation.rating_score,
+        "scale": conversation.rating_scale or conversation.inbox.effective_settings["rating"]["scale"],
         "comment": conversation.rating_comment,
         "rated_at": iso(conversation.rated_at),
     }

@@ -100,6 +100,7 @@ class ContactDetail(events.ContactRef):
     timezone: str
     ip: str
     custom: dict[str, Any]
+    custom_labels: dict[str, str]
     created_at: str | None
 
 
@@ -344,6 +345,7 @@ def conversation_detail(conversation: Conversation) -> ConversationDetail:
     contact = conversation.contact
     attributes = contact.additional_attributes or {}
     page = (conversation.additional_attributes or {}).get("page") or {}
+    custom = contact.custom_attributes or {}
     row["contact"] = {
         **row["contact"],
         "blocked": contact.blocked,
@@ -353,7 +355,8 @@ def conversation_detail(conversation: Conversation) -> ConversationDetail:
         "language": attributes.get("language", ""),
         "timezone": attributes.get("timezone", ""),
         "ip": attributes.get("ip", ""),
-        "custom": contact.custom_attributes or {},
+        "custom": custom,
+        "custom_labels": form_labels(conversation.inbox, custom),
         "created_at": events.iso(contact.created_at),
     }
     row["page"] = {
@@ -377,6 +380,16 @@ def conversation_detail(conversation: Conversation) -> ConversationDetail:
         for other in earlier
     ]
     return row
+
+
+def form_labels(inbox: Inbox, custom: dict[str, Any]) -> dict[str, str]:
+    """The labels ``inbox``'s pre-chat form gives the contact's ``custom`` fields, by name, in the
+    form's order. A field without a label, or no longer in the form, is not named here."""
+    return {
+        field["name"]: label
+        for field in inbox.effective_settings["pre_chat"]["fields"]
+        if (label := (field.get("label") or "").strip()) and field["name"] in custom
+    }
 
 
 # --- pickers -------------------------------------------------------------------------------------

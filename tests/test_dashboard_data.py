@@ -1,16 +1,20 @@
 """What the dashboard shows comes from the server right: the list's preview keeps the visitor's
-question under an automatic reply, and typing frames carry the name the pre-chat form gave."""
+question under an automatic reply, typing frames carry the name the pre-chat form gave, a rating
+carries the scale it was given on and the contact's form fields the labels of the inbox's form."""
 
 import pytest
 from channels.db import database_sync_to_async as db
+from django.test import Client
 
+from messenger import events
 from messenger.actions.base import Actor
+from messenger.actions.conversations import do_change_status, do_rate
 from messenger.actions.intake import send_visitor_message
 from messenger.actions.messages import send_automatic_message, send_operator_message
-from messenger.models import Conversation, SenderType
+from messenger.models import AgentRole, Conversation, ConversationStatus, SenderType
 from tests.conftest import bootstrap, new_client_id, operator_socket, visitor_socket
 from tests.factories import make_branch, make_inbox, make_user
-from tests.test_routing_helpers import visitor
+from tests.test_routing_helpers import start, visitor
 
 
 @pytest.mark.django_db
@@ -70,3 +74,110 @@ async def test_typing_carries_the_name_the_pre_chat_form_gave():
     assert started["data"]["name"] == "Anna P."
     await visitor.close()
     await staff.close()
+
+
+def dashboard_views(conversation: Conversation, client: Client) -> list[dict]:
+    """The conversation as the dashboard gets it: its list row, its detail, the socket's staff
+    summary and the visitor's."""
+    rows = client.get("/api/operator/conversations/", {"tab": "all", "status": "any"}).json()["results"]
+    detail = client.get(f"/api/operator/conversations/{conversation.pk}/").json()["conversation"]
+    fresh = Conversation.objects.select_related("inbox", "contact", "branch", "region", "assignee").get(
+        pk=conversation.pk
+    )
+    return [
+        *(row for row in rows if row["id"] == conversation.pk),
+        detail,
+        events.conversation_staff(fresh),
+        events.conversation_public(fresh),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_rating_carries_the_scale_it_was_given_on():
+    inbox = make_inbox(make_branch())
+    client = Client()
+    client.force_login(make_user(role=AgentRole.SUPERVISOR))
+    conversation = start(inbox, name="Anna")
+    actor = Actor(contact=conversation.contact)
+    do_change_status(conversation=conversation, status=ConversationStatus.RESOLVED, actor=Actor.system("test"))
+    do_rate(conversation=conversation, score=4, comment="Quick and kind", actor=actor)
+    views = dashboard_views(conversation, client)
+    assert len(views) == 4
+    assert [(view["rating"]["score"], view["rating"]["scale"]) for view in views] == [(4, "stars")] * 4
+
+    # The inbox moves to NPS: the 4 given on stars stays 4 of 5 stars.
+    inbox.settings = {**inbox.settings, "rating": {"enabled": True, "scale": "nps"}}
+    inbox.save(update_fields=["settings"])
+    assert [view["rating"]["scale"] for view in dashboard_views(conversation, client)] == ["stars"] * 4
+
+    # Rated again after the next resolution, on the scale of the day.
+    conversation = Conversation.objects.select_related("inbox").get(pk=conversation.pk)
+    do_change_status(conversation=conversation, status=ConversationStatus.OPEN, actor=Actor.system("test"))
+    do_change_status(conversation=conversation, status=ConversationStatus.RESOLVED, actor=Actor.system("test"))
+    assert [view["rating"] for view in dashboard_views(conversation, client)] == [None] * 4
+    do_rate(conversation=conversation, score=9, comment="", actor=actor)
+    assert [(view["rating"]["score"], view["rating"]["scale"]) for view in dashboard_views(conversation, client)] == [
+        (9, "nps")
+    ] * 4
+
+
+@pytest.mark.django_db
+def test_the_contact_panel_names_the_form_fields_by_the_inbox_labels():
+    inbox = make_inbox(
+        make_branch(),
+        settings={
+            "pre_chat": {
+                "fields": [
+                    {"name": "name", "label": "Your name", "type": "text"},
+                    {"name": "order_number", "label": "Order no.", "type": "text"},
+                    {"name": "city", "type": "text"},
+                    {"name": "company", "label": "Company", "type": "text"},
+                ]
+            }
+        },
+    )
+    client = Client()
+    client.force_login(make_user(role=AgentRole.SUPERVISOR))
+    stored = {"city": "Riga", "company": "Acme", "order_number": "A-42", "plan": "gold"}
+    conversation = start(inbox, name="Anna", custom_attributes=stored)
+    contact = client.get(f"/api/operator/conversations/{conversation.pk}/").json()["conversation"]["contact"]
+    assert contact["custom"] == stored
+    # The stored fields the form labels, in the form's order: "city" has no label, "plan" is no
+    # longer in the form.
+    assert list(contact["custom_labels"].items()) == [("order_number", "Order no."), ("company", "Company")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_the_scale_the_audit_recorded_with_each_rating():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    inbox = make_inbox(make_branch())
+    chats = [start(inbox, name=f"Visitor {index}") for index in range(4)]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("messenger")
+    executor.migrate([("messenger", "0015_proactive_triggers")])
+    then = executor.loader.project_state(("messenger", "0015_proactive_triggers")).apps
+    old_conversation, old_event = (then.get_model("messenger", name) for name in ("Conversation", "ActivityEvent"))
+    try:
+        # Rated on NPS, then (after the next resolution) on stars; rated on NPS; rated with an
+        # audit row of no scale; rated once, since resolved again and not rated.
+        audits = [["nps", "stars"], ["nps"], [None], ["stars"]]
+        for chat, scales in zip(chats, audits, strict=True):
+            for scale in scales:
+                payload = {"score": 3} if scale is None else {"score": 3, "scale": scale}
+                old_event.objects.create(verb="conversation.rated", conversation_id=chat.pk, payload=payload)
+        old_conversation.objects.filter(pk__in=[chat.pk for chat in chats[:3]]).update(rating_score=3)
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+
+    scales = dict(Conversation.objects.values_list("pk", "rating_scale"))
+    assert [scales[chat.pk] for chat in chats] == ["stars", "nps", "", ""]
+    # The one without: the inbox's current scale.
+    third = Conversation.objects.select_related("inbox").get(pk=chats[2].pk)
+    assert events.conversation_public(third)["rating"] == {
+        "score": 3,
+        "scale": "stars",
+        "comment": "",
+        "rated_at": None,
+    }

@@ -605,6 +605,7 @@ def test_rating(world):
     ]
     assert sent[0].data["changes"] == ["rating"]
     assert sent[1].data["conversation"]["rating"]["score"] == 5
+    assert [frame.data["conversation"]["rating"]["scale"] for frame in sent] == ["stars", "stars"]
     assert replies[0]["data"] == {"rating": {"score": 5}}
 
 

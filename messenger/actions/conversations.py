@@ -175,8 +175,9 @@ def do_change_status(
             conversation.rating_requested_at = now
             conversation.rating_score = None
             conversation.rating_comment = ""
+            conversation.rating_scale = ""
             conversation.rated_at = None
-            fields += ["rating_requested_at", "rating_score", "rating_comment", "rated_at"]
+            fields += ["rating_requested_at", "rating_score", "rating_comment", "rating_scale", "rated_at"]
     elif status == ConversationStatus.CLOSED:
         conversation.escalation_deadline = None
         conversation.waiting_since = None
@@ -281,8 +282,9 @@ def do_rate(*, conversation: Conversation, score: Any, comment: Any, actor: Acto
         raise Conflict("Only a resolved conversation can be rated.")
     conversation.rating_score = score
     conversation.rating_comment = comment.strip()
+    conversation.rating_scale = scale
     conversation.rated_at = timezone.now()
-    conversation.save(update_fields=["rating_score", "rating_comment", "rated_at", "updated_at"])
+    conversation.save(update_fields=["rating_score", "rating_comment", "rating_scale", "rated_at", "updated_at"])
     audit(
         actor,
         "conversation.rated",

@@ -94,6 +94,8 @@ class Conversation(models.Model):
     routing_log = models.JSONField(default=list, blank=True)
     rating_score = models.PositiveSmallIntegerField(null=True, blank=True)
     rating_comment = models.TextField(blank=True)
+    # The inbox's scale when the visitor rated ("stars" 1–5, "nps" 0–10): the setting may change later.
+    rating_scale = models.CharField(max_length=5, blank=True)
     rated_at = models.DateTimeField(null=True, blank=True)
     rating_requested_at = models.DateTimeField(null=True, blank=True)
     # What the reports measure (docs/analytics.md), kept by the actions as things happen: the send

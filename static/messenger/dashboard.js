@@ -24,7 +24,7 @@
       language: "Language", ip: "IP", status: { open: "open", pending: "pending", snoozed: "snoozed", resolved: "resolved", closed: "closed" },
       priority: ["", "low", "medium", "high", "urgent"], earlierNone: "None", delivered: "Delivered", read: "Read", sent: "Sent",
       openLoad: "open", unreadCount: "unread", operatorStatus: { online: "online", away: "away", busy: "busy", offline: "offline" },
-      rating: "Rating", customFields: "Form",
+      rating: "Rating", nps: "NPS", customFields: "Form",
       alert: "Needs attention", alertOpen: "Open", dismiss: "Dismiss",
       steps: {
         route: "Routed", assigned: "Assigned", reassigned: "Reassigned", unassigned: "Unassigned", transferred: "Transferred",
@@ -47,7 +47,7 @@
       language: "Язык", ip: "IP", status: { open: "открыт", pending: "ожидает", snoozed: "отложен", resolved: "решён", closed: "закрыт" },
       priority: ["", "низкий", "средний", "высокий", "срочный"], earlierNone: "Нет", delivered: "Доставлено", read: "Прочитано", sent: "Отправлено",
       openLoad: "открыто", unreadCount: "непрочитано", operatorStatus: { online: "в сети", away: "отошёл", busy: "занят", offline: "не в сети" },
-      rating: "Оценка", customFields: "Анкета",
+      rating: "Оценка", nps: "NPS", customFields: "Анкета",
       alert: "Требует внимания", alertOpen: "Открыть", dismiss: "Скрыть",
       steps: {
         route: "Маршрут", assigned: "Назначен", reassigned: "Переназначен", unassigned: "Снят", transferred: "Передан",
@@ -591,10 +591,16 @@
     return typing ? `✎ ${typing.preview || T.typing}` : row.last_message_preview || "";
   }
 
+  // The score on the scale the visitor rated on: "★ 4/5" (stars, 1–5) or "NPS 9/10" (0–10).
+  function ratingScore(rating) {
+    return rating.scale === "nps" ? `${T.nps} ${rating.score}/10` : `★ ${rating.score}/5`;
+  }
+
   function ratingBadge(rating) {
     if (!rating) return null;
-    return el("span", { class: "rating-badge", title: rating.comment ? `${T.rating} ${rating.score}: ${rating.comment}` : `${T.rating} ${rating.score}` },
-      `★ ${rating.score}`, rating.comment ? el("span", { class: "rating-comment" }, ` “${rating.comment}”`) : null);
+    const score = ratingScore(rating);
+    return el("span", { class: "rating-badge", title: rating.comment ? `${T.rating} ${score}: ${rating.comment}` : `${T.rating} ${score}` },
+      score, rating.comment ? el("span", { class: "rating-comment" }, ` “${rating.comment}”`) : null);
   }
 
   function rowNode(row) {
@@ -834,8 +840,7 @@
     ratingNode.replaceChildren();
     if (rating) {
       ratingNode.append(
-        // The payload does not carry the inbox's scale (stars or NPS): the score as a number.
-        el("span", { class: "rating-score" }, `${T.rating}: ★ ${rating.score}`),
+        el("span", { class: "rating-score" }, `${T.rating}: ${ratingScore(rating)}`),
         rating.comment ? el("q", { class: "rating-text" }, rating.comment) : null,
         rating.rated_at ? el("time", { class: "muted small", datetime: rating.rated_at }, ` ${time(rating.rated_at)}`) : null,
       );
@@ -881,12 +886,16 @@
       if (!value || name === T.email || name === T.phone) continue;
       details.append(el("dt", {}, name), el("dd", {}, name === T.page ? el("a", { href: value, target: "_blank", rel: "noopener noreferrer" }, detail.page.title || value) : value));
     }
-    // What the pre-chat (or offline) form stored besides name, e-mail and phone.
-    // Sorted by name: PostgreSQL's jsonb keeps no order.
-    const custom = Object.entries(contact.custom || {}).sort(([a], [b]) => a.localeCompare(b));
+    // What the pre-chat (or offline) form stored besides name, e-mail and phone, under the labels
+    // this inbox's form gives them, in the form's order; a field the form no longer has (or
+    // without a label) under its name, after them, by name (PostgreSQL's jsonb keeps no order).
+    const labels = new Map(Object.entries(contact.custom_labels || {}));
+    const order = [...labels.keys()];
+    const rank = (key) => (labels.has(key) ? order.indexOf(key) : order.length);
+    const custom = Object.entries(contact.custom || {}).sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b));
     const form = $("contact-custom");
     form.hidden = !custom.length;
-    form.replaceChildren(el("h4", {}, T.customFields), el("dl", { class: "details" }, ...custom.flatMap(([key, value]) => [el("dt", {}, key.replace(/_/g, " ")), el("dd", { dataset: { field: key } }, String(value))])));
+    form.replaceChildren(el("h4", {}, T.customFields), el("dl", { class: "details" }, ...custom.flatMap(([key, value]) => [el("dt", {}, labels.get(key) || key.replace(/_/g, " ")), el("dd", { dataset: { field: key } }, String(value))])));
     const log = $("routing-log");
     log.replaceChildren(...(detail.routing_log || []).map(routingEntry));
     const earlier = $("earlier");

@@ -153,6 +153,9 @@ class V1ContactRef(serializers.Serializer):
 
 class V1Rating(serializers.Serializer):
     score = serializers.IntegerField()
+    scale = serializers.ChoiceField(
+        choices=["stars", "nps"], help_text="The scale the visitor rated on: stars (1–5) or NPS (0–10)."
+    )
     comment = serializers.CharField()
     rated_at = serializers.DateTimeField(allow_null=True)
 
@@ -192,6 +195,11 @@ class V1ContactDetail(V1ContactRef):
     timezone = serializers.CharField()
     ip = serializers.CharField()
     custom = serializers.DictField()
+    custom_labels = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="The labels the conversation's inbox gives the `custom` fields in its pre-chat form, by name, "
+        "in the form's order (a field without a label or no longer in the form is not named).",
+    )
     created_at = serializers.DateTimeField(allow_null=True)
 
 
