@@ -145,16 +145,7 @@ def check_params(scope: StaffScope, values: dict[str, Any]) -> ReportParams:
     elif operator is not None and not AgentProfile.objects.filter(user_id=operator).exists():
         raise NotFound("No such operator.")
     branch, region, inbox, label = (values.get(name) for name in ("branch", "region", "inbox", "label"))
-    if branch is not None and not (
-        Branch.objects.filter(pk=branch).exists() and (scope.sees_all or branch == scope.branch_id)
-    ):
-        raise NotFound("No such branch.")
-    if region is not None and not Region.objects.filter(pk=region).exists():
-        raise NotFound("No such region.")
-    if inbox is not None and not visible_inboxes(scope).filter(pk=inbox).exists():
-        raise NotFound("No such inbox.")
-    if label is not None and not Label.objects.filter(pk=label).exists():
-        raise NotFound("No such label.")
+    check_filters(scope, branch=branch, region=region, inbox=inbox, label=label)
     return ReportParams(
         start=start,
         end=end,
@@ -166,6 +157,31 @@ def check_params(scope: StaffScope, values: dict[str, Any]) -> ReportParams:
         label=label,
         limit=values.get("limit"),
     )
+
+
+def check_filters(
+    scope: StaffScope,
+    *,
+    branch: int | None = None,
+    region: int | None = None,
+    inbox: int | None = None,
+    label: int | None = None,
+) -> None:
+    """``NotFound`` for the first filter given (in this order) that names no row in the caller's
+    reach: an operator's only branch is their own, their inboxes those of their branch and the
+    shared ones (``visible_inboxes``); regions and labels are everybody's. One query a filter
+    (none for another branch than an operator's own). The reports and the now panel check theirs here.
+    """
+    if branch is not None and not (
+        (scope.sees_all or branch == scope.branch_id) and Branch.objects.filter(pk=branch).exists()
+    ):
+        raise NotFound("No such branch.")
+    if region is not None and not Region.objects.filter(pk=region).exists():
+        raise NotFound("No such region.")
+    if inbox is not None and not visible_inboxes(scope).filter(pk=inbox).exists():
+        raise NotFound("No such inbox.")
+    if label is not None and not Label.objects.filter(pk=label).exists():
+        raise NotFound("No such label.")
 
 
 def _round(value: float | None) -> float | None:

@@ -20,10 +20,10 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from messenger import events
-from messenger.access import StaffScope, visible_conversations, visible_inboxes
-from messenger.errors import NotFound
-from messenger.models import AgentConnection, AgentStatus, Branch, Conversation
+from messenger.access import StaffScope, visible_conversations
+from messenger.models import AgentConnection, AgentStatus, Conversation
 from messenger.models.conversation import ACTIVE_STATUSES
+from messenger.reports import check_filters
 from messenger.selectors import live_cutoff
 
 PRESENT = (AgentStatus.ONLINE, AgentStatus.AWAY, AgentStatus.BUSY)
@@ -40,15 +40,10 @@ class NowParams:
 
 
 def check_params(scope: StaffScope, values: dict[str, Any]) -> NowParams:
-    """The filters, each naming a row in the caller's reach, else ``NotFound`` (as the reports:
-    an operator's only branch is their own, their inboxes those of their branch and the shared)."""
+    """The filters, each naming a row in the caller's reach, else ``NotFound`` (the reports' own
+    check, ``reports.check_filters``)."""
     branch, inbox = values.get("branch"), values.get("inbox")
-    if branch is not None and not (
-        (scope.sees_all or branch == scope.branch_id) and Branch.objects.filter(pk=branch).exists()
-    ):
-        raise NotFound("No such branch.")
-    if inbox is not None and not visible_inboxes(scope).filter(pk=inbox).exists():
-        raise NotFound("No such inbox.")
+    check_filters(scope, branch=branch, inbox=inbox)
     return NowParams(branch=branch, inbox=inbox)
 
 

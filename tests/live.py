@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,3 +231,73 @@ def screenshot(page, name: str) -> None:  # noqa: ANN001
     folder = ROOT / "artifacts" / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"{name}.png"))
+
+
+# The browser test modules' shared set-up. A module takes the two fixtures by importing them:
+# ``from tests.live import _orm_beside_playwright`` (autouse there) and ``server = live.server``.
+
+TIMEOUT = 10_000  # milliseconds: a page's default wait
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _orm_beside_playwright(django_db_setup) -> Iterator[None]:  # noqa: ANN001
+    """``orm_beside_playwright`` for the whole module that imports this fixture."""
+    with orm_beside_playwright():
+        yield
+
+
+@pytest.fixture
+def server(live_server_factory) -> Iterator[LiveServer]:  # noqa: ANN001
+    """A server with Django's async-safety check back on; killed after the test (Daphne would wait
+    on SIGTERM for the open sockets to drain, and these tests have nothing left to save)."""
+    started = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": ""})
+    yield started
+    started.stop(kill=True)
+
+
+def log_in(browser: Any, server: LiveServer, username: str, width: int = 1400, height: int = 900) -> Any:
+    """A fresh browser context logged in as ``username`` (password ``pw-<username>``, as
+    ``make_user`` sets it) with the dashboard online. ``page.errors`` collects the page's
+    uncaught errors (close ``page.context`` after)."""
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    page.set_default_timeout(TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.errors = errors
+    page.goto(server.url + "/accounts/login/?next=/dashboard/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", "pw-" + username)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/dashboard/")
+    page.wait_for_selector("#connection[data-state=online]")
+    return page
+
+
+def demo_page(
+    browser: Any,
+    server: LiveServer,
+    token: str,
+    query: str = "",
+    *,
+    viewport: dict[str, int] | None = None,
+    init_script: str | None = None,
+    ready: bool = False,
+) -> Any:
+    """The demo page with the widget, from the server's other origin, in a fresh browser context
+    (close ``page.context`` after); ``ready``: once the widget is online (``wait_ready``)."""
+    context = browser.new_context(viewport=viewport or {"width": 1100, "height": 800})
+    if init_script:
+        context.add_init_script(init_script)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"{server.other_origin_url}/demo/?token={token}{query}")
+    if ready:
+        wait_ready(page)
+    return page
+
+
+def wait_ready(page: Any) -> None:
+    """The widget has loaded (not the loader's stub) and its socket is online."""
+    page.wait_for_function(
+        "() => window.ProfiMessenger && !window.ProfiMessenger._stub && window.ProfiMessenger.connection === 'online'"
+    )

@@ -13,22 +13,14 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from messenger.models import AgentRole, CannedResponse, Conversation
-from tests import live
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox, make_user
-from tests.live import screenshot
+from tests.live import TIMEOUT, _orm_beside_playwright, log_in, screenshot  # noqa: F401 — the fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-TIMEOUT = 10_000
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg=="
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
-    with live.orm_beside_playwright():
-        yield
 
 
 class Visitor:
@@ -102,22 +94,6 @@ class Visitor:
 
     def close(self) -> None:
         self.socket.close()
-
-
-def log_in(browser: Any, server: Any, username: str) -> Any:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.errors = errors
-    page.goto(server.url + "/accounts/login/?next=/dashboard/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", "pw-" + username)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/dashboard/")
-    page.wait_for_selector("#connection[data-state=online]")
-    return page
 
 
 def wait_title(page: Any, expected: str, timeout: float = TIMEOUT / 1000) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -15,32 +16,15 @@ from django.utils import timezone
 from messenger.models import AgentRole, AgentStatus, Conversation
 from tests import live
 from tests.factories import make_branch, make_inbox, make_user
-from tests.test_dashboard_browser import TIMEOUT, Visitor, row
+from tests.live import TIMEOUT, _orm_beside_playwright  # noqa: F401 — the fixture
+from tests.test_dashboard_browser import Visitor, row
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 ARTIFACTS = live.ROOT / "artifacts" / "dashboard"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
-    with live.orm_beside_playwright():
-        yield
-
-
-def log_in(browser: Any, server: Any, username: str, *, width: int = 1440, height: int = 900) -> Any:
-    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
-    page.set_default_timeout(TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.errors = errors
-    page.goto(server.url + "/accounts/login/?next=/dashboard/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", "pw-" + username)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/dashboard/")
-    page.wait_for_selector("#connection[data-state=online]")
-    return page
+log_in = partial(live.log_in, width=1440)
 
 
 def shoot(page: Any, name: str) -> None:

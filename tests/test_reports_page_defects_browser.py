@@ -119,3 +119,34 @@ def test_default_range_durations_numbers_and_a_refused_day(chromium, live_server
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     assert phone.locator("#f-label").bounding_box()["x"] + phone.locator("#f-label").bounding_box()["width"] <= 390
     assert phone.errors == []
+
+
+def test_a_string_the_russian_table_lacks_reads_in_english(chromium, live_server_factory):  # noqa: ANN001
+    """reports.js with a top-level key and a key of a nested table gone from its Russian table:
+    those two read in English, the rest stays Russian (it showed nothing)."""
+    make_user("sup", role=AgentRole.SUPERVISOR, branch=make_branch("North"))
+    server = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": ""})
+    source = (live.ROOT / "static" / "messenger" / "reports.js").read_text()
+    english, russian = source.split("\n    ru: {\n")
+    for entry in ('chartConversations: "Новые и решённые диалоги по дням", ', '"conversations.new": "Новые диалоги", '):
+        assert entry in russian
+        russian = russian.replace(entry, "")
+    lacking = english + "\n    ru: {\n" + russian
+
+    page = open_reports(chromium, server, "sup", locale="ru-RU")
+    assert page.locator("#chart-conversations figcaption").inner_text() == "Новые и решённые диалоги по дням"
+    assert page.locator("#figures dt").first.inner_text() == "Новые диалоги"
+    page.route(
+        "**/static/messenger/reports.js*",
+        lambda route: route.fulfill(body=lacking, content_type="text/javascript; charset=utf-8"),
+    )
+    page.reload()
+    deadline = time.monotonic() + TIMEOUT / 1000
+    while page.locator("body").get_attribute("data-loaded") != "1":
+        assert time.monotonic() < deadline, page.errors
+        page.wait_for_timeout(50)
+    assert page.locator("#chart-conversations figcaption").inner_text() == "New and resolved conversations per day"
+    labels = page.locator("#figures dt").all_inner_texts()
+    assert labels[:2] == ["New conversations", "Решено"]
+    assert page.locator("#chart-first-response figcaption").inner_text() == "Первый ответ по дням (медиана)"
+    assert page.errors == []

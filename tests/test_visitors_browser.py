@@ -5,51 +5,18 @@ the conversation lands with that operator. Screenshots of the visitors screen at
 from __future__ import annotations
 
 import time
-from typing import Any
+from functools import partial
 
 import pytest
 
 from messenger.models import AgentStatus, Conversation
 from tests import live
 from tests.factories import make_branch, make_inbox, make_user
-from tests.live import screenshot
+from tests.live import _orm_beside_playwright, log_in, screenshot  # noqa: F401 — the fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-TIMEOUT = 10_000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
-    with live.orm_beside_playwright():
-        yield
-
-
-def log_in(browser: Any, server: Any, username: str, width: int) -> Any:
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.errors = errors
-    page.goto(server.url + "/accounts/login/?next=/dashboard/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", "pw-" + username)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/dashboard/")
-    page.wait_for_selector("#connection[data-state=online]")
-    return page
-
-
-def demo_page(browser: Any, server: Any, token: str, path: str = "") -> Any:
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    page.goto(f"{server.other_origin_url}/demo/?token={token}{path}")
-    page.wait_for_function(
-        "() => window.ProfiMessenger && !window.ProfiMessenger._stub && window.ProfiMessenger.connection === 'online'"
-    )
-    return page
+demo_page = partial(live.demo_page, ready=True)
 
 
 def test_an_operator_invites_a_visitor_who_answers(chromium, live_server_factory):  # noqa: ANN001

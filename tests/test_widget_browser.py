@@ -18,7 +18,7 @@ from messenger.models import ActivityEvent, Attachment, ContactInbox, Conversati
 from tests import live
 from tests.conftest import session_cookie
 from tests.factories import make_branch, make_inbox, make_user
-from tests.live import screenshot
+from tests.live import _orm_beside_playwright, demo_page, screenshot, wait_ready  # noqa: F401 — the fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -26,23 +26,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg=="
 )
-TIMEOUT = 10_000
 # widget.js, or its hashed name when collectstatic ran (DEBUG=0).
 WIDGET_SCRIPT = re.compile(r"/static/messenger/widget(\.[0-9a-f]{12})?\.js$")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
-    with live.orm_beside_playwright():
-        yield
-
-
-@pytest.fixture
-def server(live_server_factory):  # noqa: ANN001
-    live = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": ""})
-    yield live
-    # Daphne waits for open sockets to drain on SIGTERM; these tests have nothing left to save.
-    live.stop(kill=True)
+server = live.server  # the fixture
 
 
 class Operator:
@@ -88,33 +76,8 @@ class Operator:
         self.socket.close()
 
 
-def demo_page(
-    chromium: Any,
-    server: Any,
-    token: str,
-    query: str = "",
-    *,
-    viewport: dict[str, int] | None = None,
-    init_script: str | None = None,
-) -> Any:
-    """The demo page with the widget, in a fresh browser context (close ``page.context`` after)."""
-    context = chromium.new_context(viewport=viewport or {"width": 1100, "height": 800})
-    if init_script:
-        context.add_init_script(init_script)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    page.goto(f"{server.other_origin_url}/demo/?token={token}{query}")
-    return page
-
-
 def widget(page: Any) -> Any:
     return page.locator("profi-messenger")
-
-
-def wait_ready(page: Any) -> None:
-    page.wait_for_function(
-        "() => window.ProfiMessenger && !window.ProfiMessenger._stub && window.ProfiMessenger.connection === 'online'"
-    )
 
 
 def own_messages(page: Any) -> Any:

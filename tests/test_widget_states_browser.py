@@ -17,29 +17,19 @@ from messenger.models import AgentRole, Conversation
 from tests import live
 from tests.conftest import bootstrap, new_client_id, visitor_rows
 from tests.factories import make_branch, make_inbox, make_user
-from tests.test_widget_browser import Operator, demo_page, send_text, wait_ready, widget
+from tests.live import _orm_beside_playwright, demo_page  # noqa: F401 — the fixture
+from tests.test_widget_browser import Operator, send_text, widget
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 STORED = "() => document.querySelector('profi-messenger').shadowRoot.querySelector('.msg.in[data-id]') !== null"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _orm_beside_playwright(django_db_setup):  # noqa: ANN001
-    with live.orm_beside_playwright():
-        yield
-
-
-@pytest.fixture
-def server(live_server_factory):  # noqa: ANN001
-    live = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": ""})
-    yield live
-    live.stop(kill=True)
+server = live.server  # the fixture
 
 
 def _open(chromium: Any, server: Any, inbox: Any, **options: Any) -> Any:
-    page = demo_page(chromium, server, inbox.widget_token, **options)
-    wait_ready(page)
+    page = demo_page(chromium, server, inbox.widget_token, ready=True, **options)
     page.evaluate("ProfiMessenger.open()")
     return page
 

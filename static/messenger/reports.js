@@ -96,7 +96,19 @@
     },
   };
   const LANGUAGE = config.language === "ru" ? "ru" : "en";
-  const T = STRINGS[LANGUAGE];
+  // A key the Russian table lacks reads the English string: nested tables (figures, now, …) key
+  // by key; a word's plural forms ({one, other}: Intl.PluralRules picks) and lists are one entry.
+  const PLURAL_FORMS = ["zero", "one", "two", "few", "many", "other"];
+  const isTable = (value) =>
+    value !== null && typeof value === "object" && !Array.isArray(value) && !Object.keys(value).every((key) => PLURAL_FORMS.includes(key));
+  function overEnglish(table, english) {
+    const merged = Object.assign({}, english, table);
+    for (const key of Object.keys(english)) {
+      if (isTable(english[key]) && isTable(table[key])) merged[key] = overEnglish(table[key], english[key]);
+    }
+    return merged;
+  }
+  const T = overEnglish(STRINGS[LANGUAGE], STRINGS.en);
   const WEEKDAYS = T.weekdays;
 
   function el(tag, attrs, text) {
