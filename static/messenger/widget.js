@@ -1,6 +1,6 @@
 /* Messenger visitor widget. Plain JS, no build step; all UI lives in a shadow root.
- * Embed: <script src="https://HOST/static/messenger/widget.js" data-widget-token="…"></script>
- * Protocol: docs/protocol.md (events carry gapless ids per conversation; resume on gaps). */
+ * Loaded by widget-loader.js (docs/widget.md). Protocol: docs/protocol.md (events carry gapless
+ * ids per conversation; resume on gaps). */
 (() => {
 "use strict";
 const W = window, D = document;
@@ -8,9 +8,9 @@ if (W.__profiMessenger) return;
 W.__profiMessenger = 1;
 
 const script = D.currentScript || D.querySelector("script[data-widget-token][src*='/messenger/widget']");
-const stub = W.ProfiMessenger && W.ProfiMessenger._stub ? W.ProfiMessenger : null;
-const config = (stub && stub._cfg) || {};
-const token = config.token || (script && script.getAttribute("data-widget-token"));
+const stub = W.ProfiMessenger?._stub ? W.ProfiMessenger : null;
+const config = stub?._cfg || {};
+const token = config.token || script?.getAttribute("data-widget-token");
 const SERVER = config.origin || new URL(script.src, location.href).origin;
 if (!token) return;
 
@@ -59,21 +59,21 @@ const TEXTS = {
   },
 };
 
-// --- storage ----------------------------------------------------------------------------------
+// --- storage
 const KEY = "profimessenger:" + token;
 const store = {
   get(name, fallback) {
-    try { const v = localStorage.getItem(KEY + ":" + name); return v == null ? fallback : JSON.parse(v); } catch (e) { return fallback; }
+    try { const v = localStorage.getItem(KEY + ":" + name); return v == null ? fallback : JSON.parse(v); } catch { return fallback; }
   },
-  set(name, value) { try { localStorage.setItem(KEY + ":" + name, JSON.stringify(value)); } catch (e) { /* private mode */ } },
+  set(name, value) { try { localStorage.setItem(KEY + ":" + name, JSON.stringify(value)); } catch { /* private mode */ } },
 };
 
-// --- state ------------------------------------------------------------------------------------
+// --- state
 let boot = null, t = TEXTS.en, ws = null, socketSerial = 0, attempt = 0, reconnectTimer = 0, heartbeatTimer = 0;
 let lastFrameAt = 0, currentId = null, opened = false, launcherVisible = true, available = true;
 let typingSentAt = 0, typingConversation = null, agentTypingTimer = 0, readSent = 0, refSeq = 0, stopped = false;
 let captcha = null;
-const conversations = new Map(); // id -> {last, resuming, status, el}
+const conversations = new Map(); // id -> {last, resuming, again, status, assignee}
 const messagesById = new Map(); // message id -> element
 const pendingByClient = new Map(); // client_id -> element
 const visibleOut = new Set();
@@ -81,9 +81,9 @@ let outbox = store.get("outbox", []);
 let staged = []; // uploaded attachments waiting for the next send
 const listeners = {};
 
-const fmt = (s, vars) => s.replace(/\{(\w+)\}/g, (_, k) => (vars && vars[k] != null ? vars[k] : ""));
+const fmt = (s, vars) => s.replace(/\{(\w+)\}/g, (_, k) => vars?.[k] ?? "");
 const uuid = () => (crypto.randomUUID ? crypto.randomUUID() : "c" + Date.now().toString(36) + Math.random().toString(36).slice(2));
-const abs = (url) => (url && url.startsWith("/") ? SERVER + url : url);
+const abs = (url) => (url?.startsWith("/") ? SERVER + url : url);
 const sizeText = (n) => (n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.ceil(n / 1024) + " KB");
 
 function h(tag, attrs, children) {
@@ -95,7 +95,15 @@ function h(tag, attrs, children) {
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of [].concat(children || [])) if (c != null) el.append(c);
+  for (const c of [].concat(children || [])) if (c) el.append(c);
+  return el;
+}
+
+// Rendered and sanitised by the server.
+function serverHtml(html) {
+  const el = h("div", { class: "text" });
+  el.innerHTML = html || "";
+  for (const a of el.querySelectorAll("a")) { a.target = "_blank"; a.rel = "noopener noreferrer nofollow"; }
   return el;
 }
 
@@ -104,24 +112,22 @@ function emit(name, detail) {
   W.dispatchEvent(new CustomEvent("profimessenger:" + name, { detail }));
 }
 
-// --- styles -----------------------------------------------------------------------------------
+// --- styles
 const CSS = `
-:host{all:initial}
 *{box-sizing:border-box}
 .root{all:initial;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#111827;--c:#2563eb;--on:#fff;--ct:#2563eb}
 button,input,textarea,select{font:inherit;color:inherit;margin:0}
 button{cursor:pointer}
 .launcher{position:fixed;bottom:20px;right:20px;width:56px;height:56px;border-radius:50%;border:0;background:var(--c);color:var(--on);box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483000;display:flex;align-items:center;justify-content:center;padding:0}
-.left .launcher{right:auto;left:20px}
 .launcher svg{width:28px;height:28px;fill:var(--on)}
-.launcher[hidden],[hidden]{display:none!important}
+[hidden]{display:none!important}
 .badge{position:absolute;top:-2px;right:-2px;min-width:18px;height:18px;border-radius:9px;background:#dc2626;color:#fff;font-size:11px;line-height:18px;text-align:center;padding:0 4px}
 .panel{position:fixed;bottom:88px;right:20px;width:370px;height:min(600px,calc(100vh - 110px));background:#fff;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.25);display:flex;flex-direction:column;overflow:hidden;z-index:2147483001}
-.left .panel{right:auto;left:20px}
-@media (max-width:480px){.panel{inset:0;width:100%;height:100%;border-radius:0;bottom:0;right:0;left:0}}
+.left .launcher,.left .panel{right:auto;left:20px}
+@media (max-width:480px){.panel{inset:0;width:100%;height:100%;border-radius:0}}
 header{background:var(--c);color:var(--on);padding:12px 14px;display:flex;align-items:center;gap:8px}
-header h2{font-size:16px;margin:0;font-weight:600;flex:1;color:var(--on)}
-.conn{font-size:12px;color:var(--on)}
+header h2{font-size:16px;margin:0;font-weight:600;flex:1}
+.conn{font-size:12px}
 .x{background:transparent;border:0;color:var(--on);font-size:22px;line-height:1;padding:2px 6px;border-radius:4px}
 .x.menub{font-size:18px}
 .menu{position:absolute;top:48px;right:10px;background:#fff;border:1px solid #e5e7eb;border-radius:8px;box-shadow:0 4px 14px rgba(0,0,0,.15);z-index:1;padding:4px}
@@ -131,14 +137,13 @@ header h2{font-size:16px;margin:0;font-weight:600;flex:1;color:var(--on)}
 header :focus-visible{outline-color:var(--on);box-shadow:none}
 .notice{padding:8px 12px;font-size:13px;background:#eff6ff;color:#1e3a8a;border-bottom:1px solid #dbeafe}
 .notice.offline,.notice.live{background:#fef3c7;color:#78350f;border-color:#fde68a}
-.notice.warn{background:#fee2e2;color:#7f1d1d;border-color:#fecaca}
 .log{flex:1 1 auto;min-height:150px;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f9fafb}
 .greeting{align-self:flex-start;background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:8px 10px;max-width:85%}
 .divider{text-align:center;font-size:12px;color:#6b7280;margin:6px 0}
 .msg{display:flex;flex-direction:column;max-width:85%}
 .msg.in{align-self:flex-end;align-items:flex-end}
 .msg.out{align-self:flex-start}
-.bubble{padding:8px 10px;border-radius:10px;background:#fff;border:1px solid #e5e7eb;word-wrap:break-word;overflow-wrap:anywhere;white-space:normal}
+.bubble{padding:8px 10px;border-radius:10px;background:#fff;border:1px solid #e5e7eb;word-wrap:break-word;overflow-wrap:anywhere}
 .in .bubble{background:var(--c);color:var(--on);border-color:transparent}
 .in .bubble a{color:var(--on)}
 .bubble a{color:var(--ct)}
@@ -180,7 +185,7 @@ textarea.input{flex:1;resize:none;border:1px solid #6b7280;border-radius:8px;pad
 .drop{position:absolute;inset:0;background:rgba(37,99,235,.12);border:2px dashed var(--c);display:flex;align-items:center;justify-content:center;font-weight:600;color:var(--ct);pointer-events:none}
 `;
 
-// --- UI ---------------------------------------------------------------------------------------
+// --- UI
 let host, root, ui = {};
 const ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z"/></svg>';
 
@@ -190,56 +195,49 @@ function buildUI() {
   // Inline !important beats any host rule aimed at the element itself.
   host.style.setProperty("all", "initial", "important");
   const shadow = host.attachShadow({ mode: "open" });
-  const style = D.createElement("style");
-  style.textContent = CSS;
   root = h("div", { class: "root" + (w.position === "left" ? " left" : ""), "data-conn": "connecting", lang: s.language });
   for (const [name, value] of [["--c", w.color], ["--on", w.on_color], ["--ct", w.text_color]]) if (value) root.style.setProperty(name, value);
-  shadow.append(style, root);
-  const titleId = "pm-title";
-  ui.launcher = h("button", { class: "launcher", type: "button", "aria-label": t.open, "aria-expanded": "false", onclick: () => api.toggle() });
+  shadow.append(h("style", { text: CSS }), root);
+  ui.launcher = h("button", { type: "button", class: "launcher", "aria-label": t.open, "aria-expanded": "false", onclick: () => api.toggle() });
   ui.launcher.innerHTML = ICON;
   ui.badge = h("span", { class: "badge", hidden: true, "aria-hidden": "true" });
   ui.launcher.append(ui.badge);
   ui.conn = h("span", { class: "conn", role: "status", text: t.connecting });
-  ui.close = h("button", { class: "x", type: "button", "aria-label": t.close, text: "×", onclick: () => api.close() });
+  ui.close = h("button", { type: "button", class: "x", "aria-label": t.close, text: "×", onclick: () => api.close() });
   ui.menuItem = h("button", { type: "button", role: "menuitem", class: "transcript-item", text: t.transcript, onclick: () => {
     if (ui.menuItem.getAttribute("aria-disabled") === "true") return;
     toggleMenu(false);
     showTranscript(currentId);
   } });
-  ui.menuButton = h("button", { class: "x menub", type: "button", "aria-label": t.menu, "aria-haspopup": "menu", "aria-expanded": "false", text: "⋯", onclick: () => toggleMenu() });
+  ui.menuButton = h("button", { type: "button", class: "x menub", "aria-label": t.menu, "aria-haspopup": "menu", "aria-expanded": "false", text: "⋯", onclick: () => toggleMenu() });
   ui.menu = h("div", { class: "menu", role: "menu", hidden: true, onkeydown: (e) => rove(Array.from(ui.menu.children), e, 1), onfocusout: onMenuFocusOut }, [ui.menuItem]);
   ui.offline = h("div", { class: "notice offline", hidden: true, role: "status" });
   ui.live = h("div", { class: "notice live", hidden: true, role: "status", text: t.liveDown });
   ui.queue = h("div", { class: "notice queue", hidden: true, role: "status" });
   ui.info = h("div", { class: "notice info", hidden: true, role: "status" });
-  ui.preview = h("div", { class: "notice preview", hidden: !(s.features && s.features.typing_preview), text: t.preview });
+  ui.preview = h("div", { class: "notice preview", hidden: !s.features?.typing_preview, text: t.preview });
   ui.log = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-relevant": "additions", tabindex: "0" });
   if (w.greeting) ui.log.append(h("div", { class: "greeting", text: w.greeting }));
   ui.typing = h("div", { class: "typing", "aria-live": "polite" });
   ui.extra = h("div", { class: "extra" });
   ui.composer = buildComposer();
   const privacy = s.privacy || {};
-  ui.privacy = privacy.text || privacy.url
-    ? h("div", { class: "privacy" }, [
-      privacy.text ? privacy.text + " " : null,
-      privacy.url ? h("a", { href: privacy.url, target: "_blank", rel: "noopener noreferrer", text: t.privacy }) : null,
-    ])
-    : null;
-  ui.panel = h("div", { class: "panel", role: "dialog", "aria-modal": "false", "aria-labelledby": titleId, hidden: true, onkeydown: onPanelKey }, [
-    h("header", {}, [h("h2", { id: titleId, text: w.title || t.title }), ui.conn, ui.menuButton, ui.close]),
-    ui.menu, ui.live, ui.offline, ui.queue, ui.info, ui.preview, ui.log, ui.typing, ui.extra, ui.composer, ui.privacy,
+  const privacyLink = privacy.url && h("a", { href: privacy.url, target: "_blank", rel: "noopener noreferrer", text: t.privacy });
+  const privacyNote = (privacy.text || privacy.url) && h("div", { class: "privacy" }, [privacy.text && privacy.text + " ", privacyLink]);
+  ui.panel = h("div", { class: "panel", role: "dialog", "aria-modal": "false", "aria-labelledby": "pm-title", hidden: true, onkeydown: onPanelKey }, [
+    h("header", {}, [h("h2", { id: "pm-title", text: w.title || t.title }), ui.conn, ui.menuButton, ui.close]),
+    ui.menu, ui.live, ui.offline, ui.queue, ui.info, ui.preview, ui.log, ui.typing, ui.extra, ui.composer, privacyNote,
   ]);
   setupDrop(ui.panel);
   root.append(ui.panel, ui.launcher);
   (D.body || D.documentElement).append(host);
-  observer = "IntersectionObserver" in W ? new IntersectionObserver(onIntersect, { root: ui.log, threshold: 0.6 }) : null;
+  observer = new IntersectionObserver(onIntersect, { root: ui.log, threshold: 0.6 });
 }
 
 function buildComposer() {
   ui.input = h("textarea", { class: "input", rows: "1", "aria-label": t.placeholder, placeholder: t.placeholder, onkeydown: onInputKey, oninput: onTyping, onblur: stopTyping, onpaste: onPaste });
   ui.file = h("input", { type: "file", multiple: true, hidden: true, tabindex: "-1", onchange: () => { addFiles(ui.file.files); ui.file.value = ""; } });
-  // Bots fill every field they find; people never see this one.
+  // A honeypot: bots fill it in, people never see it.
   ui.honeypot = h("input", { class: "hp", type: "text", name: "website", tabindex: "-1", autocomplete: "off", "aria-hidden": "true" });
   ui.emoji = h("div", { class: "emoji", hidden: true, role: "group", "aria-label": t.emoji, onkeydown: (e) => rove(Array.from(ui.emoji.children), e, 8) },
     EMOJI.map((e, i) => h("button", { type: "button", text: e, tabindex: i ? "-1" : "0", onclick: () => insertEmoji(e) })));
@@ -249,10 +247,10 @@ function buildComposer() {
   return h("div", { class: "composer" }, [
     ui.emoji, ui.staged, ui.fileErr, ui.honeypot,
     h("div", { class: "row" }, [
-      features.attachments === false ? null : h("button", { class: "icon attach", type: "button", "aria-label": t.attach, text: "📎", onclick: () => ui.file.click() }),
-      features.emoji === false ? null : (ui.emojiToggle = h("button", { class: "icon emoji-toggle", type: "button", "aria-label": t.emoji, "aria-expanded": "false", text: "🙂", onclick: toggleEmoji })),
+      features.attachments !== false && h("button", { type: "button", class: "icon attach", "aria-label": t.attach, text: "📎", onclick: () => ui.file.click() }),
+      features.emoji !== false && (ui.emojiToggle = h("button", { type: "button", class: "icon emoji-toggle", "aria-label": t.emoji, "aria-expanded": "false", text: "🙂", onclick: toggleEmoji })),
       ui.input, ui.file,
-      h("button", { class: "sendb", type: "button", text: t.send, onclick: submit }),
+      h("button", { type: "button", class: "sendb", text: t.send, onclick: submit }),
     ]),
   ]);
 }
@@ -292,8 +290,8 @@ function onMenuFocusOut(e) {
   toggleMenu(false);
 }
 function insertEmoji(e) {
-  const el = ui.input, at = el.selectionStart == null ? el.value.length : el.selectionStart;
-  el.value = el.value.slice(0, at) + e + el.value.slice(el.selectionEnd == null ? at : el.selectionEnd);
+  const el = ui.input, at = el.selectionStart;
+  el.value = el.value.slice(0, at) + e + el.value.slice(el.selectionEnd);
   el.focus();
   el.selectionStart = el.selectionEnd = at + e.length;
 }
@@ -319,15 +317,15 @@ function setAvailability(data) {
 function offerContactForm() {
   const off = boot.settings.offline || {};
   const form = ui.extra.querySelector("form.contact");
-  const known = boot.contact && (boot.contact.email || boot.contact.phone);
+  const known = boot.contact?.email || boot.contact?.phone;
   const wanted = !available && off.collect_contact !== false && !store.get("contactSaved") && !known;
-  if (!wanted || ui.extra.querySelector(".prechat")) { if (form) form.remove(); return; }
-  showContactForm();
+  if (wanted && !ui.extra.querySelector(".prechat")) showContactForm();
+  else form?.remove();
 }
 
 function setQueue(queue, conversation) {
   const on = boot.settings.features && boot.settings.features.queue_position !== false;
-  if (!on || !queue || (conversation && conversation.assignee)) { ui.queue.hidden = true; return; }
+  if (!on || !queue || conversation?.assignee) { ui.queue.hidden = true; return; }
   let text = fmt(t.queue, { n: queue.position });
   if (queue.expected_wait_seconds) text += fmt(t.wait, { m: Math.max(1, Math.round(queue.expected_wait_seconds / 60)) });
   ui.queue.textContent = text;
@@ -339,7 +337,7 @@ function info(text) {
   ui.info.hidden = !text;
 }
 
-// --- forms (pre-chat, offline contact, rating, captcha, resolved) ------------------------------
+// --- forms (pre-chat, offline contact, rating, captcha, resolved)
 function field(def) {
   const label = def.label || (["name", "email", "phone"].includes(def.name) ? t[def.name] : def.name);
   let input;
@@ -372,12 +370,16 @@ function contactFrame(fields) {
   return frame;
 }
 
+function requestFor(err, frame, onDone) {
+  request(frame, (answer) => { if (answer.type === "error") err.textContent = answer.message; else onDone(answer); });
+}
+
 let formSeq = 0;
-function formBox(cls, title, fields, buttonText, onSubmit) {
+function formBox(cls, title, fields, buttonText, frameOf, onDone) {
   const errId = "pm-err-" + ++formSeq;
   const err = h("div", { class: "err", role: "alert", id: errId });
   const form = h("form", { class: "box " + cls, novalidate: true }, [
-    title ? h("div", { text: title }) : null, ...fields.map((f) => f.el), err,
+    title && h("div", { text: title }), ...fields.map((f) => f.el), err,
     h("button", { class: "btn", type: "submit", text: buttonText }),
   ]);
   form.addEventListener("submit", (e) => {
@@ -389,73 +391,62 @@ function formBox(cls, title, fields, buttonText, onSubmit) {
       f.input.setAttribute("aria-describedby", errId);
     }
     if (problem) problem.field.input.focus();
-    else onSubmit(form, err);
+    else requestFor(err, frameOf(), (answer) => onDone(answer, form));
   });
   return form;
 }
 
 function showContactForm() {
   if (ui.extra.querySelector(".contact")) return;
-  // What the visitor already told us (the pre-chat form) is not asked again.
+  // Not asked again: what the visitor already told us (the pre-chat form).
   const fields = [{ name: "name", type: "text" }, { name: "email", type: "email" }, { name: "phone", type: "phone" }]
-    .filter((def) => !(boot.contact && boot.contact[def.name])).map(field);
-  const form = formBox("contact", t.leaveContact, fields, t.save, (f, err) => {
-    request(contactFrame(fields), (frame) => {
-      if (frame.type === "error") { err.textContent = frame.message; return; }
-      store.set("contactSaved", 1);
-      boot.contact = frame.data.contact;
-      f.replaceWith(h("div", { class: "notice", text: t.saved }));
-    });
-  });
-  ui.extra.append(form);
+    .filter((def) => !boot.contact?.[def.name]).map(field);
+  ui.extra.append(formBox("contact", t.leaveContact, fields, t.save, () => contactFrame(fields), (frame, form) => {
+    store.set("contactSaved", 1);
+    boot.contact = frame.data.contact;
+    form.replaceWith(h("div", { class: "notice", text: t.saved }));
+  }));
 }
 
 function needsPreChat() {
   const s = boot.settings;
-  return s.features && s.features.pre_chat_form && !store.get("prechatDone") && !boot.history.some((c) => c.messages.length);
+  return s.features?.pre_chat_form && !store.get("prechatDone") && !boot.history.some((c) => c.messages.length);
 }
 
 function showPreChat() {
   if (ui.extra.querySelector(".prechat")) return;
-  const defs = (boot.settings.pre_chat && boot.settings.pre_chat.fields) || [];
+  const defs = boot.settings.pre_chat?.fields || [];
   const fields = (defs.length ? defs : [{ name: "name", type: "text", required: true }, { name: "email", type: "email", required: true }]).map(field);
   ui.composer.hidden = true;
-  const offline = ui.extra.querySelector("form.contact");
-  if (offline) offline.remove();
-  const form = formBox("prechat", "", fields, t.start, (f, err) => {
-    request(contactFrame(fields), (frame) => {
-      if (frame.type === "error") { err.textContent = frame.message; return; }
-      store.set("prechatDone", 1);
-      boot.contact = frame.data.contact;
-      f.remove();
-      ui.composer.hidden = false;
-      offerContactForm();
-      ui.input.focus();
-      // Messages the server held back for the form go out now.
-      for (const item of outbox) item.sentOn = 0;
-      flush();
-    });
-  });
-  ui.extra.append(form);
+  ui.extra.querySelector("form.contact")?.remove();
+  ui.extra.append(formBox("prechat", "", fields, t.start, () => contactFrame(fields), (frame, form) => {
+    store.set("prechatDone", 1);
+    boot.contact = frame.data.contact;
+    form.remove();
+    ui.composer.hidden = false;
+    offerContactForm();
+    ui.input.focus();
+    // Messages the server held back for the form go out now.
+    for (const item of outbox) item.sentOn = 0;
+    flush();
+  }));
 }
 
 function showRating(conversationId, scale) {
-  const old = ui.extra.querySelector(".rating");
-  if (old) old.remove();
+  ui.extra.querySelector(".rating")?.remove();
   let score = null;
-  const max = scale === "nps" ? 10 : 5, min = scale === "nps" ? 0 : 1;
+  const nps = scale === "nps", min = nps ? 0 : 1;
   const buttons = [];
   const choose = (b) => {
     score = +b.dataset.score;
     buttons.forEach((x) => {
       x.setAttribute("aria-checked", String(x === b));
       x.setAttribute("tabindex", x === b ? "0" : "-1");
-      x.classList.toggle("lit", scale === "nps" ? x === b : +x.dataset.score <= score);
+      x.classList.toggle("lit", nps ? x === b : +x.dataset.score <= score);
     });
   };
-  for (let i = min; i <= max; i++) {
-    const b = h("button", { type: "button", role: "radio", "aria-checked": "false", tabindex: i === min ? "0" : "-1", "data-score": i, "aria-label": scale === "nps" ? String(i) : fmt(t.stars, { n: i }), text: scale === "nps" ? String(i) : "★" });
-    b.addEventListener("click", () => choose(b));
+  for (let i = min; i <= (nps ? 10 : 5); i++) {
+    const b = h("button", { type: "button", role: "radio", "aria-checked": "false", tabindex: i === min ? "0" : "-1", "data-score": i, "aria-label": nps ? String(i) : fmt(t.stars, { n: i }), text: nps ? String(i) : "★", onclick: () => choose(b) });
     buttons.push(b);
   }
   const comment = h("textarea", { name: "comment", rows: "2", "aria-label": t.comment, placeholder: t.comment });
@@ -463,14 +454,13 @@ function showRating(conversationId, scale) {
   const form = h("form", { class: "box rating", "data-scale": scale, "data-conversation": conversationId }, [
     h("div", { id: "pm-rate", text: t.rate }),
     h("div", { class: "scale", role: "radiogroup", "aria-labelledby": "pm-rate", onkeydown: (e) => { const n = rove(buttons, e, 1); if (n >= 0) choose(buttons[n]); } }, buttons),
-    scale === "nps" ? h("div", { class: "meta", text: "0 — " + t.npsLow + ", 10 — " + t.npsHigh }) : null,
+    nps && h("div", { class: "meta", text: "0 — " + t.npsLow + ", 10 — " + t.npsHigh }),
     comment, err, h("button", { class: "btn", type: "submit", text: t.sendRating }),
   ]);
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     if (score == null) { err.textContent = fmt(t.required, { f: t.rate }); buttons[0].focus(); return; }
-    request({ type: "conversation.rate", conversation_id: conversationId, score, comment: comment.value.trim() }, (frame) => {
-      if (frame.type === "error") { err.textContent = frame.message; return; }
+    requestFor(err, { type: "conversation.rate", conversation_id: conversationId, score, comment: comment.value.trim() }, () => {
       form.replaceWith(h("div", { class: "notice thanks", role: "status", text: t.thanks }));
     });
   });
@@ -478,15 +468,15 @@ function showRating(conversationId, scale) {
 }
 
 function showResolved(show) {
-  let bar = ui.extra.querySelector(".resolved");
-  if (!show) { if (bar) bar.remove(); return; }
-  if (bar) return;
-  bar = h("div", { class: "box resolved" }, [
-    h("div", { text: t.resolved }),
-    h("button", { class: "btn ghost newconv", type: "button", text: t.newConv, onclick: startNew }),
-    h("button", { class: "btn ghost transcript-btn", type: "button", text: t.transcript, onclick: () => showTranscript(currentId) }),
-  ]);
-  ui.extra.prepend(bar);
+  const bar = ui.extra.querySelector(".resolved");
+  if (!show) bar?.remove();
+  else if (!bar) {
+    ui.extra.prepend(h("div", { class: "box resolved" }, [
+      h("div", { text: t.resolved }),
+      h("button", { type: "button", class: "btn ghost newconv", text: t.newConv, onclick: startNew }),
+      h("button", { type: "button", class: "btn ghost transcript-btn", text: t.transcript, onclick: () => showTranscript(currentId) }),
+    ]));
+  }
 }
 
 function toggleMenu(open) {
@@ -498,29 +488,24 @@ function toggleMenu(open) {
   if (open) ui.menuItem.focus();
 }
 
-// The conversation by e-mail: to the contact's address when known (editable), else one typed.
+// The conversation by e-mail, to the contact's address (editable) or one typed.
 function showTranscript(conversationId) {
   const shown = ui.extra.querySelector("form.transcript");
   if (shown) { shown.querySelector("input").focus(); return; }
   if (!conversationId) return;
   const f = field({ name: "email", type: "email", required: true });
-  f.input.value = (boot.contact && boot.contact.email) || "";
-  const form = formBox("transcript", t.transcript, [f], t.send, (el, err) => {
-    const email = f.input.value.trim();
-    request({ type: "conversation.transcript", conversation_id: conversationId, email }, (frame) => {
-      if (frame.type === "error") { err.textContent = frame.message; return; }
-      el.replaceWith(h("div", { class: "notice transcript-sent", role: "status", text: fmt(t.transcriptSent, { e: frame.data.transcript.email }) }));
-    });
-  });
-  ui.extra.append(form);
+  f.input.value = boot.contact?.email || "";
+  const frame = () => ({ type: "conversation.transcript", conversation_id: conversationId, email: f.input.value.trim() });
+  ui.extra.append(formBox("transcript", t.transcript, [f], t.send, frame, (answer, form) => {
+    form.replaceWith(h("div", { class: "notice transcript-sent", role: "status", text: fmt(t.transcriptSent, { e: answer.data.transcript.email }) }));
+  }));
   f.input.focus();
 }
 
 function startNew() {
   request({ type: "conversation.new" }, () => {
     showResolved(false);
-    const r = ui.extra.querySelector(".rating, .thanks");
-    if (r) r.remove();
+    ui.extra.querySelector(".rating, .thanks")?.remove();
     ui.log.append(h("div", { class: "divider", text: "— " + t.newConv + " —" }));
     currentId = null;
     ui.input.focus();
@@ -529,13 +514,13 @@ function startNew() {
 
 // ALTCHA: find n with SHA-256(salt + n) = challenge. Awaiting each digest keeps the page
 // responsive; plain HTTP has no crypto.subtle, so sha256() below yields every thousand tries.
-async function solveAltcha(c) {
-  const want = c.challenge.match(/../g).map((x) => parseInt(x, 16)), enc = new TextEncoder();
-  const subtle = window.crypto && crypto.subtle;
-  for (let n = 0; n <= c.maxnumber; n++) {
-    const bytes = enc.encode(c.salt + n);
+async function solveAltcha({ algorithm, challenge, maxnumber, salt, signature }) {
+  const want = challenge.match(/../g).map((x) => parseInt(x, 16)), enc = new TextEncoder();
+  const subtle = crypto.subtle;
+  for (let n = 0; n <= maxnumber; n++) {
+    const bytes = enc.encode(salt + n);
     const d = subtle ? new Uint8Array(await subtle.digest("SHA-256", bytes)) : sha256(bytes);
-    if (d.every((b, i) => b === want[i])) return btoa(JSON.stringify({ algorithm: c.algorithm, challenge: c.challenge, number: n, salt: c.salt, signature: c.signature }));
+    if (d.every((b, i) => b === want[i])) return btoa(JSON.stringify({ algorithm, challenge, number: n, salt, signature }));
     if (!subtle && n % 1000 === 999) await new Promise((r) => setTimeout(r));
   }
   throw new Error("unsolved");
@@ -580,22 +565,16 @@ function providerToken(c, box) {
   return new Promise((resolve, reject) => {
     const render = () => window[c.provider].render(box, { sitekey: c.site_key, callback: resolve, "error-callback": reject });
     if (window[c.provider]) return render();
-    const s = D.createElement("script");
-    s.src = c.script;
-    s.async = true;
-    s.onload = render;
-    s.onerror = reject;
-    D.head.append(s);
+    D.head.append(h("script", { src: c.script, async: true, onload: render, onerror: reject }));
   });
 }
 
 function showCaptcha(challenge) {
   if (captcha && captcha.answer == null) return; // one check at a time; its answer serves every queued message
   // A refused answer (expired, used) brings a new challenge: a few tries, not an endless loop.
-  const tries = (captcha ? captcha.tries : 0) + 1;
+  const tries = (captcha?.tries || 0) + 1;
   captcha = { answer: null, tries };
-  const old = ui.extra.querySelector(".captcha");
-  if (old) old.remove();
+  ui.extra.querySelector(".captcha")?.remove();
   const box = h("div", { class: "box captcha", role: "status" }, [h("div", { text: t.captcha })]);
   ui.extra.append(box);
   const work = tries > 3 ? Promise.reject() : challenge.provider === "altcha" ? solveAltcha(challenge) : providerToken(challenge, box);
@@ -612,7 +591,7 @@ function showCaptcha(challenge) {
   });
 }
 
-// --- messages ---------------------------------------------------------------------------------
+// --- messages
 function conv(id) {
   let c = conversations.get(id);
   if (!c) { c = { last: 0, resuming: false, again: false, status: "open" }; conversations.set(id, c); }
@@ -629,11 +608,11 @@ function setTick(el, state) {
   tick.setAttribute("data-state", state);
   tick.textContent = { pending: "◷", sent: "✓", delivered: "✓", read: "✓✓", failed: "!" }[state];
   tick.setAttribute("role", "img");
-  tick.setAttribute("aria-label", t[{ pending: "sending", failed: "failed" }[state] || state]);
+  tick.setAttribute("aria-label", t[state === "pending" ? "sending" : state]);
 }
 
 function renderFiles(list) {
-  if (!list || !list.length) return null;
+  if (!list?.length) return null;
   return h("div", { class: "files" }, list.map((a) => {
     const url = abs(a.url);
     if (a.is_image && url) return h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, [h("img", { src: url, alt: a.name, width: a.width || null, height: a.height || null, loading: "lazy" })]);
@@ -643,23 +622,20 @@ function renderFiles(list) {
 
 // A person by name; the inbox's automatic replies (bot, system) never pass for an operator.
 function senderLabel(sender) {
-  if (sender && sender.type && sender.type !== "user") return t.automatic;
-  return (sender && sender.name) || t.operator;
+  if (sender?.type && sender.type !== "user") return t.automatic;
+  return sender?.name || t.operator;
 }
 
 function messageEl(m, pending) {
   const mine = m.direction === "in";
-  const text = h("div", { class: "text" });
-  // `content` is rendered and sanitised by the server; `body` is never inserted as HTML.
-  if (pending) text.textContent = m.body || "";
-  else text.innerHTML = m.content || "";
-  for (const a of text.querySelectorAll("a")) { a.target = "_blank"; a.rel = "noopener noreferrer nofollow"; }
+  // `body` is never inserted as HTML.
+  const text = pending ? h("div", { class: "text", text: m.body }) : serverHtml(m.content);
   const el = h("div", { class: "msg " + (mine ? "in" : "out"), "data-client-id": m.client_id || null, "data-id": m.id || null }, [
-    mine ? null : h("div", { class: "who", text: senderLabel(m.sender) }),
+    !mine && h("div", { class: "who", text: senderLabel(m.sender) }),
     h("div", { class: "bubble" }, [text, renderFiles(m.attachments)]),
     h("div", { class: "meta" }, [
       h("time", { datetime: m.created_at || null, text: new Date(m.created_at || Date.now()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) }),
-      mine ? h("span", { class: "tick" }) : null,
+      mine && h("span", { class: "tick" }),
     ]),
   ]);
   if (mine) setTick(el, pending ? "pending" : tickState(m));
@@ -675,7 +651,7 @@ function upsert(m, live) {
   const el = messageEl(m, false);
   if (existing) {
     const prev = existing.querySelector(".tick");
-    const state = prev && prev.getAttribute("data-state");
+    const state = prev?.getAttribute("data-state");
     existing.replaceWith(el);
     if (state === "read" || (state === "delivered" && tickState(m) === "sent")) setTick(el, state);
   } else {
@@ -686,7 +662,7 @@ function upsert(m, live) {
   messagesById.set(m.id, el);
   if (m.direction === "out") {
     el.dataset.out = m.id;
-    if (observer) observer.observe(el);
+    observer.observe(el);
   }
   if (!existing) scrollDown();
   // Once per message: live, or the visitor's own when stored (its ack or its event, the first).
@@ -706,7 +682,7 @@ function markOwn(upTo, state) {
   }
 }
 
-// --- read marking: only what the visitor can actually see --------------------------------------
+// --- read marking: only what the visitor can actually see
 let observer = null;
 function onIntersect(entries) {
   for (const e of entries) {
@@ -717,13 +693,11 @@ function onIntersect(entries) {
 }
 
 function markRead() {
-  if (!opened || D.visibilityState !== "visible" || !ws || ws.readyState !== 1) return;
+  if (!opened || D.visibilityState !== "visible" || ws?.readyState !== 1) return;
   let top = 0;
   for (const id of visibleOut) if (id > top) top = id;
-  if (!observer) for (const id of messagesById.keys()) if (messagesById.get(id).dataset.out && id > top) top = id;
   if (top > readSent) {
-    const el = messagesById.get(top);
-    const conversationId = el && el.__cid;
+    const conversationId = messagesById.get(top)?.__cid;
     readSent = top;
     if (conversationId) send({ type: "conversation.read", conversation_id: conversationId, up_to_message_id: top });
   }
@@ -739,7 +713,7 @@ function updateBadge() {
   ui.launcher.setAttribute("aria-label", unread ? t.open + " (" + fmt(t.unread, { n: unread }) + ")" : t.open);
 }
 
-// --- sending ----------------------------------------------------------------------------------
+// --- sending
 function saveOutbox() {
   store.set("outbox", outbox.map(({ sentOn, ...rest }) => rest));
 }
@@ -771,13 +745,13 @@ function renderPending(item) {
 }
 
 function flush() {
-  if (!ws || ws.readyState !== 1 || !ws.ready) return;
+  if (ws?.readyState !== 1 || !ws.ready) return;
   for (const item of outbox) {
     if (item.sentOn === socketSerial) continue;
     item.sentOn = socketSerial;
     const frame = { type: "message.send", ref: "m:" + item.client_id, client_id: item.client_id, body: item.body };
-    if (item.attachment_ids && item.attachment_ids.length) frame.attachment_ids = item.attachment_ids;
-    if (captcha && captcha.answer != null) frame.captcha = captcha.answer;
+    if (item.attachment_ids?.length) frame.attachment_ids = item.attachment_ids;
+    if (captcha?.answer != null) frame.captcha = captcha.answer;
     send(frame);
   }
 }
@@ -788,10 +762,9 @@ function onSendResult(clientId, frame) {
   if (frame.type === "ack") {
     if (index >= 0) outbox.splice(index, 1);
     saveOutbox();
-    captcha = captcha && captcha.answer != null ? null : captcha;
-    const m = frame.data.message;
+    if (captcha?.answer != null) captcha = null;
     if (frame.data.conversation_id) currentId = frame.data.conversation_id;
-    upsert(m, false);
+    upsert(frame.data.message, false);
     return;
   }
   if (!item) return;
@@ -801,16 +774,16 @@ function onSendResult(clientId, frame) {
     return;
   }
   if (frame.code === "pre_chat_required") {
-    // The server wants the pre-chat form first: the message waits in the outbox until it is sent.
+    // The message waits in the outbox until the pre-chat form is sent.
     item.sentOn = -1;
     showPreChat();
     return;
   }
-  if (frame.code === "rate_limited" || frame.code === "unavailable" || frame.code === "server_error") {
+  if (["rate_limited", "unavailable", "server_error"].includes(frame.code)) {
     setTimeout(() => { item.sentOn = 0; flush(); }, Math.max(1, frame.retry_after || 2) * 1000);
     return;
   }
-  // A refused message (invalid, forbidden, conflict…) is shown as failed and dropped from the outbox.
+  // Refused (invalid, forbidden, conflict…): shown as failed, dropped from the outbox.
   outbox.splice(index, 1);
   saveOutbox();
   const el = pendingByClient.get(clientId);
@@ -820,11 +793,11 @@ function onSendResult(clientId, frame) {
   }
 }
 
-// --- typing -----------------------------------------------------------------------------------
+// --- typing
 function onTyping() {
   const features = boot.settings.features || {};
-  const id = currentId && conv(currentId).status !== "resolved" && conv(currentId).status !== "closed" ? currentId : null;
-  if (!id || !ui.input.value) return;
+  const id = currentId, status = id && conv(id).status;
+  if (!id || status === "resolved" || status === "closed" || !ui.input.value) return;
   const now = Date.now(), every = features.typing_preview ? 1000 : 3000;
   if (now - typingSentAt < every) return;
   typingSentAt = now;
@@ -847,7 +820,7 @@ function agentTyping(on, name) {
   if (on) agentTypingTimer = setTimeout(() => (ui.typing.textContent = ""), 10000);
 }
 
-// --- attachments ------------------------------------------------------------------------------
+// --- attachments
 function fileError(text) {
   ui.fileErr.textContent = text;
   ui.fileErr.hidden = !text;
@@ -856,7 +829,7 @@ function fileError(text) {
 function addFiles(files) {
   const limits = boot.settings.attachments || {};
   fileError("");
-  for (const file of Array.from(files || [])) {
+  for (const file of files || []) {
     if (staged.length >= MAX_FILES) { fileError(t.tooMany); break; }
     const name = file.name || "file";
     if (limits.max_size && file.size > limits.max_size) { fileError(fmt(t.tooLarge, { f: name, s: sizeText(limits.max_size) })); continue; }
@@ -874,7 +847,7 @@ function upload(entry) {
   form.append("widget_token", token);
   form.append("token", boot.session_token);
   // A file can start the conversation: past the CAPTCHA threshold it carries the solution too.
-  const answer = captcha && captcha.answer != null ? captcha.answer : null;
+  const answer = captcha?.answer;
   if (answer != null) form.append("captcha", answer);
   form.append("file", entry.file, entry.name);
   entry.waitsForCaptcha = false;
@@ -884,13 +857,13 @@ function upload(entry) {
     if (entry.bar) entry.bar.value = percent;
   })
     .then(({ ok, data }) => {
-      if (!ok && data && data.code === "captcha_required" && data.challenge) {
+      if (!ok && data?.code === "captcha_required" && data.challenge) {
         entry.waitsForCaptcha = true; // uploaded again once the challenge is solved (showCaptcha)
         showCaptcha(data.challenge);
         return;
       }
-      if (!ok) throw new Error((data && data.detail) || "");
-      if (answer != null && captcha && captcha.answer === answer) captcha = null; // one solution, one conversation
+      if (!ok) throw new Error(data?.detail || "");
+      if (answer != null && captcha?.answer === answer) captcha = null; // one solution, one conversation
       entry.attachment = data.attachment;
       renderStaged();
     })
@@ -901,16 +874,15 @@ function upload(entry) {
     });
 }
 
-// XMLHttpRequest, not fetch: only it reports how much of the body has been sent.
+// XMLHttpRequest, not fetch: only it reports upload progress.
 function post(url, body, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", url);
-    xhr.withCredentials = false;
     xhr.upload.onprogress = (e) => { if (e.lengthComputable && e.total) onProgress(Math.round((e.loaded / e.total) * 100)); };
     xhr.onload = () => {
       let data = null;
-      try { data = JSON.parse(xhr.responseText); } catch (e) { /* not JSON: a proxy's error page */ }
+      try { data = JSON.parse(xhr.responseText); } catch { /* not JSON: a proxy's error page */ }
       resolve({ ok: xhr.status >= 200 && xhr.status < 300, data });
     };
     xhr.onerror = () => reject(new Error(""));
@@ -920,43 +892,43 @@ function post(url, body, onProgress) {
 
 function renderStaged() {
   ui.staged.replaceChildren(...staged.map((s) => h("div", { class: "chip", "data-ready": s.attachment ? "1" : "0" }, [
-    s.url ? h("img", { src: s.url, alt: "" }) : null,
+    s.url && h("img", { src: s.url, alt: "" }),
     h("span", { text: s.name }),
-    s.attachment ? null : (s.bar = h("progress", { max: "100", value: String(s.progress || 0), "aria-label": fmt(t.uploading, { f: s.name }) })),
+    !s.attachment && (s.bar = h("progress", { max: "100", value: String(s.progress || 0), "aria-label": fmt(t.uploading, { f: s.name }) })),
     h("button", { type: "button", "aria-label": t.remove + " " + s.name, text: "×", onclick: () => { staged = staged.filter((x) => x !== s); renderStaged(); } }),
   ])));
   ui.staged.hidden = !staged.length;
 }
 
 function onPaste(e) {
-  const files = e.clipboardData && e.clipboardData.files;
-  if (files && files.length) { e.preventDefault(); addFiles(files); }
+  const files = e.clipboardData?.files;
+  if (files?.length) { e.preventDefault(); addFiles(files); }
 }
 
 function setupDrop(panel) {
   let overlay = null, depth = 0;
-  const has = (e) => e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
+  const has = (e) => Array.from(e.dataTransfer?.types || []).includes("Files");
   panel.addEventListener("dragenter", (e) => {
     if (!has(e)) return;
     e.preventDefault();
     if (!depth++) { overlay = h("div", { class: "drop", text: t.drop }); panel.append(overlay); }
   });
   panel.addEventListener("dragover", (e) => { if (has(e)) e.preventDefault(); });
-  panel.addEventListener("dragleave", () => { if (depth && !--depth && overlay) overlay.remove(); });
+  panel.addEventListener("dragleave", () => { if (depth && !--depth) overlay?.remove(); });
   panel.addEventListener("drop", (e) => {
     if (!has(e)) return;
     e.preventDefault();
     depth = 0;
-    if (overlay) overlay.remove();
+    overlay?.remove();
     addFiles(e.dataTransfer.files);
   });
 }
 
-// --- socket -----------------------------------------------------------------------------------
+// --- socket
 const waiting = new Map(); // ref -> callback
 
 function send(frame) {
-  if (ws && ws.readyState === 1) { ws.send(JSON.stringify(frame)); return true; }
+  if (ws?.readyState === 1) { ws.send(JSON.stringify(frame)); return true; }
   return false;
 }
 
@@ -969,7 +941,7 @@ function request(frame, callback) {
 function connect() {
   if (stopped) return;
   clearTimeout(reconnectTimer);
-  const base = boot.ws_url && /^wss?:/.test(boot.ws_url) ? boot.ws_url : SERVER.replace(/^http/, "ws") + (boot.ws_url || "/ws/widget/");
+  const base = /^wss?:/.test(boot.ws_url) ? boot.ws_url : SERVER.replace(/^http/, "ws") + (boot.ws_url || "/ws/widget/");
   const socket = new WebSocket(base + "?widget_token=" + encodeURIComponent(token) + "&token=" + encodeURIComponent(boot.session_token));
   ws = socket;
   ++socketSerial;
@@ -978,7 +950,7 @@ function connect() {
     if (ws !== socket) return;
     lastFrameAt = Date.now();
     let frame;
-    try { frame = JSON.parse(e.data); } catch (err) { return; }
+    try { frame = JSON.parse(e.data); } catch { return; }
     onFrame(frame);
   };
   socket.onclose = (e) => {
@@ -988,10 +960,10 @@ function connect() {
     for (const cb of waiting.values()) cb({ type: "error", code: "offline", message: t.reconnecting });
     waiting.clear();
     for (const c of conversations.values()) c.resuming = c.again = false;
-    if (e.code === 4003 || e.code === 4004 || e.code === 4000) { stopped = true; setConn("reconnecting"); return; }
     setConn("reconnecting");
-    if (e.code === 4001) { rebootstrap(); return; }
-    scheduleReconnect();
+    if ([4000, 4003, 4004].includes(e.code)) stopped = true;
+    else if (e.code === 4001) rebootstrap();
+    else scheduleReconnect();
   };
 }
 
@@ -1013,17 +985,17 @@ function startHeartbeat(seconds) {
   heartbeatTimer = setInterval(() => {
     if (!ws) return;
     // A socket that has gone silent (half-open TCP after a server crash) is replaced.
-    if (Date.now() - lastFrameAt > period * 2.5) { const s = ws; s.onclose({ code: 1006 }); try { s.close(); } catch (e) { /* already closed */ } return; }
+    if (Date.now() - lastFrameAt > period * 2.5) { const s = ws; s.onclose({ code: 1006 }); s.close(); return; }
     send({ type: "ping" });
   }, period);
 }
 
 function onFrame(f) {
   if (f.type === "hello") return onHello(f);
-  if (f.ref && f.ref.startsWith("m:")) return onSendResult(f.ref.slice(2), f);
+  if (f.ref?.startsWith("m:")) return onSendResult(f.ref.slice(2), f);
   if (f.ref && waiting.has(f.ref)) { const cb = waiting.get(f.ref); waiting.delete(f.ref); cb(f); return; }
   if (f.type === "typing.started" || f.type === "typing.stopped") {
-    if (f.data && f.data.who === "agent") agentTyping(f.type === "typing.started", f.data.name);
+    if (f.data?.who === "agent") agentTyping(f.type === "typing.started", f.data.name);
     return;
   }
   if (f.type === "presence") return setAvailability(f.data || {});
@@ -1102,7 +1074,7 @@ function apply(f) {
     }
     if (conv(f.conversation_id).status === "resolved" && m.direction === "in") showResolved(false);
   } else if (f.type === "message.updated") {
-    if (d.direction === "in" && d.changes && d.changes.delivered_at) markOwn(d.up_to_message_id, "delivered");
+    if (d.direction === "in" && d.changes?.delivered_at) markOwn(d.up_to_message_id, "delivered");
   } else if (f.type === "conversation.read") {
     if (d.reader === "agent") markOwn(d.up_to_message_id, "read");
   } else if (f.type === "conversation.created" || f.type === "conversation.updated") {
@@ -1124,34 +1096,26 @@ function applyConversation(c, changes, live) {
     // "Olga opened your conversation" holds while she has it open and it is not over.
     if (c.status === "resolved" || c.status === "closed" || !c.opened) info("");
   }
-  if (live && changes.includes("opened") && c.opened && c.status === "open") info(fmt(t.opened, { name: (c.assignee && c.assignee.name) || t.operator }));
+  if (live && changes.includes("opened") && c.opened && c.status === "open") info(fmt(t.opened, { name: c.assignee?.name || t.operator }));
   if (c.rating_requested && !live && c.id === currentId && !ui.extra.querySelector(".rating")) showRating(c.id, boot.settings.rating.scale);
 }
 
-// --- invitations (docs/widget.md, "Invitations") -----------------------------------------------
+// --- invitations (docs/widget.md, "Invitations")
 const invitationsShown = new Set();
 function onInvitation(d) {
   if (!d.id || invitationsShown.has(d.id)) return;
   invitationsShown.add(d.id);
-  const text = h("div", { class: "text" });
-  text.innerHTML = d.content || ""; // rendered and sanitised by the server
-  for (const a of text.querySelectorAll("a")) { a.target = "_blank"; a.rel = "noopener noreferrer nofollow"; }
-  const who = d.automatic ? (boot.settings.widget || {}).title || t.title : (d.sender && d.sender.name) || t.operator;
+  const who = d.automatic ? boot.settings.widget?.title || t.title : d.sender?.name || t.operator;
   ui.log.append(h("div", { class: "msg out invitation", "data-invitation": d.id }, [
     h("div", { class: "who", text: who }),
-    h("div", { class: "bubble" }, [text]),
+    h("div", { class: "bubble" }, [serverHtml(d.content)]),
   ]));
   scrollDown();
   emit("invitation", { invitation: d });
   api.open(false); // unasked: the focus stays with the visitor
 }
 
-// The visitor closed the widget: the server sends them no more automatic invitations.
-function tellClosed() {
-  send({ type: "widget.close" });
-}
-
-// --- bootstrap --------------------------------------------------------------------------------
+// --- bootstrap
 function bootstrap() {
   const nav = navigator.language || "";
   return fetch(SERVER + "/api/widget/bootstrap/", {
@@ -1197,16 +1161,16 @@ let bootAttempt = 0;
 function start() {
   bootstrap().then((data) => {
     boot = data;
-    const lang = (script && script.getAttribute("data-language")) || data.settings.language || (navigator.language || "en").slice(0, 2);
+    const lang = script?.getAttribute("data-language") || data.settings.language || (navigator.language || "en").slice(0, 2);
     t = TEXTS[lang] || TEXTS.en;
     buildUI();
     renderHistory();
     setAvailability(data);
     if (needsPreChat()) showPreChat();
-    if (script && script.hasAttribute("data-hide-launcher")) api.hideLauncher();
+    if (script?.hasAttribute("data-hide-launcher")) api.hideLauncher();
     connect();
     ready = true;
-    for (const [name, args] of queued.splice(0)) api[name](...args);
+    for (const call of queued.splice(0)) call();
     emit("ready", { visitorId: data.visitor_id });
   }, (error) => {
     if (error.fatal) { console.warn("Messenger: this site is not allowed to use the widget."); return; }
@@ -1218,12 +1182,14 @@ function start() {
 D.addEventListener("visibilitychange", markRead);
 W.addEventListener("online", () => { if (boot && !ws && !stopped) { attempt = 0; connect(); } });
 
-// --- public API -------------------------------------------------------------------------------
+// --- public API
 let ready = false, opener = null;
 const queued = [];
+// Called before the bootstrap answered: run once the widget is built, in order.
+const whenReady = (fn) => (...args) => (ready ? fn(...args) : void queued.push(() => fn(...args)));
+const setLauncher = (visible) => { launcherVisible = visible; ui.launcher.hidden = !visible; };
 const api = {
-  open(takeFocus = true) {
-    if (!ready) return void queued.push(["open", [takeFocus]]);
+  open: whenReady((takeFocus = true) => {
     if (opened) return;
     opened = true;
     ui.panel.hidden = false;
@@ -1236,9 +1202,8 @@ const api = {
     updateBadge();
     markRead();
     emit("open");
-  },
-  close() {
-    if (!ready) return void queued.push(["close", []]);
+  }),
+  close: whenReady(() => {
     if (!opened) return;
     opened = false;
     // Only a focus inside moves back.
@@ -1246,21 +1211,13 @@ const api = {
     ui.panel.hidden = true;
     ui.launcher.setAttribute("aria-expanded", "false");
     stopTyping();
-    tellClosed();
-    if (back && back.isConnected) back.focus();
+    send({ type: "widget.close" }); // the server sends no more automatic invitations
+    if (back?.isConnected) back.focus();
     emit("close");
-  },
+  }),
   toggle() { opened ? api.close() : api.open(); },
-  showLauncher() {
-    if (!ready) return void queued.push(["showLauncher", []]);
-    launcherVisible = true;
-    ui.launcher.hidden = false;
-  },
-  hideLauncher() {
-    if (!ready) return void queued.push(["hideLauncher", []]);
-    launcherVisible = false;
-    ui.launcher.hidden = true;
-  },
+  showLauncher: whenReady(() => setLauncher(true)),
+  hideLauncher: whenReady(() => setLauncher(false)),
   on(name, fn) { (listeners[name] = listeners[name] || []).push(fn); if (name === "ready" && ready) fn({ visitorId: boot.visitor_id }); return api; },
   off(name, fn) { listeners[name] = (listeners[name] || []).filter((x) => x !== fn); return api; },
   isOpen: () => opened,
