@@ -418,13 +418,8 @@ class VisitorConsumer(BaseConsumer):
             self.set_chatting(self.context.conversation.status, self.context.conversation.pk)
 
     def set_chatting(self, status: str, conversation_id: int) -> None:
-        from messenger.models.conversation import ACTIVE_STATUSES
-
-        chatting = status in ACTIVE_STATUSES
         if hasattr(self, "live_id"):
-            live_visitors.tracker().update(
-                self.live_id, chatting=chatting, conversation_id=conversation_id if chatting else None
-            )
+            visitors.set_chatting(self.live_id, status=status, conversation_id=conversation_id)
 
     async def fanout(self, event: dict[str, Any]) -> None:
         if event["frame"].startswith(events.SESSION_CONTACT_PREFIX):

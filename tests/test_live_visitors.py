@@ -418,3 +418,34 @@ def test_the_visit_tells_country_and_region_by_geoip(tmp_path, settings):
         assert (entry["country"], entry["region"]) == ("RU", "Central")
     finally:
         geo.reset_reader()
+
+
+async def test_chatting_is_read_again_from_the_database_at_each_refresh():
+    """A frame the visitor's socket missed (the channel layer may drop one) leaves "chatting"
+    wrong only until the next refresh: it is read again from the conversations."""
+    inbox = await database_sync_to_async(make_inbox)(await database_sync_to_async(make_branch)())
+    await database_sync_to_async(make_user)(branch=inbox.branch)
+    writer, looker = await database_sync_to_async(boot)(inbox), await database_sync_to_async(boot)(inbox)
+    tracker = live.Tracker()
+    for data in (writer, looker):
+        visitor = await database_sync_to_async(session_visitor)(data["session_token"], inbox)
+        tracker.attach(data["visitor_id"], await database_sync_to_async(visitors.live_entry)(visitor))
+    tracker.task.cancel()  # this test flushes by hand
+    socket = visitor_socket(inbox, writer)
+    assert (await socket.connect())[0]
+    await socket.expect("hello")
+    ack = await socket.command("message.send", client_id=new_client_id(), body="Hello")
+    conversation_id = ack["data"]["conversation_id"]
+    await socket.close()
+    assert tracker.visitors[writer["visitor_id"]].entry["chatting"] is False  # no frame reached this tracker
+
+    await tracker.flush()  # its first pass is a refresh
+    entry = tracker.visitors[writer["visitor_id"]].entry
+    assert (entry["chatting"], entry["conversation_id"]) == (True, conversation_id)
+    assert tracker.visitors[looker["visitor_id"]].entry["chatting"] is False
+
+    await database_sync_to_async(Conversation.objects.filter(pk=conversation_id).update)(status="resolved")
+    tracker.refreshed_at = 0.0
+    await tracker.flush()
+    entry = tracker.visitors[writer["visitor_id"]].entry
+    assert (entry["chatting"], entry["conversation_id"]) == (False, None)

@@ -123,6 +123,13 @@ def _active_conversation_id(contact_inbox_id: int | None) -> int | None:
     )
 
 
+def set_chatting(visitor_id: str, *, status: str, conversation_id: int) -> None:
+    """The visitor's socket saw their conversation change: whether they chat, in the live list
+    (this process's tracker; each refresh reads it again from the database)."""
+    chatting = status in ACTIVE_STATUSES
+    live.tracker().update(visitor_id, chatting=chatting, conversation_id=conversation_id if chatting else None)
+
+
 def live_entry(contact_inbox: ContactInbox, *, now: datetime | None = None) -> events.LiveVisitor:
     """The visitor's line in the live list, as their socket connects."""
     now = now or timezone.now()

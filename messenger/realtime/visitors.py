@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from messenger import cache as messenger_cache
@@ -159,7 +160,13 @@ class Tracker:
                 logger.warning("live visitors: flush failed", exc_info=True)
 
     async def flush(self) -> None:
-        """Publish what changed since the last pass; every ``REFRESH_SECONDS`` renew every entry."""
+        """Publish what changed since the last pass; every ``REFRESH_SECONDS`` renew every entry
+        (whether each visitor chats read again first)."""
+        now = time.time()
+        refresh = now - self.refreshed_at >= REFRESH_SECONDS
+        if refresh:
+            self.refreshed_at = now
+            await self.recheck_chatting()
         upserts: dict[str, list[LiveVisitor]] = {}
         removed: dict[str, list[str]] = {}
         for visitor_id in self.dirty:
@@ -171,10 +178,6 @@ class Tracker:
         dirty, gone = set(self.dirty), dict(self.removed)
         self.dirty.clear()
         self.removed.clear()
-        now = time.time()
-        refresh = now - self.refreshed_at >= REFRESH_SECONDS
-        if refresh:
-            self.refreshed_at = now
         if upserts or removed or refresh:
             try:
                 await self._write(dirty, gone, refresh=refresh, now=now)
@@ -187,6 +190,22 @@ class Tracker:
         ]
         if messages:
             await apublish_messages(messages)
+
+    async def recheck_chatting(self) -> None:
+        """Whether each visitor chats, read again from the database: the visitor's socket follows
+        their conversation's frames, and a frame the channel layer dropped (or a conversation
+        changed while no frame could reach them) is corrected here, within ``REFRESH_SECONDS``."""
+        keys = {(local.entry["inbox"]["id"], visitor_id) for visitor_id, local in self.visitors.items()}
+        if not keys:
+            return
+        try:
+            active = await database_sync_to_async(active_conversations)(keys)
+        except Exception:  # noqa: BLE001 — the database blinked: the frames keep it meanwhile
+            logger.warning("live visitors: chatting recheck failed", exc_info=True)
+            return
+        for visitor_id, local in list(self.visitors.items()):
+            conversation_id = active.get((local.entry["inbox"]["id"], visitor_id))
+            self.update(visitor_id, chatting=conversation_id is not None, conversation_id=conversation_id)
 
     async def _write(self, dirty: set[str], gone: dict[str, str], *, refresh: bool, now: float) -> None:
         client = messenger_cache.async_redis_client()
@@ -239,6 +258,17 @@ async def _prune(client: Any, groups: set[str], now: float) -> None:
 
 def _timestamp(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def active_conversations(keys: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """The active conversation of each (inbox id, visitor id) that has one: one query."""
+    from messenger.models import Conversation
+    from messenger.models.conversation import ACTIVE_STATUSES
+
+    rows = Conversation.objects.filter(
+        status__in=ACTIVE_STATUSES, contact_inbox__source_id__in={visitor_id for _, visitor_id in keys}
+    ).values_list("contact_inbox__inbox_id", "contact_inbox__source_id", "pk")
+    return {(inbox_id, visitor_id): pk for inbox_id, visitor_id, pk in rows if (inbox_id, visitor_id) in keys}
 
 
 _tracker: Tracker | None = None
