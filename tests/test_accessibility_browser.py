@@ -541,3 +541,125 @@ def test_the_dashboard_from_the_keyboard_alone(chromium, server):  # noqa: ANN00
         for visitor in visitors:
             visitor.close()
         olga.context.close()
+
+
+REPORT_STOP = """() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) return null;
+  const style = getComputedStyle(el);
+  const rect = el.getBoundingClientRect();
+  return {
+    stop: el.id || (el.dataset.csv ? "csv:" + el.dataset.csv : el.textContent.trim()),
+    ring: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2,
+    shown: rect.width > 0 && rect.bottom > 0 && rect.top < innerHeight && rect.right > 0 && rect.left < innerWidth,
+  };
+}"""
+
+# The reports page's Tab stops in order, each once (a date field takes one press per part of the
+# date and one for its calendar button).
+REPORT_STOPS = [
+    "Conversations", "Log out",
+    "f-start", "f-end", "f-tz", "f-branch", "f-region", "f-inbox", "f-operator", "f-label", "Show",
+    "csv:series", "Table", "csv:operators", "csv:branches", "csv:regions", "csv:heatmap", "csv:ratings",
+]  # fmt: skip
+
+
+def report_stops(page: Any, key: str) -> list[str]:
+    """Press ``key`` until the focus leaves the page; every stop on the way shows its focus (an
+    outline of 2 px or more, on screen). The stops, each once."""
+    stops: list[str] = []
+    hidden: list[str] = []
+    for _ in range(60):
+        page.keyboard.press(key)
+        now = page.evaluate(REPORT_STOP)
+        if now is None:
+            assert not hidden, f"focus not visible at {hidden}"
+            return stops
+        if not (now["ring"] and now["shown"]):
+            hidden.append(now["stop"])
+        if not stops or stops[-1] != now["stop"]:
+            stops.append(now["stop"])
+    raise AssertionError(f"the focus never left the page: {stops}")
+
+
+def test_the_reports_page_from_the_keyboard_alone(chromium, server):  # noqa: ANN001
+    build_world()
+    page = open_reports(chromium, server, "sup", DAY)
+    report = page.locator("body")
+
+    def loaded(generation: int) -> None:
+        page.wait_for_function(f"() => document.body.dataset.loaded === '{generation}'")
+
+    try:
+        page.locator("#now-connection[data-state=online]").wait_for()
+        page.locator("#table-now tr").first.wait_for()
+        # Every control in reading order, its focus always visible; past the last the focus
+        # leaves the page and comes back to the first: nothing holds it. Shift+Tab: the same way back.
+        assert report_stops(page, "Tab") == REPORT_STOPS
+        assert report_stops(page, "Tab") == REPORT_STOPS
+        assert report_stops(page, "Shift+Tab") == REPORT_STOPS[::-1]
+
+        # The period: the date typed into its field, Enter shows the report.
+        tab_to(page, lambda f: f["id"] == "f-start")
+        page.keyboard.type("03282026")
+        assert page.locator("#f-start").input_value() == "2026-03-28"
+        page.keyboard.press("Enter")
+        loaded(2)
+        assert page.locator("#report-status").inner_text() == "2026-03-28 – 2026-03-29 (Europe/Berlin)"
+        # The time zone: typed, Enter.
+        tab_to(page, lambda f: f["id"] == "f-tz")
+        page.keyboard.press("Control+A")
+        page.keyboard.type("UTC")
+        page.keyboard.press("Enter")
+        loaded(3)
+        assert page.locator("#report-status").inner_text().endswith("(UTC)")
+        # A filter: the arrow keys choose, the report follows; the focus stays on the filter.
+        page.keyboard.press("Tab")
+        assert focused(page)["id"] == "f-branch"
+        page.keyboard.press("ArrowDown")
+        loaded(4)
+        assert "branch=" in page.url and focused(page)["id"] == "f-branch"
+        tab_to(page, lambda f: f["label"] == "Show")
+        page.keyboard.press("Enter")
+        loaded(5)
+
+        # The CSV export of the shown report, from the keyboard.
+        tab_to(page, lambda f: f["cls"] == "csv")
+        with page.expect_download() as download:
+            page.keyboard.press("Enter")
+        assert "/series/csv/?" in download.value.url and "branch=" in download.value.url
+        # The day table opens with Enter on its summary.
+        page.keyboard.press("Tab")
+        assert focused(page)["tag"] == "summary"
+        page.keyboard.press("Enter")
+        assert page.locator("#table-series").is_visible()
+        assert report.get_attribute("data-loaded") == "5"
+
+        # A phone: a table wider than the screen scrolls in its section, and the keyboard reaches
+        # it (the section's CSV link) and scrolls it with the arrow keys.
+        page.set_viewport_size({"width": 375, "height": 800})
+        page.evaluate("new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        wide = (
+            page.locator("section")
+            .filter(has=page.locator("table"))
+            .evaluate_all(
+                "(nodes) => nodes.filter((n) => n.scrollWidth > n.clientWidth).map((n) => n.getAttribute('aria-labelledby'))"
+            )
+        )
+        assert wide, "no table is wider than a phone's screen"
+        page.locator("#f-label").focus()
+        for heading in wide:
+            section = page.locator(f"section[aria-labelledby={heading}]")
+            link = tab_to(
+                page,
+                lambda f, heading=heading: page.evaluate(
+                    "(id) => document.activeElement.closest('section')?.getAttribute('aria-labelledby') === id", heading
+                ),
+            )
+            assert link["cls"] == "csv"
+            for _ in range(3):
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function("(node) => node.scrollLeft > 0", arg=section.element_handle())
+        assert page.errors == []
+    finally:
+        page.context.close()

@@ -14,6 +14,7 @@ from django.utils import timezone
 from messenger.actions.assignment import (
     do_backlog_sweep,
     do_manual_assign,
+    do_release_unopened,
     do_transfer,
     eligible_candidates,
 )
@@ -341,3 +342,25 @@ def test_ranking_operators_reads_their_open_conversations_not_their_history():
     read = conversation_rows_read() - before
     assert [(row["user_id"], row["open"]) for row in candidates] == [(operator.pk, 1)]
     assert read <= 5, f"{read} conversation rows read to rank one operator with one open conversation"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dashboard_reload_keeps_the_operators_unopened_conversations():
+    """A reload closes the dashboard's socket and opens another at about the same moment; the old
+    socket's close, handled after the new one connected, hands on nothing. Gone for good, the
+    operator's unopened conversations go back to the queue."""
+    branch = make_branch()
+    inbox = make_inbox(branch)
+    olga = make_user(branch=branch)
+    old = connect(olga)
+    conversation = start(inbox)
+    assert conversation.assignee_id == olga.pk
+    new = connect(olga)  # the reloaded page's socket
+    old.delete()
+    do_release_unopened(user=olga, reason="operator disconnected")
+    conversation.refresh_from_db()
+    assert conversation.assignee_id == olga.pk
+    new.delete()
+    do_release_unopened(user=olga, reason="operator disconnected")
+    conversation.refresh_from_db()
+    assert conversation.assignee_id is None

@@ -393,6 +393,13 @@ def do_release_unopened(*, user: Any, reason: str) -> int:
             conversation = lock_conversation(conversation_id)
             if conversation.assignee_id != user.pk or conversation.assignee_opened_at is not None:
                 continue
+            # Re-read under the operator's lock, which ``do_connect`` holds while it registers a
+            # socket: an operator back already (a dashboard reload's new socket, connected while
+            # the old one's close was handled) keeps their conversations. Released here before
+            # that socket commits, they are in the queue its backlog sweep reads after.
+            AgentProfile.objects.select_for_update().filter(user_id=user.pk).first()
+            if available_profiles().filter(user_id=user.pk).exists():
+                continue
             if do_auto_assign(
                 conversation=conversation, actor=Actor.system("presence"), exclude_user_ids={user.pk}, kind="reassigned"
             ):

@@ -104,11 +104,14 @@ def _locked_profile(user: Any) -> AgentProfile:
 def do_connect(*, user: Any, channel_name: str) -> AgentProfile:
     now = timezone.now()
     with transaction.atomic():
+        # Read under the profile lock: a parallel close of this operator's other socket (a
+        # dashboard reload) has either committed (its row is gone, this socket sweeps the queue)
+        # or waits for this one (and then sees this socket: it releases nothing).
+        profile = _locked_profile(user)
         was_connected = is_connected(user.pk, now)
         AgentConnection.objects.update_or_create(
             channel_name=channel_name, defaults={"user": user, "last_heartbeat": now}
         )
-        profile = _locked_profile(user)
         _sync_period(profile, now, fresh_channel=channel_name)
         AgentProfile.objects.filter(pk=profile.pk).update(last_seen=now)
         if not was_connected:
