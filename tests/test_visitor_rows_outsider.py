@@ -4,6 +4,7 @@ not take) or a form that says nothing leaves no row; a solved CAPTCHA is asked o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,10 +14,13 @@ from django.test import Client, override_settings
 
 from messenger import captcha, throttle
 from messenger.models import Contact, ContactInbox, Conversation
+from tests import live
 from tests.conftest import bootstrap, new_client_id
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox, make_user
+from tests.live import demo_page, wait_ready
 from tests.test_captcha import _small_work, payload  # noqa: F401 — the fixture
 from tests.test_throttle import visitor_socket_from
+from tests.test_widget_browser import Operator, own_messages, send_text, widget
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -138,3 +142,125 @@ def test_a_first_file_past_the_captcha_threshold_makes_no_row_until_solved():
     response = _upload(inbox, boot, SimpleUploadedFile("a.txt", b"hi", "text/plain"), captcha=solution)
     assert response.status_code == 201, response.content
     assert rows() == (1, 1)
+
+
+async def test_two_tabs_sending_their_first_messages_at_once_make_one_contact_and_one_conversation():
+    import asyncio
+
+    inbox = await _inbox()
+    for round_ in range(4):
+        boot = await database_sync_to_async(bootstrap)(inbox, ip=f"10.78.0.{round_}")
+        tabs = [visitor_socket_from(inbox, boot, f"10.78.0.{round_}") for _ in range(3)]
+        for tab in tabs:
+            assert (await tab.connect())[0]
+            await tab.expect("hello")
+        acks = await asyncio.gather(
+            *(tab.command("message.send", client_id=new_client_id(), body=f"tab {i}") for i, tab in enumerate(tabs))
+        )
+        assert all(ack["type"] == "ack" for ack in acks), acks
+        assert len({ack["data"]["conversation_id"] for ack in acks}) == 1
+        visitor = await database_sync_to_async(ContactInbox.objects.get)(source_id=boot["visitor_id"])
+        count = await database_sync_to_async(Conversation.objects.filter(contact_inbox=visitor).count)()
+        assert count == 1
+        for tab in tabs:
+            await tab.close()
+    assert await database_sync_to_async(rows)() == (4, 4)
+
+
+async def test_a_tab_that_connects_while_another_tab_writes_first_follows_the_conversation(monkeypatch):
+    """The other tab's rows are made after this socket read its session and before it joined the
+    visitor's session group (so it never hears of them): it must still be on their stream."""
+    from messenger.actions import widget
+    from messenger.actions.base import Actor
+    from messenger.actions.contacts import do_become_contact
+    from messenger.actions.intake import send_visitor_message
+    from messenger.models import AgentStatus
+    from tests.conftest import operator_socket
+
+    inbox = await _inbox()
+    operator = await database_sync_to_async(make_user)(branch=inbox.branch, status=AgentStatus.ONLINE)
+    boot = await database_sync_to_async(bootstrap)(inbox, ip=IP)
+    real_connect = widget.visitor_connect
+
+    def connect_while_the_other_tab_writes(**fields: Any) -> widget.VisitorConnect:
+        result = real_connect(**fields)
+        visitor = do_become_contact(widget.session_visitor(boot["session_token"], inbox))
+        send_visitor_message(
+            contact_inbox=visitor, client_id=new_client_id(), body="From the other tab", actor=Actor(label="test")
+        )
+        return result
+
+    monkeypatch.setattr(widget, "visitor_connect", connect_while_the_other_tab_writes)
+    socket = visitor_socket_from(inbox, boot, IP)
+    assert (await socket.connect())[0]
+    monkeypatch.undo()
+    staff = await operator_socket(operator)
+    try:
+        conversation = await database_sync_to_async(Conversation.objects.get)()
+        hello = await socket.expect("hello")
+        assert hello["conversation_id"] == conversation.pk
+        assert (await staff.connect())[0]
+        await staff.expect("hello")
+        await staff.command("conversation.open", conversation_id=conversation.pk)
+        await staff.command("message.send", conversation_id=conversation.pk, client_id=new_client_id(), body="Hi!")
+        created = await socket.expect("message.created", timeout=3)
+        assert created["data"]["message"]["body"] == "Hi!"
+    finally:
+        for open_socket in (socket, staff):
+            await open_socket.close()
+
+
+# --- the real widget: two tabs of a visitor without rows -----------------------------------------
+
+
+# Last in the module: Playwright's loop stays in this thread until the module ends.
+server = live.server  # the fixture
+
+
+@pytest.fixture(scope="module")
+def _orm_beside_playwright(django_db_setup) -> Iterator[None]:  # noqa: ANN001
+    with live.orm_beside_playwright():
+        yield
+
+
+@pytest.mark.browser
+def test_two_tabs_of_a_new_visitor_show_the_first_conversation_live_and_once(chromium, server, _orm_beside_playwright):  # noqa: ANN001
+
+    branch = make_branch()
+    inbox = make_inbox(branch)
+    operator = Operator(server, make_user(branch=branch))
+    first = demo_page(chromium, server, inbox.widget_token, ready=True)
+    second = first.context.new_page()
+    try:
+        second.goto(first.url)
+        wait_ready(second)
+        assert rows() == (0, 0)
+        for page in (first, second):
+            page.evaluate("ProfiMessenger.open()")
+        send_text(first, "From the first tab")
+        created = operator.expect("message.created", direction="in")
+        assert rows() == (1, 1)
+        # The other tab shows it without a reload, once; then the operator's answer reaches both.
+        own_messages(second).filter(has_text="From the first tab").wait_for()
+        operator.command("conversation.open", conversation_id=created["conversation_id"])
+        operator.command(
+            "message.send", conversation_id=created["conversation_id"], client_id=new_client_id(), body="Welcome"
+        )
+        for page in (first, second):
+            widget(page).locator(".msg.out", has_text="Welcome").wait_for()
+        send_text(second, "From the second tab")
+        own_messages(first).filter(has_text="From the second tab").wait_for()
+        for page in (first, second):
+            page.wait_for_timeout(500)
+            assert own_messages(page).count() == 2, page
+            assert widget(page).locator(".msg.out").count() == 1
+        assert Conversation.objects.count() == 1 and rows() == (1, 1)
+        # A reload keeps the same visitor and the conversation.
+        second.reload()
+        wait_ready(second)
+        second.evaluate("ProfiMessenger.open()")
+        own_messages(second).filter(has_text="From the second tab").wait_for()
+        assert own_messages(second).count() == 2 and rows() == (1, 1)
+    finally:
+        operator.close()
+        first.context.close()
