@@ -1,7 +1,7 @@
-"""No contact row for a visitor until they write or fill a form (docs/widget.md, "Session"):
-bootstrap and the socket work with a visitor who has no row; their first message, form or file
-makes the rows once, with the page details of their visit; their other tabs follow; erasure
-forgets the visitor everywhere."""
+"""No contact row for a visitor until they write or fill a form (docs/widget.md,
+"Behaviour and options"): bootstrap and the socket work with a visitor who has no row; their
+first message, form or file makes the rows once, with the page details of their visit; their
+other tabs follow; erasure forgets the visitor everywhere."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""A visitor's rows seen from outside (docs/widget.md, "No row for a visitor who only looks"): a
-first word that is refused (the honeypot, the pre-chat form, the CAPTCHA, a file the inbox does
-not take) or a form that says nothing leaves no row; a solved CAPTCHA is asked once."""
+"""A visitor's rows seen from outside (docs/widget.md, "Behaviour and options": no row for a
+visitor who only looks): a first word that is refused (the honeypot, the pre-chat form, the
+CAPTCHA, a file the inbox does not take) or a form that says nothing leaves no row; a solved
+CAPTCHA is asked once; tabs that race or connect meanwhile share one contact and conversation."""
 
 from __future__ import annotations
 
