@@ -83,6 +83,21 @@ async def test_a_first_message_past_the_captcha_threshold_makes_no_row_until_sol
     await socket.close()
 
 
+async def test_a_first_message_to_a_conversation_the_visitor_cannot_have_makes_no_row():
+    inbox = await _inbox()
+    other, _ = await _open(inbox, ip="10.77.0.2")
+    theirs = await other.command("message.send", client_id=new_client_id(), body="mine")
+    socket, _ = await _open(inbox)
+    for conversation_id in (theirs["data"]["conversation_id"], 10**9):
+        error = await socket.command(
+            "message.send", client_id=new_client_id(), body="hi", conversation_id=conversation_id
+        )
+        assert (error["type"], error["code"]) == ("error", "not_found"), error
+    assert await database_sync_to_async(rows)() == (1, 1)  # the other visitor's
+    for open_socket in (socket, other):
+        await open_socket.close()
+
+
 @pytest.mark.parametrize(
     "fields",
     [{"name": "", "email": " ", "phone": ""}, {"name": "   "}, {"custom": {}}, {"name": None, "email": None}],

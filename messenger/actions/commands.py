@@ -144,7 +144,9 @@ def check_become_contact(context: VisitorContext, command: Command) -> ContactIn
             command.fields.get("client_id"), command.fields.get("body"), command.fields.get("attachment_ids")
         )
         limits = _visitor_limits(context, command)
-        context.contact_inbox = check_become_contact(context.contact_inbox, limits)
+        context.contact_inbox = check_become_contact(
+            context.contact_inbox, limits, conversation_id=command.fields.get("conversation_id")
+        )
         context.captcha_passed = limits.captcha_passed
     elif check_visitor_fields(command.fields):
         context.contact_inbox = do_become_contact(context.contact_inbox)

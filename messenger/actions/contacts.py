@@ -24,7 +24,7 @@ from messenger import events
 from messenger.actions.base import Actor, audit_row
 from messenger.actions.webhooks import contact_event_statements
 from messenger.dbwrite import execute, insert_statement
-from messenger.errors import Conflict, InvalidInput
+from messenger.errors import Conflict, InvalidInput, NotFound
 from messenger.models import Contact, ContactInbox, Inbox
 from messenger.realtime.broadcast import broadcast_on_commit
 from messenger.realtime.groups import visitor_session_group
@@ -230,14 +230,19 @@ def do_become_contact(contact_inbox: ContactInbox) -> ContactInbox:
     return stored
 
 
-def check_become_contact(contact_inbox: ContactInbox, limits: VisitorLimits) -> ContactInbox:
+def check_become_contact(
+    contact_inbox: ContactInbox, limits: VisitorLimits, *, conversation_id: Any = None
+) -> ContactInbox:
     """A visitor without rows starts a conversation (their first message or file, its input
     checked already): the gates of a first conversation that need no row (the honeypot, the
     pre-chat form, the CAPTCHA, which ``limits`` then remembers as passed) are checked before the
-    rows are made, so that a refused first word makes none. The rows another tab made are used."""
+    rows are made, so that a refused first word makes none. The rows another tab made are used;
+    without them, a message to a ``conversation_id`` names none of the visitor's."""
     stored = stored_visitor(contact_inbox)
     if stored is not None:
         return stored
+    if conversation_id is not None:
+        raise NotFound("No such conversation.")
     if limits.honeypot not in (None, ""):
         raise InvalidInput("website: must be empty")
     missing = missing_pre_chat_fields(contact_inbox.contact, required_pre_chat_fields(contact_inbox.inbox))
