@@ -363,6 +363,12 @@ class VisitorConsumer(BaseConsumer):
             await self.join(groups.visitor_group(visitor.pk))
         # Subscribed first, then the snapshot (hello) is read: nothing can fall in between.
         hello, entry, plans = await database_sync_to_async(result.hello_and_live)()
+        if visitor.pk is None and result.contact_inbox.pk is not None:
+            # Another tab made the rows before this socket joined the session group (which told
+            # the others): their stream is joined, then the hello is read again.
+            self.context.contact_inbox = result.contact_inbox
+            await self.join(groups.visitor_group(result.contact_inbox.pk))
+            hello = await database_sync_to_async(result.hello)()
         await self.send_frame(hello)
         await liveness.attach(self)
         self.go_live(entry, plans)

@@ -45,6 +45,8 @@ class VisitorContext:
     page: dict[str, Any] = field(default_factory=dict)
     # The current conversation as of this socket's last send: saves a lookup per message.
     conversation: Conversation | None = None
+    # The CAPTCHA was solved when this visitor's rows were made, for the send that made them.
+    captcha_passed: bool = False
 
     @property
     def actor(self) -> Actor:
@@ -116,6 +118,8 @@ def check_visitor_command(context: VisitorContext, command: Command) -> list[dic
     if kind == "contact.update":
         from messenger.actions.contacts import do_update_contact_from_visitor
 
+        if ci.pk is None:  # blank fields from a visitor without rows: nothing to store
+            return [events.contact_ack(command.ref, ci.contact)]
         contact = do_update_contact_from_visitor(contact_inbox=ci, fields=command.fields, actor=context.actor)
         return [events.contact_ack(command.ref, contact)]
     if kind == "widget.close":
@@ -129,18 +133,23 @@ CONTACT_COMMANDS = frozenset({"message.send", "contact.update"})
 
 
 def check_become_contact(context: VisitorContext, command: Command) -> ContactInbox:
-    """Before a visitor with no rows yet writes or fills a form: the command's input is checked
-    first (a refused one makes no row), then the rows are made (``contacts.do_become_contact``).
-    Returns the visitor, stored unless the command stores nothing."""
-    from messenger.actions.contacts import check_visitor_fields, do_become_contact
+    """Before a visitor with no rows yet writes or fills a form: the command's input, and for a
+    message the gates of a first conversation, are checked first (a refused one makes no row),
+    then the rows are made (``contacts.do_become_contact``). Returns the visitor, stored unless
+    the command stores nothing."""
+    from messenger.actions.contacts import check_become_contact, check_visitor_fields, do_become_contact
 
     if command.type == "message.send":
         messages.validate_message_input(
             command.fields.get("client_id"), command.fields.get("body"), command.fields.get("attachment_ids")
         )
-    elif not check_visitor_fields(command.fields):
-        return context.contact_inbox  # nothing to store: no rows either
-    context.contact_inbox = do_become_contact(context.contact_inbox)
+        limits = _visitor_limits(context, command)
+        context.contact_inbox = check_become_contact(
+            context.contact_inbox, limits, conversation_id=command.fields.get("conversation_id")
+        )
+        context.captcha_passed = limits.captcha_passed
+    elif check_visitor_fields(command.fields):
+        context.contact_inbox = do_become_contact(context.contact_inbox)
     return context.contact_inbox
 
 
@@ -179,14 +188,22 @@ def _visitor_send_fields(context: VisitorContext, command: Command) -> dict[str,
         "attachment_ids": command.fields.get("attachment_ids"),
         "conversation_id": command.fields.get("conversation_id"),
         "known_conversation": context.conversation,
-        "limits": VisitorLimits(
-            ip=context.ip, captcha=command.fields.get("captcha"), honeypot=command.fields.get("website")
-        ),
+        "limits": _visitor_limits(context, command),
     }
+
+
+def _visitor_limits(context: VisitorContext, command: Command) -> VisitorLimits:
+    return VisitorLimits(
+        ip=context.ip,
+        captcha=command.fields.get("captcha"),
+        honeypot=command.fields.get("website"),
+        captcha_passed=context.captcha_passed,
+    )
 
 
 def _visitor_sent(context: VisitorContext, command: Command, result: messages.SendResult) -> list[dict[str, Any]]:
     context.conversation = result.conversation
+    context.captcha_passed = False
     payload = events.message_payload(
         result.message, public=True, attachments=getattr(result.message, "_prefetched_attachments", None)
     )

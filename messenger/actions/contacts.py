@@ -24,10 +24,11 @@ from messenger import events
 from messenger.actions.base import Actor, audit_row
 from messenger.actions.webhooks import contact_event_statements
 from messenger.dbwrite import execute, insert_statement
-from messenger.errors import Conflict, InvalidInput
+from messenger.errors import Conflict, InvalidInput, NotFound
 from messenger.models import Contact, ContactInbox, Inbox
 from messenger.realtime.broadcast import broadcast_on_commit
 from messenger.realtime.groups import visitor_session_group
+from messenger.throttle import VisitorLimits
 from messenger.tokens import visitor_source_id
 
 CONTACT_FIELDS = ("name", "email", "phone")
@@ -146,9 +147,10 @@ def _save_contact_changes(
 
 
 def check_visitor_fields(fields: dict[str, Any]) -> bool:
-    """Whether a visitor's ``contact.update`` changes anything (``InvalidInput`` when refused)."""
+    """Whether a visitor without rows says something with ``contact.update`` (``InvalidInput`` when
+    refused): blank fields and an empty ``custom`` leave their empty contact as it is."""
     changes, custom = _contact_changes(fields)
-    return bool(changes) or custom is not None
+    return any(changes.values()) or bool(custom)
 
 
 def do_update_contact_from_visitor(*, contact_inbox: ContactInbox, fields: dict[str, Any], actor: Actor) -> Contact:
@@ -226,6 +228,30 @@ def do_become_contact(contact_inbox: ContactInbox) -> ContactInbox:
     stored.inbox = inbox
     broadcast_on_commit([visitor_session_group(stored.source_id)], events.session_contact_frame())
     return stored
+
+
+def check_become_contact(
+    contact_inbox: ContactInbox, limits: VisitorLimits, *, conversation_id: Any = None
+) -> ContactInbox:
+    """A visitor without rows starts a conversation (their first message or file, its input
+    checked already): the gates of a first conversation that need no row (the honeypot, the
+    pre-chat form, the CAPTCHA, which ``limits`` then remembers as passed) are checked before the
+    rows are made, so that a refused first word makes none. The rows another tab made are used;
+    without them, a message to a ``conversation_id`` names none of the visitor's."""
+    stored = stored_visitor(contact_inbox)
+    if stored is not None:
+        return stored
+    if conversation_id is not None:
+        raise NotFound("No such conversation.")
+    if limits.honeypot not in (None, ""):
+        raise InvalidInput("website: must be empty")
+    missing = missing_pre_chat_fields(contact_inbox.contact, required_pre_chat_fields(contact_inbox.inbox))
+    if missing:
+        raise InvalidInput(
+            "Please fill in the form before starting a conversation.", code="pre_chat_required", fields=missing
+        )
+    limits.check_new_conversation()
+    return do_become_contact(contact_inbox)
 
 
 def stored_visitor(contact_inbox: ContactInbox) -> ContactInbox | None:

@@ -30,7 +30,7 @@ from django.utils import timezone
 from messenger import events, throttle
 from messenger.actions import visitors
 from messenger.actions.base import Actor, audit
-from messenger.actions.contacts import stored_visitor_by_token, unsaved_visitor
+from messenger.actions.contacts import stored_visitor, stored_visitor_by_token, unsaved_visitor
 from messenger.actions.messages import latest_conversation, mark_delivered
 from messenger.errors import Forbidden, InvalidInput, NotFound
 from messenger.inbox_settings import domain_allowed
@@ -406,8 +406,12 @@ class VisitorConnect:
         )
 
     def hello_and_live(self) -> tuple[dict[str, Any], events.LiveVisitor, list[visitors.TriggerPlan]]:
-        """``hello``, the visitor's line in the live list and the triggers to plan: one hop."""
+        """``hello``, the visitor's line in the live list and the triggers to plan: one hop. A
+        visitor without rows is looked up again (read after the socket joined their session
+        group): another tab may have made them since the session was read."""
         assert self.contact_inbox is not None
+        if self.contact_inbox.pk is None:
+            self.contact_inbox = stored_visitor(self.contact_inbox) or self.contact_inbox
         entry, plans = visitors.on_socket_connect(self.contact_inbox)
         return self.hello(), entry, plans
 

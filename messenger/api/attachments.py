@@ -18,9 +18,14 @@ from rest_framework.views import APIView
 
 from messenger import events
 from messenger.access import access_conversation_for_staff, staff_scope
-from messenger.actions.attachments import IMAGE_TYPES, access_attachment, do_upload_operator_attachment
+from messenger.actions.attachments import (
+    IMAGE_TYPES,
+    access_attachment,
+    check_visitor_upload,
+    do_upload_operator_attachment,
+)
 from messenger.actions.base import Actor
-from messenger.actions.contacts import do_become_contact
+from messenger.actions.contacts import check_become_contact
 from messenger.actions.intake import upload_visitor_attachment
 from messenger.actions.widget import active_inbox, check_origin, session_visitor
 from messenger.api.schema import ERROR_DESCRIPTIONS, ErrorSerializer, errors, shape_serializer
@@ -85,13 +90,17 @@ class WidgetAttachmentUploadView(APIView):
         contact_inbox = session_visitor(_field(request.data, "token"), inbox)
         if contact_inbox is None:
             raise NotFound("Unknown session.", code="unauthenticated")
-        if contact_inbox.pk is None and request.FILES.get("file") is not None:
-            contact_inbox = do_become_contact(contact_inbox)  # a file is their first word
+        limits = VisitorLimits(ip=ip, captcha=request.data.get("captcha"))
+        if contact_inbox.pk is None:
+            # A file is their first word: checked, with the gates of a first conversation, before
+            # their rows are made (a refused one makes none).
+            check_visitor_upload(contact_inbox=contact_inbox, upload=request.FILES.get("file"))
+            contact_inbox = check_become_contact(contact_inbox, limits)
         attachment = upload_visitor_attachment(
             contact_inbox=contact_inbox,
             upload=request.FILES.get("file"),
             actor=Actor(contact=contact_inbox.contact, ip=ip),
-            limits=VisitorLimits(ip=ip, captcha=request.data.get("captcha")),
+            limits=limits,
             page={"origin": request_origin(request) or ""},
         )
         return Response(
