@@ -14,6 +14,7 @@ from messenger.actions import privacy, visitors
 from messenger.actions.base import Actor
 from messenger.actions.contacts import do_become_contact
 from messenger.actions.widget import do_bootstrap, session_visitor
+from messenger.cache import redis_client
 from messenger.models import AgentStatus, Contact, ContactInbox, Conversation
 from messenger.tokens import new_visitor_token
 from tests.conftest import new_client_id, operator_socket, visitor_socket
@@ -206,6 +207,13 @@ def test_erasure_forgets_the_visit_and_the_old_secret_starts_afresh():
 
     assert cache.get(f"visitors:visit:{data['visitor_id']}") is None
     assert cache.get(f"visitors:closed:{data['visitor_id']}") is None
+    # The mark does not expire: the widget keeps its secret for good, and so must the server.
+    key = cache.make_key(f"visitors:forgotten:{data['visitor_id']}")
+    client = redis_client()
+    if client is not None:
+        assert client.ttl(key) == -1  # a key without expiry
+    else:
+        assert cache._expire_info[key] is None  # LocMemCache: no expiry
 
 
 def test_a_file_is_a_first_word_too():

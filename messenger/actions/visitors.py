@@ -286,9 +286,8 @@ def forget_visitors(visitor_ids: list[str]) -> None:
     and a browser that still holds their old secret starts afresh (``forgotten``)."""
     keys = (_visit_key, _invitation_key, _automatic_key, _closed_key)
     cache.delete_many([key(visitor_id) for visitor_id in visitor_ids for key in keys])
-    cache.set_many(
-        {_forgotten_key(visitor_id): 1 for visitor_id in visitor_ids}, settings.MESSENGER_SESSION_TOKEN_MAX_AGE
-    )
+    # Kept without expiry (erasures are rare): the widget keeps its secret with none either.
+    cache.set_many({_forgotten_key(visitor_id): 1 for visitor_id in visitor_ids}, None)
 
 
 def forgotten(visitor_id: str) -> bool:
