@@ -11,6 +11,10 @@
 * ``visitors``  — N visitor sockets over two daphne processes: how soon a supervisor's live list
   holds them all, its ``GET /api/operator/visitors/`` latency meanwhile, the ``visitors.*`` frames
   the supervisor's socket gets (at most one a second), and how soon the list empties when they leave.
+
+The visitors of ``idle`` and ``visitors`` only look: no contact rows, as bootstrap leaves a new
+visitor until they write (``--stored``: visitors who wrote before). Those of ``reconnect`` write
+first, so they are made with their rows.
 """
 
 from __future__ import annotations
@@ -32,13 +36,20 @@ sys.path.insert(0, str(ROOT))
 from bench.run import RESULTS, Servers, bench_inbox, percentile, rss_mib, server_env, service_arguments, setup_django  # noqa: E402
 
 
-def make_visitors(count: int) -> tuple[str, list[str]]:
-    """An inbox and ``count`` visitor session tokens, created in bulk (no HTTP round trips)."""
+def make_visitors(count: int, *, stored: bool = True) -> tuple[str, list[str]]:
+    """An inbox and ``count`` visitor session tokens, made in bulk (no HTTP round trips): stored
+    visitors (contact and contact-inbox rows, as after their first message) or, ``stored=False``,
+    visitors who only look (no rows: a self-signed secret, as bootstrap gives a new visitor)."""
     from messenger.models import Contact, ContactInbox
-    from messenger.tokens import issue_session_token
+    from messenger.tokens import issue_session_token, new_visitor_token
 
     Contact.objects.all().delete()
     inbox = bench_inbox()
+    if not stored:
+        return inbox.widget_token, [
+            issue_session_token(contact_inbox_id=None, inbox_id=inbox.pk, pubsub_token=new_visitor_token(inbox.pk))
+            for _ in range(count)
+        ]
     contacts = Contact.objects.bulk_create([Contact() for _ in range(count)], batch_size=2000)
     links = ContactInbox.objects.bulk_create([ContactInbox(contact=c, inbox=inbox) for c in contacts], batch_size=2000)
     if not all(link.pk for link in links):  # SQLite before 3.35 returns no ids
@@ -74,7 +85,7 @@ async def open_sockets(port: int, widget_token: str, tokens: list[str], concurre
 
 def scenario_idle(args: argparse.Namespace) -> dict[str, Any]:
     setup_django(args)
-    widget_token, tokens = make_visitors(args.sockets)
+    widget_token, tokens = make_visitors(args.sockets, stored=args.stored)
     servers = Servers()
     try:
         port = servers.start(
@@ -357,7 +368,7 @@ def scenario_visitors(args: argparse.Namespace) -> dict[str, Any]:
 
     from messenger.models import AgentProfile, AgentRole
 
-    widget_token, tokens = make_visitors(args.sockets)
+    widget_token, tokens = make_visitors(args.sockets, stored=args.stored)
     cache.clear()  # the benchmark's Redis database: yesterday's live list and throttles
     supervisor, _ = get_user_model().objects.get_or_create(username="bench-supervisor")
     AgentProfile.objects.update_or_create(user=supervisor, defaults={"branch": None, "role": AgentRole.SUPERVISOR})
@@ -543,6 +554,11 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=50, help="visitors: handshakes in flight per process")
+    parser.add_argument(
+        "--stored",
+        action="store_true",
+        help="idle, visitors: visitors with contact rows (who wrote before) instead of visitors who only look",
+    )
     service_arguments(parser)
     args = parser.parse_args()
     if args.scenario == "dashboard" and args.messages == 3:
@@ -556,6 +572,8 @@ def main() -> None:
     }
     result = scenarios[args.scenario](args)
     result["scenario"] = args.scenario
+    if args.scenario in ("idle", "visitors"):
+        result["visitors_stored"] = args.stored
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(json.dumps(result, indent=2))
     (RESULTS / f"{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=2))
