@@ -196,7 +196,8 @@ def channel_layer_round_trip() -> tuple[bool, str]:
         channel = await layer.new_channel("health.")
         nonce = uuid.uuid4().hex
         await layer.send(channel, {"type": "health.ping", "nonce": nonce})
-        message = await asyncio.wait_for(layer.receive(channel), 5)
+        async with asyncio.timeout(5):
+            message = await layer.receive(channel)
         return message.get("nonce") == nonce
 
     return async_to_sync(round_trip)(), type(layer).__name__

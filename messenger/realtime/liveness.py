@@ -20,6 +20,9 @@ connection of only the publisher) resumes too.
 Invariants:
 * One watch per event loop (the server's), started by the first socket that connects.
 * The in-memory layer cannot lose frames: no watch runs there.
+* The probe task ends at its first cancel: its waits are bounded with ``asyncio.timeout``, never
+  ``asyncio.wait_for``, which on Python 3.11 drops a cancel that comes as the awaited call
+  completes (tests/test_liveness.py) — a server shutting down would wait on it forever.
 """
 
 from __future__ import annotations
@@ -85,15 +88,15 @@ class LayerWatch:
                     self.outstanding = deque((number, loop.time()) for number, _ in self.outstanding)
                 try:
                     if channel is None:
-                        channel = await asyncio.wait_for(self.layer.new_channel("live."), PROBE_TIMEOUT)
+                        async with asyncio.timeout(PROBE_TIMEOUT):
+                            channel = await self.layer.new_channel("live.")
                         receiver = asyncio.ensure_future(self.receive_echoes(channel))
                         redis_adapter.on_pubsub_reconnect(self.layer, self.subscriber_reconnected)
                     self.sent += 1
                     # Counted before the publish: its echo may come back before the publish returns.
                     self.outstanding.append((self.sent, loop.time()))
-                    await asyncio.wait_for(
-                        self.layer.send(channel, {"type": "live.probe", "n": self.sent}), PROBE_TIMEOUT
-                    )
+                    async with asyncio.timeout(PROBE_TIMEOUT):
+                        await self.layer.send(channel, {"type": "live.probe", "n": self.sent})
                     lost = bool(self.outstanding) and loop.time() - self.outstanding[0][1] > PROBE_TIMEOUT
                 except Exception:  # noqa: BLE001 — the layer is down; a later probe tells when it is back
                     logger.debug("channel layer probe failed", exc_info=True)
