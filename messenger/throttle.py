@@ -251,6 +251,19 @@ class VisitorLimits:
             limits.append(("flood", conversation_id, settings.MESSENGER_CONVERSATION_FLOOD_LIMIT))
         return limits
 
+    def check_send_ip_open(self) -> None:
+        """Before a new visitor's rows are made: refused when this IP's send rate is at its limit
+        already (read, not counted; ``check_send`` counts the send itself), so that a first word
+        the limit refuses makes no row."""
+        rate = settings.MESSENGER_WIDGET_SEND_RATE_PER_IP
+        if not rate or not self.ip:
+            return
+        limit, period = parse_rate(rate)
+        now = time.time()
+        if 0 < limit <= count("send-ip", self.ip, rate, now=now):
+            retry_after = max(1, math.ceil((now // period + 1) * period - now))
+            raise RateLimited(SEND_REFUSALS["send-ip"], retry_after=retry_after)
+
     def check_flood(self, *, conversation_id: int) -> None:
         """The flood limit alone: for a conversation the visitor has just started."""
         _raise_first_denied([("flood", conversation_id, settings.MESSENGER_CONVERSATION_FLOOD_LIMIT)])

@@ -1,7 +1,8 @@
 """A visitor's rows seen from outside (docs/widget.md, "Behaviour and options": no row for a
 visitor who only looks): a first word that is refused (the honeypot, the pre-chat form, the
-CAPTCHA, a file the inbox does not take) or a form that says nothing leaves no row; a solved
-CAPTCHA is asked once; tabs that race or connect meanwhile share one contact and conversation."""
+CAPTCHA, the address's send rate, a file the inbox does not take) or a form that says nothing
+leaves no row; a solved CAPTCHA is asked once; tabs that race or connect meanwhile share one
+contact and conversation."""
 
 from __future__ import annotations
 
@@ -81,6 +82,28 @@ async def test_a_first_message_past_the_captcha_threshold_makes_no_row_until_sol
     # A later conversation from this IP asks again (the pass was for one start).
     assert captcha.check(solution, ip=IP) == "used"
     await socket.close()
+
+
+@override_settings(MESSENGER_WIDGET_SEND_RATE_PER_IP="2/min")
+@pytest.mark.rate_window
+async def test_a_first_message_past_the_address_send_rate_makes_no_row():
+    """A robot opening visitor after visitor from one address, each writing once: past the rate,
+    each first word is refused before any row is made."""
+    inbox = await _inbox()
+    first, _ = await _open(inbox)
+    for body in ("one", "two"):
+        assert (await first.command("message.send", client_id=new_client_id(), body=body))["type"] == "ack"
+    socket, _ = await _open(inbox)
+    error = await socket.command("message.send", client_id=new_client_id(), body="hi")
+    assert (error["type"], error["code"]) == ("error", "rate_limited"), error
+    assert error["retry_after"] >= 1
+    assert await database_sync_to_async(rows)() == (1, 1)  # the first visitor's
+    # Another address is not held back by this one.
+    other, _ = await _open(inbox, ip="10.77.0.9")
+    assert (await other.command("message.send", client_id=new_client_id(), body="hi"))["type"] == "ack"
+    assert await database_sync_to_async(rows)() == (2, 2)
+    for open_socket in (first, socket, other):
+        await open_socket.close()
 
 
 async def test_a_first_message_to_a_conversation_the_visitor_cannot_have_makes_no_row():

@@ -235,9 +235,10 @@ def check_become_contact(
 ) -> ContactInbox:
     """A visitor without rows starts a conversation (their first message or file, its input
     checked already): the gates of a first conversation that need no row (the honeypot, the
-    pre-chat form, the CAPTCHA, which ``limits`` then remembers as passed) are checked before the
-    rows are made, so that a refused first word makes none. The rows another tab made are used;
-    without them, a message to a ``conversation_id`` names none of the visitor's."""
+    address's send rate, the pre-chat form, the CAPTCHA, which ``limits`` then remembers as
+    passed) are checked before the rows are made, so that a refused first word makes none. The
+    rows another tab made are used; without them, a message to a ``conversation_id`` names none
+    of the visitor's."""
     stored = stored_visitor(contact_inbox)
     if stored is not None:
         return stored
@@ -245,6 +246,7 @@ def check_become_contact(
         raise NotFound("No such conversation.")
     if limits.honeypot not in (None, ""):
         raise InvalidInput("website: must be empty")
+    limits.check_send_ip_open()
     missing = missing_pre_chat_fields(contact_inbox.contact, required_pre_chat_fields(contact_inbox.inbox))
     if missing:
         raise InvalidInput(
