@@ -598,6 +598,16 @@ def test_the_reports_page_from_the_keyboard_alone(chromium, server):  # noqa: AN
         assert report_stops(page, "Tab") == REPORT_STOPS
         assert report_stops(page, "Tab") == REPORT_STOPS
         assert report_stops(page, "Shift+Tab") == REPORT_STOPS[::-1]
+        # Each CSV link says what it exports (its section's heading), not only "CSV".
+        for heading in (
+            "By day",
+            "Operators",
+            "Branches",
+            "Regions",
+            "New conversations by weekday and hour",
+            "Ratings",
+        ):
+            assert page.get_by_role("link", name=f"{heading} CSV", exact=True).count() == 1, heading
 
         # The period: the date typed into its field, Enter shows the report.
         tab_to(page, lambda f: f["id"] == "f-start")
