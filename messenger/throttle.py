@@ -240,9 +240,7 @@ class VisitorLimits:
 
     def send_limits(self, *, contact_inbox_id: int, conversation_id: int | None = None) -> list[tuple[str, Any, str]]:
         """What ``check_send`` counts (after the honeypot), for a caller that counts them itself."""
-        if self.honeypot not in (None, ""):
-            # Only a robot fills the field a person never sees; answered like any invalid input.
-            raise InvalidInput("website: must be empty")
+        self.check_honeypot()
         limits = [
             ("send-session", contact_inbox_id, settings.MESSENGER_WIDGET_SEND_RATE_PER_SESSION),
             ("send-ip", self.ip, settings.MESSENGER_WIDGET_SEND_RATE_PER_IP),
@@ -250,6 +248,11 @@ class VisitorLimits:
         if conversation_id is not None:
             limits.append(("flood", conversation_id, settings.MESSENGER_CONVERSATION_FLOOD_LIMIT))
         return limits
+
+    def check_honeypot(self) -> None:
+        """Only a robot fills the field a person never sees; answered like any invalid input."""
+        if self.honeypot not in (None, ""):
+            raise InvalidInput("website: must be empty")
 
     def check_send_ip_open(self) -> None:
         """Before a new visitor's rows are made: refused when this IP's send rate is at its limit

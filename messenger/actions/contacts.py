@@ -63,7 +63,7 @@ def check_pre_chat_complete(*, contact_inbox: ContactInbox) -> None:
     if not required:
         return
     contact = contact_inbox.contact
-    if missing_pre_chat_fields(contact, required):
+    if contact.pk is not None and missing_pre_chat_fields(contact, required):
         # The socket read its contact at connect: another tab may have filled the form since.
         contact.refresh_from_db(fields=[*CONTACT_FIELDS, "custom_attributes"])
     missing = missing_pre_chat_fields(contact, required)
@@ -244,14 +244,9 @@ def check_become_contact(
         return stored
     if conversation_id is not None:
         raise NotFound("No such conversation.")
-    if limits.honeypot not in (None, ""):
-        raise InvalidInput("website: must be empty")
+    limits.check_honeypot()
     limits.check_send_ip_open()
-    missing = missing_pre_chat_fields(contact_inbox.contact, required_pre_chat_fields(contact_inbox.inbox))
-    if missing:
-        raise InvalidInput(
-            "Please fill in the form before starting a conversation.", code="pre_chat_required", fields=missing
-        )
+    check_pre_chat_complete(contact_inbox=contact_inbox)
     limits.check_new_conversation()
     return do_become_contact(contact_inbox)
 
