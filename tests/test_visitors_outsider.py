@@ -1,0 +1,47 @@
+"""Live visitors, invitations and proactive triggers as a visitor who chooses what the server is
+told, and a clumsy admin, use them (docs/widget.md, "Invitations"; docs/dashboard.md, "Visitors")."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+from channels.db import database_sync_to_async
+
+from messenger.models import ProactiveTrigger
+from tests.factories import make_branch, make_inbox
+from tests.test_live_visitors import _trigger, checked, visitor_on_page
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _glob(pattern: str, url: str) -> bool:
+    """What docs/widget.md says a pattern means: ``*`` anything (also nothing), the rest literal."""
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), url, flags=re.S) is not None
+
+
+def test_a_url_pattern_means_what_the_docs_say():
+    patterns = ["", "*", "a", "ab", "*a", "a*", "*a*", "a*b", "*a*b*", "a**b", "ab*ba", "a*a*a", "?*", "*.*"]
+    urls = ["".join(letters) for size in range(6) for letters in itertools.product("ab?.", repeat=size)]
+    for pattern in patterns:
+        trigger = ProactiveTrigger(url_pattern=pattern)
+        for url in urls:
+            assert trigger.matches(url) is (not pattern or _glob(pattern, url)), (pattern, url)
+
+
+async def test_a_crafted_url_does_not_stall_a_trigger_with_several_stars():
+    """A visitor chooses the page URL the server matches against the inbox's triggers (on the
+    thread every socket's database work waits on): a pattern of several ``*`` once matched a URL of
+    slashes by backtracking for hours, and no socket of the process got an answer meanwhile."""
+    inbox = await database_sync_to_async(make_inbox)(await database_sync_to_async(make_branch)())
+    await database_sync_to_async(_trigger)(inbox, page_number=1, url_pattern="*/*/*/*/*/done", message="Done?")
+    attacker, _ = await visitor_on_page(inbox, url="https://site.example" + "/" * 980)  # expects its hello
+    assert await attacker.nothing(0.5)
+    # The pattern still works for everyone else.
+    visitor, _ = await visitor_on_page(inbox, url="https://site.example/a/b/c/done")
+    invitation = checked(await visitor.expect("invitation", timeout=5))
+    assert invitation["data"]["body"] == "Done?"
+    await attacker.close()
+    await visitor.close()
+
