@@ -9,9 +9,11 @@ import re
 import pytest
 from channels.db import database_sync_to_async
 
-from messenger.models import ProactiveTrigger
+from messenger.actions import visitors
+from messenger.models import Contact, ProactiveTrigger
+from tests.conftest import visitor_rows
 from tests.factories import make_branch, make_inbox
-from tests.test_live_visitors import _trigger, checked, visitor_on_page
+from tests.test_live_visitors import _trigger, boot, checked, visitor_on_page
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,3 +47,16 @@ async def test_a_crafted_url_does_not_stall_a_trigger_with_several_stars():
     await attacker.close()
     await visitor.close()
 
+
+def test_a_contact_blocked_after_their_socket_connected_gets_no_automatic_invitation():
+    """The socket keeps the visitor's rows as they were when it connected; a time-on-page trigger
+    fires later, after staff may have blocked the contact."""
+    inbox = make_inbox(make_branch())
+    trigger = _trigger(inbox, kind="time_on_page", seconds=30)
+    data = boot(inbox)
+    as_connected = visitor_rows(data)  # the socket's copy: not blocked
+    Contact.objects.filter(pk=as_connected.contact_id).update(blocked=True)
+    assert visitors.do_fire_trigger(contact_inbox=as_connected, trigger_id=trigger.pk) is None
+    Contact.objects.filter(pk=as_connected.contact_id).update(blocked=False)
+    frame = visitors.do_fire_trigger(contact_inbox=as_connected, trigger_id=trigger.pk)
+    assert frame is not None and frame["type"] == "invitation"

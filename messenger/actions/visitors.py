@@ -31,7 +31,7 @@ from messenger import events, formatting, throttle
 from messenger.access import StaffScope
 from messenger.actions.base import Actor, audit
 from messenger.errors import Conflict, Forbidden, InvalidInput, NotFound
-from messenger.models import ContactInbox, Conversation, Inbox, ProactiveTrigger, TriggerKind
+from messenger.models import Contact, ContactInbox, Conversation, Inbox, ProactiveTrigger, TriggerKind
 from messenger.models.conversation import ACTIVE_STATUSES
 from messenger.realtime import visitors as live
 from messenger.realtime.broadcast import broadcast_on_commit
@@ -310,10 +310,13 @@ def do_close_widget(*, contact_inbox: ContactInbox) -> None:
 
 
 def _automatic_blocked(contact_inbox: ContactInbox) -> bool:
-    return bool(
-        contact_inbox.contact.blocked
-        or cache.get(_closed_key(contact_inbox.source_id))
-        or cache.get(_automatic_key(contact_inbox.source_id))
+    if cache.get(_closed_key(contact_inbox.source_id)) or cache.get(_automatic_key(contact_inbox.source_id)):
+        return True
+    if contact_inbox.pk is None:
+        return False  # no rows: neither blocked nor chatting
+    # Read again, not the socket's copy: staff may have blocked the contact since it connected.
+    return (
+        Contact.objects.filter(pk=contact_inbox.contact_id, blocked=True).exists()
         or _active_conversation_id(contact_inbox.pk) is not None
     )
 
