@@ -10,9 +10,10 @@ import pytest
 from channels.db import database_sync_to_async
 
 from messenger.actions import visitors
+from messenger.actions.widget import do_bootstrap
 from messenger.models import Contact, ProactiveTrigger
 from tests.conftest import visitor_rows
-from tests.factories import make_branch, make_inbox
+from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox
 from tests.test_live_visitors import _trigger, boot, checked, visitor_on_page
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,3 +61,35 @@ def test_a_contact_blocked_after_their_socket_connected_gets_no_automatic_invita
     Contact.objects.filter(pk=as_connected.contact_id).update(blocked=False)
     frame = visitors.do_fire_trigger(contact_inbox=as_connected, trigger_id=trigger.pk)
     assert frame is not None and frame["type"] == "invitation"
+
+
+def _page_view(inbox, *, pubsub_token: str | None = None, **page: str) -> dict:
+    return do_bootstrap(
+        widget_token=inbox.widget_token, pubsub_token=pubsub_token, page=page, origin=VISITOR_ORIGIN, ip="127.0.0.1"
+    )
+
+
+def test_a_page_address_that_is_not_a_web_address_is_not_kept():
+    """The dashboard links the visitor's page (the live list, the conversation's side panel): a
+    visitor who says their page is ``javascript:…`` must not hand staff a link that runs it."""
+    inbox = make_inbox(make_branch())
+    data = _page_view(inbox, url="javascript:alert(document.cookie)", referrer="data:text/html,<script>x</script>")
+    rows = visitor_rows(data)
+    entry = visitors.live_entry(rows)
+    assert (entry["url"], entry["referrer"]) == ("", "")
+    for url in (
+        " javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "java\tscript:alert(1)",
+        "vbscript:x",
+        "//evil.example/",
+    ):
+        _page_view(inbox, pubsub_token=data["pubsub_token"], url=url, title="Pricing")
+        assert visitors.live_entry(rows)["url"] == "", url
+        rows.contact.refresh_from_db()
+        assert rows.contact.additional_attributes["url"] == "", url
+        assert rows.contact.additional_attributes["title"] == "Pricing"
+    _page_view(inbox, pubsub_token=data["pubsub_token"], url="HTTPS://shop.example/a?b=1", referrer="http://x.example/")
+    rows.contact.refresh_from_db()
+    assert rows.contact.additional_attributes["url"] == "HTTPS://shop.example/a?b=1"
+    assert visitors.live_entry(rows)["url"] == "HTTPS://shop.example/a?b=1"

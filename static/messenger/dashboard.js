@@ -884,7 +884,7 @@
     details.replaceChildren();
     for (const [name, value] of pairs) {
       if (!value || name === T.email || name === T.phone) continue;
-      details.append(el("dt", {}, name), el("dd", {}, name === T.page ? el("a", { href: value, target: "_blank", rel: "noopener noreferrer" }, detail.page.title || value) : value));
+      details.append(el("dt", {}, name), el("dd", {}, name === T.page && /^https?:\/\//i.test(value) ? el("a", { href: value, target: "_blank", rel: "noopener noreferrer" }, detail.page.title || value) : value));
     }
     // What the pre-chat (or offline) form stored besides name, e-mail and phone, under the labels
     // this inbox's form gives them, in the form's order; a field the form no longer has (or

@@ -101,6 +101,9 @@
     return (h_ ? `${h_}:${String(m).padStart(2, "0")}` : `${m}`) + `:${String(s).padStart(2, "0")}`;
   }
 
+  // The visitor tells the server their page: only a web address becomes a link.
+  const WEB = /^https?:\/\//i;
+
   function host(url) {
     try { return new URL(url).host; } catch { return url; }
   }
@@ -178,7 +181,7 @@
       ]),
       h("td", { class: "col-1 page" }, [
         h("div", { class: "page-title", text: v.title || host(v.url) || "—" }),
-        v.url ? h("a", { href: v.url, target: "_blank", rel: "noopener noreferrer", class: "small muted page-url", text: v.url }) : null,
+        WEB.test(v.url) ? h("a", { href: v.url, target: "_blank", rel: "noopener noreferrer", class: "small muted page-url", text: v.url }) : null,
       ]),
       h("td", { class: "col-2 small", text: v.referrer ? host(v.referrer) : T.direct, title: v.referrer || null }),
       h("td", { class: "col-3 num", "data-since": v.started_at, text: since(v.started_at) }),
