@@ -8,6 +8,7 @@ import re
 
 import pytest
 from channels.db import database_sync_to_async
+from django.core.exceptions import ValidationError
 
 from messenger.actions import visitors
 from messenger.actions.widget import do_bootstrap
@@ -93,3 +94,18 @@ def test_a_page_address_that_is_not_a_web_address_is_not_kept():
     rows.contact.refresh_from_db()
     assert rows.contact.additional_attributes["url"] == "HTTPS://shop.example/a?b=1"
     assert visitors.live_entry(rows)["url"] == "HTTPS://shop.example/a?b=1"
+
+
+def test_the_admin_refuses_a_url_pattern_that_can_never_match():
+    """A pattern is matched against the page's full address: "/pricing*" or "shop.example/*"
+    saved without a word would never fire."""
+    inbox = make_inbox(make_branch())
+    for pattern in ("/pricing*", "shop.example/*", "pricing", "www.shop.example/*?ref=*"):
+        with pytest.raises(ValidationError) as refused:
+            _trigger(inbox, url_pattern=pattern)
+        assert "url_pattern" in refused.value.message_dict, pattern
+    assert ProactiveTrigger.objects.count() == 0
+    for pattern in ("*/pricing*", "https://shop.example/*", "HTTP://shop.example/a", "*"):
+        assert _trigger(inbox, url_pattern=pattern).pk is not None
+    padded = _trigger(inbox, url_pattern="  */pricing*  ")
+    assert padded.url_pattern == "*/pricing*" and padded.matches("https://shop.example/pricing")

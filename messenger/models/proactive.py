@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+# How a pattern that does not begin with ``*`` must begin: the page addresses kept are web
+# addresses (``messenger.actions.widget``).
+WEB_PATTERN = re.compile(r"https?://", re.IGNORECASE)
 
 
 class TriggerKind(models.TextChoices):
@@ -51,6 +57,13 @@ class ProactiveTrigger(models.Model):
             errors["page_number"] = _("Between 1 and 100.")
         if not (self.message or "").strip():
             errors["message"] = _("Write the invitation.")
+        self.url_pattern = (self.url_pattern or "").strip()
+        if self.url_pattern and not self.url_pattern.startswith("*") and not WEB_PATTERN.match(self.url_pattern):
+            # Matched against the page's full address, which is always a web address: a pattern
+            # such as "/pricing*" or "shop.example/*" would never fire, and nobody would know why.
+            errors["url_pattern"] = _(
+                "The page's full address must match: start with https:// (or with *), e.g. */pricing*."
+            )
         if errors:
             raise ValidationError(errors)
 
