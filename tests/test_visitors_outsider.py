@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
+import threading
 
 import pytest
 from channels.db import database_sync_to_async
@@ -13,6 +15,8 @@ from django.core.exceptions import ValidationError
 from messenger.actions import visitors
 from messenger.actions.widget import do_bootstrap
 from messenger.models import Contact, ProactiveTrigger
+from messenger.realtime import visitors as live
+from messenger.realtime.groups import branch_group
 from tests.conftest import visitor_rows
 from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox
 from tests.test_live_visitors import _trigger, boot, checked, visitor_on_page
@@ -109,3 +113,38 @@ def test_the_admin_refuses_a_url_pattern_that_can_never_match():
         assert _trigger(inbox, url_pattern=pattern).pk is not None
     padded = _trigger(inbox, url_pattern="  */pricing*  ")
     assert padded.url_pattern == "*/pricing*" and padded.matches("https://shop.example/pricing")
+
+
+def test_the_embedded_list_is_read_while_visitors_come_and_go():
+    """Without Redis the list is the tracker's own: a request's thread reads it while the event
+    loop adds and removes visitors (reading the dict as it changed raised RuntimeError: a 500)."""
+    tracker = live.Tracker()
+    tracker._start = lambda: None  # type: ignore[method-assign]  # no publishing loop: only the dict matters
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                tracker.entries({branch_group(1)})
+            except Exception as error:  # noqa: BLE001 — the failure under test
+                failures.append(error)
+                return
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for number in range(30_000):
+            entry = {"id": f"v{number}", "branch_id": 1, "inbox": {"id": 1, "name": "Shop"}, "chatting": False}
+            tracker.attach(f"socket-{number}", entry)  # type: ignore[arg-type]
+            if number >= 50:
+                tracker.detach(f"socket-{number - 50}", f"v{number - 50}")
+            if failures:
+                break
+    finally:
+        done.set()
+        reader.join()
+        sys.setswitchinterval(interval)
+    assert failures == []

@@ -139,7 +139,10 @@ class Tracker:
         self.removed[visitor_id] = local.group
 
     def entries(self, groups: set[str]) -> list[LiveVisitor]:
-        return [local.entry for local in self.visitors.values() if local.group in groups]
+        """Called from a request's thread (the embedded default's list) while the event loop adds
+        and removes visitors: the values are copied first, in one step that holds the GIL
+        (iterating the dict itself raised "dictionary changed size during iteration")."""
+        return [local.entry for local in list(self.visitors.values()) if local.group in groups]
 
     def find(self, visitor_id: str) -> Found | None:
         local = self.visitors.get(visitor_id)
