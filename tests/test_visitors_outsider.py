@@ -7,13 +7,14 @@ import itertools
 import re
 import sys
 import threading
+import time
 
 import pytest
 from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 
 from messenger.actions import visitors
-from messenger.actions.widget import do_bootstrap
+from messenger.actions.widget import do_bootstrap, session_visitor
 from messenger.models import Contact, ProactiveTrigger
 from messenger.realtime import visitors as live
 from messenger.realtime.groups import branch_group
@@ -148,3 +149,37 @@ def test_the_embedded_list_is_read_while_visitors_come_and_go():
         reader.join()
         sys.setswitchinterval(interval)
     assert failures == []
+
+
+@pytest.mark.redis
+async def test_a_visitor_stays_listed_while_a_tab_on_another_process_is_open():
+    """Two tabs of one visitor, their sockets on two server processes: closing one tab must not
+    take the visitor off the list (nor out of reach of an invitation) while the other is open."""
+    if live.messenger_cache.redis_client() is None:
+        pytest.skip("the embedded default has one process: its tracker counts the tabs")
+    inbox = await database_sync_to_async(make_inbox)(await database_sync_to_async(make_branch)())
+    data = await database_sync_to_async(boot)(inbox)
+    visitor = await database_sync_to_async(session_visitor)(data["session_token"], inbox)
+    entry = await database_sync_to_async(visitors.live_entry)(visitor)
+    visitor_id = data["visitor_id"]
+    first, second = live.Tracker(), live.Tracker()  # two processes
+    for number, tracker in enumerate((first, second)):
+        tracker.attach(f"socket-{number}", dict(entry))  # type: ignore[arg-type]
+        tracker.task.cancel()  # this test writes by hand
+        await tracker._write(set(tracker.visitors), {}, refresh=False, now=time.time())
+
+    async def listed_ids() -> list[str]:
+        _, entries = await database_sync_to_async(live.live_visitors)([inbox.branch_id])
+        return [entry["id"] for entry in entries]
+
+    first.detach("socket-0", visitor_id)
+    left = await first._write(set(), dict(first.removed), refresh=False, now=time.time())
+    assert await listed_ids() == [visitor_id]
+    assert await database_sync_to_async(live.find)(visitor_id) is not None
+    assert left == set()  # so no `removed` for the staff either
+    # The last tab closes: gone.
+    second.detach("socket-1", visitor_id)
+    left = await second._write(set(), dict(second.removed), refresh=False, now=time.time())
+    assert await listed_ids() == []
+    assert await database_sync_to_async(live.find)(visitor_id) is None
+    assert left == {visitor_id}
