@@ -12,15 +12,16 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
+from django.test import Client
 
 from messenger.actions import visitors
 from messenger.actions.widget import do_bootstrap, session_visitor
 from messenger.models import Contact, ProactiveTrigger
 from messenger.realtime import visitors as live
 from messenger.realtime.groups import branch_group
-from tests.conftest import visitor_rows
-from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox
-from tests.test_live_visitors import _trigger, boot, checked, visitor_on_page
+from tests.conftest import new_client_id, visitor_rows
+from tests.factories import VISITOR_ORIGIN, make_branch, make_inbox, make_user
+from tests.test_live_visitors import _trigger, boot, checked, connected_operator, visitor_on_page
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -183,3 +184,34 @@ async def test_a_visitor_stays_listed_while_a_tab_on_another_process_is_open():
     assert await listed_ids() == []
     assert await database_sync_to_async(live.find)(visitor_id) is None
     assert left == {visitor_id}
+
+
+def _detail(user, conversation_id: int) -> dict:
+    client = Client()
+    client.force_login(user)
+    response = client.get(f"/api/operator/conversations/{conversation_id}/")
+    assert response.status_code == 200, response.content
+    return response.json()["conversation"]
+
+
+async def test_staff_see_the_invitation_the_visitor_answered():
+    """The visitor's first message answers an invitation that is no message of the conversation:
+    whoever opens it (the inviter, or whoever it passed to) is shown what it answered."""
+    branch = await database_sync_to_async(make_branch)()
+    inbox = await database_sync_to_async(make_inbox)(branch)
+    olga = await database_sync_to_async(make_user)(branch=branch, first_name="Olga")
+    operator = await connected_operator(olga)
+    visitor, data = await visitor_on_page(inbox)
+    await operator.expect("visitors.changed", timeout=5)
+    ack = await operator.command("visitor.invite", visitor_id=data["visitor_id"], body="Need help with **sizes**?")
+    assert ack["type"] == "ack", ack
+    await visitor.expect("invitation")
+    answer = await visitor.command("message.send", client_id=new_client_id(), body="Yes, please")
+    detail = await database_sync_to_async(_detail)(olga, answer["data"]["conversation_id"])
+    assert detail["invitation"] == "Need help with **sizes**?"
+    # A visitor who writes first answered nobody.
+    other, _ = await visitor_on_page(inbox)
+    answer = await other.command("message.send", client_id=new_client_id(), body="Hello")
+    assert (await database_sync_to_async(_detail)(olga, answer["data"]["conversation_id"]))["invitation"] is None
+    for socket in (visitor, other, operator):
+        await socket.close()
