@@ -3,6 +3,7 @@ told, and a clumsy admin, use them (docs/widget.md, "Invitations"; docs/dashboar
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import sys
@@ -16,7 +17,7 @@ from django.test import Client
 
 from messenger.actions import visitors
 from messenger.actions.widget import do_bootstrap, session_visitor
-from messenger.models import Contact, ProactiveTrigger
+from messenger.models import AgentStatus, Contact, Conversation, ProactiveTrigger
 from messenger.realtime import visitors as live
 from messenger.realtime.groups import branch_group
 from tests.conftest import new_client_id, visitor_rows
@@ -215,3 +216,43 @@ async def test_staff_see_the_invitation_the_visitor_answered():
     assert (await database_sync_to_async(_detail)(olga, answer["data"]["conversation_id"]))["invitation"] is None
     for socket in (visitor, other, operator):
         await socket.close()
+
+
+async def test_an_invitation_crossed_by_the_visitors_own_first_message_is_void():
+    """The visitor writes while an operator invites them: the check saw no conversation, the
+    invitation is remembered after the visitor's own one started. That one is routed as usual; the
+    invitation must not hand the visitor's next conversation to the inviter an hour later."""
+    branch = await database_sync_to_async(make_branch)()
+    inbox = await database_sync_to_async(make_inbox)(branch)
+    olga = await database_sync_to_async(make_user)(branch=branch, status=AgentStatus.AWAY, first_name="Olga")
+    visitor, data = await visitor_on_page(inbox)
+    first = await visitor.command("message.send", client_id=new_client_id(), body="Hello")
+    first_id = first["data"]["conversation_id"]
+    # What the invitation's check read just before the visitor's conversation committed.
+    await database_sync_to_async(visitors.do_invite)(
+        inbox=inbox, visitor_id=data["visitor_id"], user=olga, body="Can I help?", after_conversation_id=None
+    )
+    await database_sync_to_async(Conversation.objects.filter(pk=first_id).update)(status="resolved")
+    second = await visitor.command("message.send", client_id=new_client_id(), body="Another question")
+    conversation = await database_sync_to_async(Conversation.objects.get)(pk=second["data"]["conversation_id"])
+    assert conversation.pk != first_id
+    assert conversation.assignee_id != olga.pk  # routed as usual (nobody is online here)
+    assert "invitation" not in conversation.additional_attributes
+    assert await database_sync_to_async(visitors.pending_invitation)(data["visitor_id"]) is None
+
+    # Invited after that conversation (resolved now): the answer is the inviter's.
+    await database_sync_to_async(Conversation.objects.filter(pk=conversation.pk).update)(status="resolved")
+    operator = await connected_operator(olga)
+    for _ in range(100):  # the live list is written once a second
+        ack = await operator.command("visitor.invite", visitor_id=data["visitor_id"], body="Anything else?")
+        if ack["type"] == "ack":
+            break
+        assert ack["code"] == "not_found", ack
+        await asyncio.sleep(0.1)
+    assert ack["type"] == "ack", ack
+    await visitor.expect("invitation")
+    third = await visitor.command("message.send", client_id=new_client_id(), body="Yes")
+    answered = await database_sync_to_async(Conversation.objects.get)(pk=third["data"]["conversation_id"])
+    assert (answered.assignee_id, answered.additional_attributes["invitation"]) == (olga.pk, "Anything else?")
+    await visitor.close()
+    await operator.close()
