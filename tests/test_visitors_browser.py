@@ -71,6 +71,8 @@ def test_an_operator_invites_a_visitor_who_answers(chromium, live_server_factory
         dashboard.locator("#visitors tr.is-chatting button.link").click()
         dashboard.wait_for_selector("#visitors", state="hidden")
         dashboard.locator("#messages .message", has_text="Yes, where is my parcel?").wait_for()
+        # The side panel says what the visitor answered.
+        dashboard.locator("#contact-details dd", has_text="Hello! Need a hand with your order?").wait_for()
         assert dashboard.errors == []
 
         narrow = log_in(chromium, server, "olga", 768)
