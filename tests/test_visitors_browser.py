@@ -8,11 +8,13 @@ import time
 from functools import partial
 
 import pytest
+from django.utils import timezone
 
-from messenger.models import AgentStatus, Conversation
+from messenger.models import AgentStatus, Contact, Conversation
 from tests import live
-from tests.factories import make_branch, make_inbox, make_user
+from tests.factories import make_branch, make_conversation, make_inbox, make_user
 from tests.live import _orm_beside_playwright, log_in, screenshot  # noqa: F401 — the fixture
+from tests.test_dashboard_browser import row
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -85,5 +87,25 @@ def test_an_operator_invites_a_visitor_who_answers(chromium, live_server_factory
         visitor.context.close()
         dashboard.click("#open-visitors")
         dashboard.locator("#visitors-empty:not([hidden])").wait_for(timeout=8_000)
+    finally:
+        server.stop(kill=True)
+
+
+def test_a_stored_page_that_is_not_a_web_address_is_shown_not_linked(chromium, live_server_factory):  # noqa: ANN001
+    """A contact stored before bootstrap kept only web addresses may
+    say its page is ``javascript:…``: the side panel shows it as text, never as a link."""
+    inbox = make_inbox(make_branch("North"))
+    olga = make_user("olga", branch=inbox.branch, first_name="Olga")
+    conversation = make_conversation(inbox, at=timezone.now(), assignee=olga)
+    Contact.objects.filter(pk=conversation.contact_id).update(
+        additional_attributes={"url": "javascript:alert(document.domain)", "title": "Pricing"}
+    )
+    server = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": ""})
+    try:
+        dashboard = log_in(chromium, server, "olga", 1440)
+        row(dashboard, conversation.pk).click()
+        dashboard.locator("#contact-details dd", has_text="javascript:alert(document.domain)").wait_for()
+        assert dashboard.locator("#contact-details a").count() == 0
+        assert dashboard.errors == []
     finally:
         server.stop(kill=True)
