@@ -109,3 +109,28 @@ def test_a_stored_page_that_is_not_a_web_address_is_shown_not_linked(chromium, l
         assert dashboard.errors == []
     finally:
         server.stop(kill=True)
+
+
+def test_a_visitor_arriving_keeps_the_invitation_being_typed(chromium, live_server_factory):  # noqa: ANN001
+    """The list is drawn again on every change (a visitor arrives, leaves, starts chatting): the
+    invitation box being typed in keeps its text and the focus."""
+    inbox = make_inbox(make_branch("North"))
+    make_user("olga", branch=inbox.branch, first_name="Olga")
+    server = live_server_factory({"DJANGO_ALLOW_ASYNC_UNSAFE": ""})
+    try:
+        dashboard = log_in(chromium, server, "olga", 1440)
+        dashboard.click("#open-visitors")
+        dashboard.wait_for_selector("#visitors:not([hidden])")
+        demo_page(chromium, server, inbox.widget_token)
+        rows = dashboard.locator("#visitors tbody tr[data-id]:not(.invite-row)")
+        rows.first.wait_for()
+        rows.first.locator("button.invite").click()
+        box = dashboard.locator("#visitors .invite-text")
+        box.fill("Typed by hand, not sent yet")
+        demo_page(chromium, server, inbox.widget_token)  # a second visitor arrives
+        rows.nth(1).wait_for()
+        assert box.input_value() == "Typed by hand, not sent yet"
+        assert dashboard.evaluate("() => document.activeElement.classList.contains('invite-text')")
+        assert dashboard.errors == []
+    finally:
+        server.stop(kill=True)
