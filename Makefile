@@ -19,7 +19,7 @@ EMBEDDED_TESTS = $(wildcard tests/test_realtime_protocol.py tests/test_realtime_
 	tests/test_cache_adapter.py tests/test_scheduler.py tests/test_api_v1.py tests/test_email.py tests/test_webhooks.py \
 	tests/test_integrations_outsider.py tests/test_api_v1_outsider.py tests/test_reports.py tests/test_presence_periods.py \
 	tests/test_reports_now.py tests/test_visitor_rows.py tests/test_js_strings.py \
-	tests/test_liveness.py)
+	tests/test_liveness.py tests/test_visitors_outsider.py)
 
 .PHONY: run test test-embedded lint services bench clean
 

@@ -123,6 +123,9 @@ class ConversationDetail(ConversationRow):
     contact: ContactDetail  # type: ignore[misc]  # a ContactRef with more fields
     routing_log: list[dict[str, Any]]
     page: PageInfo
+    # The operator's invitation the visitor answered to start it (docs/widget.md,
+    # "Invitations"), as written; null when the visitor wrote first.
+    invitation: str | None
     earlier_conversations: list[EarlierConversation]
 
 
@@ -359,6 +362,7 @@ def conversation_detail(conversation: Conversation) -> ConversationDetail:
         "custom_labels": form_labels(conversation.inbox, custom),
         "created_at": events.iso(contact.created_at),
     }
+    row["invitation"] = (conversation.additional_attributes or {}).get("invitation")
     row["page"] = {
         "url": page.get("url") or attributes.get("url", ""),
         "title": page.get("title") or attributes.get("title", ""),

@@ -64,7 +64,7 @@ def visitor_conversation(
         contacts.check_pre_chat_complete(contact_inbox=contact_inbox)
         limits.check_new_conversation()
     # An operator invited the visitor: the conversation their answer starts is that operator's.
-    invitation = visitors.pending_invitation(contact_inbox.source_id)
+    invitation = visitors.answered_invitation(contact_inbox)
     invited_by = visitors.invited_operator(invitation) if invitation is not None else None
     conversation, started = conversations.do_start_conversation(
         contact_inbox=contact_inbox,

@@ -9,7 +9,9 @@ Invariants:
 * A visit is the page views of one visitor with less than ``VISIT_IDLE_SECONDS`` between them;
   ``returning`` says the visitor's session existed before this visit began.
 * An operator's invitation waits ``INVITATION_SECONDS`` for the visitor's answer: the conversation
-  that answer starts is assigned to that operator (``intake.visitor_conversation``).
+  that answer starts is assigned to that operator (``intake.visitor_conversation``), unless the
+  visitor started another conversation since they were invited (their own first message crossed
+  the invitation): then it is void.
 * An automatic invitation reaches a visitor at most once a day (whichever trigger), never once
   they closed the widget, never while they chat, never a blocked contact, and never outside working hours when the trigger
   says so; every condition is checked again when it fires.
@@ -31,7 +33,7 @@ from messenger import events, formatting, throttle
 from messenger.access import StaffScope
 from messenger.actions.base import Actor, audit
 from messenger.errors import Conflict, Forbidden, InvalidInput, NotFound
-from messenger.models import ContactInbox, Conversation, Inbox, ProactiveTrigger, TriggerKind
+from messenger.models import Contact, ContactInbox, Conversation, Inbox, ProactiveTrigger, TriggerKind
 from messenger.models.conversation import ACTIVE_STATUSES
 from messenger.realtime import visitors as live
 from messenger.realtime.broadcast import broadcast_on_commit
@@ -198,6 +200,19 @@ class PendingInvitation:
     invitation_id: str
     user_id: int
     body: str
+    # The visitor's newest conversation when they were invited (None: none, or no rows yet).
+    after_conversation_id: int | None = None
+
+
+def _latest_conversation_id(contact_inbox_id: int | None) -> int | None:
+    if contact_inbox_id is None:
+        return None
+    return (
+        Conversation.objects.filter(contact_inbox_id=contact_inbox_id)
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 def check_invite(*, scope: StaffScope, user: Any, visitor_id: Any, body: Any) -> str:
@@ -222,6 +237,7 @@ def check_invite(*, scope: StaffScope, user: Any, visitor_id: Any, body: Any) ->
         raise Forbidden("This visitor is blocked.", code="blocked")
     if contact_inbox is not None and _active_conversation_id(contact_inbox.pk) is not None:
         raise Conflict("This visitor is chatting already.")
+    latest = _latest_conversation_id(contact_inbox.pk) if contact_inbox is not None else None
     throttle.check(
         "invite", scope.user_id, settings.MESSENGER_INVITE_RATE_PER_OPERATOR, message="You are inviting too fast."
     )
@@ -231,13 +247,18 @@ def check_invite(*, scope: StaffScope, user: Any, visitor_id: Any, body: Any) ->
         settings.MESSENGER_INVITE_RATE_PER_VISITOR,
         message="This visitor was invited a moment ago.",
     )
-    return do_invite(inbox=inbox, visitor_id=visitor_id, user=user, body=body.strip())
+    return do_invite(inbox=inbox, visitor_id=visitor_id, user=user, body=body.strip(), after_conversation_id=latest)
 
 
-def do_invite(*, inbox: Inbox, visitor_id: str, user: Any, body: str) -> str:
-    """Tell the visitor's widgets and remember who invited them (their answer goes to that operator)."""
+def do_invite(*, inbox: Inbox, visitor_id: str, user: Any, body: str, after_conversation_id: int | None) -> str:
+    """Tell the visitor's widgets and remember who invited them (their answer goes to that
+    operator); ``after_conversation_id``: the visitor's newest conversation when the check read it."""
     invitation_id = uuid.uuid4().hex
-    cache.set(_invitation_key(visitor_id), {"id": invitation_id, "user_id": user.pk, "body": body}, INVITATION_SECONDS)
+    cache.set(
+        _invitation_key(visitor_id),
+        {"id": invitation_id, "user_id": user.pk, "body": body, "after": after_conversation_id},
+        INVITATION_SECONDS,
+    )
     audit(
         Actor(user=user),
         "visitor.invited",
@@ -260,7 +281,26 @@ def pending_invitation(visitor_id: str) -> PendingInvitation | None:
     value = cache.get(_invitation_key(visitor_id))
     if not value:
         return None
-    return PendingInvitation(invitation_id=value["id"], user_id=value["user_id"], body=value["body"])
+    return PendingInvitation(
+        invitation_id=value["id"],
+        user_id=value["user_id"],
+        body=value["body"],
+        after_conversation_id=value.get("after"),
+    )
+
+
+def answered_invitation(contact_inbox: ContactInbox) -> PendingInvitation | None:
+    """The invitation a conversation the visitor starts now answers: the pending one, unless the
+    visitor started another conversation since they were invited. Their own first message can
+    cross the invitation (checked before it committed, sent after): that conversation was routed
+    as usual, and the invitation must not pick the assignee of their next one (it is forgotten)."""
+    invitation = pending_invitation(contact_inbox.source_id)
+    if invitation is None:
+        return None
+    if _latest_conversation_id(contact_inbox.pk) != invitation.after_conversation_id:
+        forget_invitation(contact_inbox.source_id)
+        return None
+    return invitation
 
 
 def invited_operator(invitation: PendingInvitation) -> Any | None:
@@ -310,10 +350,13 @@ def do_close_widget(*, contact_inbox: ContactInbox) -> None:
 
 
 def _automatic_blocked(contact_inbox: ContactInbox) -> bool:
-    return bool(
-        contact_inbox.contact.blocked
-        or cache.get(_closed_key(contact_inbox.source_id))
-        or cache.get(_automatic_key(contact_inbox.source_id))
+    if cache.get(_closed_key(contact_inbox.source_id)) or cache.get(_automatic_key(contact_inbox.source_id)):
+        return True
+    if contact_inbox.pk is None:
+        return False  # no rows: neither blocked nor chatting
+    # Read again, not the socket's copy: staff may have blocked the contact since it connected.
+    return (
+        Contact.objects.filter(pk=contact_inbox.contact_id, blocked=True).exists()
         or _active_conversation_id(contact_inbox.pk) is not None
     )
 

@@ -19,6 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
@@ -120,6 +121,10 @@ def check_origin(inbox: Inbox, origin: str | None, *, ip: str | None, channel: s
     raise Forbidden("This site is not allowed to use the widget.", code="origin_forbidden")
 
 
+# What a page's address or its referrer may be: a web address (anything else is kept as "").
+WEB_ADDRESS = re.compile(r"https?://[^\s]", re.IGNORECASE)
+
+
 def _clean_page(page: Any) -> dict[str, str]:
     if page is None:
         return {}
@@ -132,6 +137,10 @@ def _clean_page(page: Any) -> dict[str, str]:
             continue
         if not isinstance(value, str):
             raise InvalidInput(f"page.{key}: a string")
+        if key in ("url", "referrer") and not WEB_ADDRESS.match(value):
+            # The visitor tells the page; staff open it from the dashboard (a javascript: or
+            # data: "page" would be a link that runs or shows what the visitor wrote).
+            value = ""
         clean[key] = value[:1000]
     return clean
 

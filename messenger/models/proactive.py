@@ -6,6 +6,10 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+# How a pattern that does not begin with ``*`` must begin: the page addresses kept are web
+# addresses (``messenger.actions.widget``).
+WEB_PATTERN = re.compile(r"https?://", re.IGNORECASE)
+
 
 class TriggerKind(models.TextChoices):
     TIME_ON_PAGE = "time_on_page", _("After N seconds on a page")
@@ -53,12 +57,37 @@ class ProactiveTrigger(models.Model):
             errors["page_number"] = _("Between 1 and 100.")
         if not (self.message or "").strip():
             errors["message"] = _("Write the invitation.")
+        self.url_pattern = (self.url_pattern or "").strip()
+        if self.url_pattern and not self.url_pattern.startswith("*") and not WEB_PATTERN.match(self.url_pattern):
+            # Matched against the page's full address, which is always a web address: a pattern
+            # such as "/pricing*" or "shop.example/*" would never fire, and nobody would know why.
+            errors["url_pattern"] = _(
+                "The page's full address must match: start with https:// (or with *), e.g. */pricing*."
+            )
         if errors:
             raise ValidationError(errors)
 
     def matches(self, url: str) -> bool:
-        """Only ``*`` is special (anything, also nothing); the rest is literal, ``?`` included."""
+        """Only ``*`` is special (anything, also nothing); the rest is literal, ``?`` included.
+
+        Not a regular expression: the URL is the visitor's to choose, and a pattern of several
+        ``*`` (``*/*/*/*/done``) made a backtracking match of a crafted URL run for hours on the
+        thread every socket's database work waits on. The first literal part is a prefix, the last
+        a suffix, and each one between is found after the one before (the leftmost find is never
+        wrong when only ``*`` is special): one pass over the URL per part."""
         if not self.url_pattern:
             return True
-        pattern = ".*".join(re.escape(part) for part in self.url_pattern.split("*"))
-        return re.fullmatch(pattern, url, flags=re.S) is not None
+        parts = self.url_pattern.split("*")
+        if len(parts) == 1:
+            return url == self.url_pattern
+        first, *middle, last = parts
+        end = len(url) - len(last)
+        if end < len(first) or not url.startswith(first) or not url.endswith(last):
+            return False
+        position = len(first)
+        for part in middle:
+            found = url.find(part, position, end)
+            if found < 0:
+                return False
+            position = found + len(part)
+        return True

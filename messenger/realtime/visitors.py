@@ -11,8 +11,10 @@ In Redis, per branch group (``b.<id>``, ``b.none`` for inboxes without a branch)
 entries by visitor id, a sorted set of the same ids scored by the time the entry expires (the count
 is one ``ZCOUNT``) and one scored by when the visit began (a list reads only the entries it shows,
 however many visitors there are); plus,
-per visitor, the key ``find`` reads (inbox, branch, contact inbox). A process refreshes its entries
-every ``REFRESH_SECONDS`` and each lasts ``TTL_SECONDS``: a socket that closes is removed within a
+per visitor, the key ``find`` reads (inbox, branch, contact inbox) and the processes that hold a
+socket of theirs (a sorted set scored by when each lapses: tabs of one visitor may be on several
+processes). A process refreshes its entries every ``REFRESH_SECONDS`` and each lasts
+``TTL_SECONDS``: a visitor whose last socket closes, on whichever process, is removed within a
 second, and every entry of a process that died is gone within ``TTL_SECONDS`` (readers skip expired
 ids, the next refresh of any process prunes them).
 
@@ -25,6 +27,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,6 +70,10 @@ def _visitor_key(visitor_id: str) -> str:
     return f"{_prefix()}v:{visitor_id}"
 
 
+def _holders_key(visitor_id: str) -> str:
+    return f"{_prefix()}p:{visitor_id}"
+
+
 @dataclass(frozen=True)
 class Found:
     """Where a live visitor is: enough for an invitation."""
@@ -99,6 +106,9 @@ class Tracker:
     """The visitors of this process's sockets, and the loop that publishes their changes."""
 
     def __init__(self) -> None:
+        # A visitor's tabs may have sockets on several processes: each process that holds one is
+        # in the visitor's holders (scored by when that lapses), and the entry goes only with the last.
+        self.process_id = uuid.uuid4().hex
         self.visitors: dict[str, _Local] = {}
         self.dirty: set[str] = set()
         self.removed: dict[str, str] = {}  # visitor id → its branch group
@@ -139,7 +149,10 @@ class Tracker:
         self.removed[visitor_id] = local.group
 
     def entries(self, groups: set[str]) -> list[LiveVisitor]:
-        return [local.entry for local in self.visitors.values() if local.group in groups]
+        """Called from a request's thread (the embedded default's list) while the event loop adds
+        and removes visitors: the values are copied first, in one step that holds the GIL
+        (iterating the dict itself raised "dictionary changed size during iteration")."""
+        return [local.entry for local in list(self.visitors.values()) if local.group in groups]
 
     def find(self, visitor_id: str) -> Found | None:
         local = self.visitors.get(visitor_id)
@@ -173,17 +186,19 @@ class Tracker:
             local = self.visitors.get(visitor_id)
             if local is not None:
                 upserts.setdefault(local.group, []).append(local.entry)
-        for visitor_id, group in self.removed.items():
-            removed.setdefault(group, []).append(visitor_id)
         dirty, gone = set(self.dirty), dict(self.removed)
         self.dirty.clear()
         self.removed.clear()
-        if upserts or removed or refresh:
+        left = set(gone)
+        if upserts or gone or refresh:
             try:
-                await self._write(dirty, gone, refresh=refresh, now=now)
+                left = await self._write(dirty, gone, refresh=refresh, now=now)
             except Exception:  # noqa: BLE001 — Redis down: the next refresh writes everything again
                 logger.warning("live visitors: Redis write failed", exc_info=True)
                 self.refreshed_at = 0.0
+        for visitor_id, group in gone.items():
+            if visitor_id in left:  # not while a tab on another process still shows them
+                removed.setdefault(group, []).append(visitor_id)
         messages = [
             (group, {"type": BATCH_MESSAGE, "upserts": upserts.get(group, []), "removed": removed.get(group, [])})
             for group in set(upserts) | set(removed)
@@ -207,11 +222,26 @@ class Tracker:
             conversation_id = active.get((local.entry["inbox"]["id"], visitor_id))
             self.update(visitor_id, chatting=conversation_id is not None, conversation_id=conversation_id)
 
-    async def _write(self, dirty: set[str], gone: dict[str, str], *, refresh: bool, now: float) -> None:
+    async def _write(self, dirty: set[str], gone: dict[str, str], *, refresh: bool, now: float) -> set[str]:
+        """Write the changes to Redis: the ids of ``gone`` that left the list (those no other
+        process holds a socket of)."""
         client = messenger_cache.async_redis_client()
         if client is None:
-            return
+            return set(gone)
         until = now + TTL_SECONDS
+        if gone:
+            # This process lets go, and counts who still holds the visitor, in one transaction: of
+            # two processes whose last tabs close at once, the later one sees none left.
+            pipe = client.pipeline(transaction=True)
+            for visitor_id in gone:
+                pipe.zrem(_holders_key(visitor_id), self.process_id)
+                pipe.zcount(_holders_key(visitor_id), now, "+inf")
+            answers = await pipe.execute()
+            gone = {
+                visitor_id: group
+                for (visitor_id, group), holders in zip(gone.items(), answers[1::2], strict=True)
+                if not holders
+            }
         pipe = client.pipeline(transaction=False)
         written = set(self.visitors) if refresh else dirty
         groups: set[str] = set()
@@ -230,18 +260,21 @@ class Tracker:
                 json.dumps([found.inbox_id, found.branch_id, found.chatting]),
                 ex=TTL_SECONDS,
             )
+            pipe.zadd(_holders_key(visitor_id), {self.process_id: until})
+            pipe.expire(_holders_key(visitor_id), TTL_SECONDS * 2)
         for visitor_id, group in gone.items():
             groups.add(group)
             pipe.hdel(_hash_key(group), visitor_id)
             pipe.zrem(_expiry_key(group), visitor_id)
             pipe.zrem(_arrival_key(group), visitor_id)
-            pipe.delete(_visitor_key(visitor_id))
+            pipe.delete(_visitor_key(visitor_id), _holders_key(visitor_id))
         for group in groups:
             for key in (_hash_key(group), _expiry_key(group), _arrival_key(group)):
                 pipe.expire(key, TTL_SECONDS * 2)
         await pipe.execute()
         if refresh:
             await _prune(client, groups, now)
+        return set(gone)
 
 
 async def _prune(client: Any, groups: set[str], now: float) -> None:

@@ -20,7 +20,7 @@
       movedAway: "This conversation moved out of your view.", choose: "— choose —",
       watching: "Watching", waiting: "waiting", muted: "Muted", unmuted: "Sound on",
       operator: "Operator", today: "Today", week: "This week", load: "Open now", spread: "Spread (max − min)",
-      branch: "Branch", region: "Region", page: "Page", browser: "Browser", email: "E-mail", phone: "Phone",
+      branch: "Branch", region: "Region", page: "Page", invitation: "Invited with", browser: "Browser", email: "E-mail", phone: "Phone",
       language: "Language", ip: "IP", status: { open: "open", pending: "pending", snoozed: "snoozed", resolved: "resolved", closed: "closed" },
       priority: ["", "low", "medium", "high", "urgent"], earlierNone: "None", delivered: "Delivered", read: "Read", sent: "Sent",
       openLoad: "open", unreadCount: "unread", operatorStatus: { online: "online", away: "away", busy: "busy", offline: "offline" },
@@ -43,7 +43,7 @@
       movedAway: "Диалог больше не в вашей зоне.", choose: "— выбрать —",
       watching: "Наблюдение", waiting: "ждёт", muted: "Без звука", unmuted: "Звук включён",
       operator: "Оператор", today: "Сегодня", week: "За неделю", load: "Сейчас открыто", spread: "Разброс (макс − мин)",
-      branch: "Филиал", region: "Регион", page: "Страница", browser: "Браузер", email: "E-mail", phone: "Телефон",
+      branch: "Филиал", region: "Регион", page: "Страница", invitation: "Приглашение", browser: "Браузер", email: "E-mail", phone: "Телефон",
       language: "Язык", ip: "IP", status: { open: "открыт", pending: "ожидает", snoozed: "отложен", resolved: "решён", closed: "закрыт" },
       priority: ["", "низкий", "средний", "высокий", "срочный"], earlierNone: "Нет", delivered: "Доставлено", read: "Прочитано", sent: "Отправлено",
       openLoad: "открыто", unreadCount: "непрочитано", operatorStatus: { online: "в сети", away: "отошёл", busy: "занят", offline: "не в сети" },
@@ -876,7 +876,7 @@
     const contact = detail.contact;
     const pairs = [
       [T.email, contact.email], [T.phone, contact.phone], [T.region, contact.region || (detail.region && detail.region.name)],
-      [T.branch, detail.branch && detail.branch.name], [T.page, detail.page.url], [T.browser, [contact.browser, contact.os].filter(Boolean).join(", ")],
+      [T.branch, detail.branch && detail.branch.name], [T.page, detail.page.url], [T.invitation, detail.invitation], [T.browser, [contact.browser, contact.os].filter(Boolean).join(", ")],
       [T.language, contact.language], [T.ip, contact.ip],
     ];
     $("contact-card").replaceChildren(avatar(contact.name, "large"), el("div", {}, el("strong", {}, contact.name), el("div", { class: "muted small" }, [contact.email, contact.phone].filter(Boolean).join(" · "))));
@@ -884,7 +884,7 @@
     details.replaceChildren();
     for (const [name, value] of pairs) {
       if (!value || name === T.email || name === T.phone) continue;
-      details.append(el("dt", {}, name), el("dd", {}, name === T.page ? el("a", { href: value, target: "_blank", rel: "noopener noreferrer" }, detail.page.title || value) : value));
+      details.append(el("dt", {}, name), el("dd", {}, name === T.page && /^https?:\/\//i.test(value) ? el("a", { href: value, target: "_blank", rel: "noopener noreferrer" }, detail.page.title || value) : value));
     }
     // What the pre-chat (or offline) form stored besides name, e-mail and phone, under the labels
     // this inbox's form gives them, in the form's order; a field the form no longer has (or

@@ -33,6 +33,7 @@
     hidden: 0, // visitors the last read left out (beyond its limit)
     invited: new Set(),
     inviting: null, // the visitor whose invitation box is open
+    inviteRow: null, // that box, kept across renders: a list that changes keeps what is being typed
     open: false,
     fetching: false,
     fetchAgain: false,
@@ -101,6 +102,9 @@
     return (h_ ? `${h_}:${String(m).padStart(2, "0")}` : `${m}`) + `:${String(s).padStart(2, "0")}`;
   }
 
+  // The visitor tells the server their page: only a web address becomes a link.
+  const WEB = /^https?:\/\//i;
+
   function host(url) {
     try { return new URL(url).host; } catch { return url; }
   }
@@ -161,10 +165,16 @@
       (count > MAX_ROWS ? " · " + fmt(T.more, { n: count - Math.min(MAX_ROWS, state.visitors.size) }) : "");
     panel.querySelector("#visitors-empty").hidden = count > 0;
     const rows = [...state.visitors.values()].sort((a, b) => (a.started_at < b.started_at ? 1 : -1)).slice(0, MAX_ROWS);
-    const focused = document.activeElement && panel.contains(document.activeElement) ? document.activeElement.closest("tr") : null;
+    const active = document.activeElement && panel.contains(document.activeElement) ? document.activeElement : null;
+    const selection = active instanceof HTMLTextAreaElement ? [active.selectionStart, active.selectionEnd] : null;
+    const focused = active ? active.closest("tr") : null;
     const keep = focused && focused.dataset.id;
     body.replaceChildren(...rows.flatMap(rowFor));
-    if (keep) {
+    if (active && active.isConnected) {
+      // The invitation box being typed in is the same node, moved: its focus and caret come back.
+      active.focus();
+      if (selection) active.setSelectionRange(...selection);
+    } else if (keep) {
       const again = body.querySelector(`tr[data-id="${CSS.escape(keep)}"] button, tr[data-id="${CSS.escape(keep)}"] textarea`);
       if (again) again.focus();
     }
@@ -178,7 +188,7 @@
       ]),
       h("td", { class: "col-1 page" }, [
         h("div", { class: "page-title", text: v.title || host(v.url) || "—" }),
-        v.url ? h("a", { href: v.url, target: "_blank", rel: "noopener noreferrer", class: "small muted page-url", text: v.url }) : null,
+        WEB.test(v.url) ? h("a", { href: v.url, target: "_blank", rel: "noopener noreferrer", class: "small muted page-url", text: v.url }) : null,
       ]),
       h("td", { class: "col-2 small", text: v.referrer ? host(v.referrer) : T.direct, title: v.referrer || null }),
       h("td", { class: "col-3 num", "data-since": v.started_at, text: since(v.started_at) }),
@@ -188,7 +198,8 @@
       h("td", { class: "col-7" }, [statusCell(v)]),
     ]);
     if (state.inviting !== v.id) return [tr];
-    return [tr, inviteRow(v)];
+    if (!state.inviteRow || state.inviteRow.dataset.id !== v.id) state.inviteRow = inviteRow(v);
+    return [tr, state.inviteRow];
   }
 
   function statusCell(v) {
@@ -200,7 +211,7 @@
     }
     return h("span", { class: "visitor-status" }, [
       state.invited.has(v.id) ? h("span", { class: "badge invited", text: T.invited }) : h("span", { class: "muted small", text: T.browsing }),
-      h("button", { type: "button", class: "primary invite", "data-visitor": v.id, text: T.invite, onclick: () => { state.inviting = v.id; render(); focusInvite(); } }),
+      h("button", { type: "button", class: "primary invite", "data-visitor": v.id, text: T.invite, onclick: () => { state.inviting = v.id; state.inviteRow = null; render(); focusInvite(); } }),
     ]);
   }
 
