@@ -19,7 +19,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings as django_settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import ValidationError
@@ -39,7 +39,7 @@ from messenger.admin_forms import (
     hours_from_rows,
     pre_chat_from_rows,
 )
-from messenger.inbox_settings import DEFAULTS, deep_merge, validate_settings
+from messenger.inbox_settings import DEFAULTS, deep_merge, known_settings, validate_settings
 from messenger.models import (
     ActivityEvent,
     AgentConnection,
@@ -342,6 +342,22 @@ def split_lines(text: str) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
+def strings(value: Any) -> list[str]:
+    """A stored list of texts as the form shows it: a lone text (stored before the check) is one
+    line, not a line per character; anything else is nothing."""
+    if isinstance(value, str):
+        return [value]
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def stored_settings_problems(stored: Any) -> list[str]:
+    try:
+        validate_settings(stored)
+    except ValidationError as error:
+        return error.messages
+    return []
+
+
 def megabytes(size: int) -> Decimal:
     return (Decimal(size) / MIB).quantize(Decimal("0.01"))
 
@@ -461,16 +477,24 @@ class InboxAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.stored = copy.deepcopy(self.instance.settings if self.instance.pk else {})
+        stored = self.instance.settings if self.instance.pk else {}
+        # Settings stored before the check existed (a shell, a migration) may not fit the schema:
+        # the fields show what the server can read of them, the problems are listed above them
+        # (``stored_problems``), and saving drops what could never be valid.
+        self.stored_problems = stored_settings_problems(stored)
+        self.stored = known_settings(copy.deepcopy(stored))
         # Defaults rather than effective settings: the server-wide fallbacks (privacy text,
         # escalation timeout) must not be copied into the inbox when it is saved.
         current = deep_merge(DEFAULTS, self.stored)
         hours = current["working_hours"]
         attachments = current["attachments"]
+        attachments["allowed_types"] = strings(attachments["allowed_types"])
         server_limit = django_settings.MESSENGER_ATTACHMENT_MAX_SIZE
         stored_size = self.stored.get("attachments", {}).get("max_size")
+        if isinstance(stored_size, bool):
+            stored_size = None
         initial = {
-            "allowed_domains": "\n".join(current["security"]["allowed_domains"]),
+            "allowed_domains": "\n".join(strings(current["security"]["allowed_domains"])),
             "offline_enabled": current["offline"]["enabled"],
             "offline_message": current["offline"]["message"],
             "offline_collect_contact": current["offline"]["collect_contact"],
@@ -480,7 +504,7 @@ class InboxAdminForm(forms.ModelForm):
             "working_hours_use_branch": hours["use_branch_hours"],
             "working_hours_timezone": hours["timezone"],
             "hours": hours["days"],
-            "holidays": "\n".join(hours["holidays"]),
+            "holidays": "\n".join(strings(hours["holidays"])),
             "rating_enabled": current["rating"]["enabled"],
             "rating_scale": current["rating"]["scale"],
             "auto_reply_enabled": current["automation"]["auto_reply"]["enabled"],
@@ -715,6 +739,22 @@ class InboxAdmin(admin.ModelAdmin):
         if obj is None:
             return ("widget_token", "embed_snippet", "stored_settings")
         return ("branch", "widget_token", "embed_snippet", "stored_settings")
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        problems = getattr(context["adminform"].form, "stored_problems", [])
+        if problems:
+            messages.warning(
+                request,
+                format_html(
+                    "{} {}",
+                    _(
+                        "The stored settings are not valid (written before the check existed); the fields show what "
+                        "the server reads of them, and saving stores what they show:"
+                    ),
+                    "; ".join(problems),
+                ),
+            )
+        return super().render_change_form(request, context, *args, **kwargs)
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         token = _current_request.set(request)

@@ -214,6 +214,30 @@ def pre_chat_problems(fields: Any) -> list[str]:
     return problems
 
 
+def known_settings(value: Any) -> dict[str, Any]:
+    """``value`` without what ``SCHEMA`` has no place for: keys it does not name, a section
+    that is not an object, a feature switch that is not true or false. What is left may still
+    be invalid (``validate_settings`` says so); what was dropped could never have been valid."""
+
+    def prune(node: Any, schema: dict[str, Any]) -> Any:
+        if schema.get("type") != "object" or not isinstance(node, dict):
+            return node
+        properties = schema.get("properties", {})
+        kept: dict[str, Any] = {}
+        for key, item in node.items():
+            if key in properties:
+                child = properties[key]
+                if child.get("type") == "object" and not isinstance(item, dict):
+                    continue
+                kept[key] = prune(item, child)
+            elif isinstance(schema.get("additionalProperties"), dict):
+                if jsonschema.Draft202012Validator(schema["additionalProperties"]).is_valid(item):
+                    kept[key] = item
+        return kept
+
+    return prune(value, SCHEMA) if isinstance(value, dict) else {}
+
+
 def validate_settings(value: Any) -> None:
     """Raise ValidationError with a readable path when ``value`` does not fit the schema.
 

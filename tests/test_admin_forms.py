@@ -536,3 +536,46 @@ def test_index_groups_speak_russian(client):
     inbox = make_inbox(make_branch())
     form = client.get(url(m.Inbox, "change", inbox.pk)).content.decode()
     assert "Рабочие часы" in form and "Понедельник" in form and "Поля анкеты перед чатом" in form
+
+
+# --- Settings stored before the check -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "legacy",
+    [
+        {"attachments": None},
+        {"attachments": []},
+        {"working_hours": "9-5"},
+        {"features": ["emoji"]},
+        {"pre_chat": None},
+        {"security": None},
+        {"widget": None},
+        {"automation": {"auto_reply": None}},
+        {"greeting": "Hi", "widget": {"colour": "#ffffff"}},
+        ["not", "an", "object"],
+    ],
+)
+def test_inbox_settings_stored_before_the_check_open_with_a_warning_and_save(client, legacy):
+    inbox = make_inbox(make_branch())
+    m.Inbox.objects.filter(pk=inbox.pk).update(settings=legacy)
+    page = client.get(url(m.Inbox, "change", inbox.pk))
+    assert b"The stored settings are not valid" in page.content
+    response = client.post(url(m.Inbox, "change", inbox.pk), form_of(page))
+    assert response.status_code == 302, errors_of(response)
+    inbox.refresh_from_db()
+    validate_settings(inbox.settings)
+    assert b"The stored settings are not valid" not in client.get(url(m.Inbox, "change", inbox.pk)).content
+
+
+def test_a_lone_text_stored_for_a_list_is_one_line_not_a_line_per_character(client):
+    inbox = make_inbox(make_branch())
+    m.Inbox.objects.filter(pk=inbox.pk).update(
+        settings={"security": {"allowed_domains": "shop.example.com"}, "working_hours": {"holidays": "2025-01-01"}}
+    )
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    assert (data["allowed_domains"], data["holidays"]) == ("shop.example.com", "2025-01-01")
+    assert client.post(url(m.Inbox, "change", inbox.pk), data).status_code == 302
+    inbox.refresh_from_db()
+    assert inbox.settings["security"]["allowed_domains"] == ["shop.example.com"]
+    assert inbox.settings["working_hours"]["holidays"] == ["2025-01-01"]
