@@ -20,6 +20,13 @@ from messenger.working_hours import TIME_PATTERN, WEEKDAYS, schedule_problems
 # The pre-chat field types the widget knows (static/messenger/widget.js, ``field``).
 PRE_CHAT_TYPES = ("text", "email", "phone", "select")
 PRE_CHAT_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+# The names that fill the contact itself, each with the one type the server accepts for it
+# (``messenger.actions.contacts``: an e-mail address, a phone number, a name as text).
+PRE_CHAT_CONTACT_TYPES = {"name": "text", "email": "email", "phone": "phone"}
+# The other fields are sent as the contact's ``custom`` attributes, at most this many values
+# of at most this many characters each (``contact.update`` refuses more).
+PRE_CHAT_MAX_CUSTOM_FIELDS = 30
+PRE_CHAT_MAX_VALUE_LENGTH = 500
 
 DEFAULTS: dict[str, Any] = {
     "security": {"allowed_domains": []},
@@ -173,7 +180,8 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 def pre_chat_problems(fields: Any) -> list[str]:
     """What is wrong with ``pre_chat.fields``, in words naming the field ([] when valid): the
-    schema's rules, plus unique names and options exactly for a select."""
+    schema's rules, plus unique names, options exactly for a select, the contact's own names
+    with their own types, and no more fields than a visitor's form may send."""
     if not isinstance(fields, list):
         return [gettext("The pre-chat fields must be a list.")]
     problems: list[str] = []
@@ -203,14 +211,33 @@ def pre_chat_problems(fields: Any) -> list[str]:
                 gettext("%(where)s: the type must be one of %(types)s.")
                 % {"where": where, "types": ", ".join(PRE_CHAT_TYPES)}
             )
+        elif name in PRE_CHAT_CONTACT_TYPES and kind != PRE_CHAT_CONTACT_TYPES[name]:
+            problems.append(
+                gettext("%(where)s fills the contact's %(name)s, which takes the type %(type)s only.")
+                % {"where": where, "name": name, "type": PRE_CHAT_CONTACT_TYPES[name]}
+            )
         options = field.get("options")
         if kind == "select":
             if not (isinstance(options, list) and options and all(isinstance(o, str) and o.strip() for o in options)):
                 problems.append(gettext("%(where)s: a select needs at least one option.") % {"where": where})
             elif len(set(options)) != len(options):
                 problems.append(gettext("%(where)s: an option is listed twice.") % {"where": where})
+            elif any(len(option) > PRE_CHAT_MAX_VALUE_LENGTH for option in options):
+                problems.append(
+                    gettext("%(where)s: an option is longer than %(limit)d characters.")
+                    % {"where": where, "limit": PRE_CHAT_MAX_VALUE_LENGTH}
+                )
         elif options:
             problems.append(gettext("%(where)s: only a select has options.") % {"where": where})
+    custom = [field for field in fields if isinstance(field, dict) and field.get("name") not in PRE_CHAT_CONTACT_TYPES]
+    if len(custom) > PRE_CHAT_MAX_CUSTOM_FIELDS:
+        problems.append(
+            gettext(
+                "%(count)d pre-chat fields besides name, email and phone: at most %(limit)d, the most a "
+                "visitor's form may send."
+            )
+            % {"count": len(custom), "limit": PRE_CHAT_MAX_CUSTOM_FIELDS}
+        )
     return problems
 
 

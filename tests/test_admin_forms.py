@@ -17,7 +17,8 @@ from django.urls import reverse
 
 from messenger import models as m
 from messenger.actions.attachments import limits
-from messenger.actions.contacts import required_pre_chat_fields
+from messenger.actions.contacts import check_visitor_fields, required_pre_chat_fields
+from messenger.errors import InvalidInput
 from messenger.inbox_settings import validate_settings
 from messenger.routing import hours as hours_module
 from messenger.routing.hours import branch_is_open, inbox_is_open, schedule_open_seconds
@@ -579,3 +580,55 @@ def test_a_lone_text_stored_for_a_list_is_one_line_not_a_line_per_character(clie
     inbox.refresh_from_db()
     assert inbox.settings["security"]["allowed_domains"] == ["shop.example.com"]
     assert inbox.settings["working_hours"]["holidays"] == ["2025-01-01"]
+
+
+# --- Pre-chat fields a visitor can actually send ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "options"),
+    [("email", "phone", ""), ("phone", "email", ""), ("name", "select", "Ann\nBob"), ("email", "text", "")],
+)
+def test_the_contact_fields_keep_their_own_type(client, name, kind, options):
+    """A field named phone typed e-mail would make the widget ask for an address the server then
+    refuses as a phone number: the visitor could never send the form."""
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data.update({"pre_chat_fields_0_name": name, "pre_chat_fields_0_type": kind, "pre_chat_fields_0_options": options})
+    message = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data)).replace("&quot;", '"')
+    assert f'Pre-chat field "{name}" fills the contact\'s {name}, which takes the type' in message
+    inbox.refresh_from_db()
+    assert inbox.settings.get("pre_chat", {}).get("fields", []) == []
+
+
+def test_no_more_pre_chat_fields_than_a_visitor_may_send(client):
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    names = ["name", "email", "phone", *(f"field_{number}" for number in range(30))]
+    for index, name in enumerate(names):
+        data[f"pre_chat_fields_{index}_name"] = name
+        data[f"pre_chat_fields_{index}_type"] = {"email": "email", "phone": "phone"}.get(name, "text")
+    assert client.post(url(m.Inbox, "change", inbox.pk), data).status_code == 302
+    inbox.refresh_from_db()
+    assert len(inbox.settings["pre_chat"]["fields"]) == 33
+    # All of them filled in: the widget's contact.update, which the server takes.
+    assert check_visitor_fields({"name": "Ann", "custom": {name: "x" * 500 for name in names[3:]}})
+
+    data["pre_chat_fields_33_name"] = "one_more"
+    data["pre_chat_fields_33_type"] = "text"
+    message = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data))
+    assert "31 pre-chat fields besides name, email and phone: at most 30" in message
+    with pytest.raises(InvalidInput):  # what the widget would have sent
+        check_visitor_fields({"custom": {f"field_{number}": "x" for number in range(30)} | {"one_more": "x"}})
+    inbox.refresh_from_db()
+    assert len(inbox.settings["pre_chat"]["fields"]) == 33
+
+
+def test_a_select_option_fits_what_a_visitor_may_send(client):
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data.update(
+        {"pre_chat_fields_0_name": "plan", "pre_chat_fields_0_type": "select", "pre_chat_fields_0_options": "x" * 501}
+    )
+    message = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data)).replace("&quot;", '"')
+    assert 'Pre-chat field "plan": an option is longer than 500 characters.' in message
