@@ -1118,12 +1118,15 @@ class WebhookForm(forms.ModelForm):
         url = self.cleaned_data["url"]
         try:
             webhook_http.check_url(url)
-        except webhook_http.UnsafeTarget as error:
+        except webhook_http.NonPublicAddress as error:
             raise ValidationError(
                 _("%(error)s (MESSENGER_WEBHOOK_ALLOW_PRIVATE=1 allows private targets)."),
                 code="unsafe_target",
                 params={"error": error},
             ) from None
+        except webhook_http.UnsafeTarget as error:
+            # Not an address: no setting allows it, so none is named.
+            raise ValidationError(_("%(error)s."), code="unsafe_target", params={"error": error}) from None
         return url
 
 

@@ -507,6 +507,29 @@ def test_webhook_events_are_boxes_and_none_means_every_event(client):
     assert "Select a valid choice" in errors_of(client.post(url(m.Webhook, "change", webhook.pk), data))
 
 
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("ftp://hooks.example.com/in", "only http and https URLs are allowed."),
+        ("https://user:secret@hooks.example.com/in", "credentials in the URL are not allowed."),
+        ("https://hooks.example.com:99999/in", "the URL's port is not valid."),
+    ],
+)
+@override_settings(MESSENGER_WEBHOOK_ALLOW_PRIVATE=False)
+def test_a_webhook_url_refused_for_its_form_names_no_setting_that_would_not_allow_it(client, target, message):
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Webhook, "add")))
+    data.update({"inbox": str(inbox.pk), "url": target})
+    errors = errors_of(client.post(url(m.Webhook, "add"), data)).replace("&#x27;", "'")
+    assert message in errors
+    assert "MESSENGER_WEBHOOK_ALLOW_PRIVATE" not in errors
+    assert not m.Webhook.objects.exists()
+    data["url"] = "http://10.0.0.1/in"  # an address: the setting that allows it is named
+    assert "MESSENGER_WEBHOOK_ALLOW_PRIVATE=1 allows private targets" in errors_of(
+        client.post(url(m.Webhook, "add"), data)
+    )
+
+
 # --- The index ------------------------------------------------------------------------------------
 
 
