@@ -169,6 +169,11 @@ def test_branch_hours_rows_are_stored_as_the_hours_check_reads_them(client):
         ({"mon": [("9-5", "")]}, "Monday: 9-5–… needs both an opening and a closing time."),
         ({"tue": [("9-5", "18:00")]}, 'Tuesday: "9-5" is not a time from 00:00 to 24:00 (HH:MM).'),
         ({"wed": [("18:00", "09:00")]}, "Wednesday: 18:00–09:00 closes before it opens."),
+        (  # a night shift: how to write it
+            {"wed": [("22:00", "06:00")]},
+            "Hours past midnight are two intervals: 22:00–24:00 on this day and 00:00–06:00 on the next.",
+        ),
+        ({"sat": [("9:00", "09:00")]}, "Saturday: 09:00–09:00 opens and closes at the same time."),
         ({"thu": [("09:00", "13:00"), ("12:00", "18:00")]}, "Thursday: 09:00–13:00 and 12:00–18:00 overlap."),
         ({"fri": [("24:30", "24:45")]}, 'Friday: "24:30" is not a time'),
     ],
