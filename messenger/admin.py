@@ -39,7 +39,14 @@ from messenger.admin_forms import (
     hours_from_rows,
     pre_chat_from_rows,
 )
-from messenger.inbox_settings import DEFAULTS, deep_merge, known_settings, validate_settings
+from messenger.inbox_settings import (
+    DEFAULTS,
+    MAX_ESCALATION_TIMEOUT_SECONDS,
+    MIN_ESCALATION_TIMEOUT_SECONDS,
+    deep_merge,
+    known_settings,
+    validate_settings,
+)
 from messenger.models import (
     ActivityEvent,
     AgentConnection,
@@ -467,8 +474,9 @@ class InboxAdminForm(forms.ModelForm):
     escalation_timeout = forms.IntegerField(
         label=_("Escalation timeout (seconds)"),
         required=False,
-        min_value=10,
-        help_text=_("Empty: the server default (MESSENGER_ESCALATION_TIMEOUT_SECONDS)."),
+        min_value=MIN_ESCALATION_TIMEOUT_SECONDS,
+        max_value=MAX_ESCALATION_TIMEOUT_SECONDS,
+        help_text=_("From 10 to 604800 (a week). Empty: the server default (MESSENGER_ESCALATION_TIMEOUT_SECONDS)."),
     )
 
     class Meta:

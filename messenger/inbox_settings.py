@@ -28,6 +28,11 @@ PRE_CHAT_CONTACT_TYPES = {"name": "text", "email": "email", "phone": "phone"}
 PRE_CHAT_MAX_CUSTOM_FIELDS = 30
 PRE_CHAT_MAX_VALUE_LENGTH = 500
 
+# An inbox's own escalation timeout: a week at most (a deadline is "now + timeout", and a number
+# of seconds past year 9999 made every assignment in the inbox fail).
+MIN_ESCALATION_TIMEOUT_SECONDS = 10
+MAX_ESCALATION_TIMEOUT_SECONDS = 7 * 24 * 3600
+
 DEFAULTS: dict[str, Any] = {
     "security": {"allowed_domains": []},
     "offline": {"enabled": True, "message": "", "collect_contact": True},
@@ -162,7 +167,13 @@ SCHEMA: dict[str, Any] = {
         "escalation": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"timeout_seconds": {"type": ["integer", "null"], "minimum": 10}},
+            "properties": {
+                "timeout_seconds": {
+                    "type": ["integer", "null"],
+                    "minimum": MIN_ESCALATION_TIMEOUT_SECONDS,
+                    "maximum": MAX_ESCALATION_TIMEOUT_SECONDS,
+                }
+            },
         },
     },
 }

@@ -432,6 +432,7 @@ def test_inbox_form_writes_what_the_server_reads(client):
         ({"attachments_allowed_types": []}, "Tick at least one type"),
         ({"attachments_allowed_types": ["text/html"]}, "Select a valid choice"),
         ({"features": ["teleport"]}, "Select a valid choice"),
+        ({"escalation_timeout": "1000000000000"}, "less than or equal to 604800"),  # past year 9999
     ],
 )
 @override_settings(MESSENGER_ATTACHMENT_MAX_SIZE=10 * 1024 * 1024)
@@ -458,6 +459,7 @@ def test_inbox_settings_from_any_path_pass_the_same_check():
         {"working_hours": {"days": {"mon": [["24:00", "24:30"]]}}},
         {"pre_chat": {"fields": [{"name": "a", "type": "select"}]}},
         {"pre_chat": {"fields": [{"name": "a", "type": "text"}, {"name": "a", "type": "email"}]}},
+        {"escalation": {"timeout_seconds": 10**12}},
     ):
         with pytest.raises(ValidationError):
             m.Inbox.objects.create(name="Bad", settings=bad)
