@@ -159,6 +159,13 @@ class BranchAdminForm(forms.ModelForm):
             cleaned["working_hours"] = {}
             return cleaned
         days, problems = hours_from_rows(cleaned.get("working_hours"))
+        if not problems and not any(days.values()):
+            problems = [
+                _(
+                    "Every day is ticked closed: the branch would never take a chat. Enter the hours of a day, "
+                    "tick Always open, or untick Active to close the branch."
+                )
+            ]
         if problems:
             self.add_error("working_hours", problems)
         else:
@@ -594,6 +601,14 @@ class InboxAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         days, problems = hours_from_rows(cleaned.get("hours"))
+        follows_own_hours = cleaned.get("working_hours_enabled") and not cleaned.get("working_hours_use_branch")
+        if not problems and follows_own_hours and not any(days.values()):
+            problems = [
+                _(
+                    "Working hours are on, yet every day is ticked closed: visitors would always find the inbox "
+                    "closed. Enter the hours of a day, or untick Working hours enabled."
+                )
+            ]
         if problems:
             self.add_error("hours", problems)
         fields, problems = pre_chat_from_rows(cleaned.get("pre_chat_fields"))

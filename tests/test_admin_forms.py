@@ -662,3 +662,30 @@ def test_a_select_option_fits_what_a_visitor_may_send(client):
     )
     message = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data)).replace("&quot;", '"')
     assert 'Pre-chat field "plan": an option is longer than 500 characters.' in message
+
+
+# --- Hours that would never open ---------------------------------------------------------------------
+
+
+def test_inbox_hours_switched_on_with_every_day_closed_are_refused(client):
+    """A new inbox shows every day ticked closed: ticking "Working hours enabled" alone would
+    have closed the inbox for good."""
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data["working_hours_enabled"] = "on"
+    message = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data))
+    assert "Working hours are on, yet every day is ticked closed" in message
+    inbox.refresh_from_db()
+    assert inbox_is_open(inbox, MONDAY_10)
+    data["working_hours_use_branch"] = "on"  # the branch's hours: its own rows do not count
+    assert client.post(url(m.Inbox, "change", inbox.pk), data).status_code == 302
+
+
+def test_branch_with_every_day_closed_is_refused(client):
+    branch = make_branch()
+    data = form_of(client.get(url(m.Branch, "change", branch.pk)))
+    data.pop("always_open")
+    message = errors_of(client.post(url(m.Branch, "change", branch.pk), data))
+    assert "Every day is ticked closed: the branch would never take a chat." in message
+    branch.refresh_from_db()
+    assert branch.working_hours == {} and branch_is_open(branch, MONDAY_10)
