@@ -27,6 +27,7 @@ PRE_CHAT_CONTACT_TYPES = {"name": "text", "email": "email", "phone": "phone"}
 # of at most this many characters each (``contact.update`` refuses more).
 PRE_CHAT_MAX_CUSTOM_FIELDS = 30
 PRE_CHAT_MAX_VALUE_LENGTH = 500
+PRE_CHAT_MAX_LABEL_LENGTH = 200  # the admin's input says as much (``maxlength``)
 
 # An inbox's own escalation timeout: a week at most (a deadline is "now + timeout", and a number
 # of seconds past year 9999 made every assignment in the inbox fail).
@@ -136,7 +137,7 @@ SCHEMA: dict[str, Any] = {
                         "required": ["name", "type"],
                         "properties": {
                             "name": {"type": "string", "pattern": PRE_CHAT_NAME_PATTERN},
-                            "label": {"type": "string"},
+                            "label": {"type": "string", "maxLength": PRE_CHAT_MAX_LABEL_LENGTH},
                             "type": {"enum": list(PRE_CHAT_TYPES)},
                             "required": {"type": "boolean"},
                             "options": {"type": "array", "items": {"type": "string"}},
@@ -216,6 +217,14 @@ def pre_chat_problems(fields: Any) -> list[str]:
             problems.append(gettext("%(where)s: the name is used twice.") % {"where": where})
         else:
             seen.add(name)
+        label = field.get("label", "")
+        if not isinstance(label, str):
+            problems.append(gettext("%(where)s: the label must be text.") % {"where": where})
+        elif len(label) > PRE_CHAT_MAX_LABEL_LENGTH:
+            problems.append(
+                gettext("%(where)s: the label is longer than %(limit)d characters.")
+                % {"where": where, "limit": PRE_CHAT_MAX_LABEL_LENGTH}
+            )
         kind = field.get("type")
         if kind not in PRE_CHAT_TYPES:
             problems.append(

@@ -664,6 +664,18 @@ def test_a_select_option_fits_what_a_visitor_may_send(client):
     assert 'Pre-chat field "plan": an option is longer than 500 characters.' in message
 
 
+def test_a_pre_chat_label_is_at_most_what_the_admin_input_takes(client):
+    """The input's maxlength is the browser's courtesy; a longer label posted anyway (and sent
+    to every visitor's bootstrap) is refused in words, not echoed back by the schema."""
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data.update({"pre_chat_fields_0_name": "topic", "pre_chat_fields_0_label": "x" * 201})
+    message = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data)).replace("&quot;", '"')
+    assert message == 'Pre-chat field "topic": the label is longer than 200 characters.'
+    data["pre_chat_fields_0_label"] = "x" * 200
+    assert client.post(url(m.Inbox, "change", inbox.pk), data).status_code == 302
+
+
 # --- Hours that would never open ---------------------------------------------------------------------
 
 
