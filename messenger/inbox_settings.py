@@ -181,10 +181,14 @@ SCHEMA: dict[str, Any] = {
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``, object by object. Where ``base`` has an object and
+    ``override`` something else (a section stored before the check existed), ``base`` stays:
+    the readers of the settings may rely on every section being an object."""
     merged = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
+    for key, value in (override if isinstance(override, dict) else {}).items():
+        if isinstance(merged.get(key), dict):
+            if isinstance(value, dict):
+                merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -313,8 +317,9 @@ def validate_settings(value: Any) -> None:
 
 
 def effective_settings(stored: dict[str, Any] | None) -> dict[str, Any]:
-    merged = deep_merge(DEFAULTS, stored or {})
-    stored_attachments = (stored or {}).get("attachments")
+    stored = stored if isinstance(stored, dict) else {}
+    merged = deep_merge(DEFAULTS, stored)
+    stored_attachments = stored.get("attachments")
     if not (isinstance(stored_attachments, dict) and "max_size" in stored_attachments):
         # No size of its own: the server's limit (the admin's "Empty: that limit"), not the
         # default's 10 MiB, which would cap a server configured for larger files.

@@ -599,6 +599,21 @@ def test_inbox_settings_stored_before_the_check_open_with_a_warning_and_save(cli
     assert b"The stored settings are not valid" not in client.get(url(m.Inbox, "change", inbox.pk)).content
 
 
+def test_the_inbox_list_opens_with_a_row_whose_settings_predate_the_check(client):
+    """One such row made the whole list fail (its "allowed domains" column), and with it the
+    way to the page that repairs it; the server reads the defaults for what it cannot read."""
+    good = make_inbox(make_branch(), settings={"security": {"allowed_domains": ["shop.example.com"]}})
+    for legacy in ({"security": None}, {"security": {"allowed_domains": ["a.example"]}, "widget": []}, "x"):
+        inbox = make_inbox(make_branch())
+        m.Inbox.objects.filter(pk=inbox.pk).update(settings=legacy)
+        inbox.refresh_from_db()
+        assert inbox.effective_settings["widget"]["position"] == "right"
+    page = client.get(url(m.Inbox, "changelist"))
+    assert page.status_code == 200
+    assert b"shop.example.com" in page.content and b"a.example" in page.content
+    assert good.allowed_domains == ["shop.example.com"]
+
+
 def test_a_lone_text_stored_for_a_list_is_one_line_not_a_line_per_character(client):
     inbox = make_inbox(make_branch())
     m.Inbox.objects.filter(pk=inbox.pk).update(
