@@ -71,7 +71,7 @@ from messenger.models import (
     WebhookDelivery,
 )
 from messenger.models.branch import validate_timezone
-from messenger.models.webhook import WEBHOOK_EVENTS
+from messenger.models.webhook import ALL_EVENTS_FILTER, WEBHOOK_EVENTS
 from messenger.working_hours import schedule_problems
 
 User = get_user_model()
@@ -1176,7 +1176,10 @@ class WebhookAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("events"))
     def event_list(self, obj: Webhook) -> str:
-        return ", ".join(obj.events or []) or _("every event")
+        """What the deliveries follow (``event_filter``), whatever ``events`` held before its check."""
+        if obj.event_filter == ALL_EVENTS_FILTER:
+            return _("every event")
+        return ", ".join(name for name in obj.event_filter.split(",") if name)
 
     def save_model(self, request: HttpRequest, obj: Webhook, form: forms.ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)

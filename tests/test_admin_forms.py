@@ -537,6 +537,18 @@ def test_a_webhook_url_refused_for_its_form_names_no_setting_that_would_not_allo
     )
 
 
+def test_the_webhook_list_shows_the_events_delivered_whatever_was_stored_before_the_check(client):
+    inbox = make_inbox(make_branch())
+    chosen = m.Webhook.objects.create(inbox=inbox, url="https://a.example.com/in", events=["rating.created"])
+    legacy = m.Webhook.objects.create(inbox=inbox, url="https://b.example.com/in", events=[])
+    m.Webhook.objects.filter(pk=legacy.pk).update(events=[1, None])  # a shell, before the check
+    page = client.get(url(m.Webhook, "changelist"))
+    assert page.status_code == 200
+    cells = [cell.split("</td>")[0] for cell in page.content.decode().split('class="field-event_list">')[1:]]
+    assert sorted(cells) == ["every event", "rating.created"]
+    assert chosen.event_filter == ",rating.created,"
+
+
 # --- The index ------------------------------------------------------------------------------------
 
 
