@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import json
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -191,15 +192,61 @@ class BranchAdmin(admin.ModelAdmin):
     inlines = (RoutingRuleInline,)
 
 
+GEOIP_CODE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+
+
+class RegionAdminForm(forms.ModelForm):
+    """The GeoIP codes as text (``RU, BY, RU-MOW``), not as a JSON list."""
+
+    geoip_codes = forms.CharField(
+        label=_("GeoIP codes"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_(
+            "Country codes (RU) or region codes (RU-MOW) as the GeoIP database gives them, separated by commas, "
+            "spaces or new lines. A code belongs to one region only."
+        ),
+    )
+
+    class Meta:
+        model = Region
+        fields = ("name", "geoip_codes")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        stored = self.instance.geoip_codes if isinstance(self.instance.geoip_codes, list) else []
+        self.initial["geoip_codes"] = ", ".join(str(code) for code in stored)
+
+    def clean_geoip_codes(self) -> list[str]:
+        codes = list(
+            dict.fromkeys(code.upper() for code in re.split(r"[\s,;]+", self.cleaned_data["geoip_codes"]) if code)
+        )
+        wrong = [code for code in codes if not GEOIP_CODE.match(code)]
+        if wrong:
+            raise ValidationError(
+                _("%(codes)s: not a country code (RU) or a region code (RU-MOW)."), params={"codes": ", ".join(wrong)}
+            )
+        taken = []
+        for region in Region.objects.exclude(pk=self.instance.pk).order_by("name"):
+            held = {str(code).upper() for code in region.geoip_codes} if isinstance(region.geoip_codes, list) else set()
+            taken += [f"{code} ({region.name})" for code in codes if code in held]
+        if taken:
+            raise ValidationError(
+                _("Already in another region, which would decide alone: %(codes)s."), params={"codes": ", ".join(taken)}
+            )
+        return codes
+
+
 @admin.register(Region)
 class RegionAdmin(admin.ModelAdmin):
+    form = RegionAdminForm
     list_display = ("name", "codes")
     search_fields = ("name",)
     inlines = (RoutingRuleInline,)
 
     @admin.display(description=_("GeoIP codes"))
     def codes(self, obj: Region) -> str:
-        return ", ".join(obj.geoip_codes or [])
+        return ", ".join(str(code) for code in obj.geoip_codes) if isinstance(obj.geoip_codes, list) else "—"
 
 
 @admin.register(RoutingRule)

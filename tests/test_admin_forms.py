@@ -485,6 +485,29 @@ def test_new_inbox_from_the_add_page(client):
     assert effective["pre_chat"] == {"fields": []}
 
 
+# --- Regions --------------------------------------------------------------------------------------
+
+
+def test_region_codes_are_typed_as_text_not_json(client):
+    data = form_of(client.get(url(m.Region, "add")))
+    data.update({"name": "East", "geoip_codes": "ru, by\r\nRU-MOW ru"})
+    response = client.post(url(m.Region, "add"), data)
+    assert response.status_code == 302, errors_of(response)
+    region = m.Region.objects.get(name="East")
+    assert region.geoip_codes == ["RU", "BY", "RU-MOW"]
+    assert form_of(client.get(url(m.Region, "change", region.pk)))["geoip_codes"] == "RU, BY, RU-MOW"
+
+    data = form_of(client.get(url(m.Region, "add")))
+    data.update({"name": "West", "geoip_codes": "Germany, DE, by"})
+    errors = errors_of(client.post(url(m.Region, "add"), data))
+    assert "GERMANY: not a country code (RU) or a region code (RU-MOW)." in errors
+    data["geoip_codes"] = "DE, by"  # BY would match either region: the first by name would win
+    assert "Already in another region, which would decide alone: BY (East)." in errors_of(
+        client.post(url(m.Region, "add"), data)
+    )
+    assert not m.Region.objects.filter(name="West").exists()
+
+
 # --- Webhooks -------------------------------------------------------------------------------------
 
 
