@@ -23,6 +23,7 @@ from messenger.inbox_settings import validate_settings
 from messenger.routing import hours as hours_module
 from messenger.routing.hours import branch_is_open, inbox_is_open, schedule_open_seconds
 from messenger.working_hours import WEEKDAYS
+from tests.conftest import bootstrap
 from tests.factories import make_branch, make_inbox
 
 pytestmark = pytest.mark.django_db
@@ -408,6 +409,31 @@ def test_inbox_form_writes_what_the_server_reads(client):
     inbox.refresh_from_db()
     assert [field["name"] for field in inbox.settings["pre_chat"]["fields"]] == ["plan"]
     assert "max_size" not in inbox.settings["attachments"]
+
+
+def test_what_the_inbox_form_saves_is_what_the_widget_is_given(client):
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data.update(
+        {
+            "features": ["pre_chat_form", "emoji"],
+            "pre_chat_fields_0_name": "order_number",
+            "pre_chat_fields_0_label": "Order <b>no.</b>",
+            "pre_chat_fields_0_required": "on",
+            "pre_chat_fields_1_name": "email",
+            "pre_chat_fields_1_type": "email",
+            "attachments_allowed_types": ["image/png"],
+        }
+    )
+    response = client.post(url(m.Inbox, "change", inbox.pk), data)
+    assert response.status_code == 302, errors_of(response)
+    settings = bootstrap(m.Inbox.objects.get(pk=inbox.pk))["settings"]
+    assert settings["pre_chat"]["fields"] == [
+        {"name": "order_number", "label": "Order <b>no.</b>", "type": "text", "required": True},
+        {"name": "email", "type": "email", "required": False},
+    ]
+    assert settings["features"]["pre_chat_form"] is True and settings["features"]["attachments"] is False
+    assert settings["attachments"]["allowed_types"] == ["image/png"]
 
 
 @pytest.mark.parametrize(
