@@ -17,6 +17,7 @@ import re
 from datetime import date
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings as django_settings
@@ -411,6 +412,25 @@ def strings(value: Any) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
+def allowed_host(domain: str) -> str:
+    """'https://Магазин.рф:8443/' → 'xn--80aa…', '*.Example.com' → '*.example.com'; else ValidationError."""
+    wildcard = domain.startswith("*.")
+    rest = domain[2:] if wildcard else domain
+    try:
+        parts = urlsplit(rest if "//" in rest else f"//{rest}")
+        parts.port  # noqa: B018 — raises on a port that is not a number
+        host = (parts.hostname or "").rstrip(".")
+        if not host or "*" in rest or " " in rest or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(domain)
+        host = host.encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        raise ValidationError(
+            _("%(domain)s is not a host name: write shop.example.com, or *.example.com for every subdomain."),
+            params={"domain": domain},
+        ) from None
+    return f"*.{host}" if wildcard else host
+
+
 def stored_settings_problems(stored: Any) -> list[str]:
     try:
         validate_settings(stored)
@@ -605,11 +625,12 @@ class InboxAdminForm(forms.ModelForm):
             )
 
     def clean_allowed_domains(self) -> list[str]:
-        domains = split_lines(self.cleaned_data["allowed_domains"])
-        for domain in domains:
-            if "/" in domain.split("//", 1)[-1] or " " in domain:
-                raise ValidationError(_("%(domain)s is not a host name."), params={"domain": domain})
-        return list(dict.fromkeys(domain.lower() for domain in domains))
+        """Each line as the host a browser's Origin names (``domain_allowed`` compares hosts):
+        lower case, an international name in its ASCII form (xn--…), no scheme, port or path."""
+        hosts = []
+        for domain in split_lines(self.cleaned_data["allowed_domains"]):
+            hosts.append(allowed_host(domain))
+        return list(dict.fromkeys(hosts))
 
     def clean_working_hours_timezone(self) -> str:
         value = self.cleaned_data["working_hours_timezone"].strip()

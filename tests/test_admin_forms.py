@@ -19,7 +19,7 @@ from messenger import models as m
 from messenger.actions.attachments import limits
 from messenger.actions.contacts import check_visitor_fields, required_pre_chat_fields
 from messenger.errors import InvalidInput
-from messenger.inbox_settings import validate_settings
+from messenger.inbox_settings import domain_allowed, validate_settings
 from messenger.routing import hours as hours_module
 from messenger.routing.hours import branch_is_open, inbox_is_open, schedule_open_seconds
 from messenger.working_hours import WEEKDAYS
@@ -509,6 +509,24 @@ def test_new_inbox_from_the_add_page(client):
     assert effective["attachments"] == defaults["attachments"]
     assert effective["working_hours"]["days"] == {}
     assert effective["pre_chat"] == {"fields": []}
+
+
+def test_allowed_domains_are_stored_as_the_hosts_browsers_send(client):
+    """The widget compares the Origin's host: an international name arrives in its ASCII form,
+    and a lone * matched no site at all while looking like "every site"."""
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data["allowed_domains"] = "Магазин.рф\r\nhttps://Shop.Example.com:8443/\r\n*.example.org\r\nshop.example.com"
+    response = client.post(url(m.Inbox, "change", inbox.pk), data)
+    assert response.status_code == 302, errors_of(response)
+    inbox.refresh_from_db()
+    assert inbox.allowed_domains == ["xn--80aairftm.xn--p1ai", "shop.example.com", "*.example.org"]
+    assert domain_allowed(inbox.allowed_domains, "https://xn--80aairftm.xn--p1ai")
+    for wrong in ("*", "*.*", "shop.example.com/chat", "http://shop.example.com:port", "two words.com"):
+        data["allowed_domains"] = wrong
+        assert f"{wrong} is not a host name" in errors_of(client.post(url(m.Inbox, "change", inbox.pk), data))
+    inbox.refresh_from_db()
+    assert inbox.allowed_domains == ["xn--80aairftm.xn--p1ai", "shop.example.com", "*.example.org"]
 
 
 # --- Regions --------------------------------------------------------------------------------------
