@@ -529,6 +529,16 @@ def test_allowed_domains_are_stored_as_the_hosts_browsers_send(client):
     assert inbox.allowed_domains == ["xn--80aairftm.xn--p1ai", "shop.example.com", "*.example.org"]
 
 
+def test_notification_emails_name_the_addresses_that_are_not(client):
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data["notification_emails"] = "desk@example.com, sales@example, boss@example.com\r\nfront desk"
+    errors = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data))
+    assert "Not e-mail addresses: sales@example, front, desk." in errors
+    inbox.refresh_from_db()
+    assert inbox.notification_emails == ""
+
+
 # --- Regions --------------------------------------------------------------------------------------
 
 
