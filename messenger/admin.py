@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 from django import forms
 from django.conf import settings as django_settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import ValidationError
@@ -105,6 +107,32 @@ class ViewOnlyMixin:
 # --- Branches and routing ------------------------------------------------------------------------
 
 
+class FormShownReadOnly:
+    """Staff who may only view a row see its form with every input disabled: Django's read-only
+    text shows a field that only the form has (the inbox's settings, a branch's Always open) as
+    None, and the hours or the GeoIP codes as JSON."""
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], add: bool = False, change: bool = False, **kwargs: Any
+    ) -> Any:
+        obj = kwargs.get("obj")
+        if change and not self.has_change_permission(request, obj):  # type: ignore[attr-defined]
+            adminform = context["adminform"]
+            form = adminform.form
+            for field in form.fields.values():
+                field.disabled = True
+            # The model's own fields are not in a view-only form: Django's text shows those well.
+            shown = flatten_fieldsets(adminform.fieldsets)
+            context["adminform"] = helpers.AdminForm(
+                form,
+                list(adminform.fieldsets),
+                {},
+                [name for name in shown if name not in form.fields],
+                model_admin=self,
+            )
+        return super().render_change_form(request, context, add, change, **kwargs)  # type: ignore[misc]
+
+
 class RoutingRuleInline(admin.TabularInline):
     model = RoutingRule
     extra = 0
@@ -137,6 +165,7 @@ class BranchAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         stored = self.instance.working_hours
         self.fields["always_open"].initial = not stored
+        self.initial.setdefault("working_hours", stored)  # a view-only form has no model fields
         if problems := schedule_problems(stored):
             self.fields["working_hours"].help_text = format_html(
                 "<strong>{}</strong> {}",
@@ -176,7 +205,7 @@ class BranchAdminForm(forms.ModelForm):
 
 
 @admin.register(Branch)
-class BranchAdmin(admin.ModelAdmin):
+class BranchAdmin(FormShownReadOnly, admin.ModelAdmin):
     class Media:
         css = {"all": ("messenger/admin-forms.css",)}
 
@@ -239,7 +268,7 @@ class RegionAdminForm(forms.ModelForm):
 
 
 @admin.register(Region)
-class RegionAdmin(admin.ModelAdmin):
+class RegionAdmin(FormShownReadOnly, admin.ModelAdmin):
     form = RegionAdminForm
     list_display = ("name", "codes")
     search_fields = ("name",)
@@ -764,7 +793,7 @@ class ProactiveTriggerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Inbox)
-class InboxAdmin(admin.ModelAdmin):
+class InboxAdmin(FormShownReadOnly, admin.ModelAdmin):
     inlines = [ProactiveTriggerInline]
 
     class Media:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.test import Client, override_settings
 from django.urls import reverse
@@ -537,6 +538,56 @@ def test_notification_emails_name_the_addresses_that_are_not(client):
     assert "Not e-mail addresses: sales@example, front, desk." in errors
     inbox.refresh_from_db()
     assert inbox.notification_emails == ""
+
+
+def test_staff_who_may_only_view_see_the_settings_as_the_form_shows_them():
+    user = get_user_model().objects.create_user("viewer", "viewer@example.com", "pw", is_staff=True)
+    for codename in ("view_inbox", "view_branch", "view_region"):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    viewer = Client()
+    viewer.force_login(user)
+    branch = make_branch(working_hours={"mon": [["09:00", "18:00"]]})
+    inbox = make_inbox(
+        branch,
+        settings={
+            "widget": {"title": "Hello shop"},
+            "working_hours": {"enabled": True, "days": {"tue": [["10:00", "14:00"]]}},
+        },
+    )
+    region = m.Region.objects.create(name="East", geoip_codes=["RU", "BY"])
+    pages = {
+        "inbox": client_page(viewer, url(m.Inbox, "change", inbox.pk)),
+        "branch": client_page(viewer, url(m.Branch, "change", branch.pk)),
+        "region": client_page(viewer, url(m.Region, "change", region.pk)),
+    }
+    data = form_of_page(pages["inbox"])
+    assert (data["widget_title"], data["hours_tue_0_open"], data["hours_tue_0_close"]) == (
+        "Hello shop",
+        "10:00",
+        "14:00",
+    )
+    assert form_of_page(pages["branch"])["working_hours_mon_0_open"] == "09:00"
+    assert form_of_page(pages["region"])["geoip_codes"] == "RU, BY"
+    for name, page in pages.items():
+        assert '<div class="readonly">None</div>' not in page, name
+        assert "&quot;09:00&quot;" not in page and "[&#x27;RU&#x27;" not in page, name
+        assert 'name="_save"' not in page, name
+    assert '<fieldset disabled class="messenger-read-only"><table class="messenger-hours"' in pages["inbox"]
+    assert 'name="widget_title" value="Hello shop"' in pages["inbox"] and "disabled" in pages["inbox"]
+    # And nothing a viewer posts is stored.
+    assert viewer.post(url(m.Inbox, "change", inbox.pk), data).status_code == 403
+
+
+def client_page(client: Client, address: str) -> str:
+    response = client.get(address)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def form_of_page(page: str) -> dict[str, Any]:
+    reader = FormReader()
+    reader.feed(page)
+    return {key: values if len(values) > 1 else values[0] for key, values in reader.data.items()}
 
 
 # --- Regions --------------------------------------------------------------------------------------
