@@ -1229,6 +1229,9 @@ class WebhookForm(forms.ModelForm):
         # A stored name that is no event (a row written by a shell or an older version) is shown
         # ticked: dropping it unseen would leave no box ticked, which subscribes to every event.
         # Saving it ticked names it in the model's error; unticking it is the admin's choice.
+        # A view-only form has no model fields, so no initial values from the row.
+        self.initial.setdefault("url", self.instance.url)
+        self.initial.setdefault("events", self.instance.events)
         stored = self.instance.events if self.instance.pk and isinstance(self.instance.events, list) else []
         extra = [(name, name) for name in stored if isinstance(name, str) and name not in WEBHOOK_EVENTS]
         if extra:
@@ -1251,7 +1254,7 @@ class WebhookForm(forms.ModelForm):
 
 
 @admin.register(Webhook)
-class WebhookAdmin(admin.ModelAdmin):
+class WebhookAdmin(FormShownReadOnly, admin.ModelAdmin):
     class Media:
         css = {"all": ("messenger/admin-forms.css",)}
 

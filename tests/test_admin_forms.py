@@ -542,7 +542,7 @@ def test_notification_emails_name_the_addresses_that_are_not(client):
 
 def test_staff_who_may_only_view_see_the_settings_as_the_form_shows_them():
     user = get_user_model().objects.create_user("viewer", "viewer@example.com", "pw", is_staff=True)
-    for codename in ("view_inbox", "view_branch", "view_region"):
+    for codename in ("view_inbox", "view_branch", "view_region", "view_webhook"):
         user.user_permissions.add(Permission.objects.get(codename=codename))
     viewer = Client()
     viewer.force_login(user)
@@ -555,7 +555,9 @@ def test_staff_who_may_only_view_see_the_settings_as_the_form_shows_them():
         },
     )
     region = m.Region.objects.create(name="East", geoip_codes=["RU", "BY"])
+    webhook = m.Webhook.objects.create(inbox=inbox, url="https://hooks.example.com/in", events=["rating.created"])
     pages = {
+        "webhook": client_page(viewer, url(m.Webhook, "change", webhook.pk)),
         "inbox": client_page(viewer, url(m.Inbox, "change", inbox.pk)),
         "branch": client_page(viewer, url(m.Branch, "change", branch.pk)),
         "region": client_page(viewer, url(m.Region, "change", region.pk)),
@@ -568,6 +570,7 @@ def test_staff_who_may_only_view_see_the_settings_as_the_form_shows_them():
     )
     assert form_of_page(pages["branch"])["working_hours_mon_0_open"] == "09:00"
     assert form_of_page(pages["region"])["geoip_codes"] == "RU, BY"
+    assert form_of_page(pages["webhook"])["events"] == "rating.created"
     for name, page in pages.items():
         assert '<div class="readonly">None</div>' not in page, name
         assert "&quot;09:00&quot;" not in page and "[&#x27;RU&#x27;" not in page, name
