@@ -13,13 +13,17 @@ from __future__ import annotations
 import contextvars
 import copy
 import json
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings as django_settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import ValidationError
@@ -39,7 +43,14 @@ from messenger.admin_forms import (
     hours_from_rows,
     pre_chat_from_rows,
 )
-from messenger.inbox_settings import DEFAULTS, deep_merge, validate_settings
+from messenger.inbox_settings import (
+    DEFAULTS,
+    MAX_ESCALATION_TIMEOUT_SECONDS,
+    MIN_ESCALATION_TIMEOUT_SECONDS,
+    deep_merge,
+    known_settings,
+    validate_settings,
+)
 from messenger.models import (
     ActivityEvent,
     AgentConnection,
@@ -64,7 +75,7 @@ from messenger.models import (
     WebhookDelivery,
 )
 from messenger.models.branch import validate_timezone
-from messenger.models.webhook import WEBHOOK_EVENTS
+from messenger.models.webhook import ALL_EVENTS_FILTER, WEBHOOK_EVENTS
 from messenger.working_hours import schedule_problems
 
 User = get_user_model()
@@ -94,6 +105,32 @@ class ViewOnlyMixin:
 
 
 # --- Branches and routing ------------------------------------------------------------------------
+
+
+class FormShownReadOnly:
+    """Staff who may only view a row see its form with every input disabled: Django's read-only
+    text shows a field that only the form has (the inbox's settings, a branch's Always open) as
+    None, and the hours or the GeoIP codes as JSON."""
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], add: bool = False, change: bool = False, **kwargs: Any
+    ) -> Any:
+        obj = kwargs.get("obj")
+        if change and not self.has_change_permission(request, obj):  # type: ignore[attr-defined]
+            adminform = context["adminform"]
+            form = adminform.form
+            for field in form.fields.values():
+                field.disabled = True
+            # The model's own fields are not in a view-only form: Django's text shows those well.
+            shown = flatten_fieldsets(adminform.fieldsets)
+            context["adminform"] = helpers.AdminForm(
+                form,
+                list(adminform.fieldsets),
+                {},
+                [name for name in shown if name not in form.fields],
+                model_admin=self,
+            )
+        return super().render_change_form(request, context, add, change, **kwargs)  # type: ignore[misc]
 
 
 class RoutingRuleInline(admin.TabularInline):
@@ -128,6 +165,7 @@ class BranchAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         stored = self.instance.working_hours
         self.fields["always_open"].initial = not stored
+        self.initial.setdefault("working_hours", stored)  # a view-only form has no model fields
         if problems := schedule_problems(stored):
             self.fields["working_hours"].help_text = format_html(
                 "<strong>{}</strong> {}",
@@ -152,6 +190,13 @@ class BranchAdminForm(forms.ModelForm):
             cleaned["working_hours"] = {}
             return cleaned
         days, problems = hours_from_rows(cleaned.get("working_hours"))
+        if not problems and not any(days.values()):
+            problems = [
+                _(
+                    "Every day is ticked closed: the branch would never take a chat. Enter the hours of a day, "
+                    "tick Always open, or untick Active to close the branch."
+                )
+            ]
         if problems:
             self.add_error("working_hours", problems)
         else:
@@ -160,7 +205,7 @@ class BranchAdminForm(forms.ModelForm):
 
 
 @admin.register(Branch)
-class BranchAdmin(admin.ModelAdmin):
+class BranchAdmin(FormShownReadOnly, admin.ModelAdmin):
     class Media:
         css = {"all": ("messenger/admin-forms.css",)}
 
@@ -177,15 +222,61 @@ class BranchAdmin(admin.ModelAdmin):
     inlines = (RoutingRuleInline,)
 
 
+GEOIP_CODE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+
+
+class RegionAdminForm(forms.ModelForm):
+    """The GeoIP codes as text (``RU, BY, RU-MOW``), not as a JSON list."""
+
+    geoip_codes = forms.CharField(
+        label=_("GeoIP codes"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_(
+            "Country codes (RU) or region codes (RU-MOW) as the GeoIP database gives them, separated by commas, "
+            "spaces or new lines. A code belongs to one region only."
+        ),
+    )
+
+    class Meta:
+        model = Region
+        fields = ("name", "geoip_codes")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        stored = self.instance.geoip_codes if isinstance(self.instance.geoip_codes, list) else []
+        self.initial["geoip_codes"] = ", ".join(str(code) for code in stored)
+
+    def clean_geoip_codes(self) -> list[str]:
+        codes = list(
+            dict.fromkeys(code.upper() for code in re.split(r"[\s,;]+", self.cleaned_data["geoip_codes"]) if code)
+        )
+        wrong = [code for code in codes if not GEOIP_CODE.match(code)]
+        if wrong:
+            raise ValidationError(
+                _("%(codes)s: not a country code (RU) or a region code (RU-MOW)."), params={"codes": ", ".join(wrong)}
+            )
+        taken = []
+        for region in Region.objects.exclude(pk=self.instance.pk).order_by("name"):
+            held = {str(code).upper() for code in region.geoip_codes} if isinstance(region.geoip_codes, list) else set()
+            taken += [f"{code} ({region.name})" for code in codes if code in held]
+        if taken:
+            raise ValidationError(
+                _("Already in another region, which would decide alone: %(codes)s."), params={"codes": ", ".join(taken)}
+            )
+        return codes
+
+
 @admin.register(Region)
-class RegionAdmin(admin.ModelAdmin):
+class RegionAdmin(FormShownReadOnly, admin.ModelAdmin):
+    form = RegionAdminForm
     list_display = ("name", "codes")
     search_fields = ("name",)
     inlines = (RoutingRuleInline,)
 
     @admin.display(description=_("GeoIP codes"))
     def codes(self, obj: Region) -> str:
-        return ", ".join(obj.geoip_codes or [])
+        return ", ".join(str(code) for code in obj.geoip_codes) if isinstance(obj.geoip_codes, list) else "—"
 
 
 @admin.register(RoutingRule)
@@ -342,6 +433,41 @@ def split_lines(text: str) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
+def strings(value: Any) -> list[str]:
+    """A stored list of texts as the form shows it: a lone text (stored before the check) is one
+    line, not a line per character; anything else is nothing."""
+    if isinstance(value, str):
+        return [value]
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def allowed_host(domain: str) -> str:
+    """'https://Магазин.рф:8443/' → 'xn--80aa…', '*.Example.com' → '*.example.com'; else ValidationError."""
+    wildcard = domain.startswith("*.")
+    rest = domain[2:] if wildcard else domain
+    try:
+        parts = urlsplit(rest if "//" in rest else f"//{rest}")
+        parts.port  # noqa: B018 — raises on a port that is not a number
+        host = (parts.hostname or "").rstrip(".")
+        if not host or "*" in rest or " " in rest or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(domain)
+        host = host.encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        raise ValidationError(
+            _("%(domain)s is not a host name: write shop.example.com, or *.example.com for every subdomain."),
+            params={"domain": domain},
+        ) from None
+    return f"*.{host}" if wildcard else host
+
+
+def stored_settings_problems(stored: Any) -> list[str]:
+    try:
+        validate_settings(stored)
+    except ValidationError as error:
+        return error.messages
+    return []
+
+
 def megabytes(size: int) -> Decimal:
     return (Decimal(size) / MIB).quantize(Decimal("0.01"))
 
@@ -451,8 +577,9 @@ class InboxAdminForm(forms.ModelForm):
     escalation_timeout = forms.IntegerField(
         label=_("Escalation timeout (seconds)"),
         required=False,
-        min_value=10,
-        help_text=_("Empty: the server default (MESSENGER_ESCALATION_TIMEOUT_SECONDS)."),
+        min_value=MIN_ESCALATION_TIMEOUT_SECONDS,
+        max_value=MAX_ESCALATION_TIMEOUT_SECONDS,
+        help_text=_("From 10 to 604800 (a week). Empty: the server default (MESSENGER_ESCALATION_TIMEOUT_SECONDS)."),
     )
 
     class Meta:
@@ -461,16 +588,24 @@ class InboxAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.stored = copy.deepcopy(self.instance.settings if self.instance.pk else {})
+        stored = self.instance.settings if self.instance.pk else {}
+        # Settings stored before the check existed (a shell, a migration) may not fit the schema:
+        # the fields show what the server can read of them, the problems are listed above them
+        # (``stored_problems``), and saving drops what could never be valid.
+        self.stored_problems = stored_settings_problems(stored)
+        self.stored = known_settings(copy.deepcopy(stored))
         # Defaults rather than effective settings: the server-wide fallbacks (privacy text,
         # escalation timeout) must not be copied into the inbox when it is saved.
         current = deep_merge(DEFAULTS, self.stored)
         hours = current["working_hours"]
         attachments = current["attachments"]
+        attachments["allowed_types"] = strings(attachments["allowed_types"])
         server_limit = django_settings.MESSENGER_ATTACHMENT_MAX_SIZE
         stored_size = self.stored.get("attachments", {}).get("max_size")
+        if isinstance(stored_size, bool):
+            stored_size = None
         initial = {
-            "allowed_domains": "\n".join(current["security"]["allowed_domains"]),
+            "allowed_domains": "\n".join(strings(current["security"]["allowed_domains"])),
             "offline_enabled": current["offline"]["enabled"],
             "offline_message": current["offline"]["message"],
             "offline_collect_contact": current["offline"]["collect_contact"],
@@ -480,7 +615,7 @@ class InboxAdminForm(forms.ModelForm):
             "working_hours_use_branch": hours["use_branch_hours"],
             "working_hours_timezone": hours["timezone"],
             "hours": hours["days"],
-            "holidays": "\n".join(hours["holidays"]),
+            "holidays": "\n".join(strings(hours["holidays"])),
             "rating_enabled": current["rating"]["enabled"],
             "rating_scale": current["rating"]["scale"],
             "auto_reply_enabled": current["automation"]["auto_reply"]["enabled"],
@@ -519,11 +654,12 @@ class InboxAdminForm(forms.ModelForm):
             )
 
     def clean_allowed_domains(self) -> list[str]:
-        domains = split_lines(self.cleaned_data["allowed_domains"])
-        for domain in domains:
-            if "/" in domain.split("//", 1)[-1] or " " in domain:
-                raise ValidationError(_("%(domain)s is not a host name."), params={"domain": domain})
-        return list(dict.fromkeys(domain.lower() for domain in domains))
+        """Each line as the host a browser's Origin names (``domain_allowed`` compares hosts):
+        lower case, an international name in its ASCII form (xn--…), no scheme, port or path."""
+        hosts = []
+        for domain in split_lines(self.cleaned_data["allowed_domains"]):
+            hosts.append(allowed_host(domain))
+        return list(dict.fromkeys(hosts))
 
     def clean_working_hours_timezone(self) -> str:
         value = self.cleaned_data["working_hours_timezone"].strip()
@@ -562,6 +698,14 @@ class InboxAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         days, problems = hours_from_rows(cleaned.get("hours"))
+        follows_own_hours = cleaned.get("working_hours_enabled") and not cleaned.get("working_hours_use_branch")
+        if not problems and follows_own_hours and not any(days.values()):
+            problems = [
+                _(
+                    "Working hours are on, yet every day is ticked closed: visitors would always find the inbox "
+                    "closed. Enter the hours of a day, or untick Working hours enabled."
+                )
+            ]
         if problems:
             self.add_error("hours", problems)
         fields, problems = pre_chat_from_rows(cleaned.get("pre_chat_fields"))
@@ -649,7 +793,7 @@ class ProactiveTriggerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Inbox)
-class InboxAdmin(admin.ModelAdmin):
+class InboxAdmin(FormShownReadOnly, admin.ModelAdmin):
     inlines = [ProactiveTriggerInline]
 
     class Media:
@@ -715,6 +859,22 @@ class InboxAdmin(admin.ModelAdmin):
         if obj is None:
             return ("widget_token", "embed_snippet", "stored_settings")
         return ("branch", "widget_token", "embed_snippet", "stored_settings")
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        problems = getattr(context["adminform"].form, "stored_problems", [])
+        if problems:
+            messages.warning(
+                request,
+                format_html(
+                    "{} {}",
+                    _(
+                        "The stored settings are not valid (written before the check existed); the fields show what "
+                        "the server reads of them, and saving stores what they show:"
+                    ),
+                    "; ".join(problems),
+                ),
+            )
+        return super().render_change_form(request, context, *args, **kwargs)
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         token = _current_request.set(request)
@@ -1069,6 +1229,9 @@ class WebhookForm(forms.ModelForm):
         # A stored name that is no event (a row written by a shell or an older version) is shown
         # ticked: dropping it unseen would leave no box ticked, which subscribes to every event.
         # Saving it ticked names it in the model's error; unticking it is the admin's choice.
+        # A view-only form has no model fields, so no initial values from the row.
+        self.initial.setdefault("url", self.instance.url)
+        self.initial.setdefault("events", self.instance.events)
         stored = self.instance.events if self.instance.pk and isinstance(self.instance.events, list) else []
         extra = [(name, name) for name in stored if isinstance(name, str) and name not in WEBHOOK_EVENTS]
         if extra:
@@ -1078,17 +1241,20 @@ class WebhookForm(forms.ModelForm):
         url = self.cleaned_data["url"]
         try:
             webhook_http.check_url(url)
-        except webhook_http.UnsafeTarget as error:
+        except webhook_http.NonPublicAddress as error:
             raise ValidationError(
                 _("%(error)s (MESSENGER_WEBHOOK_ALLOW_PRIVATE=1 allows private targets)."),
                 code="unsafe_target",
                 params={"error": error},
             ) from None
+        except webhook_http.UnsafeTarget as error:
+            # Not an address: no setting allows it, so none is named.
+            raise ValidationError(_("%(error)s."), code="unsafe_target", params={"error": error}) from None
         return url
 
 
 @admin.register(Webhook)
-class WebhookAdmin(admin.ModelAdmin):
+class WebhookAdmin(FormShownReadOnly, admin.ModelAdmin):
     class Media:
         css = {"all": ("messenger/admin-forms.css",)}
 
@@ -1110,7 +1276,10 @@ class WebhookAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("events"))
     def event_list(self, obj: Webhook) -> str:
-        return ", ".join(obj.events or []) or _("every event")
+        """What the deliveries follow (``event_filter``), whatever ``events`` held before its check."""
+        if obj.event_filter == ALL_EVENTS_FILTER:
+            return _("every event")
+        return ", ".join(name for name in obj.event_filter.split(",") if name)
 
     def save_model(self, request: HttpRequest, obj: Webhook, form: forms.ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)

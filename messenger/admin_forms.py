@@ -36,6 +36,13 @@ def _ticked(data: Any, key: str) -> bool:
     return data.get(key) not in (None, "", "0", "false", "off")
 
 
+def read_only_if_disabled(table: SafeString, attrs: dict[str, Any] | None) -> SafeString:
+    """A disabled field (staff who may only view) disables every input of its table at once."""
+    if (attrs or {}).get("disabled"):
+        return format_html('<fieldset disabled class="messenger-read-only">{}</fieldset>', table)
+    return table
+
+
 # --- Weekly hours ------------------------------------------------------------------------------
 
 
@@ -122,15 +129,18 @@ class WeeklyHoursWidget(forms.Widget):
                     cells,
                 )
             )
-        return format_html(
-            '<table class="messenger-hours" id="{}"><thead><tr><th>{}</th><th>{}</th><th colspan="{}">{}</th></tr>'
-            "</thead><tbody>{}</tbody></table>",
-            (attrs or {}).get("id", f"id_{name}"),
-            gettext("Day"),
-            gettext("Closed"),
-            slots,
-            gettext("Open – close (HH:MM, 24:00 = midnight at the end of the day)"),
-            mark_safe("".join(body)),
+        return read_only_if_disabled(
+            format_html(
+                '<table class="messenger-hours" id="{}"><thead><tr><th>{}</th><th>{}</th><th colspan="{}">{}</th>'
+                "</tr></thead><tbody>{}</tbody></table>",
+                (attrs or {}).get("id", f"id_{name}"),
+                gettext("Day"),
+                gettext("Closed"),
+                slots,
+                gettext("Open – close (HH:MM, 24:00 = midnight at the end of the day)"),
+                mark_safe("".join(body)),
+            ),
+            attrs,
         )
 
 
@@ -307,11 +317,14 @@ class PreChatFieldsWidget(forms.Widget):
                 (gettext("Remove"),),
             ),
         )
-        return format_html(
-            '<table class="messenger-prechat" id="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
-            (attrs or {}).get("id", f"id_{name}"),
-            head,
-            mark_safe("".join(body)),
+        return read_only_if_disabled(
+            format_html(
+                '<table class="messenger-prechat" id="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+                (attrs or {}).get("id", f"id_{name}"),
+                head,
+                mark_safe("".join(body)),
+            ),
+            attrs,
         )
 
 

@@ -20,6 +20,19 @@ from messenger.working_hours import TIME_PATTERN, WEEKDAYS, schedule_problems
 # The pre-chat field types the widget knows (static/messenger/widget.js, ``field``).
 PRE_CHAT_TYPES = ("text", "email", "phone", "select")
 PRE_CHAT_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+# The names that fill the contact itself, each with the one type the server accepts for it
+# (``messenger.actions.contacts``: an e-mail address, a phone number, a name as text).
+PRE_CHAT_CONTACT_TYPES = {"name": "text", "email": "email", "phone": "phone"}
+# The other fields are sent as the contact's ``custom`` attributes, at most this many values
+# of at most this many characters each (``contact.update`` refuses more).
+PRE_CHAT_MAX_CUSTOM_FIELDS = 30
+PRE_CHAT_MAX_VALUE_LENGTH = 500
+PRE_CHAT_MAX_LABEL_LENGTH = 200  # the admin's input says as much (``maxlength``)
+
+# An inbox's own escalation timeout: a week at most (a deadline is "now + timeout", and a number
+# of seconds past year 9999 made every assignment in the inbox fail).
+MIN_ESCALATION_TIMEOUT_SECONDS = 10
+MAX_ESCALATION_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 DEFAULTS: dict[str, Any] = {
     "security": {"allowed_domains": []},
@@ -124,7 +137,7 @@ SCHEMA: dict[str, Any] = {
                         "required": ["name", "type"],
                         "properties": {
                             "name": {"type": "string", "pattern": PRE_CHAT_NAME_PATTERN},
-                            "label": {"type": "string"},
+                            "label": {"type": "string", "maxLength": PRE_CHAT_MAX_LABEL_LENGTH},
                             "type": {"enum": list(PRE_CHAT_TYPES)},
                             "required": {"type": "boolean"},
                             "options": {"type": "array", "items": {"type": "string"}},
@@ -155,17 +168,27 @@ SCHEMA: dict[str, Any] = {
         "escalation": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"timeout_seconds": {"type": ["integer", "null"], "minimum": 10}},
+            "properties": {
+                "timeout_seconds": {
+                    "type": ["integer", "null"],
+                    "minimum": MIN_ESCALATION_TIMEOUT_SECONDS,
+                    "maximum": MAX_ESCALATION_TIMEOUT_SECONDS,
+                }
+            },
         },
     },
 }
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``, object by object. Where ``base`` has an object and
+    ``override`` something else (a section stored before the check existed), ``base`` stays:
+    the readers of the settings may rely on every section being an object."""
     merged = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
+    for key, value in (override if isinstance(override, dict) else {}).items():
+        if isinstance(merged.get(key), dict):
+            if isinstance(value, dict):
+                merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -173,7 +196,8 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 def pre_chat_problems(fields: Any) -> list[str]:
     """What is wrong with ``pre_chat.fields``, in words naming the field ([] when valid): the
-    schema's rules, plus unique names and options exactly for a select."""
+    schema's rules, plus unique names, options exactly for a select, the contact's own names
+    with their own types, and no more fields than a visitor's form may send."""
     if not isinstance(fields, list):
         return [gettext("The pre-chat fields must be a list.")]
     problems: list[str] = []
@@ -197,11 +221,24 @@ def pre_chat_problems(fields: Any) -> list[str]:
             problems.append(gettext("%(where)s: the name is used twice.") % {"where": where})
         else:
             seen.add(name)
+        label = field.get("label", "")
+        if not isinstance(label, str):
+            problems.append(gettext("%(where)s: the label must be text.") % {"where": where})
+        elif len(label) > PRE_CHAT_MAX_LABEL_LENGTH:
+            problems.append(
+                gettext("%(where)s: the label is longer than %(limit)d characters.")
+                % {"where": where, "limit": PRE_CHAT_MAX_LABEL_LENGTH}
+            )
         kind = field.get("type")
         if kind not in PRE_CHAT_TYPES:
             problems.append(
                 gettext("%(where)s: the type must be one of %(types)s.")
                 % {"where": where, "types": ", ".join(PRE_CHAT_TYPES)}
+            )
+        elif name in PRE_CHAT_CONTACT_TYPES and kind != PRE_CHAT_CONTACT_TYPES[name]:
+            problems.append(
+                gettext("%(where)s fills the contact's %(name)s, which takes the type %(type)s only.")
+                % {"where": where, "name": name, "type": PRE_CHAT_CONTACT_TYPES[name]}
             )
         options = field.get("options")
         if kind == "select":
@@ -209,9 +246,47 @@ def pre_chat_problems(fields: Any) -> list[str]:
                 problems.append(gettext("%(where)s: a select needs at least one option.") % {"where": where})
             elif len(set(options)) != len(options):
                 problems.append(gettext("%(where)s: an option is listed twice.") % {"where": where})
+            elif any(len(option) > PRE_CHAT_MAX_VALUE_LENGTH for option in options):
+                problems.append(
+                    gettext("%(where)s: an option is longer than %(limit)d characters.")
+                    % {"where": where, "limit": PRE_CHAT_MAX_VALUE_LENGTH}
+                )
         elif options:
             problems.append(gettext("%(where)s: only a select has options.") % {"where": where})
+    custom = [field for field in fields if isinstance(field, dict) and field.get("name") not in PRE_CHAT_CONTACT_TYPES]
+    if len(custom) > PRE_CHAT_MAX_CUSTOM_FIELDS:
+        problems.append(
+            gettext(
+                "%(count)d pre-chat fields besides name, email and phone: at most %(limit)d, the most a "
+                "visitor's form may send."
+            )
+            % {"count": len(custom), "limit": PRE_CHAT_MAX_CUSTOM_FIELDS}
+        )
     return problems
+
+
+def known_settings(value: Any) -> dict[str, Any]:
+    """``value`` without what ``SCHEMA`` has no place for: keys it does not name, a section
+    that is not an object, a feature switch that is not true or false. What is left may still
+    be invalid (``validate_settings`` says so); what was dropped could never have been valid."""
+
+    def prune(node: Any, schema: dict[str, Any]) -> Any:
+        if schema.get("type") != "object" or not isinstance(node, dict):
+            return node
+        properties = schema.get("properties", {})
+        kept: dict[str, Any] = {}
+        for key, item in node.items():
+            if key in properties:
+                child = properties[key]
+                if child.get("type") == "object" and not isinstance(item, dict):
+                    continue
+                kept[key] = prune(item, child)
+            elif isinstance(schema.get("additionalProperties"), dict):
+                if jsonschema.Draft202012Validator(schema["additionalProperties"]).is_valid(item):
+                    kept[key] = item
+        return kept
+
+    return prune(value, SCHEMA) if isinstance(value, dict) else {}
 
 
 def validate_settings(value: Any) -> None:
@@ -242,8 +317,9 @@ def validate_settings(value: Any) -> None:
 
 
 def effective_settings(stored: dict[str, Any] | None) -> dict[str, Any]:
-    merged = deep_merge(DEFAULTS, stored or {})
-    stored_attachments = (stored or {}).get("attachments")
+    stored = stored if isinstance(stored, dict) else {}
+    merged = deep_merge(DEFAULTS, stored)
+    stored_attachments = stored.get("attachments")
     if not (isinstance(stored_attachments, dict) and "max_size" in stored_attachments):
         # No size of its own: the server's limit (the admin's "Empty: that limit"), not the
         # default's 10 MiB, which would cap a server configured for larger files.

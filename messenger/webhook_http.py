@@ -30,6 +30,11 @@ class UnsafeTarget(Exception):
     """The URL is not http(s), or its host is (or resolves to) a non-public address."""
 
 
+class NonPublicAddress(UnsafeTarget):
+    """The host is, or resolves to, an address that is not public (what
+    ``MESSENGER_WEBHOOK_ALLOW_PRIVATE`` lifts)."""
+
+
 class Unresolvable(UnsafeTarget):
     """The host does not resolve (now): worth another try later."""
 
@@ -103,7 +108,7 @@ def resolve(url: str, *, allow_private: bool | None = None) -> Target:
         for address in addresses:
             reason = address_refused(address)
             if reason:
-                raise UnsafeTarget(f"{host} resolves to a non-public address ({reason})")
+                raise NonPublicAddress(f"{host} resolves to a non-public address ({reason})")
     return Target(scheme=scheme, host=host, port=port, path=path, address=addresses[0])
 
 
@@ -123,7 +128,7 @@ def check_url(url: str) -> None:
         return
     reason = address_refused(host)
     if reason:
-        raise UnsafeTarget(f"non-public address ({reason})")
+        raise NonPublicAddress(f"non-public address ({reason})")
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):

@@ -76,9 +76,18 @@ def day_problems(day: str, intervals: Any) -> list[str]:
         if bad:
             continue
         start, end = minute_of_day(opens), minute_of_day(closes)
-        if start >= end:
+        if start == end:
             problems.append(
-                gettext("%(day)s: %(open)s–%(close)s closes before it opens.")
+                gettext("%(day)s: %(open)s–%(close)s opens and closes at the same time.")
+                % {"day": name, "open": opens, "close": closes}
+            )
+            continue
+        if start > end:
+            problems.append(
+                gettext(
+                    "%(day)s: %(open)s–%(close)s closes before it opens. Hours past midnight are two intervals: "
+                    "%(open)s–24:00 on this day and 00:00–%(close)s on the next."
+                )
                 % {"day": name, "open": opens, "close": closes}
             )
             continue

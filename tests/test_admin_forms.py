@@ -11,17 +11,20 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.test import Client, override_settings
 from django.urls import reverse
 
 from messenger import models as m
 from messenger.actions.attachments import limits
-from messenger.actions.contacts import required_pre_chat_fields
-from messenger.inbox_settings import validate_settings
+from messenger.actions.contacts import check_visitor_fields, required_pre_chat_fields
+from messenger.errors import InvalidInput
+from messenger.inbox_settings import domain_allowed, validate_settings
 from messenger.routing import hours as hours_module
 from messenger.routing.hours import branch_is_open, inbox_is_open, schedule_open_seconds
 from messenger.working_hours import WEEKDAYS
+from tests.conftest import bootstrap
 from tests.factories import make_branch, make_inbox
 
 pytestmark = pytest.mark.django_db
@@ -168,6 +171,11 @@ def test_branch_hours_rows_are_stored_as_the_hours_check_reads_them(client):
         ({"mon": [("9-5", "")]}, "Monday: 9-5–… needs both an opening and a closing time."),
         ({"tue": [("9-5", "18:00")]}, 'Tuesday: "9-5" is not a time from 00:00 to 24:00 (HH:MM).'),
         ({"wed": [("18:00", "09:00")]}, "Wednesday: 18:00–09:00 closes before it opens."),
+        (  # a night shift: how to write it
+            {"wed": [("22:00", "06:00")]},
+            "Hours past midnight are two intervals: 22:00–24:00 on this day and 00:00–06:00 on the next.",
+        ),
+        ({"sat": [("9:00", "09:00")]}, "Saturday: 09:00–09:00 opens and closes at the same time."),
         ({"thu": [("09:00", "13:00"), ("12:00", "18:00")]}, "Thursday: 09:00–13:00 and 12:00–18:00 overlap."),
         ({"fri": [("24:30", "24:45")]}, 'Friday: "24:30" is not a time'),
     ],
@@ -404,6 +412,31 @@ def test_inbox_form_writes_what_the_server_reads(client):
     assert "max_size" not in inbox.settings["attachments"]
 
 
+def test_what_the_inbox_form_saves_is_what_the_widget_is_given(client):
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data.update(
+        {
+            "features": ["pre_chat_form", "emoji"],
+            "pre_chat_fields_0_name": "order_number",
+            "pre_chat_fields_0_label": "Order <b>no.</b>",
+            "pre_chat_fields_0_required": "on",
+            "pre_chat_fields_1_name": "email",
+            "pre_chat_fields_1_type": "email",
+            "attachments_allowed_types": ["image/png"],
+        }
+    )
+    response = client.post(url(m.Inbox, "change", inbox.pk), data)
+    assert response.status_code == 302, errors_of(response)
+    settings = bootstrap(m.Inbox.objects.get(pk=inbox.pk))["settings"]
+    assert settings["pre_chat"]["fields"] == [
+        {"name": "order_number", "label": "Order <b>no.</b>", "type": "text", "required": True},
+        {"name": "email", "type": "email", "required": False},
+    ]
+    assert settings["features"]["pre_chat_form"] is True and settings["features"]["attachments"] is False
+    assert settings["attachments"]["allowed_types"] == ["image/png"]
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -426,6 +459,7 @@ def test_inbox_form_writes_what_the_server_reads(client):
         ({"attachments_allowed_types": []}, "Tick at least one type"),
         ({"attachments_allowed_types": ["text/html"]}, "Select a valid choice"),
         ({"features": ["teleport"]}, "Select a valid choice"),
+        ({"escalation_timeout": "1000000000000"}, "less than or equal to 604800"),  # past year 9999
     ],
 )
 @override_settings(MESSENGER_ATTACHMENT_MAX_SIZE=10 * 1024 * 1024)
@@ -452,6 +486,7 @@ def test_inbox_settings_from_any_path_pass_the_same_check():
         {"working_hours": {"days": {"mon": [["24:00", "24:30"]]}}},
         {"pre_chat": {"fields": [{"name": "a", "type": "select"}]}},
         {"pre_chat": {"fields": [{"name": "a", "type": "text"}, {"name": "a", "type": "email"}]}},
+        {"escalation": {"timeout_seconds": 10**12}},
     ):
         with pytest.raises(ValidationError):
             m.Inbox.objects.create(name="Bad", settings=bad)
@@ -475,6 +510,110 @@ def test_new_inbox_from_the_add_page(client):
     assert effective["attachments"] == defaults["attachments"]
     assert effective["working_hours"]["days"] == {}
     assert effective["pre_chat"] == {"fields": []}
+
+
+def test_allowed_domains_are_stored_as_the_hosts_browsers_send(client):
+    """The widget compares the Origin's host: an international name arrives in its ASCII form,
+    and a lone * matched no site at all while looking like "every site"."""
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data["allowed_domains"] = "Магазин.рф\r\nhttps://Shop.Example.com:8443/\r\n*.example.org\r\nshop.example.com"
+    response = client.post(url(m.Inbox, "change", inbox.pk), data)
+    assert response.status_code == 302, errors_of(response)
+    inbox.refresh_from_db()
+    assert inbox.allowed_domains == ["xn--80aairftm.xn--p1ai", "shop.example.com", "*.example.org"]
+    assert domain_allowed(inbox.allowed_domains, "https://xn--80aairftm.xn--p1ai")
+    for wrong in ("*", "*.*", "shop.example.com/chat", "http://shop.example.com:port", "two words.com"):
+        data["allowed_domains"] = wrong
+        assert f"{wrong} is not a host name" in errors_of(client.post(url(m.Inbox, "change", inbox.pk), data))
+    inbox.refresh_from_db()
+    assert inbox.allowed_domains == ["xn--80aairftm.xn--p1ai", "shop.example.com", "*.example.org"]
+
+
+def test_notification_emails_name_the_addresses_that_are_not(client):
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data["notification_emails"] = "desk@example.com, sales@example, boss@example.com\r\nfront desk"
+    errors = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data))
+    assert "Not e-mail addresses: sales@example, front, desk." in errors
+    inbox.refresh_from_db()
+    assert inbox.notification_emails == ""
+
+
+def test_staff_who_may_only_view_see_the_settings_as_the_form_shows_them():
+    user = get_user_model().objects.create_user("viewer", "viewer@example.com", "pw", is_staff=True)
+    for codename in ("view_inbox", "view_branch", "view_region", "view_webhook"):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    viewer = Client()
+    viewer.force_login(user)
+    branch = make_branch(working_hours={"mon": [["09:00", "18:00"]]})
+    inbox = make_inbox(
+        branch,
+        settings={
+            "widget": {"title": "Hello shop"},
+            "working_hours": {"enabled": True, "days": {"tue": [["10:00", "14:00"]]}},
+        },
+    )
+    region = m.Region.objects.create(name="East", geoip_codes=["RU", "BY"])
+    webhook = m.Webhook.objects.create(inbox=inbox, url="https://hooks.example.com/in", events=["rating.created"])
+    pages = {
+        "webhook": client_page(viewer, url(m.Webhook, "change", webhook.pk)),
+        "inbox": client_page(viewer, url(m.Inbox, "change", inbox.pk)),
+        "branch": client_page(viewer, url(m.Branch, "change", branch.pk)),
+        "region": client_page(viewer, url(m.Region, "change", region.pk)),
+    }
+    data = form_of_page(pages["inbox"])
+    assert (data["widget_title"], data["hours_tue_0_open"], data["hours_tue_0_close"]) == (
+        "Hello shop",
+        "10:00",
+        "14:00",
+    )
+    assert form_of_page(pages["branch"])["working_hours_mon_0_open"] == "09:00"
+    assert form_of_page(pages["region"])["geoip_codes"] == "RU, BY"
+    assert form_of_page(pages["webhook"])["events"] == "rating.created"
+    for name, page in pages.items():
+        assert '<div class="readonly">None</div>' not in page, name
+        assert "&quot;09:00&quot;" not in page and "[&#x27;RU&#x27;" not in page, name
+        assert 'name="_save"' not in page, name
+    assert '<fieldset disabled class="messenger-read-only"><table class="messenger-hours"' in pages["inbox"]
+    assert 'name="widget_title" value="Hello shop"' in pages["inbox"] and "disabled" in pages["inbox"]
+    # And nothing a viewer posts is stored.
+    assert viewer.post(url(m.Inbox, "change", inbox.pk), data).status_code == 403
+
+
+def client_page(client: Client, address: str) -> str:
+    response = client.get(address)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def form_of_page(page: str) -> dict[str, Any]:
+    reader = FormReader()
+    reader.feed(page)
+    return {key: values if len(values) > 1 else values[0] for key, values in reader.data.items()}
+
+
+# --- Regions --------------------------------------------------------------------------------------
+
+
+def test_region_codes_are_typed_as_text_not_json(client):
+    data = form_of(client.get(url(m.Region, "add")))
+    data.update({"name": "East", "geoip_codes": "ru, by\r\nRU-MOW ru"})
+    response = client.post(url(m.Region, "add"), data)
+    assert response.status_code == 302, errors_of(response)
+    region = m.Region.objects.get(name="East")
+    assert region.geoip_codes == ["RU", "BY", "RU-MOW"]
+    assert form_of(client.get(url(m.Region, "change", region.pk)))["geoip_codes"] == "RU, BY, RU-MOW"
+
+    data = form_of(client.get(url(m.Region, "add")))
+    data.update({"name": "West", "geoip_codes": "Germany, DE, by"})
+    errors = errors_of(client.post(url(m.Region, "add"), data))
+    assert "GERMANY: not a country code (RU) or a region code (RU-MOW)." in errors
+    data["geoip_codes"] = "DE, by"  # BY would match either region: the first by name would win
+    assert "Already in another region, which would decide alone: BY (East)." in errors_of(
+        client.post(url(m.Region, "add"), data)
+    )
+    assert not m.Region.objects.filter(name="West").exists()
 
 
 # --- Webhooks -------------------------------------------------------------------------------------
@@ -504,6 +643,41 @@ def test_webhook_events_are_boxes_and_none_means_every_event(client):
 
     data["events"] = "message.deleted"
     assert "Select a valid choice" in errors_of(client.post(url(m.Webhook, "change", webhook.pk), data))
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("ftp://hooks.example.com/in", "only http and https URLs are allowed."),
+        ("https://user:secret@hooks.example.com/in", "credentials in the URL are not allowed."),
+        ("https://hooks.example.com:99999/in", "the URL's port is not valid."),
+    ],
+)
+@override_settings(MESSENGER_WEBHOOK_ALLOW_PRIVATE=False)
+def test_a_webhook_url_refused_for_its_form_names_no_setting_that_would_not_allow_it(client, target, message):
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Webhook, "add")))
+    data.update({"inbox": str(inbox.pk), "url": target})
+    errors = errors_of(client.post(url(m.Webhook, "add"), data)).replace("&#x27;", "'")
+    assert message in errors
+    assert "MESSENGER_WEBHOOK_ALLOW_PRIVATE" not in errors
+    assert not m.Webhook.objects.exists()
+    data["url"] = "http://10.0.0.1/in"  # an address: the setting that allows it is named
+    assert "MESSENGER_WEBHOOK_ALLOW_PRIVATE=1 allows private targets" in errors_of(
+        client.post(url(m.Webhook, "add"), data)
+    )
+
+
+def test_the_webhook_list_shows_the_events_delivered_whatever_was_stored_before_the_check(client):
+    inbox = make_inbox(make_branch())
+    chosen = m.Webhook.objects.create(inbox=inbox, url="https://a.example.com/in", events=["rating.created"])
+    legacy = m.Webhook.objects.create(inbox=inbox, url="https://b.example.com/in", events=[])
+    m.Webhook.objects.filter(pk=legacy.pk).update(events=[1, None])  # a shell, before the check
+    page = client.get(url(m.Webhook, "changelist"))
+    assert page.status_code == 200
+    cells = [cell.split("</td>")[0] for cell in page.content.decode().split('class="field-event_list">')[1:]]
+    assert sorted(cells) == ["every event", "rating.created"]
+    assert chosen.event_filter == ",rating.created,"
 
 
 # --- The index ------------------------------------------------------------------------------------
@@ -536,3 +710,152 @@ def test_index_groups_speak_russian(client):
     inbox = make_inbox(make_branch())
     form = client.get(url(m.Inbox, "change", inbox.pk)).content.decode()
     assert "Рабочие часы" in form and "Понедельник" in form and "Поля анкеты перед чатом" in form
+
+
+# --- Settings stored before the check -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "legacy",
+    [
+        {"attachments": None},
+        {"attachments": []},
+        {"working_hours": "9-5"},
+        {"features": ["emoji"]},
+        {"pre_chat": None},
+        {"security": None},
+        {"widget": None},
+        {"automation": {"auto_reply": None}},
+        {"greeting": "Hi", "widget": {"colour": "#ffffff"}},
+        ["not", "an", "object"],
+    ],
+)
+def test_inbox_settings_stored_before_the_check_open_with_a_warning_and_save(client, legacy):
+    inbox = make_inbox(make_branch())
+    m.Inbox.objects.filter(pk=inbox.pk).update(settings=legacy)
+    page = client.get(url(m.Inbox, "change", inbox.pk))
+    assert b"The stored settings are not valid" in page.content
+    response = client.post(url(m.Inbox, "change", inbox.pk), form_of(page))
+    assert response.status_code == 302, errors_of(response)
+    inbox.refresh_from_db()
+    validate_settings(inbox.settings)
+    assert b"The stored settings are not valid" not in client.get(url(m.Inbox, "change", inbox.pk)).content
+
+
+def test_the_inbox_list_opens_with_a_row_whose_settings_predate_the_check(client):
+    """One such row made the whole list fail (its "allowed domains" column), and with it the
+    way to the page that repairs it; the server reads the defaults for what it cannot read."""
+    good = make_inbox(make_branch(), settings={"security": {"allowed_domains": ["shop.example.com"]}})
+    for legacy in ({"security": None}, {"security": {"allowed_domains": ["a.example"]}, "widget": []}, "x"):
+        inbox = make_inbox(make_branch())
+        m.Inbox.objects.filter(pk=inbox.pk).update(settings=legacy)
+        inbox.refresh_from_db()
+        assert inbox.effective_settings["widget"]["position"] == "right"
+    page = client.get(url(m.Inbox, "changelist"))
+    assert page.status_code == 200
+    assert b"shop.example.com" in page.content and b"a.example" in page.content
+    assert good.allowed_domains == ["shop.example.com"]
+
+
+def test_a_lone_text_stored_for_a_list_is_one_line_not_a_line_per_character(client):
+    inbox = make_inbox(make_branch())
+    m.Inbox.objects.filter(pk=inbox.pk).update(
+        settings={"security": {"allowed_domains": "shop.example.com"}, "working_hours": {"holidays": "2025-01-01"}}
+    )
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    assert (data["allowed_domains"], data["holidays"]) == ("shop.example.com", "2025-01-01")
+    assert client.post(url(m.Inbox, "change", inbox.pk), data).status_code == 302
+    inbox.refresh_from_db()
+    assert inbox.settings["security"]["allowed_domains"] == ["shop.example.com"]
+    assert inbox.settings["working_hours"]["holidays"] == ["2025-01-01"]
+
+
+# --- Pre-chat fields a visitor can actually send ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "options"),
+    [("email", "phone", ""), ("phone", "email", ""), ("name", "select", "Ann\nBob"), ("email", "text", "")],
+)
+def test_the_contact_fields_keep_their_own_type(client, name, kind, options):
+    """A field named phone typed e-mail would make the widget ask for an address the server then
+    refuses as a phone number: the visitor could never send the form."""
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data.update({"pre_chat_fields_0_name": name, "pre_chat_fields_0_type": kind, "pre_chat_fields_0_options": options})
+    message = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data)).replace("&quot;", '"')
+    assert f'Pre-chat field "{name}" fills the contact\'s {name}, which takes the type' in message
+    inbox.refresh_from_db()
+    assert inbox.settings.get("pre_chat", {}).get("fields", []) == []
+
+
+def test_no_more_pre_chat_fields_than_a_visitor_may_send(client):
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    names = ["name", "email", "phone", *(f"field_{number}" for number in range(30))]
+    for index, name in enumerate(names):
+        data[f"pre_chat_fields_{index}_name"] = name
+        data[f"pre_chat_fields_{index}_type"] = {"email": "email", "phone": "phone"}.get(name, "text")
+    assert client.post(url(m.Inbox, "change", inbox.pk), data).status_code == 302
+    inbox.refresh_from_db()
+    assert len(inbox.settings["pre_chat"]["fields"]) == 33
+    # All of them filled in: the widget's contact.update, which the server takes.
+    assert check_visitor_fields({"name": "Ann", "custom": {name: "x" * 500 for name in names[3:]}})
+
+    data["pre_chat_fields_33_name"] = "one_more"
+    data["pre_chat_fields_33_type"] = "text"
+    message = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data))
+    assert "31 pre-chat fields besides name, email and phone: at most 30" in message
+    with pytest.raises(InvalidInput):  # what the widget would have sent
+        check_visitor_fields({"custom": {f"field_{number}": "x" for number in range(30)} | {"one_more": "x"}})
+    inbox.refresh_from_db()
+    assert len(inbox.settings["pre_chat"]["fields"]) == 33
+
+
+def test_a_select_option_fits_what_a_visitor_may_send(client):
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data.update(
+        {"pre_chat_fields_0_name": "plan", "pre_chat_fields_0_type": "select", "pre_chat_fields_0_options": "x" * 501}
+    )
+    message = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data)).replace("&quot;", '"')
+    assert 'Pre-chat field "plan": an option is longer than 500 characters.' in message
+
+
+def test_a_pre_chat_label_is_at_most_what_the_admin_input_takes(client):
+    """The input's maxlength is the browser's courtesy; a longer label posted anyway (and sent
+    to every visitor's bootstrap) is refused in words, not echoed back by the schema."""
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data.update({"pre_chat_fields_0_name": "topic", "pre_chat_fields_0_label": "x" * 201})
+    message = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data)).replace("&quot;", '"')
+    assert message == 'Pre-chat field "topic": the label is longer than 200 characters.'
+    data["pre_chat_fields_0_label"] = "x" * 200
+    assert client.post(url(m.Inbox, "change", inbox.pk), data).status_code == 302
+
+
+# --- Hours that would never open ---------------------------------------------------------------------
+
+
+def test_inbox_hours_switched_on_with_every_day_closed_are_refused(client):
+    """A new inbox shows every day ticked closed: ticking "Working hours enabled" alone would
+    have closed the inbox for good."""
+    inbox = make_inbox(make_branch())
+    data = form_of(client.get(url(m.Inbox, "change", inbox.pk)))
+    data["working_hours_enabled"] = "on"
+    message = errors_of(client.post(url(m.Inbox, "change", inbox.pk), data))
+    assert "Working hours are on, yet every day is ticked closed" in message
+    inbox.refresh_from_db()
+    assert inbox_is_open(inbox, MONDAY_10)
+    data["working_hours_use_branch"] = "on"  # the branch's hours: its own rows do not count
+    assert client.post(url(m.Inbox, "change", inbox.pk), data).status_code == 302
+
+
+def test_branch_with_every_day_closed_is_refused(client):
+    branch = make_branch()
+    data = form_of(client.get(url(m.Branch, "change", branch.pk)))
+    data.pop("always_open")
+    message = errors_of(client.post(url(m.Branch, "change", branch.pk), data))
+    assert "Every day is ticked closed: the branch would never take a chat." in message
+    branch.refresh_from_db()
+    assert branch.working_hours == {} and branch_is_open(branch, MONDAY_10)

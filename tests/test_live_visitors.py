@@ -338,6 +338,30 @@ def test_a_trigger_is_validated_in_the_admin():
     assert _trigger(inbox).matches("anything")
 
 
+@pytest.mark.parametrize(
+    ("pattern", "url", "matched"),
+    [
+        ("https://shop.example/pricing", "https://shop.example/pricing", True),
+        ("https://shop.example/pricing", "https://shop.example/pricing?x", False),
+        ("*/pricing*", "https://shop.example/pricing?plan=pro", True),
+        ("*/pricing*", "https://shop.example/about", False),
+        ("*/shop/*/item/*", "https://e.example/shop/42/item/7", True),
+        ("*/shop/*/item/*", "https://e.example/item/7/shop/42", False),
+        ("*a*a", "aa", True),
+        ("*a*a", "a", False),
+        ("ab*ba", "aba", False),  # the two ends may not share a character
+        ("ab*ba", "abba", True),
+        ("*", "", True),
+        ("**x**", "line\nbreak x", True),
+        ("*a*a*a*a*a*b", "a" * 1000, False),  # a regular expression backtracks here for hours
+        ("*a*a*a*a*a*b", "a" * 999 + "b", True),
+    ],
+)
+def test_a_url_pattern_matches_as_documented_and_in_linear_time(pattern, url, matched):
+    trigger = ProactiveTrigger(url_pattern=pattern)
+    assert trigger.matches(url) is matched
+
+
 @pytest.mark.redis
 async def test_an_entry_of_a_process_that_died_vanishes_within_its_ttl():
     if live.messenger_cache.redis_client() is None:

@@ -25,6 +25,7 @@ from messenger.actions.base import Actor, audit_row
 from messenger.actions.webhooks import contact_event_statements
 from messenger.dbwrite import execute, insert_statement
 from messenger.errors import Conflict, InvalidInput, NotFound
+from messenger.inbox_settings import PRE_CHAT_MAX_CUSTOM_FIELDS, PRE_CHAT_MAX_VALUE_LENGTH
 from messenger.models import Contact, ContactInbox, Inbox
 from messenger.realtime.broadcast import broadcast_on_commit
 from messenger.realtime.groups import visitor_session_group
@@ -96,12 +97,12 @@ def _contact_changes(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     if custom is not None:
         if (
             not isinstance(custom, dict)
-            or len(custom) > 30
+            or len(custom) > PRE_CHAT_MAX_CUSTOM_FIELDS
             or not all(isinstance(k, str) and isinstance(v, str | int | float | bool) for k, v in custom.items())
         ):
-            raise InvalidInput("custom: an object of at most 30 simple values")
-        if any(len(str(v)) > 500 for v in custom.values()):
-            raise InvalidInput("custom: values of at most 500 characters")
+            raise InvalidInput(f"custom: an object of at most {PRE_CHAT_MAX_CUSTOM_FIELDS} simple values")
+        if any(len(str(v)) > PRE_CHAT_MAX_VALUE_LENGTH for v in custom.values()):
+            raise InvalidInput(f"custom: values of at most {PRE_CHAT_MAX_VALUE_LENGTH} characters")
     return changes, custom
 
 

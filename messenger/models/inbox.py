@@ -18,8 +18,17 @@ def parse_email_list(value: str) -> list[str]:
 
 
 def validate_email_list(value: str) -> None:
+    """Names every address that is not one (Django's own message names none of a list)."""
+    wrong = []
     for address in parse_email_list(value):
-        validate_email(address)
+        try:
+            validate_email(address)
+        except ValidationError:
+            wrong.append(address)
+    if wrong:
+        raise ValidationError(
+            _("Not e-mail addresses: %(addresses)s."), code="invalid", params={"addresses": ", ".join(wrong)}
+        )
 
 
 def new_widget_token() -> str:
