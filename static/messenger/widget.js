@@ -72,7 +72,7 @@ const store = {
 let boot = null, t = TEXTS.en, ws = null, socketSerial = 0, attempt = 0, reconnectTimer = 0, heartbeatTimer = 0;
 let lastFrameAt = 0, currentId = null, opened = false, launcherVisible = true, available = true;
 let typingSentAt = 0, typingConversation = null, agentTypingTimer = 0, readSent = 0, refSeq = 0, stopped = false;
-let captcha = null;
+let captcha = null, closeOwed = false; // a widget.close the socket was down for: sent at the next hello
 const conversations = new Map(); // id -> {last, resuming, again, status, assignee}
 const messagesById = new Map(); // message id -> element
 const pendingByClient = new Map(); // client_id -> element
@@ -1016,6 +1016,7 @@ function onFrame(f) {
 function onHello(f) {
   attempt = 0;
   ws.ready = true;
+  if (closeOwed) closeOwed = !send({ type: "widget.close" });
   setConn("online");
   startHeartbeat(f.heartbeat);
   setAvailability(f);
@@ -1211,7 +1212,7 @@ const api = {
     ui.panel.hidden = true;
     ui.launcher.setAttribute("aria-expanded", "false");
     stopTyping();
-    send({ type: "widget.close" }); // the server sends no more automatic invitations
+    closeOwed = !send({ type: "widget.close" }); // the server sends no more automatic invitations
     if (back?.isConnected) back.focus();
     emit("close");
   }),
