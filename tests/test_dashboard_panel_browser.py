@@ -389,3 +389,46 @@ def test_supervisor_alert_is_shown(chromium, live_server_factory):  # noqa: ANN0
     for page in (olga, sonia):
         assert page.errors == [], page.errors
         page.context.close()
+
+
+# Every box inside ``selector`` that reaches past its right edge (more than a pixel), by id or class.
+SPILLS = """(selector) => {
+    const outer = document.querySelector(selector).getBoundingClientRect();
+    return [...document.querySelectorAll(`${selector} *`)]
+        .filter((node) => { const box = node.getBoundingClientRect(); return box.width > 0 && box.right > outer.right + 1; })
+        .map((node) => node.id || node.className || node.tagName);
+}"""
+
+
+def test_long_names_and_words_without_spaces_stay_in_their_columns(chromium, live_server_factory):  # noqa: ANN001
+    server, inbox = north(live_server_factory, features={"typing_preview": True})
+    visitor = Visitor(server, inbox)
+    visitor.command("contact.update", name="N" * 120, email="e" * 80 + "@example.com")
+    visitor.say("x" * 300)
+    for width in (1440, 768):
+        olga = log_in(chromium, server, "olga", width=width, height=900)
+        row(olga, visitor.conversation_id).click()
+        olga.locator("#messages .message").wait_for()
+        typing(visitor, "start")  # without a preview: the name alone
+        visitor.socket.send(
+            json.dumps({"type": "typing.start", "conversation_id": visitor.conversation_id, "preview": "y" * 300})
+        )
+        olga.locator("#typing", has_text="yyyy").wait_for()
+        olga.locator("#contact-card strong").wait_for(state="attached")
+        # The title is cut short (the whole name is its tooltip), not painted over the header's buttons.
+        title = olga.locator("#conversation-title")
+        assert title.evaluate(
+            "(node) => node.scrollWidth <= node.clientWidth || getComputedStyle(node).overflowX !== 'visible'"
+        )
+        assert title.get_attribute("title") == "N" * 120
+        assert olga.evaluate(SPILLS, "#conversation") == []
+        # The message's time stays on one line beside the sender's name.
+        assert lines_of(olga.locator("#messages .message .meta time").first) == 1
+        if width == 768:
+            olga.locator("#toggle-side").click()
+            olga.locator("#close-side").wait_for()
+        assert olga.evaluate(SPILLS, "#side") == []
+        assert olga.evaluate("document.documentElement.scrollWidth") <= width
+        shoot(olga, f"dashboard-long-{width}")
+        olga.context.close()
+    finish(visitor)

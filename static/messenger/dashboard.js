@@ -784,7 +784,7 @@
         content,
         ...attachments,
         el("div", { class: "meta" },
-          el("span", {}, message.sender.name || ""),
+          el("span", { class: "sender", title: message.sender.name || "" }, message.sender.name || ""),
           el("time", { datetime: message.created_at || "" }, time(message.created_at)),
           message.direction === "out" ? ticksNode(message) : null,
         ),
@@ -833,6 +833,7 @@
     if (!open) return;
     const conversation = open.conversation || {};
     $("conversation-title").textContent = conversation.contact ? conversation.contact.name : `#${open.id}`;
+    $("conversation-title").title = $("conversation-title").textContent; // shortened with an ellipsis when long
     $("conversation-avatar").replaceChildren(avatar(conversation.contact ? conversation.contact.name : "?"));
     const rating = conversation.rating;
     const ratingNode = $("conversation-rating");
