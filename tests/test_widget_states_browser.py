@@ -245,3 +245,32 @@ def test_queue_place_is_live_with_an_expected_wait(chromium, live_server_factory
         supervisor.close()
         page.context.close()
         server.stop(kill=True)
+
+
+def test_a_typing_preview_cut_at_its_limit_never_splits_an_emoji(chromium, server):  # noqa: ANN001
+    branch = make_branch()
+    inbox = make_inbox(branch, settings={"features": {"typing_preview": True}})
+    operator = Operator(server, make_user(branch=branch, first_name="Olga"))
+    page = _open(chromium, server, inbox)
+    try:
+        send_text(page, "Hello")
+        conversation_id = operator.expect("message.created", direction="in")["conversation_id"]
+        operator.command("conversation.open", conversation_id=conversation_id)
+        # 2 000 UTF-16 units: the emoji's second half lies past the limit. Cut in two, the preview
+        # would carry a lone surrogate, which the server refuses: the operator would see nothing.
+        widget(page).locator("textarea.input").fill("a" * 1999 + "😀")
+        typing = operator.expect("typing.started", who="contact")
+        assert typing["data"]["preview"] == "a" * 1999
+        # Text that already holds a lone surrogate (pasted from a broken source) is not refused either.
+        # Typing goes out at most once a second: the page keeps "typing" until one has gone.
+        page.evaluate(
+            """() => { const box = document.querySelector('profi-messenger').shadowRoot.querySelector('textarea.input');
+                       box.value = 'b\\ud83d c';
+                       setInterval(() => box.dispatchEvent(new Event('input', {bubbles: true})), 200); }"""
+        )
+        typing = operator.expect("typing.started", who="contact", timeout=15)
+        assert typing["data"]["preview"] == "b\ufffd c"
+        assert not any(frame["type"] == "error" for frame in operator.frames)
+    finally:
+        operator.close()
+        page.context.close()

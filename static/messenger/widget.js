@@ -803,7 +803,8 @@ function onTyping() {
   typingSentAt = now;
   typingConversation = id;
   const frame = { type: "typing.start", conversation_id: id };
-  if (features.typing_preview) frame.preview = ui.input.value.slice(0, 2000);
+  // The server refuses a lone surrogate: never cut an emoji in two, nor pass on a broken paste.
+  if (features.typing_preview) frame.preview = ui.input.value.slice(0, 2000).replace(/[\ud800-\udbff]$/, "").toWellFormed();
   send(frame);
 }
 
