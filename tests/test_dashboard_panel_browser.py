@@ -432,3 +432,24 @@ def test_long_names_and_words_without_spaces_stay_in_their_columns(chromium, liv
         shoot(olga, f"dashboard-long-{width}")
         olga.context.close()
     finish(visitor)
+
+
+def test_a_conversation_transferred_away_by_someone_else_leaves_the_old_branchs_screens(chromium, live_server_factory):  # noqa: ANN001
+    from tests.test_widget_browser import Operator
+
+    server, inbox = north(live_server_factory)
+    south = make_branch("South")
+    olga = log_in(chromium, server, "olga")
+    visitor = Visitor(server, inbox)
+    visitor.say("Hello")
+    row(olga, visitor.conversation_id).click()
+    olga.locator("#messages .message").wait_for()
+    # Her colleague moves it to South's queue: its assignment frame goes to South only, so Olga's
+    # page sees the next event (the branch change) after a gap, and her replay is refused.
+    petr = Operator(server, make_user("petr", branch=Conversation.objects.get().branch))
+    petr.command("conversation.transfer", conversation_id=visitor.conversation_id, branch_id=south.pk)
+    olga.locator("#empty-state", has_text="moved out of your view").wait_for()
+    assert olga.locator("#conversation").get_attribute("data-state") == "empty"
+    row(olga, visitor.conversation_id).wait_for(state="detached")
+    petr.close()
+    finish(visitor, olga)

@@ -256,10 +256,23 @@
     if (state.resuming.has(conversationId)) { state.resumeAgain.add(conversationId); return; }
     const after = state.lastId.get(conversationId) || 0;
     state.resuming.add(conversationId);
-    command("resume", { conversation_id: conversationId, after }).catch(() => {
+    command("resume", { conversation_id: conversationId, after }).catch((error) => {
       state.resuming.delete(conversationId);
       state.resumeAgain.delete(conversationId);
+      if (error.code === "not_found") forgetConversation(conversationId);
     });
+  }
+
+  /* The conversation left this operator's scope (a transfer to another branch, say). The frames
+   * that say so go to the new branch, so the old one's dashboards may see only a gap, and the
+   * replay it asks for is refused like any conversation of another branch. */
+  function forgetConversation(conversationId) {
+    state.rows.delete(conversationId);
+    state.lastId.delete(conversationId);
+    if (state.typing.has(conversationId)) clearTyping(conversationId);
+    if (state.open && state.open.id === conversationId) closeConversation(T.movedAway);
+    else renderList();
+    scheduleCounters();
   }
 
   function onResumeDone(conversationId) {
