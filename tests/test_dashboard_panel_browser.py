@@ -453,3 +453,28 @@ def test_a_conversation_transferred_away_by_someone_else_leaves_the_old_branchs_
     row(olga, visitor.conversation_id).wait_for(state="detached")
     petr.close()
     finish(visitor, olga)
+
+
+def test_the_routing_log_speaks_russian_on_a_russian_page(chromium, live_server_factory):  # noqa: ANN001
+    server, inbox = north(live_server_factory)
+    visitor = Visitor(server, inbox)
+    visitor.say("Здравствуйте")
+    context = chromium.new_context(viewport={"width": 1440, "height": 900})
+    context.add_cookies([{"name": "django_language", "value": "ru", "url": server.url}])
+    olga = context.new_page()
+    olga.set_default_timeout(TIMEOUT)
+    olga.errors = []
+    olga.on("pageerror", lambda error: olga.errors.append(str(error)))
+    olga.goto(server.url + "/accounts/login/?next=/dashboard/")
+    olga.fill("#id_username", "olga")
+    olga.fill("#id_password", "pw-olga")
+    olga.click("button[type=submit]")
+    olga.wait_for_selector("#connection[data-state=online]")
+    row(olga, visitor.conversation_id).click()
+    assigned = olga.locator("#routing-log li[data-step=assigned]")
+    assigned.wait_for()
+    assert assigned.locator(".routing-head").inner_text() == "Назначен → Olga"
+    # The server stores the policy in English; the page shows it in its own language.
+    assert "меньше всего открытых диалогов, затем дольше всех без назначения" in assigned.inner_text()
+    assert "fewest" not in olga.locator("#routing-log").inner_text()
+    finish(visitor, olga)

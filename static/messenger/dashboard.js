@@ -32,6 +32,14 @@
       },
       reasons: { manual: "by hand", transfer: "", "routing rule": "routing rule", "inbox branch": "inbox's branch", "default branch": "default branch", "no branch": "no branch" },
       from: "from", hours: "hours", closed: "closed", step: "step",
+      // The routing log's and the supervisor alert's words, as the server stores them (English).
+      phrases: {
+        "fewest open conversations, then longest since last assignment": "fewest open conversations, then longest since last assignment",
+        "round-robin (longest since last assignment)": "round-robin (longest since last assignment)",
+        "outside working hours": "outside working hours", "no eligible operator": "no eligible operator",
+        "escalation fallback": "escalation fallback", "fallback branch": "fallback branch", wait: "wait",
+        "escalation steps without an answer": "escalation steps without an answer",
+      },
     },
     ru: {
       connecting: "Подключение…", online: "На связи", offline: "Нет связи — переподключаемся…",
@@ -55,6 +63,13 @@
       },
       reasons: { manual: "вручную", transfer: "", "routing rule": "правило маршрутизации", "inbox branch": "филиал источника", "default branch": "филиал по умолчанию", "no branch": "без филиала" },
       from: "от", hours: "часы работы", closed: "закрыт", step: "шаг",
+      phrases: {
+        "fewest open conversations, then longest since last assignment": "меньше всего открытых диалогов, затем дольше всех без назначения",
+        "round-robin (longest since last assignment)": "по очереди (дольше всех без назначения)",
+        "outside working hours": "вне рабочих часов", "no eligible operator": "нет подходящего оператора",
+        "escalation fallback": "резервный филиал эскалации", "fallback branch": "резервный филиал", wait: "ждать",
+        "escalation steps without an answer": "шагов эскалации без ответа",
+      },
     },
   };
   const T = STRINGS[config.language] || STRINGS.en;
@@ -448,7 +463,7 @@
     if (previous) previous.remove();
     const row = state.rows.get(id);
     const who = row ? row.contact.name : `#${id}`;
-    const text = `${who} (#${id}): ${data.reason || data.kind || ""}${data.step ? `, ${T.step} ${data.step}` : ""}`;
+    const text = `${who} (#${id}): ${phrase(data.reason) || data.kind || ""}${data.step ? `, ${T.step} ${data.step}` : ""}`;
     const item = el("div", { class: "alert", role: "alert", dataset: { conversationId: id, kind: data.kind || "" } },
       el("span", { class: "alert-icon", "aria-hidden": "true" }, "⚠"),
       el("strong", {}, T.alert), " ", el("span", { class: "alert-text" }, text),
@@ -921,11 +936,19 @@
     renderActions();
   }
 
+  /* A phrase the server stored in English, in the page's language (unknown ones as they are). */
+  function phrase(text) {
+    if (typeof text !== "string") return text;
+    if (Object.hasOwn(T.phrases, text)) return T.phrases[text];
+    const steps = /^(\d+) escalation steps without an answer$/.exec(text);
+    return steps ? `${steps[1]} ${T.phrases["escalation steps without an answer"]}` : text;
+  }
+
   function routingHead(entry) {
     const step = T.steps[entry.step] || entry.step || "";
     const reasonKey = typeof entry.reason === "string" ? entry.reason : "";
     // "transferred" with the reason "transfer" said it twice; known reasons are translated.
-    const reason = reasonKey in T.reasons ? T.reasons[reasonKey] : reasonKey;
+    const reason = reasonKey in T.reasons ? T.reasons[reasonKey] : phrase(reasonKey);
     const parts = [step];
     if (reason && reason.toLowerCase() !== step.toLowerCase()) parts.push(`(${reason})`);
     if (entry.to && entry.to.name) parts.push(`→ ${entry.to.name}`);
@@ -939,10 +962,10 @@
   function routingEntry(entry) {
     const lines = [];
     if (entry.from && entry.from.name) lines.push(`${T.from} ${entry.from.name}`);
-    if (entry.why && entry.why !== entry.reason) lines.push(entry.why);
-    if (entry.policy) lines.push(entry.policy);
-    if (entry.tie_break) lines.push(entry.tie_break);
-    if (entry.hours) lines.push(`${T.hours}: ${entry.hours.decision}${entry.hours.closed ? ` (${entry.hours.closed} ${T.closed})` : ""}`);
+    if (entry.why && entry.why !== entry.reason) lines.push(phrase(entry.why));
+    if (entry.policy) lines.push(phrase(entry.policy));
+    if (entry.tie_break) lines.push(phrase(entry.tie_break));
+    if (entry.hours) lines.push(`${T.hours}: ${phrase(entry.hours.decision)}${entry.hours.closed ? ` (${entry.hours.closed} ${T.closed})` : ""}`);
     if (entry.step_number || entry.escalation_step) lines.push(`${T.step} ${entry.step_number || entry.escalation_step}`);
     const candidates = (entry.candidates || []).map((candidate, index) =>
       el("li", { class: index === entry.picked_index ? "picked" : "" }, `${candidate.name || operatorName(candidate.user_id)}: ${candidate.open ?? "?"} ${T.openLoad}${candidate.status ? `, ${T.operatorStatus[candidate.status] || candidate.status}` : ""}`),
