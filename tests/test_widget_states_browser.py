@@ -274,3 +274,36 @@ def test_a_typing_preview_cut_at_its_limit_never_splits_an_emoji(chromium, serve
     finally:
         operator.close()
         page.context.close()
+
+
+def test_a_rating_given_in_one_tab_leaves_the_other_tab_too(chromium, server):  # noqa: ANN001
+    branch = make_branch()
+    inbox = make_inbox(branch, settings={"rating": {"enabled": True}})
+    operator = Operator(server, make_user(branch=branch, first_name="Olga"))
+    first = _open(chromium, server, inbox)
+    second = first.context.new_page()  # the same visitor (same storage) in another tab
+    second.goto(f"{server.other_origin_url}/demo/?token={inbox.widget_token}")
+    live.wait_ready(second)
+    second.evaluate("ProfiMessenger.open()")
+    try:
+        send_text(first, "Hello")
+        conversation_id = operator.expect("message.created", direction="in")["conversation_id"]
+        operator.command("conversation.status", conversation_id=conversation_id, status="resolved")
+        for page in (first, second):
+            widget(page).locator("form.rating").wait_for()
+        rating = widget(first).locator("form.rating")
+        rating.locator("button[data-score='5']").click()
+        rating.locator("button[type=submit]").click()
+        widget(first).locator(".thanks").wait_for()
+        # The other tab no longer asks for a rating the visitor gave.
+        widget(second).locator(".thanks").wait_for()
+        assert widget(second).locator("form.rating").count() == 0
+        # A new conversation started in the first tab: the other one's thanks belongs to the old one.
+        widget(first).locator(".newconv").click()
+        send_text(first, "Another question")
+        widget(second).locator(".msg.in", has_text="Another question").wait_for()
+        widget(second).locator(".thanks").wait_for(state="detached")
+        assert widget(second).locator("form.rating, .resolved").count() == 0
+    finally:
+        operator.close()
+        first.context.close()

@@ -461,11 +461,13 @@ function showRating(conversationId, scale) {
     e.preventDefault();
     if (score == null) { err.textContent = fmt(t.required, { f: t.rate }); buttons[0].focus(); return; }
     requestFor(err, { type: "conversation.rate", conversation_id: conversationId, score, comment: comment.value.trim() }, () => {
-      form.replaceWith(h("div", { class: "notice thanks", role: "status", text: t.thanks }));
+      form.replaceWith(thanks(conversationId));
     });
   });
   ui.extra.append(form);
 }
+
+const thanks = (id) => h("div", { class: "notice thanks", role: "status", "data-conversation": id, text: t.thanks });
 
 function showResolved(show) {
   const bar = ui.extra.querySelector(".resolved");
@@ -1096,6 +1098,12 @@ function applyConversation(c, changes, live) {
     if (c.assignee || c.status !== "open") ui.queue.hidden = true;
     // "Olga opened your conversation" holds while she has it open and it is not over.
     if (c.status === "resolved" || c.status === "closed" || !c.opened) info("");
+  }
+  // Rated in another tab, or a newer conversation started there: this tab's form goes too.
+  for (const box of ui.extra.querySelectorAll(".rating, .thanks")) {
+    const of = +box.dataset.conversation;
+    if (of === c.id && c.rating && box.matches(".rating")) box.replaceWith(thanks(c.id));
+    else if (of !== currentId) box.remove();
   }
   if (live && changes.includes("opened") && c.opened && c.status === "open") info(fmt(t.opened, { name: c.assignee?.name || t.operator }));
   if (c.rating_requested && !live && c.id === currentId && !ui.extra.querySelector(".rating")) showRating(c.id, boot.settings.rating.scale);
