@@ -478,3 +478,33 @@ def test_the_routing_log_speaks_russian_on_a_russian_page(chromium, live_server_
     assert "меньше всего открытых диалогов, затем дольше всех без назначения" in assigned.inner_text()
     assert "fewest" not in olga.locator("#routing-log").inner_text()
     finish(visitor, olga)
+
+
+def test_right_to_left_text_reads_right_to_left_on_both_sides(chromium, live_server_factory):  # noqa: ANN001
+    from tests.test_widget_browser import send_text, widget
+
+    server, inbox = north(live_server_factory)
+    olga = log_in(chromium, server, "olga")
+    visitor = live.demo_page(chromium, server, inbox.widget_token, ready=True)
+    visitor.evaluate("ProfiMessenger.open()")
+    question = "مرحبا، أين طلبي؟"
+    send_text(visitor, question)
+    # Each message block takes its direction from its own text (dir="auto"): the Arabic question
+    # mark ends the line on the left, not after it on the right.
+    bubble = widget(visitor).locator(".msg.in .text", has_text=question)
+    bubble.wait_for()
+    assert bubble.evaluate("(node) => getComputedStyle(node).direction") == "rtl"
+    assert widget(visitor).locator("textarea.input").get_attribute("dir") == "auto"
+    item = olga.locator("#conversations li.conversation", has_text=question)
+    item.wait_for()
+    assert item.locator(".row-preview").evaluate("(node) => getComputedStyle(node).direction") == "rtl"
+    item.click()
+    content = olga.locator("#messages .message .content", has_text=question)
+    content.wait_for()
+    assert content.evaluate("(node) => getComputedStyle(node).direction") == "rtl"
+    assert olga.locator("#body").get_attribute("dir") == "auto"
+    # Latin text stays left to right.
+    assert olga.locator("#contact-card").evaluate("(node) => getComputedStyle(node).direction") == "ltr"
+    visitor.context.close()
+    assert olga.errors == [], olga.errors
+    olga.context.close()

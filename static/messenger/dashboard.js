@@ -649,7 +649,7 @@
           row.priority ? el("span", { class: `priority p${row.priority}` }, T.priority[row.priority]) : null,
           el("span", { class: "when", title: row.last_activity_at || "" }, time(row.last_activity_at)),
         ),
-        el("div", { class: "row-preview" }, rowPreviewText(row)),
+        el("div", { class: "row-preview", dir: "auto" }, rowPreviewText(row)),
         el("div", { class: "row-meta" },
           el("span", { class: `status s-${row.status}` }, T.status[row.status] || row.status),
           el("span", { class: "assignee" }, row.assignee ? row.assignee.name : T.nobody),
@@ -796,7 +796,7 @@
   }
 
   function messageNode(message) {
-    const content = el("div", { class: "content" });
+    const content = el("div", { class: "content", dir: "auto" }); // Arabic or Hebrew reads right to left
     content.innerHTML = message.content || escapeHtml(message.body || ""); // server-rendered safe HTML
     const attachments = (message.attachments || []).map((attachment) =>
       attachment.is_image

@@ -101,7 +101,7 @@ function h(tag, attrs, children) {
 
 // Rendered and sanitised by the server.
 function serverHtml(html) {
-  const el = h("div", { class: "text" });
+  const el = h("div", { class: "text", dir: "auto" });
   el.innerHTML = html || "";
   for (const a of el.querySelectorAll("a")) { a.target = "_blank"; a.rel = "noopener noreferrer nofollow"; }
   return el;
@@ -235,7 +235,7 @@ function buildUI() {
 }
 
 function buildComposer() {
-  ui.input = h("textarea", { class: "input", rows: "1", "aria-label": t.placeholder, placeholder: t.placeholder, onkeydown: onInputKey, oninput: onTyping, onblur: stopTyping, onpaste: onPaste });
+  ui.input = h("textarea", { class: "input", dir: "auto", rows: "1", "aria-label": t.placeholder, placeholder: t.placeholder, onkeydown: onInputKey, oninput: onTyping, onblur: stopTyping, onpaste: onPaste });
   ui.file = h("input", { type: "file", multiple: true, hidden: true, tabindex: "-1", onchange: () => { addFiles(ui.file.files); ui.file.value = ""; } });
   // A honeypot: bots fill it in, people never see it.
   ui.honeypot = h("input", { class: "hp", type: "text", name: "website", tabindex: "-1", autocomplete: "off", "aria-hidden": "true" });
@@ -631,7 +631,7 @@ function senderLabel(sender) {
 function messageEl(m, pending) {
   const mine = m.direction === "in";
   // `body` is never inserted as HTML.
-  const text = pending ? h("div", { class: "text", text: m.body }) : serverHtml(m.content);
+  const text = pending ? h("div", { class: "text", dir: "auto", text: m.body }) : serverHtml(m.content);
   const el = h("div", { class: "msg " + (mine ? "in" : "out"), "data-client-id": m.client_id || null, "data-id": m.id || null }, [
     !mine && h("div", { class: "who", text: senderLabel(m.sender) }),
     h("div", { class: "bubble" }, [text, renderFiles(m.attachments)]),
