@@ -307,3 +307,28 @@ def test_a_rating_given_in_one_tab_leaves_the_other_tab_too(chromium, server):  
     finally:
         operator.close()
         first.context.close()
+
+
+def test_a_long_operator_name_stays_inside_a_phone_screen(chromium, server):  # noqa: ANN001
+    branch = make_branch()
+    inbox = make_inbox(branch, settings={"features": {"queue_position": True}})
+    name = "Maximiliana" + "X" * 60  # no space to break at
+    operator = Operator(server, make_user(branch=branch, first_name=name))
+    page = _open(chromium, server, inbox, viewport={"width": 375, "height": 700})
+    try:
+        send_text(page, "Hi")
+        conversation_id = operator.expect("message.created", direction="in")["conversation_id"]
+        operator.command("conversation.open", conversation_id=conversation_id)
+        operator.command("message.send", conversation_id=conversation_id, client_id=new_client_id(), body="Hello")
+        operator.send("typing.start", conversation_id=conversation_id)
+        root = widget(page)
+        for selector in (".msg.out .who", ".notice.info", ".typing"):
+            line = root.locator(selector, has_text=name)
+            line.wait_for()
+            # The name wraps inside its line instead of running off the screen.
+            assert line.evaluate("(node) => node.scrollWidth <= node.clientWidth"), selector
+            box = line.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 375, (selector, box)
+    finally:
+        operator.close()
+        page.context.close()

@@ -148,6 +148,7 @@ header :focus-visible{outline-color:var(--on);box-shadow:none}
 .in .bubble a{color:var(--on)}
 .bubble a{color:var(--ct)}
 .who{font-size:11px;color:#6b7280;margin-bottom:2px}
+.who,.notice,.typing{overflow-wrap:anywhere}
 .meta{font-size:11px;color:#6b7280;margin-top:2px;display:flex;gap:4px}
 .tick[data-state=delivered]{color:#1f2937}
 .tick[data-state=read]{color:#1d4ed8}
