@@ -508,3 +508,32 @@ def test_right_to_left_text_reads_right_to_left_on_both_sides(chromium, live_ser
     visitor.context.close()
     assert olga.errors == [], olga.errors
     olga.context.close()
+
+
+def test_a_transfer_confirmed_while_the_connection_is_down_keeps_the_choice(chromium, live_server_factory):  # noqa: ANN001
+    server, inbox = north(live_server_factory)
+    south = make_branch("South")
+    olga = log_in(chromium, server, "olga")
+    dialogs: list[str] = []
+    olga.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    visitor = Visitor(server, inbox)
+    visitor.say("Hello")
+    row(olga, visitor.conversation_id).click()
+    olga.locator("#messages .message").wait_for()
+    olga.select_option("#transfer-branch", value=str(south.pk))
+    visitor.close()
+    server.stop(kill=True)
+    olga.wait_for_selector("#connection[data-state=offline]")
+    olga.click("#transfer-branch-go")
+    wait_until(lambda: dialogs, "no message about the failed transfer")
+    assert dialogs == ["Not sent: Offline — reconnecting…"]
+    # Nothing happened, and the page says so without forgetting what Olga chose.
+    assert olga.locator("#transfer-branch").input_value() == str(south.pk)
+    assert olga.locator("#transfer-branch-go").is_enabled()
+    server.start()
+    olga.wait_for_selector("#connection[data-state=online]", timeout=60_000)
+    olga.click("#transfer-branch-go")
+    olga.locator("#empty-state", has_text="moved out of your view").wait_for()
+    assert Conversation.objects.get().branch == south
+    assert olga.errors == [], olga.errors
+    olga.context.close()

@@ -1038,10 +1038,9 @@
     const select = $(selectId);
     if (!select.value) return;
     const value = Number(select.value);
-    delete select.dataset.dirty;
     const ack = await act(type, { [field]: value });
-    select.value = "";
-    if (ack) refreshOperators();
+    // Refused or not sent (the connection dropped): the choice stays, to confirm again.
+    if (ack) { delete select.dataset.dirty; select.value = ""; refreshOperators(); }
     updateConfirmButtons();
   }
 
@@ -1072,7 +1071,8 @@
       if (ack.data && ack.data.conversation && state.open) onConversation({ ...state.open.conversation, ...ack.data.conversation }, "ack");
       return ack;
     } catch (error) {
-      alert(`${T.sendFailed}: ${error.message}`);
+      // No code: never sent, or no answer before the socket closed ("offline", "disconnected").
+      alert(`${T.sendFailed}: ${error.code ? error.message : T.offline}`);
       return null;
     }
   }
