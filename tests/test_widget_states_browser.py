@@ -332,3 +332,18 @@ def test_a_long_operator_name_stays_inside_a_phone_screen(chromium, server):  # 
     finally:
         operator.close()
         page.context.close()
+
+
+def test_a_file_the_server_refuses_by_its_content_is_explained_in_the_widgets_language(chromium, server):  # noqa: ANN001
+    inbox = make_inbox(make_branch(), settings={"widget": {"language": "ru"}})
+    page = _open(chromium, server, inbox)
+    try:
+        # Named and typed as a picture, an HTML page inside: the browser lets it through, the
+        # server (which reads the content) refuses it with the code file_type_not_allowed.
+        _paste(page, 'new File(["<html><body>hi</body></html>"], "photo.png", {type: "image/png"})')
+        error = widget(page).locator(".err[role=alert]", has_text="photo.png")
+        error.wait_for()
+        assert error.inner_text() == "photo.png: такой тип файла не разрешён"
+        assert widget(page).locator(".chip").count() == 0
+    finally:
+        page.context.close()

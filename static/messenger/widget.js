@@ -866,14 +866,17 @@ function upload(entry) {
         showCaptcha(data.challenge);
         return;
       }
-      if (!ok) throw new Error(data?.detail || "");
+      if (!ok) throw Object.assign(new Error(data?.detail || ""), { data });
       if (answer != null && captcha?.answer === answer) captcha = null; // one solution, one conversation
       entry.attachment = data.attachment;
       renderStaged();
     })
     .catch((e) => {
       staged = staged.filter((s) => s !== entry);
-      fileError(fmt(t.uploadFailed, { f: entry.name }) + (e.message ? ": " + e.message : ""));
+      // The server's refusals the widget can word in the visitor's language; others as they come.
+      const f = entry.name, code = e.data?.code;
+      fileError(code === "file_type_not_allowed" ? fmt(t.badType, { f }) : code === "file_too_large" ? fmt(t.tooLarge, { f, s: sizeText(e.data.max_size) })
+        : fmt(t.uploadFailed, { f }) + (e.message ? ": " + e.message : ""));
       renderStaged();
     });
 }
