@@ -300,8 +300,16 @@ def test_a_rating_given_in_one_tab_leaves_the_other_tab_too(chromium, server):  
         assert widget(second).locator("form.rating").count() == 0
         # A new conversation started in the first tab: the other one's thanks belongs to the old one.
         widget(first).locator(".newconv").click()
+        widget(first).locator(".divider").wait_for()
         send_text(first, "Another question")
         widget(second).locator(".msg.in", has_text="Another question").wait_for()
+        # Under the old conversation's messages, as in the first tab: a divider, then the new one.
+        for page in (first, second):
+            log = widget(page).locator(".log > .msg, .log > .divider")
+            assert [line.split("\n")[0] for line in log.all_inner_texts()][-2:] == [
+                "— Start a new conversation —",
+                "Another question",
+            ]
         widget(second).locator(".thanks").wait_for(state="detached")
         assert widget(second).locator("form.rating, .resolved").count() == 0
     finally:

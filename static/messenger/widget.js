@@ -658,6 +658,9 @@ function upsert(m, live) {
     existing.replaceWith(el);
     if (state === "read" || (state === "delivered" && tickState(m) === "sent")) setTick(el, state);
   } else {
+    // The first message of a newer conversation (started in another tab, say) under the old one's.
+    const last = ui.log.lastElementChild;
+    if (last?.__cid && m.conversation_id > last.__cid) ui.log.append(h("div", { class: "divider", text: "— " + t.newConv + " —" }));
     ui.log.append(el);
   }
   if (m.client_id) pendingByClient.delete(m.client_id);
