@@ -457,6 +457,7 @@ def test_a_conversation_transferred_away_by_someone_else_leaves_the_old_branchs_
 
 def test_the_routing_log_speaks_russian_on_a_russian_page(chromium, live_server_factory):  # noqa: ANN001
     server, inbox = north(live_server_factory)
+    jonas = make_user("jonas", branch=inbox.branch, status=AgentStatus.AWAY)
     visitor = Visitor(server, inbox)
     visitor.say("Здравствуйте")
     context = chromium.new_context(viewport={"width": 1440, "height": 900})
@@ -477,6 +478,12 @@ def test_the_routing_log_speaks_russian_on_a_russian_page(chromium, live_server_
     # The server stores the policy in English; the page shows it in its own language.
     assert "меньше всего открытых диалогов, затем дольше всех без назначения" in assigned.inner_text()
     assert "fewest" not in olga.locator("#routing-log").inner_text()
+    # The transfer's note in the history is stored in English, with its words as data: shown in Russian.
+    olga.select_option("#transfer-operator", value=str(jonas.pk))
+    olga.click("#transfer-operator-go")
+    note = olga.locator("#messages .message.m-system .content")
+    note.wait_for()
+    assert note.inner_text() == "Передан: Jonas"
     finish(visitor, olga)
 
 

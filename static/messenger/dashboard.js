@@ -39,6 +39,12 @@
         "outside working hours": "outside working hours", "no eligible operator": "no eligible operator",
         "escalation fallback": "escalation fallback", "fallback branch": "fallback branch", wait: "wait",
         "escalation steps without an answer": "escalation steps without an answer",
+        "not opened within": "not opened within", seconds: "s",
+      },
+      // System notices in the history ({…}: content_attributes.notice's fields).
+      notices: {
+        transferred: "Transferred to {to}", escalated: "Escalated from {from} to {to}: not opened within {timeout} s",
+        queued: "Not opened by {from}; back in the branch queue ({why}). Supervisors alerted.",
       },
     },
     ru: {
@@ -69,6 +75,11 @@
         "outside working hours": "вне рабочих часов", "no eligible operator": "нет подходящего оператора",
         "escalation fallback": "резервный филиал эскалации", "fallback branch": "резервный филиал", wait: "ждать",
         "escalation steps without an answer": "шагов эскалации без ответа",
+        "not opened within": "не открыт за", seconds: "с",
+      },
+      notices: {
+        transferred: "Передан: {to}", escalated: "Эскалация: от {from} к {to}, не открыт за {timeout} с",
+        queued: "{from} не открыл(а) диалог; он снова в очереди филиала ({why}). Супервизоры оповещены.",
       },
     },
   };
@@ -797,7 +808,9 @@
 
   function messageNode(message) {
     const content = el("div", { class: "content", dir: "auto" }); // Arabic or Hebrew reads right to left
-    content.innerHTML = message.content || escapeHtml(message.body || ""); // server-rendered safe HTML
+    const notice = noticeText(message);
+    if (notice !== null) content.textContent = notice;
+    else content.innerHTML = message.content || escapeHtml(message.body || ""); // server-rendered safe HTML
     const attachments = (message.attachments || []).map((attachment) =>
       attachment.is_image
         ? el("a", { href: attachment.url, target: "_blank", rel: "noopener" }, el("img", { src: attachment.url, alt: attachment.name, class: "attachment-image" }))
@@ -941,7 +954,17 @@
     if (typeof text !== "string") return text;
     if (Object.hasOwn(T.phrases, text)) return T.phrases[text];
     const steps = /^(\d+) escalation steps without an answer$/.exec(text);
-    return steps ? `${steps[1]} ${T.phrases["escalation steps without an answer"]}` : text;
+    if (steps) return `${steps[1]} ${T.phrases["escalation steps without an answer"]}`;
+    const timeout = /^not opened within (\d+) s$/.exec(text);
+    return timeout ? `${T.phrases["not opened within"]} ${timeout[1]} ${T.phrases.seconds}` : text;
+  }
+
+  /* A system notice stored with its words as data, in the page's language; else its text. */
+  function noticeText(message) {
+    const notice = message.sender.type === "system" && message.content_attributes && message.content_attributes.notice;
+    const pattern = notice && T.notices[notice.type];
+    if (!pattern) return null;
+    return pattern.replace(/\{(\w+)\}/g, (_, key) => String(key === "why" ? phrase(notice[key]) : notice[key] ?? ""));
   }
 
   function routingHead(entry) {
