@@ -355,3 +355,24 @@ def test_a_file_the_server_refuses_by_its_content_is_explained_in_the_widgets_la
         assert widget(page).locator(".chip").count() == 0
     finally:
         page.context.close()
+
+
+def test_a_request_refused_as_too_frequent_is_explained_in_the_widgets_language(chromium, server):  # noqa: ANN001
+    inbox = make_inbox(make_branch(), settings={"widget": {"language": "ru"}})
+    page = _open(chromium, server, inbox)
+    try:
+        send_text(page, "Здравствуйте")
+        page.wait_for_function(STORED)
+        # Three transcripts an hour; the fourth request is refused with rate_limited.
+        for attempt in range(4):
+            widget(page).locator("button.menub").click()
+            widget(page).locator("button.transcript-item").click()
+            form = widget(page).locator("form.transcript")
+            form.locator("input[name=email]").fill("anna@example.com")
+            form.locator("button[type=submit]").click()
+            if attempt < 3:
+                widget(page).locator(".transcript-sent").nth(attempt).wait_for()
+        error = form.locator(".err")
+        error.get_by_text("Слишком много запросов. Попробуйте позже.").wait_for()
+    finally:
+        page.context.close()

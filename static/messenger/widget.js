@@ -34,7 +34,7 @@ const TEXTS = {
     privacy: "Privacy policy", npsLow: "Not likely", npsHigh: "Very likely", drop: "Drop files here", remove: "Remove",
     stars: "{n} of 5", sent: "Sent", delivered: "Delivered", read: "Read", sending: "Sending",
     menu: "Menu", transcript: "E-mail me this conversation", transcriptSent: "The conversation is on its way to {e}.",
-    uploading: "Uploading {f}", unread: "{n} unread",
+    uploading: "Uploading {f}", unread: "{n} unread", tooOften: "Too many requests. Please try again later.",
   },
   ru: {
     title: "Напишите нам", placeholder: "Введите сообщение…", send: "Отправить", close: "Закрыть чат", open: "Открыть чат",
@@ -55,7 +55,7 @@ const TEXTS = {
     drop: "Перетащите файлы сюда", remove: "Убрать", stars: "{n} из 5",
     sent: "Отправлено", delivered: "Доставлено", read: "Прочитано", sending: "Отправка",
     menu: "Меню", transcript: "Отправить диалог на e-mail", transcriptSent: "Диалог отправлен на {e}.",
-    uploading: "Загрузка {f}", unread: "непрочитанных: {n}",
+    uploading: "Загрузка {f}", unread: "непрочитанных: {n}", tooOften: "Слишком много запросов. Попробуйте позже.",
   },
 };
 
@@ -372,7 +372,7 @@ function contactFrame(fields) {
 }
 
 function requestFor(err, frame, onDone) {
-  request(frame, (answer) => { if (answer.type === "error") err.textContent = answer.message; else onDone(answer); });
+  request(frame, (answer) => { if (answer.type === "error") err.textContent = answer.code === "rate_limited" ? t.tooOften : answer.message; else onDone(answer); });
 }
 
 let formSeq = 0;
