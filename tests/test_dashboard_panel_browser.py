@@ -389,3 +389,158 @@ def test_supervisor_alert_is_shown(chromium, live_server_factory):  # noqa: ANN0
     for page in (olga, sonia):
         assert page.errors == [], page.errors
         page.context.close()
+
+
+# Every box inside ``selector`` that reaches past its right edge (more than a pixel), by id or class.
+SPILLS = """(selector) => {
+    const outer = document.querySelector(selector).getBoundingClientRect();
+    return [...document.querySelectorAll(`${selector} *`)]
+        .filter((node) => { const box = node.getBoundingClientRect(); return box.width > 0 && box.right > outer.right + 1; })
+        .map((node) => node.id || node.className || node.tagName);
+}"""
+
+
+def test_long_names_and_words_without_spaces_stay_in_their_columns(chromium, live_server_factory):  # noqa: ANN001
+    server, inbox = north(live_server_factory, features={"typing_preview": True})
+    visitor = Visitor(server, inbox)
+    visitor.command("contact.update", name="N" * 120, email="e" * 80 + "@example.com")
+    visitor.say("x" * 300)
+    for width in (1440, 768):
+        olga = log_in(chromium, server, "olga", width=width, height=900)
+        row(olga, visitor.conversation_id).click()
+        olga.locator("#messages .message").wait_for()
+        typing(visitor, "start")  # without a preview: the name alone
+        visitor.socket.send(
+            json.dumps({"type": "typing.start", "conversation_id": visitor.conversation_id, "preview": "y" * 300})
+        )
+        olga.locator("#typing", has_text="yyyy").wait_for()
+        olga.locator("#contact-card strong").wait_for(state="attached")
+        # The title is cut short (the whole name is its tooltip), not painted over the header's buttons.
+        title = olga.locator("#conversation-title")
+        assert title.evaluate(
+            "(node) => node.scrollWidth <= node.clientWidth || getComputedStyle(node).overflowX !== 'visible'"
+        )
+        assert title.get_attribute("title") == "N" * 120
+        assert olga.evaluate(SPILLS, "#conversation") == []
+        # The message's time stays on one line beside the sender's name.
+        assert lines_of(olga.locator("#messages .message .meta time").first) == 1
+        if width == 768:
+            olga.locator("#toggle-side").click()
+            olga.locator("#close-side").wait_for()
+        assert olga.evaluate(SPILLS, "#side") == []
+        assert olga.evaluate("document.documentElement.scrollWidth") <= width
+        shoot(olga, f"dashboard-long-{width}")
+        olga.context.close()
+    finish(visitor)
+
+
+def test_a_conversation_transferred_away_by_someone_else_leaves_the_old_branchs_screens(chromium, live_server_factory):  # noqa: ANN001
+    from tests.test_widget_browser import Operator
+
+    server, inbox = north(live_server_factory)
+    south = make_branch("South")
+    olga = log_in(chromium, server, "olga")
+    visitor = Visitor(server, inbox)
+    visitor.say("Hello")
+    row(olga, visitor.conversation_id).click()
+    olga.locator("#messages .message").wait_for()
+    # Her colleague moves it to South's queue: its assignment frame goes to South only, so Olga's
+    # page sees the next event (the branch change) after a gap, and her replay is refused.
+    petr = Operator(server, make_user("petr", branch=Conversation.objects.get().branch))
+    petr.command("conversation.transfer", conversation_id=visitor.conversation_id, branch_id=south.pk)
+    olga.locator("#empty-state", has_text="moved out of your view").wait_for()
+    assert olga.locator("#conversation").get_attribute("data-state") == "empty"
+    row(olga, visitor.conversation_id).wait_for(state="detached")
+    petr.close()
+    finish(visitor, olga)
+
+
+def test_the_routing_log_speaks_russian_on_a_russian_page(chromium, live_server_factory):  # noqa: ANN001
+    server, inbox = north(live_server_factory)
+    jonas = make_user("jonas", branch=inbox.branch, status=AgentStatus.AWAY)
+    visitor = Visitor(server, inbox)
+    visitor.say("Здравствуйте")
+    context = chromium.new_context(viewport={"width": 1440, "height": 900})
+    context.add_cookies([{"name": "django_language", "value": "ru", "url": server.url}])
+    olga = context.new_page()
+    olga.set_default_timeout(TIMEOUT)
+    olga.errors = []
+    olga.on("pageerror", lambda error: olga.errors.append(str(error)))
+    olga.goto(server.url + "/accounts/login/?next=/dashboard/")
+    olga.fill("#id_username", "olga")
+    olga.fill("#id_password", "pw-olga")
+    olga.click("button[type=submit]")
+    olga.wait_for_selector("#connection[data-state=online]")
+    row(olga, visitor.conversation_id).click()
+    assigned = olga.locator("#routing-log li[data-step=assigned]")
+    assigned.wait_for()
+    assert assigned.locator(".routing-head").inner_text() == "Назначен → Olga"
+    # The server stores the policy in English; the page shows it in its own language.
+    assert "меньше всего открытых диалогов, затем дольше всех без назначения" in assigned.inner_text()
+    assert "fewest" not in olga.locator("#routing-log").inner_text()
+    # The transfer's note in the history is stored in English, with its words as data: shown in Russian.
+    olga.select_option("#transfer-operator", value=str(jonas.pk))
+    olga.click("#transfer-operator-go")
+    note = olga.locator("#messages .message.m-system .content")
+    note.wait_for()
+    assert note.inner_text() == "Передан: Jonas"
+    finish(visitor, olga)
+
+
+def test_right_to_left_text_reads_right_to_left_on_both_sides(chromium, live_server_factory):  # noqa: ANN001
+    from tests.test_widget_browser import send_text, widget
+
+    server, inbox = north(live_server_factory)
+    olga = log_in(chromium, server, "olga")
+    visitor = live.demo_page(chromium, server, inbox.widget_token, ready=True)
+    visitor.evaluate("ProfiMessenger.open()")
+    question = "مرحبا، أين طلبي؟"
+    send_text(visitor, question)
+    # Each message block takes its direction from its own text (dir="auto"): the Arabic question
+    # mark ends the line on the left, not after it on the right.
+    bubble = widget(visitor).locator(".msg.in .text", has_text=question)
+    bubble.wait_for()
+    assert bubble.evaluate("(node) => getComputedStyle(node).direction") == "rtl"
+    assert widget(visitor).locator("textarea.input").get_attribute("dir") == "auto"
+    item = olga.locator("#conversations li.conversation", has_text=question)
+    item.wait_for()
+    assert item.locator(".row-preview").evaluate("(node) => getComputedStyle(node).direction") == "rtl"
+    item.click()
+    content = olga.locator("#messages .message .content", has_text=question)
+    content.wait_for()
+    assert content.evaluate("(node) => getComputedStyle(node).direction") == "rtl"
+    assert olga.locator("#body").get_attribute("dir") == "auto"
+    # Latin text stays left to right.
+    assert olga.locator("#contact-card").evaluate("(node) => getComputedStyle(node).direction") == "ltr"
+    visitor.context.close()
+    assert olga.errors == [], olga.errors
+    olga.context.close()
+
+
+def test_a_transfer_confirmed_while_the_connection_is_down_keeps_the_choice(chromium, live_server_factory):  # noqa: ANN001
+    server, inbox = north(live_server_factory)
+    south = make_branch("South")
+    olga = log_in(chromium, server, "olga")
+    dialogs: list[str] = []
+    olga.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    visitor = Visitor(server, inbox)
+    visitor.say("Hello")
+    row(olga, visitor.conversation_id).click()
+    olga.locator("#messages .message").wait_for()
+    olga.select_option("#transfer-branch", value=str(south.pk))
+    visitor.close()
+    server.stop(kill=True)
+    olga.wait_for_selector("#connection[data-state=offline]")
+    olga.click("#transfer-branch-go")
+    wait_until(lambda: dialogs, "no message about the failed transfer")
+    assert dialogs == ["Not sent: Offline — reconnecting…"]
+    # Nothing happened, and the page says so without forgetting what Olga chose.
+    assert olga.locator("#transfer-branch").input_value() == str(south.pk)
+    assert olga.locator("#transfer-branch-go").is_enabled()
+    server.start()
+    olga.wait_for_selector("#connection[data-state=online]", timeout=60_000)
+    olga.click("#transfer-branch-go")
+    olga.locator("#empty-state", has_text="moved out of your view").wait_for()
+    assert Conversation.objects.get().branch == south
+    assert olga.errors == [], olga.errors
+    olga.context.close()

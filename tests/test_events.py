@@ -508,7 +508,15 @@ def test_escalation_to_the_next_operator(world):
         (world.staff, "message.created", MESSAGE_STAFF),
     ]
     assert sent[0].data["step"] == 1 and sent[0].data["to"]["id"] == world.colleague.pk
-    assert sent[2].data["message"]["content_attributes"] == {"kind": "escalation"}
+    assert sent[2].data["message"]["content_attributes"] == {
+        "kind": "escalation",
+        "notice": {
+            "type": "escalated",
+            "from": world.operator.get_full_name(),
+            "to": world.colleague.get_full_name(),
+            "timeout": 240,
+        },
+    }
 
 
 def test_escalation_with_nobody_to_take_it(world):

@@ -245,3 +245,134 @@ def test_queue_place_is_live_with_an_expected_wait(chromium, live_server_factory
         supervisor.close()
         page.context.close()
         server.stop(kill=True)
+
+
+def test_a_typing_preview_cut_at_its_limit_never_splits_an_emoji(chromium, server):  # noqa: ANN001
+    branch = make_branch()
+    inbox = make_inbox(branch, settings={"features": {"typing_preview": True}})
+    operator = Operator(server, make_user(branch=branch, first_name="Olga"))
+    page = _open(chromium, server, inbox)
+    try:
+        send_text(page, "Hello")
+        conversation_id = operator.expect("message.created", direction="in")["conversation_id"]
+        operator.command("conversation.open", conversation_id=conversation_id)
+        # 2 000 UTF-16 units: the emoji's second half lies past the limit. Cut in two, the preview
+        # would carry a lone surrogate, which the server refuses: the operator would see nothing.
+        widget(page).locator("textarea.input").fill("a" * 1999 + "😀")
+        typing = operator.expect("typing.started", who="contact")
+        assert typing["data"]["preview"] == "a" * 1999
+        # Text that already holds a lone surrogate (pasted from a broken source) is not refused either.
+        # Typing goes out at most once a second: the page keeps "typing" until one has gone.
+        page.evaluate(
+            """() => { const box = document.querySelector('profi-messenger').shadowRoot.querySelector('textarea.input');
+                       box.value = 'b\\ud83d c';
+                       setInterval(() => box.dispatchEvent(new Event('input', {bubbles: true})), 200); }"""
+        )
+        typing = operator.expect("typing.started", who="contact", timeout=15)
+        assert typing["data"]["preview"] == "b\ufffd c"
+        assert not any(frame["type"] == "error" for frame in operator.frames)
+    finally:
+        operator.close()
+        page.context.close()
+
+
+def test_a_rating_given_in_one_tab_leaves_the_other_tab_too(chromium, server):  # noqa: ANN001
+    branch = make_branch()
+    inbox = make_inbox(branch, settings={"rating": {"enabled": True}})
+    operator = Operator(server, make_user(branch=branch, first_name="Olga"))
+    first = _open(chromium, server, inbox)
+    second = first.context.new_page()  # the same visitor (same storage) in another tab
+    second.goto(f"{server.other_origin_url}/demo/?token={inbox.widget_token}")
+    live.wait_ready(second)
+    second.evaluate("ProfiMessenger.open()")
+    try:
+        send_text(first, "Hello")
+        conversation_id = operator.expect("message.created", direction="in")["conversation_id"]
+        operator.command("conversation.status", conversation_id=conversation_id, status="resolved")
+        for page in (first, second):
+            widget(page).locator("form.rating").wait_for()
+        rating = widget(first).locator("form.rating")
+        rating.locator("button[data-score='5']").click()
+        rating.locator("button[type=submit]").click()
+        widget(first).locator(".thanks").wait_for()
+        # The other tab no longer asks for a rating the visitor gave.
+        widget(second).locator(".thanks").wait_for()
+        assert widget(second).locator("form.rating").count() == 0
+        # A new conversation started in the first tab: the other one's thanks belongs to the old one.
+        widget(first).locator(".newconv").click()
+        widget(first).locator(".divider").wait_for()
+        send_text(first, "Another question")
+        widget(second).locator(".msg.in", has_text="Another question").wait_for()
+        # Under the old conversation's messages, as in the first tab: a divider, then the new one.
+        for page in (first, second):
+            log = widget(page).locator(".log > .msg, .log > .divider")
+            assert [line.split("\n")[0] for line in log.all_inner_texts()][-2:] == [
+                "— Start a new conversation —",
+                "Another question",
+            ]
+        widget(second).locator(".thanks").wait_for(state="detached")
+        assert widget(second).locator("form.rating, .resolved").count() == 0
+    finally:
+        operator.close()
+        first.context.close()
+
+
+def test_a_long_operator_name_stays_inside_a_phone_screen(chromium, server):  # noqa: ANN001
+    branch = make_branch()
+    inbox = make_inbox(branch, settings={"features": {"queue_position": True}})
+    name = "Maximiliana" + "X" * 60  # no space to break at
+    operator = Operator(server, make_user(branch=branch, first_name=name))
+    page = _open(chromium, server, inbox, viewport={"width": 375, "height": 700})
+    try:
+        send_text(page, "Hi")
+        conversation_id = operator.expect("message.created", direction="in")["conversation_id"]
+        operator.command("conversation.open", conversation_id=conversation_id)
+        operator.command("message.send", conversation_id=conversation_id, client_id=new_client_id(), body="Hello")
+        operator.send("typing.start", conversation_id=conversation_id)
+        root = widget(page)
+        for selector in (".msg.out .who", ".notice.info", ".typing"):
+            line = root.locator(selector, has_text=name)
+            line.wait_for()
+            # The name wraps inside its line instead of running off the screen.
+            assert line.evaluate("(node) => node.scrollWidth <= node.clientWidth"), selector
+            box = line.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 375, (selector, box)
+    finally:
+        operator.close()
+        page.context.close()
+
+
+def test_a_file_the_server_refuses_by_its_content_is_explained_in_the_widgets_language(chromium, server):  # noqa: ANN001
+    inbox = make_inbox(make_branch(), settings={"widget": {"language": "ru"}})
+    page = _open(chromium, server, inbox)
+    try:
+        # Named and typed as a picture, an HTML page inside: the browser lets it through, the
+        # server (which reads the content) refuses it with the code file_type_not_allowed.
+        _paste(page, 'new File(["<html><body>hi</body></html>"], "photo.png", {type: "image/png"})')
+        error = widget(page).locator(".err[role=alert]", has_text="photo.png")
+        error.wait_for()
+        assert error.inner_text() == "photo.png: такой тип файла не разрешён"
+        assert widget(page).locator(".chip").count() == 0
+    finally:
+        page.context.close()
+
+
+def test_a_request_refused_as_too_frequent_is_explained_in_the_widgets_language(chromium, server):  # noqa: ANN001
+    inbox = make_inbox(make_branch(), settings={"widget": {"language": "ru"}})
+    page = _open(chromium, server, inbox)
+    try:
+        send_text(page, "Здравствуйте")
+        page.wait_for_function(STORED)
+        # Three transcripts an hour; the fourth request is refused with rate_limited.
+        for attempt in range(4):
+            widget(page).locator("button.menub").click()
+            widget(page).locator("button.transcript-item").click()
+            form = widget(page).locator("form.transcript")
+            form.locator("input[name=email]").fill("anna@example.com")
+            form.locator("button[type=submit]").click()
+            if attempt < 3:
+                widget(page).locator(".transcript-sent").nth(attempt).wait_for()
+        error = form.locator(".err")
+        error.get_by_text("Слишком много запросов. Попробуйте позже.").wait_for()
+    finally:
+        page.context.close()

@@ -507,7 +507,12 @@ def do_transfer(
     )
     who = events.user_name(target_user) if target_user else target_branch.name
     send_automatic_message(
-        conversation=conversation, body=f"Transferred to {who}", sender_type="system", private=True, kind="transfer"
+        conversation=conversation,
+        body=f"Transferred to {who}",
+        sender_type="system",
+        private=True,
+        kind="transfer",
+        notice={"type": "transferred", "to": who},
     )
     return conversation
 
@@ -568,6 +573,12 @@ def _escalate_one(conversation: Conversation, *, now: datetime) -> str:
                 sender_type="system",
                 private=True,
                 kind="escalation",
+                notice={
+                    "type": "escalated",
+                    "from": events.user_name(previous),
+                    "to": events.user_name(conversation.assignee),
+                    "timeout": timeout,
+                },
             )
             return "escalated"
         why = "outside working hours" if outcome == CLOSED_HOURS else "no eligible operator"
@@ -588,6 +599,7 @@ def _escalate_one(conversation: Conversation, *, now: datetime) -> str:
         sender_type="system",
         private=True,
         kind="escalation",
+        notice={"type": "queued", "from": events.user_name(previous), "why": why},
     )
     fallback = _fallback_for_escalation(conversation, now)
     if fallback is not None:

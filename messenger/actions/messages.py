@@ -634,9 +634,21 @@ async def _astore(fields: dict[str, Any], name: str) -> Message | None:
 
 
 def send_automatic_message(
-    *, conversation: Conversation, body: str, sender_type: str = SenderType.BOT, private: bool = False, kind: str = ""
+    *,
+    conversation: Conversation,
+    body: str,
+    sender_type: str = SenderType.BOT,
+    private: bool = False,
+    kind: str = "",
+    notice: dict[str, Any] | None = None,
 ) -> Message:
-    """Auto-replies and system notices (transfer, escalation). Never counts as a first reply."""
+    """Auto-replies and system notices (transfer, escalation). Never counts as a first reply.
+
+    ``notice``: a system notice's words as data (``content_attributes.notice``), so that a page in
+    another language than the stored English ``body`` can say it in its own."""
+    attributes: dict[str, Any] = {"kind": kind} if kind else {}
+    if notice:
+        attributes["notice"] = notice
     return _store_message(
         conversation=conversation,
         direction=MessageDirection.INTERNAL if private else MessageDirection.OUT,
@@ -644,7 +656,7 @@ def send_automatic_message(
         body=body,
         content=formatting.render(body),
         client_id=None,
-        content_attributes={"kind": kind} if kind else {},
+        content_attributes=attributes,
     )
 
 

@@ -32,6 +32,20 @@
       },
       reasons: { manual: "by hand", transfer: "", "routing rule": "routing rule", "inbox branch": "inbox's branch", "default branch": "default branch", "no branch": "no branch" },
       from: "from", hours: "hours", closed: "closed", step: "step",
+      // The routing log's and the supervisor alert's words, as the server stores them (English).
+      phrases: {
+        "fewest open conversations, then longest since last assignment": "fewest open conversations, then longest since last assignment",
+        "round-robin (longest since last assignment)": "round-robin (longest since last assignment)",
+        "outside working hours": "outside working hours", "no eligible operator": "no eligible operator",
+        "escalation fallback": "escalation fallback", "fallback branch": "fallback branch", wait: "wait",
+        "escalation steps without an answer": "escalation steps without an answer",
+        "not opened within": "not opened within", seconds: "s",
+      },
+      // System notices in the history ({…}: content_attributes.notice's fields).
+      notices: {
+        transferred: "Transferred to {to}", escalated: "Escalated from {from} to {to}: not opened within {timeout} s",
+        queued: "Not opened by {from}; back in the branch queue ({why}). Supervisors alerted.",
+      },
     },
     ru: {
       connecting: "Подключение…", online: "На связи", offline: "Нет связи — переподключаемся…",
@@ -55,6 +69,18 @@
       },
       reasons: { manual: "вручную", transfer: "", "routing rule": "правило маршрутизации", "inbox branch": "филиал источника", "default branch": "филиал по умолчанию", "no branch": "без филиала" },
       from: "от", hours: "часы работы", closed: "закрыт", step: "шаг",
+      phrases: {
+        "fewest open conversations, then longest since last assignment": "меньше всего открытых диалогов, затем дольше всех без назначения",
+        "round-robin (longest since last assignment)": "по очереди (дольше всех без назначения)",
+        "outside working hours": "вне рабочих часов", "no eligible operator": "нет подходящего оператора",
+        "escalation fallback": "резервный филиал эскалации", "fallback branch": "резервный филиал", wait: "ждать",
+        "escalation steps without an answer": "шагов эскалации без ответа",
+        "not opened within": "не открыт за", seconds: "с",
+      },
+      notices: {
+        transferred: "Передан: {to}", escalated: "Эскалация: от {from} к {to}, не открыт за {timeout} с",
+        queued: "{from} не открыл(а) диалог; он снова в очереди филиала ({why}). Супервизоры оповещены.",
+      },
     },
   };
   const T = STRINGS[config.language] || STRINGS.en;
@@ -256,10 +282,23 @@
     if (state.resuming.has(conversationId)) { state.resumeAgain.add(conversationId); return; }
     const after = state.lastId.get(conversationId) || 0;
     state.resuming.add(conversationId);
-    command("resume", { conversation_id: conversationId, after }).catch(() => {
+    command("resume", { conversation_id: conversationId, after }).catch((error) => {
       state.resuming.delete(conversationId);
       state.resumeAgain.delete(conversationId);
+      if (error.code === "not_found") forgetConversation(conversationId);
     });
+  }
+
+  /* The conversation left this operator's scope (a transfer to another branch, say). The frames
+   * that say so go to the new branch, so the old one's dashboards may see only a gap, and the
+   * replay it asks for is refused like any conversation of another branch. */
+  function forgetConversation(conversationId) {
+    state.rows.delete(conversationId);
+    state.lastId.delete(conversationId);
+    if (state.typing.has(conversationId)) clearTyping(conversationId);
+    if (state.open && state.open.id === conversationId) closeConversation(T.movedAway);
+    else renderList();
+    scheduleCounters();
   }
 
   function onResumeDone(conversationId) {
@@ -435,7 +474,7 @@
     if (previous) previous.remove();
     const row = state.rows.get(id);
     const who = row ? row.contact.name : `#${id}`;
-    const text = `${who} (#${id}): ${data.reason || data.kind || ""}${data.step ? `, ${T.step} ${data.step}` : ""}`;
+    const text = `${who} (#${id}): ${phrase(data.reason) || data.kind || ""}${data.step ? `, ${T.step} ${data.step}` : ""}`;
     const item = el("div", { class: "alert", role: "alert", dataset: { conversationId: id, kind: data.kind || "" } },
       el("span", { class: "alert-icon", "aria-hidden": "true" }, "⚠"),
       el("strong", {}, T.alert), " ", el("span", { class: "alert-text" }, text),
@@ -621,7 +660,7 @@
           row.priority ? el("span", { class: `priority p${row.priority}` }, T.priority[row.priority]) : null,
           el("span", { class: "when", title: row.last_activity_at || "" }, time(row.last_activity_at)),
         ),
-        el("div", { class: "row-preview" }, rowPreviewText(row)),
+        el("div", { class: "row-preview", dir: "auto" }, rowPreviewText(row)),
         el("div", { class: "row-meta" },
           el("span", { class: `status s-${row.status}` }, T.status[row.status] || row.status),
           el("span", { class: "assignee" }, row.assignee ? row.assignee.name : T.nobody),
@@ -768,8 +807,10 @@
   }
 
   function messageNode(message) {
-    const content = el("div", { class: "content" });
-    content.innerHTML = message.content || escapeHtml(message.body || ""); // server-rendered safe HTML
+    const content = el("div", { class: "content", dir: "auto" }); // Arabic or Hebrew reads right to left
+    const notice = noticeText(message);
+    if (notice !== null) content.textContent = notice;
+    else content.innerHTML = message.content || escapeHtml(message.body || ""); // server-rendered safe HTML
     const attachments = (message.attachments || []).map((attachment) =>
       attachment.is_image
         ? el("a", { href: attachment.url, target: "_blank", rel: "noopener" }, el("img", { src: attachment.url, alt: attachment.name, class: "attachment-image" }))
@@ -784,7 +825,7 @@
         content,
         ...attachments,
         el("div", { class: "meta" },
-          el("span", {}, message.sender.name || ""),
+          el("span", { class: "sender", title: message.sender.name || "" }, message.sender.name || ""),
           el("time", { datetime: message.created_at || "" }, time(message.created_at)),
           message.direction === "out" ? ticksNode(message) : null,
         ),
@@ -833,6 +874,7 @@
     if (!open) return;
     const conversation = open.conversation || {};
     $("conversation-title").textContent = conversation.contact ? conversation.contact.name : `#${open.id}`;
+    $("conversation-title").title = $("conversation-title").textContent; // shortened with an ellipsis when long
     $("conversation-avatar").replaceChildren(avatar(conversation.contact ? conversation.contact.name : "?"));
     const rating = conversation.rating;
     const ratingNode = $("conversation-rating");
@@ -907,11 +949,29 @@
     renderActions();
   }
 
+  /* A phrase the server stored in English, in the page's language (unknown ones as they are). */
+  function phrase(text) {
+    if (typeof text !== "string") return text;
+    if (Object.hasOwn(T.phrases, text)) return T.phrases[text];
+    const steps = /^(\d+) escalation steps without an answer$/.exec(text);
+    if (steps) return `${steps[1]} ${T.phrases["escalation steps without an answer"]}`;
+    const timeout = /^not opened within (\d+) s$/.exec(text);
+    return timeout ? `${T.phrases["not opened within"]} ${timeout[1]} ${T.phrases.seconds}` : text;
+  }
+
+  /* A system notice stored with its words as data, in the page's language; else its text. */
+  function noticeText(message) {
+    const notice = message.sender.type === "system" && message.content_attributes && message.content_attributes.notice;
+    const pattern = notice && T.notices[notice.type];
+    if (!pattern) return null;
+    return pattern.replace(/\{(\w+)\}/g, (_, key) => String(key === "why" ? phrase(notice[key]) : notice[key] ?? ""));
+  }
+
   function routingHead(entry) {
     const step = T.steps[entry.step] || entry.step || "";
     const reasonKey = typeof entry.reason === "string" ? entry.reason : "";
     // "transferred" with the reason "transfer" said it twice; known reasons are translated.
-    const reason = reasonKey in T.reasons ? T.reasons[reasonKey] : reasonKey;
+    const reason = reasonKey in T.reasons ? T.reasons[reasonKey] : phrase(reasonKey);
     const parts = [step];
     if (reason && reason.toLowerCase() !== step.toLowerCase()) parts.push(`(${reason})`);
     if (entry.to && entry.to.name) parts.push(`→ ${entry.to.name}`);
@@ -925,10 +985,10 @@
   function routingEntry(entry) {
     const lines = [];
     if (entry.from && entry.from.name) lines.push(`${T.from} ${entry.from.name}`);
-    if (entry.why && entry.why !== entry.reason) lines.push(entry.why);
-    if (entry.policy) lines.push(entry.policy);
-    if (entry.tie_break) lines.push(entry.tie_break);
-    if (entry.hours) lines.push(`${T.hours}: ${entry.hours.decision}${entry.hours.closed ? ` (${entry.hours.closed} ${T.closed})` : ""}`);
+    if (entry.why && entry.why !== entry.reason) lines.push(phrase(entry.why));
+    if (entry.policy) lines.push(phrase(entry.policy));
+    if (entry.tie_break) lines.push(phrase(entry.tie_break));
+    if (entry.hours) lines.push(`${T.hours}: ${phrase(entry.hours.decision)}${entry.hours.closed ? ` (${entry.hours.closed} ${T.closed})` : ""}`);
     if (entry.step_number || entry.escalation_step) lines.push(`${T.step} ${entry.step_number || entry.escalation_step}`);
     const candidates = (entry.candidates || []).map((candidate, index) =>
       el("li", { class: index === entry.picked_index ? "picked" : "" }, `${candidate.name || operatorName(candidate.user_id)}: ${candidate.open ?? "?"} ${T.openLoad}${candidate.status ? `, ${T.operatorStatus[candidate.status] || candidate.status}` : ""}`),
@@ -1001,10 +1061,9 @@
     const select = $(selectId);
     if (!select.value) return;
     const value = Number(select.value);
-    delete select.dataset.dirty;
     const ack = await act(type, { [field]: value });
-    select.value = "";
-    if (ack) refreshOperators();
+    // Refused or not sent (the connection dropped): the choice stays, to confirm again.
+    if (ack) { delete select.dataset.dirty; select.value = ""; refreshOperators(); }
     updateConfirmButtons();
   }
 
@@ -1035,7 +1094,8 @@
       if (ack.data && ack.data.conversation && state.open) onConversation({ ...state.open.conversation, ...ack.data.conversation }, "ack");
       return ack;
     } catch (error) {
-      alert(`${T.sendFailed}: ${error.message}`);
+      // No code: never sent, or no answer before the socket closed ("offline", "disconnected").
+      alert(`${T.sendFailed}: ${error.code ? error.message : T.offline}`);
       return null;
     }
   }

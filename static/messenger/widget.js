@@ -34,7 +34,7 @@ const TEXTS = {
     privacy: "Privacy policy", npsLow: "Not likely", npsHigh: "Very likely", drop: "Drop files here", remove: "Remove",
     stars: "{n} of 5", sent: "Sent", delivered: "Delivered", read: "Read", sending: "Sending",
     menu: "Menu", transcript: "E-mail me this conversation", transcriptSent: "The conversation is on its way to {e}.",
-    uploading: "Uploading {f}", unread: "{n} unread",
+    uploading: "Uploading {f}", unread: "{n} unread", tooOften: "Too many requests. Please try again later.",
   },
   ru: {
     title: "Напишите нам", placeholder: "Введите сообщение…", send: "Отправить", close: "Закрыть чат", open: "Открыть чат",
@@ -55,7 +55,7 @@ const TEXTS = {
     drop: "Перетащите файлы сюда", remove: "Убрать", stars: "{n} из 5",
     sent: "Отправлено", delivered: "Доставлено", read: "Прочитано", sending: "Отправка",
     menu: "Меню", transcript: "Отправить диалог на e-mail", transcriptSent: "Диалог отправлен на {e}.",
-    uploading: "Загрузка {f}", unread: "непрочитанных: {n}",
+    uploading: "Загрузка {f}", unread: "непрочитанных: {n}", tooOften: "Слишком много запросов. Попробуйте позже.",
   },
 };
 
@@ -101,7 +101,7 @@ function h(tag, attrs, children) {
 
 // Rendered and sanitised by the server.
 function serverHtml(html) {
-  const el = h("div", { class: "text" });
+  const el = h("div", { class: "text", dir: "auto" });
   el.innerHTML = html || "";
   for (const a of el.querySelectorAll("a")) { a.target = "_blank"; a.rel = "noopener noreferrer nofollow"; }
   return el;
@@ -148,6 +148,7 @@ header :focus-visible{outline-color:var(--on);box-shadow:none}
 .in .bubble a{color:var(--on)}
 .bubble a{color:var(--ct)}
 .who{font-size:11px;color:#6b7280;margin-bottom:2px}
+.who,.notice,.typing{overflow-wrap:anywhere}
 .meta{font-size:11px;color:#6b7280;margin-top:2px;display:flex;gap:4px}
 .tick[data-state=delivered]{color:#1f2937}
 .tick[data-state=read]{color:#1d4ed8}
@@ -235,7 +236,7 @@ function buildUI() {
 }
 
 function buildComposer() {
-  ui.input = h("textarea", { class: "input", rows: "1", "aria-label": t.placeholder, placeholder: t.placeholder, onkeydown: onInputKey, oninput: onTyping, onblur: stopTyping, onpaste: onPaste });
+  ui.input = h("textarea", { class: "input", dir: "auto", rows: "1", "aria-label": t.placeholder, placeholder: t.placeholder, onkeydown: onInputKey, oninput: onTyping, onblur: stopTyping, onpaste: onPaste });
   ui.file = h("input", { type: "file", multiple: true, hidden: true, tabindex: "-1", onchange: () => { addFiles(ui.file.files); ui.file.value = ""; } });
   // A honeypot: bots fill it in, people never see it.
   ui.honeypot = h("input", { class: "hp", type: "text", name: "website", tabindex: "-1", autocomplete: "off", "aria-hidden": "true" });
@@ -371,7 +372,7 @@ function contactFrame(fields) {
 }
 
 function requestFor(err, frame, onDone) {
-  request(frame, (answer) => { if (answer.type === "error") err.textContent = answer.message; else onDone(answer); });
+  request(frame, (answer) => { if (answer.type === "error") err.textContent = answer.code === "rate_limited" ? t.tooOften : answer.message; else onDone(answer); });
 }
 
 let formSeq = 0;
@@ -461,11 +462,13 @@ function showRating(conversationId, scale) {
     e.preventDefault();
     if (score == null) { err.textContent = fmt(t.required, { f: t.rate }); buttons[0].focus(); return; }
     requestFor(err, { type: "conversation.rate", conversation_id: conversationId, score, comment: comment.value.trim() }, () => {
-      form.replaceWith(h("div", { class: "notice thanks", role: "status", text: t.thanks }));
+      form.replaceWith(thanks(conversationId));
     });
   });
   ui.extra.append(form);
 }
+
+const thanks = (id) => h("div", { class: "notice thanks", role: "status", "data-conversation": id, text: t.thanks });
 
 function showResolved(show) {
   const bar = ui.extra.querySelector(".resolved");
@@ -629,7 +632,7 @@ function senderLabel(sender) {
 function messageEl(m, pending) {
   const mine = m.direction === "in";
   // `body` is never inserted as HTML.
-  const text = pending ? h("div", { class: "text", text: m.body }) : serverHtml(m.content);
+  const text = pending ? h("div", { class: "text", dir: "auto", text: m.body }) : serverHtml(m.content);
   const el = h("div", { class: "msg " + (mine ? "in" : "out"), "data-client-id": m.client_id || null, "data-id": m.id || null }, [
     !mine && h("div", { class: "who", text: senderLabel(m.sender) }),
     h("div", { class: "bubble" }, [text, renderFiles(m.attachments)]),
@@ -655,6 +658,9 @@ function upsert(m, live) {
     existing.replaceWith(el);
     if (state === "read" || (state === "delivered" && tickState(m) === "sent")) setTick(el, state);
   } else {
+    // The first message of a newer conversation (started in another tab, say) under the old one's.
+    const last = ui.log.lastElementChild;
+    if (last?.__cid && m.conversation_id > last.__cid) ui.log.append(h("div", { class: "divider", text: "— " + t.newConv + " —" }));
     ui.log.append(el);
   }
   if (m.client_id) pendingByClient.delete(m.client_id);
@@ -803,7 +809,8 @@ function onTyping() {
   typingSentAt = now;
   typingConversation = id;
   const frame = { type: "typing.start", conversation_id: id };
-  if (features.typing_preview) frame.preview = ui.input.value.slice(0, 2000);
+  // The server refuses a lone surrogate: never cut an emoji in two, nor pass on a broken paste.
+  if (features.typing_preview) frame.preview = ui.input.value.slice(0, 2000).replace(/[\ud800-\udbff]$/, "").toWellFormed();
   send(frame);
 }
 
@@ -862,14 +869,17 @@ function upload(entry) {
         showCaptcha(data.challenge);
         return;
       }
-      if (!ok) throw new Error(data?.detail || "");
+      if (!ok) throw Object.assign(new Error(data?.detail || ""), { data });
       if (answer != null && captcha?.answer === answer) captcha = null; // one solution, one conversation
       entry.attachment = data.attachment;
       renderStaged();
     })
     .catch((e) => {
       staged = staged.filter((s) => s !== entry);
-      fileError(fmt(t.uploadFailed, { f: entry.name }) + (e.message ? ": " + e.message : ""));
+      // The server's refusals the widget can word in the visitor's language; others as they come.
+      const f = entry.name, code = e.data?.code;
+      fileError(code === "file_type_not_allowed" ? fmt(t.badType, { f }) : code === "file_too_large" ? fmt(t.tooLarge, { f, s: sizeText(e.data.max_size) })
+        : fmt(t.uploadFailed, { f }) + (e.message ? ": " + e.message : ""));
       renderStaged();
     });
 }
@@ -1096,6 +1106,12 @@ function applyConversation(c, changes, live) {
     if (c.assignee || c.status !== "open") ui.queue.hidden = true;
     // "Olga opened your conversation" holds while she has it open and it is not over.
     if (c.status === "resolved" || c.status === "closed" || !c.opened) info("");
+  }
+  // Rated in another tab, or a newer conversation started there: this tab's form goes too.
+  for (const box of ui.extra.querySelectorAll(".rating, .thanks")) {
+    const of = +box.dataset.conversation;
+    if (of === c.id && c.rating && box.matches(".rating")) box.replaceWith(thanks(c.id));
+    else if (of !== currentId) box.remove();
   }
   if (live && changes.includes("opened") && c.opened && c.status === "open") info(fmt(t.opened, { name: c.assignee?.name || t.operator }));
   if (c.rating_requested && !live && c.id === currentId && !ui.extra.querySelector(".rating")) showRating(c.id, boot.settings.rating.scale);
