@@ -220,6 +220,10 @@ class V1ConversationDetail(V1Conversation):
     contact = V1ContactDetail()
     routing_log = serializers.ListField(child=serializers.DictField(), help_text="Why it is where it is.")
     page = V1VisitorPage(help_text="The page the visitor wrote from.")
+    invitation = serializers.CharField(
+        allow_null=True,
+        help_text="The operator's invitation the visitor answered to start it; null when they wrote first.",
+    )
     earlier_conversations = V1EarlierConversation(many=True)
 
 
