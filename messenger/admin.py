@@ -222,9 +222,6 @@ class BranchAdmin(FormShownReadOnly, admin.ModelAdmin):
     inlines = (RoutingRuleInline,)
 
 
-GEOIP_CODE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
-
-
 class RegionAdminForm(forms.ModelForm):
     """The GeoIP codes as text (``RU, BY, RU-MOW``), not as a JSON list."""
 
@@ -248,23 +245,8 @@ class RegionAdminForm(forms.ModelForm):
         self.initial["geoip_codes"] = ", ".join(str(code) for code in stored)
 
     def clean_geoip_codes(self) -> list[str]:
-        codes = list(
-            dict.fromkeys(code.upper() for code in re.split(r"[\s,;]+", self.cleaned_data["geoip_codes"]) if code)
-        )
-        wrong = [code for code in codes if not GEOIP_CODE.match(code)]
-        if wrong:
-            raise ValidationError(
-                _("%(codes)s: not a country code (RU) or a region code (RU-MOW)."), params={"codes": ", ".join(wrong)}
-            )
-        taken = []
-        for region in Region.objects.exclude(pk=self.instance.pk).order_by("name"):
-            held = {str(code).upper() for code in region.geoip_codes} if isinstance(region.geoip_codes, list) else set()
-            taken += [f"{code} ({region.name})" for code in codes if code in held]
-        if taken:
-            raise ValidationError(
-                _("Already in another region, which would decide alone: %(codes)s."), params={"codes": ", ".join(taken)}
-            )
-        return codes
+        """The typed codes as a list; ``Region.clean`` checks them."""
+        return [code for code in re.split(r"[\s,;]+", self.cleaned_data["geoip_codes"]) if code]
 
 
 @admin.register(Region)

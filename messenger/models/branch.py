@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import zoneinfo
 from typing import Any
 
@@ -80,6 +81,10 @@ class Branch(models.Model):
         super().save(*args, **kwargs)
 
 
+# A country code ("RU") or a country-subdivision code ("RU-MOW"), as the GeoIP database gives them.
+GEOIP_CODE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+
+
 class Region(models.Model):
     """A set of GeoIP codes: ISO country codes ("RU") or country-subdivision codes ("RU-MOW")."""
 
@@ -95,9 +100,35 @@ class Region(models.Model):
         return self.name
 
     def clean(self) -> None:
+        """Each code well formed and in this region only: routing reads the regions by name, so a
+        code in two of them would let the first one decide alone."""
         if not isinstance(self.geoip_codes, list) or not all(isinstance(c, str) and c for c in self.geoip_codes):
             raise ValidationError({"geoip_codes": _("A list of country or subdivision codes.")})
-        self.geoip_codes = [code.strip().upper() for code in self.geoip_codes]
+        codes = list(dict.fromkeys(code.strip().upper() for code in self.geoip_codes))
+        wrong = [code for code in codes if not GEOIP_CODE.match(code)]
+        if wrong:
+            raise ValidationError(
+                {
+                    "geoip_codes": ValidationError(
+                        _("%(codes)s: not a country code (RU) or a region code (RU-MOW)."),
+                        params={"codes": ", ".join(wrong)},
+                    )
+                }
+            )
+        taken = []
+        for region in Region.objects.exclude(pk=self.pk).order_by("name"):
+            held = {str(code).upper() for code in region.geoip_codes} if isinstance(region.geoip_codes, list) else set()
+            taken += [f"{code} ({region.name})" for code in codes if code in held]
+        if taken:
+            raise ValidationError(
+                {
+                    "geoip_codes": ValidationError(
+                        _("Already in another region, which would decide alone: %(codes)s."),
+                        params={"codes": ", ".join(taken)},
+                    )
+                }
+            )
+        self.geoip_codes = codes
 
 
 class RoutingRule(models.Model):
